@@ -1,0 +1,112 @@
+"""The command line: the click group, its error boundary, and the list of subcommands.
+
+Commands are adapters (parse options, one library call, render the record). Each lives in its
+own module of this package and is registered in ``COMMANDS`` below; nothing outside ``cli``
+imports click. Every :class:`~sheaftune.errors.SheaftuneError` is caught here, once, and turned
+into one line on standard error and the error's exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import sys
+import traceback
+
+import click
+
+from sheaftune import __version__
+from sheaftune.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_USAGE, SheaftuneError
+
+#: module name -> command name, in the order `sheaftune --help` lists them.
+COMMANDS: dict[str, str] = {
+    "analyze": "analyze",
+    "convert": "convert",
+    "simulate": "simulate",
+}
+
+EXIT_STATUS_TEXT = """\b
+Exit status:
+  0    success
+  1    unexpected internal error (run with --debug for the traceback)
+  2    usage error
+  3    input unreadable, invalid or unsupported
+  4    nothing to analyse (e.g. a --cache filter matched no event)
+  130  interrupted (Ctrl-C)"""
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that command runs or help lists it."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [c for m, c in COMMANDS.items() if _available(m)]
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        for module, cmd in COMMANDS.items():
+            if cmd == name and _available(module):
+                mod = importlib.import_module(f"sheaftune.cli.{module}")
+                command: click.Command = mod.command
+                return command
+        return None
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(f"sheaftune.cli.{module}") is not None
+
+
+@click.group(cls=LazyGroup, epilog=EXIT_STATUS_TEXT, context_settings={"max_content_width": 100})
+@click.version_option(__version__, prog_name="sheaftune")
+@click.option("--debug", is_flag=True, help="Show the traceback of unexpected errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Replay kmem allocation traces through a model of SLUB's per-CPU sheaves.
+
+    sheaftune reads kmem tracepoint traces (trace.dat, ftrace text, trace-cmd report,
+    perf script, bpftrace kmem-tsv), reports what they contain per cache, CPU and call
+    site, and answers what would happen at another sheaf_capacity.
+    """
+    ctx.obj = {"debug": debug}
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: runs the group and maps errors to exit codes."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    # A closed output pipe (`sheaftune analyze ... | head`) is not an error.
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    try:
+        cli.main(args=argv, prog_name="sheaftune", standalone_mode=False)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.Abort:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(EXIT_USAGE if e.exit_code == 2 else e.exit_code)
+    except SheaftuneError as e:
+        if debug:
+            traceback.print_exc()
+        _fail(str(e), e.exit_code)
+    except BrokenPipeError:
+        _quiet_pipe()
+    except Exception as e:  # the boundary: one line, traceback only with --debug
+        if debug:
+            traceback.print_exc()
+        msg = str(e).splitlines()[0] if str(e) else ""
+        _fail(f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
+              EXIT_INTERNAL)
+    sys.exit(0)
+
+
+def _fail(message: str, code: int) -> None:
+    sys.stderr.write(f"sheaftune: error: {message}\n")
+    sys.exit(code)
+
+
+def _quiet_pipe() -> None:
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(0)

@@ -1,0 +1,92 @@
+"""Readers: trace files in every supported format -> EventTable.
+
+``READERS`` is the registry, in sniffing order (binary formats first, the most specific text
+formats before the more general ones). ``read_trace`` is the one entry point the rest of the
+program uses: it opens the source, picks the reader (``--input-format`` or content sniffing)
+and returns the EventTable with ``meta.source`` and ``meta.format`` filled in.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from sheaftune.errors import InputError, UsageError
+from sheaftune.events import EventTable
+from sheaftune.readers.base import Reader, ReadOptions, Source
+
+# (module, class) of every reader, in sniffing order. Imported lazily: the trace.dat reader pulls
+# in numba, which `sheaftune --help` must not pay for.
+_REGISTRY: tuple[tuple[str, str], ...] = (
+    ("sheaftune.readers.native", "NativeReader"),
+    ("sheaftune.readers.tracedat", "TraceDatReader"),
+    ("sheaftune.readers.bpftrace", "BpftraceReader"),
+    ("sheaftune.readers.report", "TraceCmdReportReader"),
+    ("sheaftune.readers.perfscript", "PerfScriptReader"),
+    ("sheaftune.readers.ftrace", "FtraceReader"),
+)
+
+#: --input-format names, in registry order (kept in sync with the classes' ``name``).
+READER_NAMES: tuple[str, ...] = (
+    "native",
+    "trace.dat",
+    "bpftrace",
+    "trace-cmd-report",
+    "perf-script",
+    "ftrace",
+)
+
+
+def readers() -> list[Reader]:
+    """Instances of every available reader, in sniffing order."""
+    out: list[Reader] = []
+    for module, cls in _REGISTRY:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name == module:  # reader not written yet: not available
+                continue
+            raise
+        out.append(getattr(mod, cls)())
+    return out
+
+
+def get_reader(name: str) -> Reader:
+    for r in readers():
+        if r.name == name:
+            return r
+    raise UsageError(
+        f"unknown input format {name!r}; known: {', '.join(r.name for r in readers())}"
+    )
+
+
+def detect(source: Source) -> Reader:
+    """The reader whose ``sniff`` accepts the source's first bytes; InputError if none does."""
+    if not source.head:
+        raise InputError("file is empty", source.display)
+    for r in readers():
+        if r.sniff(source.head):
+            return r
+    if b"\x00" in source.head[:4096]:
+        raise InputError("not a trace: unrecognised binary content", source.display)
+    raise InputError(
+        "not a kmem trace in any known format (ftrace text, trace-cmd report, perf script, "
+        "bpftrace kmem-tsv, trace.dat, sheaftune .npz)",
+        source.display,
+    )
+
+
+def read_trace(
+    path: str, input_format: str | None = None, options: ReadOptions | None = None
+) -> EventTable:
+    """Read one input (path or ``-``) into an EventTable, detecting its format from content."""
+    options = options or ReadOptions()
+    source = Source(path)
+    reader = get_reader(input_format) if input_format else detect(source)
+    table = reader.read(source, options)
+    table.meta.source = source.display
+    if not table.meta.format:
+        table.meta.format = reader.name
+    return table
+
+
+__all__ = ["READER_NAMES", "ReadOptions", "Reader", "Source", "detect", "get_reader", "read_trace"]

@@ -1,0 +1,143 @@
+"""The reader Protocol, input sources (files, stdin, compressed streams) and read options.
+
+A reader turns one input into an :class:`~sheaftune.events.EventTable`. It is a small object
+with a ``name``, a ``sniff(head)`` that recognises its format from the first bytes of content
+(never from the file name), and a ``read(source, options)``. Readers raise
+:class:`~sheaftune.errors.InputError` naming the file and the place; they never print.
+"""
+
+from __future__ import annotations
+
+import bz2
+import gzip
+import io
+import lzma
+import os
+import stat
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO, Protocol
+
+from sheaftune.errors import InputError
+from sheaftune.events import EventTable
+
+#: How many decompressed bytes ``Source.head`` holds for sniffing.
+HEAD_BYTES = 1 << 16
+
+#: Progress callback: (bytes of input consumed, total bytes or None when unknown).
+Progress = Callable[[int, int | None], None]
+
+_MAGICS: tuple[tuple[bytes, str], ...] = (
+    (b"\x1f\x8b", "gzip"),
+    (b"\xfd7zXZ\x00", "xz"),
+    (b"BZh", "bzip2"),
+    (b"\x28\xb5\x2f\xfd", "zstd"),
+)
+
+
+def compression_of(head: bytes) -> str | None:
+    """The compression a file uses, from its magic bytes; None for plain data."""
+    for magic, name in _MAGICS:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+@dataclass
+class ReadOptions:
+    """Options every reader honours where they apply."""
+
+    salvage: bool = False  # read what can be read, warn, mark the result incomplete
+    buffer: str | None = None  # trace.dat instance to read (None: the top buffer)
+    progress: Progress | None = None
+
+
+class Source:
+    """One input: a path or ``-`` (standard input), transparently decompressed.
+
+    ``head`` holds the first ``HEAD_BYTES`` of decompressed content for sniffing. ``open()``
+    returns a fresh binary stream of the decompressed content (standard input is read once and
+    kept in memory, since it cannot be reopened). ``mmap_path`` is the path when the content is
+    a plain regular file that a reader may map; otherwise None.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self.display = "<stdin>" if path == "-" else path
+        self._stdin_data: bytes | None = None
+        if path == "-":
+            self._stdin_data = sys.stdin.buffer.read()
+            self.size: int | None = len(self._stdin_data)
+        else:
+            try:
+                st = os.stat(path)
+            except FileNotFoundError:
+                raise InputError("no such file", path) from None
+            except OSError as e:
+                raise InputError(f"cannot open: {e.strerror}", path) from None
+            if stat.S_ISDIR(st.st_mode):
+                raise InputError("is a directory, not a trace file", path)
+            self.size = st.st_size if stat.S_ISREG(st.st_mode) else None
+        raw_head = self._open_raw().read(8)
+        self.compression = compression_of(raw_head)
+        try:
+            with self.open() as fh:
+                self.head = fh.read(HEAD_BYTES)
+        except InputError:
+            raise
+        except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+            raise InputError(f"cannot decompress ({self.compression}): {e}", self.display) from None
+
+    @property
+    def mmap_path(self) -> str | None:
+        if self.compression is None and self._stdin_data is None and self.size is not None:
+            return self.path
+        return None
+
+    def _open_raw(self) -> BinaryIO:
+        if self._stdin_data is not None:
+            return io.BytesIO(self._stdin_data)
+        try:
+            return open(self.path, "rb")
+        except OSError as e:
+            raise InputError(f"cannot open: {e.strerror}", self.path) from None
+
+    def open(self) -> BinaryIO:
+        """A new stream of the decompressed content, positioned at its start."""
+        raw = self._open_raw()
+        if self.compression is None:
+            return raw
+        if self.compression == "gzip":
+            return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
+        if self.compression == "xz":
+            return lzma.LZMAFile(raw)  # type: ignore[return-value]
+        if self.compression == "bzip2":
+            return bz2.BZ2File(raw)  # type: ignore[return-value]
+        import zstandard
+
+        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+
+    def decompression_errors(self) -> tuple[type[BaseException], ...]:
+        """Exceptions a truncated or corrupt compressed stream raises while reading."""
+        errs: list[type[BaseException]] = [EOFError, OSError, lzma.LZMAError, ValueError]
+        if self.compression == "zstd":
+            import zstandard
+
+            errs.append(zstandard.ZstdError)
+        return tuple(errs)
+
+
+class Reader(Protocol):
+    """What every input format implements (one module per format, listed in the registry)."""
+
+    name: str  # the --input-format value
+    description: str  # one line for --help and the docs
+
+    def sniff(self, head: bytes) -> bool:
+        """True when ``head`` (the first decompressed bytes) is this format."""
+        ...
+
+    def read(self, source: Source, options: ReadOptions) -> EventTable:
+        """The whole input as an EventTable sorted by time; InputError on bad input."""
+        ...
