@@ -24,6 +24,11 @@ COMMANDS: dict[str, str] = {
     "analyze": "analyze",
     "convert": "convert",
     "simulate": "simulate",
+    "generate": "generate",
+    "recommend": "recommend",
+    "compare": "compare",
+    "record": "record",
+    "capture_script": "capture-script",
 }
 
 EXIT_STATUS_TEXT = """\b

@@ -1,0 +1,41 @@
+"""Shared test fixtures: where the real traces live, deterministic terminal settings."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT / "tests" / "data"
+SHARED = Path(os.environ.get("SHEAFTUNE_SHARED", ROOT.parent / "shared"))
+FIXTURES = SHARED / "fixtures"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"{path} is absent: the shared fixtures folder (../shared/fixtures) is needed")
+    return path
+
+
+@pytest.fixture
+def fixtures() -> Path:
+    """The shared real-trace fixtures folder; the test is skipped when it is absent."""
+    return _need(FIXTURES)
+
+
+def fixture_path(rel: str) -> Path:
+    return _need(FIXTURES / rel)
+
+
+def golden(rel: str) -> dict:
+    return json.loads(fixture_path(rel).read_text())
+
+
+@pytest.fixture(autouse=True)
+def _deterministic_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("COLUMNS", "120")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.setenv("TERM", "dumb")
