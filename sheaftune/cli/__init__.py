@@ -101,8 +101,10 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             traceback.print_exc()
         msg = str(e).splitlines()[0] if str(e) else ""
-        _fail(f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
-              EXIT_INTERNAL)
+        _fail(
+            f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
+            EXIT_INTERNAL,
+        )
     sys.exit(0)
 
 

@@ -7,13 +7,21 @@ import click
 from sheaftune.cli.common import input_format_option
 
 
-@click.command("convert", epilog="""\b
+@click.command(
+    "convert",
+    epilog="""\b
 Examples:
   sheaftune convert trace.dat -o trace.npz
-  sheaftune convert --input-format ftrace - -o live.npz < trace.txt""")
+  sheaftune convert --input-format ftrace - -o live.npz < trace.txt""",
+)
 @click.argument("trace", type=str)
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The .npz file to write (atomically).")
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The .npz file to write (atomically).",
+)
 @input_format_option
 @click.option("--salvage", is_flag=True, help="Keep what can be read of a damaged input.")
 def command(trace: str, output: str, input_format: str | None, salvage: bool) -> None:

@@ -1,0 +1,47 @@
+"""The shared front half of every command: inputs -> EventTables -> normalised events.
+
+Commands call these instead of repeating reader selection, the bundled example, cache filters
+and the "nothing to analyse" checks.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from pathlib import Path
+
+from sheaftune.analysis.characterize import Analysis, characterize
+from sheaftune.errors import NothingToAnalyse
+from sheaftune.events import EventTable
+from sheaftune.normalize import Normalized, normalize
+from sheaftune.readers import ReadOptions, read_trace
+
+#: The real trace shipped with the package (`--example`): a Linux 6.18 capture of VMA and
+#: maple-tree churn on 2 CPUs (7,516 events), as trace-cmd's zstd-compressed trace.dat v7.
+EXAMPLE_TRACE = "vma-small.dat"
+
+
+def example_path() -> str:
+    return str(Path(str(resources.files("sheaftune") / "data" / EXAMPLE_TRACE)))
+
+
+def load(
+    path: str, input_format: str | None = None, options: ReadOptions | None = None
+) -> EventTable:
+    """Read one trace; a trace without a single kmem event is 'nothing to analyse'."""
+    table = read_trace(path, input_format, options)
+    if len(table) == 0:
+        raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
+    return table
+
+
+def analyze_table(table: EventTable, caches: list[str] | None = None) -> Analysis:
+    """Normalise and characterise one trace, optionally only the named caches."""
+    norm: Normalized = normalize(table)
+    result = characterize(norm, caches or None)
+    if caches and not result.caches:
+        raise NothingToAnalyse(
+            f"{table.meta.source}: no event of cache {', '.join(caches)} "
+            f"(the trace has {len(norm.table.caches)} caches; see `sheaftune analyze` without "
+            "--cache)"
+        )
+    return result
