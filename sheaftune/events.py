@@ -181,7 +181,7 @@ class EventTable:
             return self
         return self.take(np.argsort(ts, kind="stable"))
 
-    def cache_id(self, name: str) -> int:
+    def find_cache(self, name: str) -> int:
         try:
             return self.caches.index(name)
         except ValueError:
