@@ -114,9 +114,7 @@ class Source:
             return lzma.LZMAFile(raw)  # type: ignore[return-value]
         if self.compression == "bzip2":
             return bz2.BZ2File(raw)  # type: ignore[return-value]
-        import zstandard
-
-        return zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True)  # type: ignore[return-value]
+        return io.BufferedReader(_ZstdStream(raw), buffer_size=1 << 20)  # type: ignore[return-value]
 
     def decompression_errors(self) -> tuple[type[BaseException], ...]:
         """Exceptions a truncated or corrupt compressed stream raises while reading."""
@@ -126,6 +124,58 @@ class Source:
 
             errs.append(zstandard.ZstdError)
         return tuple(errs)
+
+
+class _ZstdStream(io.RawIOBase):
+    """Decompressed zstd content across frames; EOFError when the input ends inside a frame.
+
+    zstandard's ``stream_reader`` returns a short read at a cut frame instead of failing, so a
+    truncated ``.zst`` would pass as a shorter trace; a decompression object tells us.
+    """
+
+    def __init__(self, raw: BinaryIO):
+        import zstandard
+
+        self._raw = raw
+        self._new = zstandard.ZstdDecompressor().decompressobj
+        self._dobj = self._new()
+        self._in_frame = False
+        self._buf = b""
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
+        while self._pos >= len(self._buf):
+            chunk = self._raw.read(1 << 17)
+            if not chunk:
+                if self._in_frame:
+                    raise EOFError("zstd stream ends inside a frame (truncated)")
+                return 0
+            self._feed(chunk)
+        n = min(len(b), len(self._buf) - self._pos)
+        b[:n] = memoryview(self._buf)[self._pos : self._pos + n]
+        self._pos += n
+        return n
+
+    def _feed(self, data: bytes) -> None:
+        out = []
+        while data:
+            self._in_frame = True
+            out.append(self._dobj.decompress(data))
+            if self._dobj.eof:  # frame complete: the rest (if any) starts a new frame
+                data = self._dobj.unused_data
+                self._dobj = self._new()
+                self._in_frame = False
+            else:
+                data = b""
+        self._buf = out[0] if len(out) == 1 else b"".join(out)
+        self._pos = 0
+
+    def close(self) -> None:
+        self._raw.close()
+        super().close()
 
 
 class Reader(Protocol):
