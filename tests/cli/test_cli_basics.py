@@ -1,0 +1,149 @@
+"""The CLI boundary: exit codes, one-line errors, native file round trip, help and version."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sheaftune import __version__
+from sheaftune.events import (
+    NATIVE_VERSION,
+    COLUMNS,
+    EventTable,
+    Op,
+    TraceMeta,
+    load_native,
+    save_native,
+)
+
+
+def run(*args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="120")
+    return subprocess.run(
+        [sys.executable, "-m", "sheaftune", *args],
+        input=stdin and stdin.decode(),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+
+
+def small_table() -> EventTable:
+    n = 6
+    cols = {k: np.zeros(n, dtype=d) for k, d in COLUMNS.items()}
+    cols["ts_ns"][:] = np.arange(n) * 1000
+    cols["op"][:] = [Op.KMEM_CACHE_ALLOC] * 3 + [Op.KMEM_CACHE_FREE] * 3
+    cols["ptr"][:] = [1 << 40, 2 << 40, 3 << 40, 1 << 40, 2 << 40, 3 << 40]
+    cols["cpu"][:] = [0, 1, 0, 1, 1, 0]
+    cols["bytes_alloc"][:] = 256
+    cols["node"][:] = -1
+    cols["site_id"][:] = 0
+    return EventTable(
+        cols, ["maple_node"], ["mas_preallocate+0x1"], ["x"], TraceMeta(cpus=2, format="test")
+    )
+
+
+def one_line_error(p: subprocess.CompletedProcess[str], code: int, *words: str) -> None:
+    assert p.returncode == code, (p.returncode, p.stderr)
+    lines = p.stderr.strip().splitlines()
+    assert len(lines) == 1, p.stderr
+    assert "Traceback" not in p.stderr
+    for w in words:
+        assert w in lines[0], lines[0]
+
+
+def test_version_and_help_list_exit_codes():
+    p = run("--version")
+    assert p.returncode == 0 and __version__ in p.stdout
+    p = run("--help")
+    assert p.returncode == 0 and "Exit status" in p.stdout and "nothing to analyse" in p.stdout
+
+
+def test_help_does_not_import_numba_or_scipy():
+    code = (
+        "import sys; from sheaftune.cli import cli; from click.testing import CliRunner; "
+        "r = CliRunner().invoke(cli, ['--help']); assert r.exit_code == 0; "
+        "print('numba' in sys.modules, 'scipy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "False False", out.stderr
+
+
+def test_native_round_trip_and_analysis(tmp_path: Path):
+    f = tmp_path / "t.npz"
+    save_native(small_table(), f)
+    t = load_native(str(f))
+    assert len(t) == 6 and t.caches == ["maple_node"] and t.meta.cpus == 2
+    p = run("analyze", str(f), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["schema"] == "sheaftune/analysis" and d["version"] == 1
+    st = d["caches"]["maple_node"]
+    assert (st["alloc"], st["free"], st["matched_free"], st["cross_cpu_free"]) == (3, 3, 3, 1)
+    for fmt in ("table", "yaml", "csv"):
+        p = run("analyze", str(f), "--format", fmt)
+        assert p.returncode == 0 and "maple_node" in p.stdout, p.stderr
+
+
+def test_native_file_newer_version_is_refused(tmp_path: Path):
+    import sheaftune.events as ev
+
+    f = tmp_path / "new.npz"
+    old = ev.NATIVE_VERSION
+    try:
+        ev.NATIVE_VERSION = NATIVE_VERSION + 1
+        save_native(small_table(), f)
+    finally:
+        ev.NATIVE_VERSION = old
+    one_line_error(run("analyze", str(f)), 3, str(f), "newer")
+
+
+def test_cache_filter_matching_nothing_exits_4(tmp_path: Path):
+    f = tmp_path / "t.npz"
+    save_native(small_table(), f)
+    one_line_error(run("analyze", str(f), "--cache", "no_such_cache"), 4, "no_such_cache")
+
+
+@pytest.mark.parametrize(
+    "content,words",
+    [
+        (b"", ("empty",)),
+        (bytes(np.random.default_rng(1).integers(0, 256, 5000, dtype=np.uint8)), ("binary",)),
+    ],
+)
+def test_bad_inputs_exit_3(tmp_path: Path, content: bytes, words: tuple[str, ...]):
+    f = tmp_path / "bad.bin"
+    f.write_bytes(content)
+    one_line_error(run("analyze", str(f)), 3, str(f), *words)
+
+
+def test_directory_and_missing_file_exit_3(tmp_path: Path):
+    one_line_error(run("analyze", str(tmp_path)), 3, "directory")
+    one_line_error(run("analyze", str(tmp_path / "nope.dat")), 3, "no such file")
+
+
+def test_usage_error_exits_2():
+    p = run("analyze")
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    p = run("analyze", "--format", "nonsense", "x")
+    assert p.returncode == 2
+
+
+def test_output_file_is_written_atomically(tmp_path: Path):
+    f = tmp_path / "t.npz"
+    save_native(small_table(), f)
+    out = tmp_path / "out.json"
+    p = run("analyze", str(f), "--format", "json", "-o", str(out))
+    assert p.returncode == 0 and json.loads(out.read_text())["caches"]
+    assert [x.name for x in tmp_path.iterdir() if x.name.startswith(".sheaftune-")] == []
+    # a failing run leaves no output behind
+    out2 = tmp_path / "out2.json"
+    p = run("analyze", str(tmp_path / "missing"), "--format", "json", "-o", str(out2))
+    assert p.returncode == 3 and not out2.exists()
