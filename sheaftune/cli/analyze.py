@@ -49,8 +49,12 @@ def command(
     fmt: str,
     output: str | None,
 ) -> None:
-    """Read kmem traces (TRACE may be `-` for standard input) and report per cache: allocations
-    and frees, matching, live objects, cross-CPU frees, lifetimes, call sites, gfp mix."""
+    """Report what kmem traces contain, per cache, per CPU and per call site.
+
+    For each cache: allocations and frees by event kind, frees matched by pointer, unmatched
+    and unseen frees, objects live at the end, rates, cross-CPU frees, object lifetimes, top
+    call sites, the share of allocations that may not block, object sizes. TRACE may be `-`
+    for standard input."""
     from sheaftune.analysis.characterize import AnalysisSet
     from sheaftune.analysis.pipeline import analyze_table, example_path, load
     from sheaftune.cli.console import warn_meta

@@ -21,7 +21,10 @@ def input_format_option(f: Callable[..., Any]) -> Callable[..., Any]:
         "--input-format",
         type=click.Choice(READER_NAMES),
         default=None,
-        help="Force the input format instead of detecting it from the content.",
+        metavar="NAME",
+        help="Force the input format instead of detecting it from the content: "
+        + ", ".join(READER_NAMES)
+        + ".",
     )(f)
 
 
