@@ -44,8 +44,15 @@ def test_kfree_attributed_to_matching_allocation_and_kmalloc_names():
     )
     n = normalize(t)
     names = [n.table.caches[c] if c >= 0 else None for c in n.table.cache_id]
-    assert names == ["kmalloc-64", "kmalloc-cg-64", "kmalloc-rcl-8k", "kmalloc-64", None, None,
-                     None]
+    assert names == [
+        "kmalloc-64",
+        "kmalloc-cg-64",
+        "kmalloc-rcl-8k",
+        "kmalloc-64",
+        None,
+        None,
+        None,
+    ]
     assert n.alloc_of[3] == 0 and n.freed_by[0] == 3
     c = n.counts
     assert c["null_free"] == 1 and c["zero_size_free"] == 1 and c["unmatched_kfree"] == 1
@@ -78,8 +85,9 @@ def test_reuse_without_visible_free_is_an_unseen_free():
 
 
 def test_hashed_pointers_do_not_treat_0x10_as_zero_size():
-    t = table([(1, 0, KM, NO_CACHE, 0x10, 32, K), (2, 0, KF, NO_CACHE, 0x10, 0, 0)], [],
-              hashed=True)
+    t = table(
+        [(1, 0, KM, NO_CACHE, 0x10, 32, K), (2, 0, KF, NO_CACHE, 0x10, 0, 0)], [], hashed=True
+    )
     n = normalize(t)
     assert n.counts["zero_size_free"] == 0 and n.counts["matched_free"] == 1
 
