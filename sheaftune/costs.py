@@ -1,0 +1,121 @@
+"""The cost model: nanoseconds per allocator event, and lock contention, with their sources.
+
+No one has published per-event costs for barn get/put, sheaf refill or prefill/return
+(``spec/costs-and-results.md``), so every default below is derived from the nearest published
+measurement and says which. Users replace any number with ``--costs FILE.yaml`` (keys are the
+field names). Costs are in ns on a ~3.6 GHz x86 core.
+
+Contention. A barn is one spinlock per NUMA node, shared by the node's CPUs (and the node's
+``list_lock`` likewise guards its partial slabs). Its cost is not a constant: it grows with the
+rate at which the node's CPUs take it. We model each lock as an M/M/1 queue whose service time
+is the hold time plus a cache-line hand-off: with ``n`` CPUs each spending a share ``f`` of
+their time holding it, utilisation is ``rho = n * f`` and the mean wait before acquiring it is
+``service * rho / (1 - rho)``. For a closed loop (every CPU issues the next operation as soon
+as the previous one returns, as will-it-scale does) ``f`` depends on the per-operation time,
+which depends on the wait: :func:`closed_loop_time` solves that fixed point. The model is
+stated, not calibrated: it reproduces the shape of the published 64-core result (capacity 32 to
+120 moves maple_node from barn-bound to fast-path-bound), not its exact percentages.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from sheaftune.errors import InputError
+
+CYCLE_NS = 1 / 3.6  # the Xeon E5-1650 v4 (3.6 GHz) of the alloc+free pair measurement
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """ns per event; each default cites its source (see module docstring)."""
+
+    # A2/F2: array pop/push under the per-CPU local trylock. Source: array-based per-CPU pool
+    # 7.0 ns (PREEMPT=n) .. 9.7 ns (PREEMPT=y), Brouer qmempool 2014; we take the midpoint.
+    sheaf_fast: float = 8.4
+    # A3.2/F3.3 spare swap: a pointer exchange under the same lock; a fraction of the fast path.
+    spare_swap: float = 2.0
+    # Barn exchange hold time: spin_lock+unlock 12.6 ns plus local_irq_save/restore 13.6 ns
+    # (prototype-kernel time_bench_sample, Core i7-2620M) plus the list manipulation.
+    barn_lock: float = 26.2
+    # node list_lock hold, per acquisition: same lock primitives as the barn.
+    list_lock: float = 26.2
+    # Contended lock hand-off: cache-line transfer 15-19 ns within a CCX (AnandTech Zen 4);
+    # 79.5 ns across CCDs. Added to the service time of a lock under contention.
+    handoff: float = 17.0
+    # Objects moved between slabs and sheaves in refill/flush batches: kmem_cache_alloc_bulk +
+    # free_bulk per object 17-20 cycles at n=16..64 (Brouer 2015), halved for one direction.
+    slab_batch_object: float = 9.0 * CYCLE_NS * 2
+    # A6 slow path, one object straight from a slab: bulk n=1, 49 cycles per alloc+free pair
+    # (Brouer 2015), plus list_lock per object.
+    slab_single_object: float = 49 * CYCLE_NS
+    # A new slab or a discarded empty slab: page allocator order-0 alloc+free 158 ns
+    # (prototype-kernel), half each way, plus initialising the freelist of every slot.
+    new_slab: float = 79.0
+    free_slab: float = 79.0
+    # A sheaf struct kmalloc/kfree: a kmalloc/kfree pair fast path, 65-75 cycles (Kim 2015).
+    sheaf_kmalloc: float = 70 * CYCLE_NS
+    # kmem_cache_alloc_from_sheaf: a pop from a sheaf the caller owns, no lock (P3).
+    sheaf_pop: float = 3.0
+    # Pre-sheaf SLUB fast path, for caches without sheaves: alloc+free pair 16.8 ns
+    # (Brouer 2020), i.e. 8.4 ns each, plus the 2.4% extra branch (Babka v5 cover letter).
+    slub_fast: float = 8.6
+
+    def to_dict(self) -> dict[str, float]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_yaml(cls, path: str) -> CostModel:
+        """Load overrides from a YAML mapping of field names to ns; unknown keys are errors."""
+        try:
+            with open(path, encoding="utf-8") as fh:
+                data: Any = yaml.safe_load(fh) or {}
+        except OSError as e:
+            raise InputError(f"cannot read cost file: {e.strerror}", path) from None
+        except yaml.YAMLError as e:
+            raise InputError(f"invalid YAML: {str(e).splitlines()[0]}", path) from None
+        if not isinstance(data, dict):
+            raise InputError("a cost file is a mapping of cost names to ns", path)
+        known = {f.name for f in dataclasses.fields(cls)}
+        for key, value in data.items():
+            if key not in known:
+                raise InputError(
+                    f"unknown cost {key!r}; known: {', '.join(sorted(known))}", path, f"key {key}"
+                )
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
+                raise InputError("a cost must be a non-negative number of ns", path, f"key {key}")
+        return dataclasses.replace(cls(), **{k: float(v) for k, v in data.items()})
+
+
+def queue_wait(service_ns: float, utilisation: float) -> float:
+    """Mean wait in an M/M/1 queue; saturates (large, finite) as utilisation approaches 1."""
+    rho = min(max(utilisation, 0.0), 0.99)
+    return service_ns * rho / (1.0 - rho)
+
+
+def closed_loop_time(
+    base_ns: float, lock_ops: float, service_ns: float, cpus: int, iterations: int = 200
+) -> tuple[float, float]:
+    """Per-operation time and lock utilisation when ``cpus`` CPUs of one node loop back to back.
+
+    ``base_ns`` is the uncontended time of one operation excluding lock holds, ``lock_ops`` the
+    lock acquisitions per operation, ``service_ns`` the hold time plus hand-off. Solves
+    ``T = base + lock_ops * (service + wait(rho))`` with ``rho = cpus * lock_ops * service / T``
+    by damped fixed-point iteration (monotone, converges quickly).
+    """
+    if lock_ops <= 0 or cpus <= 0:
+        return base_ns, 0.0
+    t = base_ns + lock_ops * service_ns
+    rho = 0.0
+    for _ in range(iterations):
+        rho = cpus * lock_ops * service_ns / t
+        new_t = base_ns + lock_ops * (service_ns + queue_wait(service_ns, rho))
+        if abs(new_t - t) < 1e-9 * t:
+            t = new_t
+            break
+        t = 0.5 * (t + new_t)
+    return t, min(rho, 0.99)
