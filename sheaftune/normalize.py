@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from sheaftune import gfp as gfpmod
-from sheaftune.events import NO_CACHE, EventTable, Op
+from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
 
 #: kmalloc(0) returns this pointer; kfree() of it frees nothing.
 ZERO_SIZE_PTR = 0x10
@@ -156,3 +156,135 @@ def normalize(table: EventTable) -> Normalized:
     return Normalized(
         out, alloc_of, freed_by, unseen_free, live_at_end, null_free, failed_alloc, counts
     )
+
+
+# --- operation inference (prefill users) ----------------------------------------------------
+
+#: Functions into which ``mas_pop_node`` is inlined: a ``GFP_NOWAIT`` ``maple_node`` allocation
+#: there is a pop from a prefilled sheaf (kernel-sheaves.md section 9), with the store type it
+#: reveals (section 11, M3). 6.18 and 7.3 names together: they do not collide in meaning.
+SHEAF_POP_SITES: dict[str, str] = {
+    # 6.18 big-node code
+    "mas_new_ma_node": "split",
+    "mas_wr_bnode": "split",
+    "mas_split_final_node": "split",
+    "mas_push_data": "split",
+    "mas_spanning_rebalance": "spanning",
+    # 7.3
+    "mas_wr_split": "split",
+    "mas_wr_rebalance": "rebalance",
+    "mas_wr_spanning_store": "spanning",
+    "dst_setup": "split",
+    # both
+    "mas_wr_node_store": "node_store",
+    "mas_root_expand": "store_root",
+    "mas_new_root": "new_root",
+    "mas_dup_alloc": "dup",
+    "mas_dup_build": "dup",
+}
+
+#: Pops of one task further apart than this start a new operation (pops of one store are
+#: microseconds apart; a prefill of a later operation fires no event to separate them).
+DEFAULT_RUN_GAP_NS = 50_000
+#: Tree height assumed for the worst-case request when the trace cannot tell (VMA trees of
+#: hundreds to thousands of ranges have height 3 to 5; section 11 M5).
+DEFAULT_TREE_HEIGHT = 3
+
+
+def request_bound(store_type: str, height: int, used: int) -> int:
+    """The worst-case ``kmem_cache_prefill_sheaf`` size of a store (M3 with V = Sh = 0).
+
+    Fork copies (``dup``) ask per internal node for its number of children on one sheaf; the
+    trace shows only what was used, so the bound is the use itself.
+    """
+    if store_type in ("split", "rebalance"):
+        return 2 * height + 1
+    if store_type == "spanning":
+        return 3 * height + 1
+    if store_type in ("node_store", "store_root", "new_root"):
+        return 1
+    return used
+
+
+def infer_operations(
+    norm: Normalized,
+    cache: str = "maple_node",
+    upper_bound: int | None = None,
+    tree_height: int = DEFAULT_TREE_HEIGHT,
+    gap_ns: int = DEFAULT_RUN_GAP_NS,
+) -> tuple[OpTable, dict[str, int]]:
+    """Prefill operations of a trace: runs of sheaf pops of one task (by call site).
+
+    A run ends when the task allocates from the cache by another path (a new tree operation),
+    or after ``gap_ns`` without a pop. The upper bound is ``upper_bound`` when given, else the
+    request rule of the store type the pop sites reveal (the largest over the run's sites).
+    Returns the OpTable and counts (pops, runs, pops by store type).
+    """
+    t = norm.table
+    cid = t.find_cache(cache) if cache in t.caches else NO_CACHE
+    rows = (
+        np.nonzero((t.cache_id == cid) & norm.is_alloc)[0]
+        if cid != NO_CACHE
+        else np.empty(0, dtype=np.int64)
+    )
+    funcs = [_site_func(s) for s in t.sites]
+    store_of_site = np.array([SHEAF_POP_SITES.get(f, "") for f in funcs] + [""], dtype=object)
+    site = t.site_id[rows]
+    nowait = (t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0
+    store = store_of_site[np.where(site >= 0, site, len(funcs))]
+    is_pop = nowait & (store != "")
+    # each task's allocations of the cache, in time order
+    by_pid = np.lexsort((np.arange(len(rows)), t.pid[rows]))
+    order = rows[by_pid]
+    pop = is_pop[by_pid]
+    st = store[by_pid]
+    pid = t.pid[order]
+    ts = t.ts_ns[order]
+    prev_same = np.zeros(len(order), dtype=bool)
+    prev_same[1:] = pid[1:] == pid[:-1]
+    prev_pop = np.zeros(len(order), dtype=bool)
+    prev_pop[1:] = pop[:-1]
+    gap = np.zeros(len(order), dtype=bool)
+    gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
+    start = pop & ~(prev_same & prev_pop & ~gap)
+    run = np.cumsum(start) - 1
+    pops = np.nonzero(pop)[0]
+    nruns = int(start.sum())
+    used = np.bincount(run[pops], minlength=nruns).astype(np.uint32)
+    first = pops[np.r_[True, run[pops][1:] != run[pops][:-1]]] if len(pops) else pops
+    bounds = np.zeros(nruns, dtype=np.int64)
+    if nruns:
+        row_bound = np.array([request_bound(s, tree_height, 0) for s in st[pops]], dtype=np.int64)
+        np.maximum.at(bounds, run[pops], row_bound)
+        bounds = np.maximum(bounds, used)  # a run cannot use more than it asked for
+        if upper_bound is not None:
+            bounds = np.maximum(np.full(nruns, upper_bound, dtype=np.int64), used)
+    ops = OpTable(
+        ts_ns=ts[first].astype(np.int64),
+        cpu=t.cpu[order[first]].astype(np.uint16),
+        cache_id=np.full(nruns, cid, dtype=np.int32),
+        upper_bound=bounds.astype(np.uint32),
+        used=used,
+        pid=pid[first].astype(np.int32),
+        site_id=t.site_id[order[first]].astype(np.int32),
+        source="inferred",
+    )
+    time_order = np.argsort(ops.ts_ns, kind="stable")
+    ops = OpTable(
+        *(
+            getattr(ops, f)[time_order]
+            for f in ("ts_ns", "cpu", "cache_id", "upper_bound", "used", "pid", "site_id")
+        ),
+        source="inferred",
+    )
+    counts = {"sheaf_pops": int(len(pops)), "operations": nruns}
+    for s in sorted(set(st[pops].tolist())):
+        counts[f"pops_{s}"] = int(np.count_nonzero(st[pops] == s))
+    return ops, counts
+
+
+def _site_func(site: str) -> str:
+    """``mas_dup_alloc.isra.0+0x1af`` -> ``mas_dup_alloc`` (offset and compiler suffixes)."""
+    plus = site.find("+0x")
+    name = site[:plus] if plus > 0 else site
+    return name.split(".", 1)[0]

@@ -98,3 +98,38 @@ def test_invisible_frees_flagged():
     a = characterize(normalize(table(rows, ["maple_node"])))
     assert a.caches["maple_node"]["invisible_frees"] is True
     assert any("invisible" in note for note in a.notes)
+
+
+def test_infer_operations_runs_of_sheaf_pops():
+    from sheaftune.normalize import infer_operations
+
+    N = gfp.GFP_NOWAIT
+    sites = ["mas_preallocate+0x44", "mas_wr_bnode+0x10", "mas_dup_alloc.isra.0+0x1af",
+             "mas_spanning_rebalance+0x3"]
+    rows = [
+        # (ts, cpu, pid, site, gfp)
+        (1_000, 0, 7, 0, K),  # plain single-node request: not a pop, ends nothing yet
+        (2_000, 0, 7, 1, N),  # run 1: split store, 2 pops
+        (3_000, 0, 7, 1, N),
+        (4_000, 0, 7, 0, K),  # another operation of task 7
+        (5_000, 0, 7, 3, N),  # run 2: spanning, 1 pop
+        (5_500, 1, 8, 2, N),  # run 3: fork copy by task 8, 3 pops
+        (6_000, 1, 8, 2, N),
+        (6_500, 1, 8, 2, N),
+        (900_000, 0, 7, 1, N),  # run 4: same task, far later
+        (901_000, 0, 7, 0, N),  # GFP_NOWAIT at a non-pop site: not a pop
+    ]
+    cols = {k: np.zeros(len(rows), dtype=d) for k, d in COLUMNS.items()}
+    for i, (ts, cpu, pid, site, flags) in enumerate(rows):
+        cols["ts_ns"][i], cols["cpu"][i], cols["pid"][i] = ts, cpu, pid
+        cols["site_id"][i], cols["gfp"][i] = site, flags
+        cols["ptr"][i] = 0x1000 * (i + 1)
+    cols["op"][:] = A
+    t = EventTable(cols, ["maple_node"], sites, meta=TraceMeta(cpus=2))
+    ops, counts = infer_operations(normalize(t), tree_height=3)
+    assert ops.used.tolist() == [2, 1, 3, 1]
+    assert ops.upper_bound.tolist() == [7, 10, 3, 7]  # 2H+1, 3H+1, used (fork), 2H+1
+    assert ops.cpu.tolist() == [0, 0, 1, 0] and ops.source == "inferred"
+    assert counts["sheaf_pops"] == 7 and counts["operations"] == 4
+    ops2, _ = infer_operations(normalize(t), upper_bound=5)
+    assert ops2.upper_bound.tolist() == [5, 5, 5, 5]
