@@ -1,0 +1,801 @@
+"""Native reader of trace-cmd's trace.dat files (versions 6 and 7, compressed or not).
+
+The container is parsed here: the initial header, v6's sequential metadata blocks, v7's sections
+and OPTIONS chains, zstd/zlib-compressed sections and per-CPU chunk streams, flyrecord buffers
+(the top one and instances). The per-CPU ring-buffer pages go to
+:mod:`sheaftune.readers.ringbuffer`, payloads are decoded through the event formats stored in the
+file (:mod:`sheaftune.readers.eventformat`) and call sites resolved through its kallsyms
+(:mod:`sheaftune.readers.kallsyms`). CPUs are merged by timestamp with ties to the lower CPU,
+trace-cmd's order.
+
+The file is memory-mapped; compressed CPU data is decompressed chunk by chunk into a bounded
+window, so memory stays the event table plus a fixed window whatever the file's size. Every
+length read from the file is checked against the bytes that remain before anything is
+allocated; problems raise :class:`~sheaftune.errors.InputError` naming the file, the section or
+CPU and the byte offset, or, with ``ReadOptions.salvage``, are counted in ``meta.skipped`` and
+``meta.warnings`` while every readable event is kept.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import struct
+import tempfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from sheaftune.errors import InputError, UsageError
+from sheaftune.events import COLUMNS, NO_CACHE, EventTable, EventTableBuilder, TraceMeta
+from sheaftune.readers.base import ReadOptions, Source
+from sheaftune.readers.eventformat import (
+    EventFormat,
+    FormatError,
+    HeaderPage,
+    clock_from_trace_clock,
+    format_id,
+    parse_format,
+    parse_header_page,
+)
+
+MAGIC = b"\x17\x08\x44tracing"
+
+# v7 section / option IDs (trace-cmd.dat.v7(5))
+OPT_DONE = 0
+OPT_DATE = 1
+OPT_CPUSTAT = 2
+OPT_BUFFER = 3
+OPT_TRACECLOCK = 4
+OPT_UNAME = 5
+OPT_OFFSET = 7
+OPT_CPUCOUNT = 8
+OPT_VERSION = 9
+OPT_TSC2NSEC = 14
+SEC_OPTIONS = 0
+SEC_STRINGS = 15
+SEC_HEADER_INFO = 16
+SEC_FTRACE_EVENTS = 17
+SEC_EVENT_FORMATS = 18
+SEC_KALLSYMS = 19
+SEC_PRINTK = 20
+SEC_CMDLINES = 21
+_SECTION_NAMES = {
+    SEC_OPTIONS: "options",
+    OPT_BUFFER: "flyrecord",
+    SEC_STRINGS: "strings",
+    SEC_HEADER_INFO: "header info",
+    SEC_FTRACE_EVENTS: "ftrace event formats",
+    SEC_EVENT_FORMATS: "event formats",
+    SEC_KALLSYMS: "kallsyms",
+    SEC_PRINTK: "printk formats",
+    SEC_CMDLINES: "saved cmdlines",
+}
+
+#: clocks whose timestamps are not nanoseconds (raw counter ticks, jiffies, TSC cycles)
+NON_NS_CLOCKS = frozenset({"counter", "uptime", "x86-tsc"})
+#: refuse decompressed sizes above this (hostile length fields): 1 GiB
+MAX_UNCOMPRESSED = 1 << 30
+#: bytes of pages handed to the page walk per call
+WINDOW_BYTES = 4 << 20
+#: missed-events markers kept, with their position, in meta.extra["dropped"]
+MAX_MARKERS_KEPT = 10000
+
+
+@dataclass
+class _Buffer:
+    """One flyrecord buffer: the top one (name "") or an instance."""
+
+    name: str
+    clock: str | None = None
+    page_size: int | None = None
+    section_offset: int | None = None  # v7: the flyrecord section header
+    compressed: bool = False
+    cpus: list[tuple[int, int, int]] = field(default_factory=list)  # (cpu, offset, size)
+
+
+class _Cursor:
+    """Bounds-checked reads over ``data[pos:end]``; every shortfall is an InputError."""
+
+    __slots__ = ("data", "pos", "end", "base", "what", "r")
+
+    def __init__(self, r: _TraceDat, data: Any, pos: int, end: int, what: str, base: int = 0):
+        self.r = r
+        self.data = data
+        self.pos = pos
+        self.end = end
+        self.what = what
+        self.base = base  # added to positions in messages (decompressed data: 0 = its start)
+
+    def fail(self, msg: str, at: int | None = None) -> InputError:
+        pos = self.pos if at is None else at
+        return self.r.error(msg, self.what, self.base + pos)
+
+    def need(self, n: int) -> None:
+        if n < 0 or self.pos + n > self.end:
+            raise self.fail(f"truncated: {n} bytes needed, {self.end - self.pos} left")
+
+    def take(self, n: int) -> bytes:
+        self.need(n)
+        b = bytes(self.data[self.pos : self.pos + n])
+        self.pos += n
+        return b
+
+    def skip(self, n: int) -> None:
+        self.need(n)
+        self.pos += n
+
+    def _num(self, st: struct.Struct) -> int:
+        self.need(st.size)
+        (v,) = st.unpack_from(self.data, self.pos)
+        self.pos += st.size
+        return int(v)
+
+    def u16(self) -> int:
+        return self._num(self.r.s_u16)
+
+    def u32(self) -> int:
+        return self._num(self.r.s_u32)
+
+    def s32(self) -> int:
+        return self._num(self.r.s_s32)
+
+    def u64(self) -> int:
+        return self._num(self.r.s_u64)
+
+    def cstr(self, limit: int = 1 << 20) -> str:
+        end = min(self.end, self.pos + limit)
+        i = self.data.find(b"\x00", self.pos, end)
+        if i < 0:
+            raise self.fail("unterminated string")
+        s = bytes(self.data[self.pos : i]).decode("utf-8", "replace")
+        self.pos = i + 1
+        return s
+
+
+class TraceDatReader:
+    """trace-cmd's binary trace.dat (file versions 6 and 7, zstd/zlib compression)."""
+
+    name = "trace.dat"
+    description = "trace-cmd record/extract binary trace.dat (v6, v7; zstd, zlib)"
+
+    def sniff(self, head: bytes) -> bool:
+        return head.startswith(MAGIC)
+
+    def read(self, source: Source, options: ReadOptions) -> EventTable:
+        with _mapped(source) as data:
+            return _TraceDat(data, source.display, options).read()
+
+
+class _mapped:
+    """The source's decompressed content as a read-only mapping (spooled when not a file)."""
+
+    def __init__(self, source: Source):
+        self.source = source
+        self.tmp: str | None = None
+        self.fh: Any = None
+        self.mm: mmap.mmap | None = None
+
+    def __enter__(self) -> Any:
+        path = self.source.mmap_path
+        if path is None:
+            fd, self.tmp = tempfile.mkstemp(suffix=".dat")
+            errs = self.source.decompression_errors()
+            with os.fdopen(fd, "wb") as out, self.source.open() as fh:
+                try:
+                    while chunk := fh.read(1 << 20):
+                        out.write(chunk)
+                except errs as e:
+                    raise InputError(f"cannot decompress: {e}", self.source.display) from None
+            path = self.tmp
+        try:
+            self.fh = open(path, "rb")
+        except OSError as e:
+            raise InputError(f"cannot open: {e.strerror}", self.source.display) from None
+        size = os.fstat(self.fh.fileno()).st_size
+        if size == 0:
+            return b""
+        self.mm = mmap.mmap(self.fh.fileno(), 0, access=mmap.ACCESS_READ)
+        return self.mm
+
+    def __exit__(self, *exc: object) -> None:
+        if self.mm is not None:
+            try:
+                self.mm.close()
+            except BufferError:  # a numpy view is still alive; the GC unmaps it later
+                pass
+        if self.fh is not None:
+            self.fh.close()
+        if self.tmp is not None:
+            os.unlink(self.tmp)
+
+
+class _TraceDat:
+    def __init__(self, data: Any, path: str, options: ReadOptions):
+        self.data = data
+        self.size = len(data)
+        self.path = path
+        self.opts = options
+        self.meta = TraceMeta(format="trace.dat")
+        self.big = False
+        self.version = 0
+        self.compression = "none"
+        self.page_size = 0
+        self.header_page: HeaderPage | None = None
+        self.formats: list[EventFormat] = []
+        self.other_ids: list[int] = []
+        self.kallsyms_text = b""
+        self.cmdlines_text = b""
+        self.buffers: list[_Buffer] = []
+        self.trace_clock: str | None = None
+        self.uname: str | None = None
+        self.cpucount: int | None = None
+        self.ts_offset = 0
+        self.tsc2nsec: tuple[int, int] | None = None
+        self.v6_cpus = 0
+        self._zstd: Any = None
+        self._set_endian(False)
+
+    # --- errors and helpers -------------------------------------------------------------
+
+    def error(self, msg: str, section: str, offset: int | None = None) -> InputError:
+        where = section if offset is None else f"{section}, byte offset {offset}"
+        return InputError(msg, self.path, where)
+
+    def _set_endian(self, big: bool) -> None:
+        self.big = big
+        e = ">" if big else "<"
+        self.s_u16 = struct.Struct(e + "H")
+        self.s_u32 = struct.Struct(e + "I")
+        self.s_s32 = struct.Struct(e + "i")
+        self.s_u64 = struct.Struct(e + "Q")
+
+    def cur(self, pos: int, what: str, end: int | None = None) -> _Cursor:
+        return _Cursor(self, self.data, pos, self.size if end is None else end, what)
+
+    def lost(self, reason: str, n: int = 1, warning: str | None = None) -> None:
+        """Record (salvage) something that could not be read."""
+        self.meta.skip(reason, n)
+        self.meta.complete = False
+        if warning:
+            self.meta.warnings.append(warning)
+
+    def decompress(self, blob: bytes, usize: int, what: str, offset: int) -> bytes:
+        if usize > MAX_UNCOMPRESSED:
+            raise self.error(f"uncompressed size {usize} is implausible", what, offset)
+        algo = self.compression
+        try:
+            if algo == "zstd":
+                if self._zstd is None:
+                    import zstandard
+
+                    self._zstd = (zstandard.ZstdDecompressor(), zstandard.ZstdError)
+                out = self._zstd[0].decompress(blob, max_output_size=max(usize, 1))
+            elif algo == "zlib":
+                d = zlib.decompressobj()
+                out = d.decompress(blob, usize)
+                if not d.eof:
+                    raise ValueError("zlib stream incomplete or larger than declared")
+            else:
+                raise self.error(f"unsupported compression {algo!r}", what, offset)
+        except InputError:
+            raise
+        except Exception as e:  # zstd.ZstdError, zlib.error, ValueError: all mean corrupt
+            raise self.error(f"corrupt {algo} data: {e}", what, offset) from None
+        if len(out) != usize:
+            raise self.error(
+                f"{algo} data decompressed to {len(out)} bytes, {usize} declared", what, offset
+            )
+        return out
+
+    # --- initial header -----------------------------------------------------------------
+
+    def read(self) -> EventTable:
+        if self.size < len(MAGIC) or bytes(self.data[: len(MAGIC)]) != MAGIC:
+            raise self.error("not a trace.dat file (wrong magic)", "header", 0)
+        c = self.cur(len(MAGIC), "header")
+        vs = c.cstr(16)
+        try:
+            self.version = int(vs)
+        except ValueError:
+            raise self.error(f"unknown trace.dat version {vs!r}", "header", 10) from None
+        if not 1 <= self.version <= 7:
+            raise self.error(
+                f"unsupported trace.dat version {self.version} (versions 6 and 7 are read)",
+                "header",
+                10,
+            )
+        c.need(6)
+        endian = self.data[c.pos]
+        if endian not in (0, 1):
+            raise self.error(f"bad endianness byte {endian}", "header", c.pos)
+        self._set_endian(endian == 1)
+        c.pos += 2  # endianness, recorder's long size (not the kernel's: see header_page)
+        self.page_size = c.u32()
+        if self.version >= 7:
+            self._read_v7(c)
+        else:
+            self._read_v6(c)
+        return self._read_events()
+
+    # --- shared metadata blocks ---------------------------------------------------------
+
+    def _header_info(self, c: _Cursor) -> None:
+        tag = c.take(12)
+        if tag != b"header_page\x00":
+            raise c.fail("header_page block missing", c.pos - 12)
+        n = c.u64()
+        text = c.take(n)
+        try:
+            self.header_page = parse_header_page(text)
+        except FormatError as e:
+            raise c.fail(f"header_page: {e}") from None
+        tag = c.take(13)
+        if tag != b"header_event\x00":
+            raise c.fail("header_event block missing", c.pos - 13)
+        c.skip(c.u64())
+
+    def _ftrace_formats(self, c: _Cursor) -> None:
+        count = c.u32()
+        for _ in range(count):
+            text = c.take(c.u64())
+            i = format_id(text)
+            if i is not None:
+                self.other_ids.append(i)
+
+    def _event_formats(self, c: _Cursor) -> None:
+        nsys = c.u32()
+        for _ in range(nsys):
+            system = c.cstr(4096)
+            count = c.u32()
+            for _ in range(count):
+                at = c.pos
+                text = c.take(c.u64())
+                if system == "kmem":
+                    try:
+                        self.formats.append(parse_format(text, system))
+                    except FormatError as e:
+                        raise c.fail(f"kmem event format: {e}", at) from None
+                else:
+                    i = format_id(text)
+                    if i is not None:
+                        self.other_ids.append(i)
+
+    # --- version 6 ----------------------------------------------------------------------
+
+    def _read_v6(self, c: _Cursor) -> None:
+        c.what = "header info"
+        self._header_info(c)
+        c.what = "ftrace event formats"
+        self._ftrace_formats(c)
+        c.what = "event formats"
+        self._event_formats(c)
+        c.what = "kallsyms"
+        self.kallsyms_text = c.take(c.u32())
+        c.what = "printk formats"
+        c.skip(c.u32())
+        c.what = "saved cmdlines"
+        self.cmdlines_text = c.take(c.u64())
+        c.what = "CPU count"
+        self.v6_cpus = c.u32()
+        if self.v6_cpus > 1 << 16:
+            raise c.fail(f"implausible CPU count {self.v6_cpus}", c.pos - 4)
+        tag = c.take(10)
+        v6_buffers: list[tuple[int, str]] = []
+        if tag == b"options  \x00":
+            c.what = "options"
+            self._options(c, v6_buffers)
+            tag = c.take(10)
+        if tag == b"latency  \x00":
+            raise self.error("latency trace (text, not flyrecord data) is not supported",
+                             "flyrecord", c.pos - 10)
+        if tag != b"flyrecord\x00":
+            raise self.error("expected 'flyrecord' after the options", "flyrecord", c.pos - 10)
+        top = _Buffer("", page_size=self.page_size)
+        self._v6_flyrecord(c, top, clock_block=self.trace_clock is not None)
+        top.clock = self.trace_clock or top.clock
+        self.buffers.append(top)
+        for off, name in v6_buffers:
+            b = _Buffer(name, page_size=self.page_size)
+            ic = self.cur(off, f"flyrecord of buffer {name!r}")
+            if ic.take(10) != b"flyrecord\x00":
+                raise ic.fail("instance data does not start with 'flyrecord'", off)
+            self._v6_flyrecord(ic, b, clock_block=True)
+            self.buffers.append(b)
+
+    def _v6_flyrecord(self, c: _Cursor, b: _Buffer, clock_block: bool) -> None:
+        c.what = f"flyrecord CPU table of buffer {b.name!r}" if b.name else "flyrecord CPU table"
+        for cpu in range(self.v6_cpus):
+            off = c.u64()
+            size = c.u64()
+            b.cpus.append((cpu, off, size))
+        if clock_block:
+            n = c.u64()
+            b.clock = clock_from_trace_clock(c.take(n).decode("utf-8", "replace"))
+
+    # --- version 7 ----------------------------------------------------------------------
+
+    def _read_v7(self, c: _Cursor) -> None:
+        self.compression = c.cstr(64)
+        c.cstr(64)  # compression library version
+        if self.compression not in ("none", "zstd", "zlib"):
+            raise self.error(f"unsupported compression {self.compression!r}", "header", c.pos)
+        next_opts = c.u64()
+        sections: dict[int, int] = {}
+        seen: set[int] = set()
+        while next_opts:
+            if next_opts in seen:
+                raise self.error("OPTIONS sections form a loop", "options", next_opts)
+            seen.add(next_opts)
+            oc = self._section(next_opts, SEC_OPTIONS)
+            next_opts = self._options(oc, None, sections)
+        self.meta.extra["compression"] = self.compression
+        need = (SEC_HEADER_INFO, "header info"), (SEC_EVENT_FORMATS, "event formats")
+        for sid, name in need:
+            if sid not in sections:
+                raise self.error(f"no {name} section listed in the options", "options")
+        self._header_info(self._section(sections[SEC_HEADER_INFO], SEC_HEADER_INFO))
+        if SEC_FTRACE_EVENTS in sections:
+            self._ftrace_formats(self._section(sections[SEC_FTRACE_EVENTS], SEC_FTRACE_EVENTS))
+        self._event_formats(self._section(sections[SEC_EVENT_FORMATS], SEC_EVENT_FORMATS))
+        for sid, attr, width in ((SEC_KALLSYMS, "kallsyms_text", 4),
+                                 (SEC_CMDLINES, "cmdlines_text", 8)):
+            if sid not in sections:
+                continue
+            try:
+                sc = self._section(sections[sid], sid)
+                setattr(self, attr, sc.take(sc.u32() if width == 4 else sc.u64()))
+            except InputError as e:
+                if not self.opts.salvage:
+                    raise
+                self.lost(f"unreadable {_SECTION_NAMES[sid]}", 1, f"{_SECTION_NAMES[sid]}: {e}")
+        for b in self.buffers:
+            if b.section_offset is None:
+                continue
+            hc = self.cur(b.section_offset, f"flyrecord section of buffer {b.name!r}")
+            sid = hc.u16()
+            flags = hc.u16()
+            if sid != OPT_BUFFER:
+                raise hc.fail(f"expected a flyrecord section (id 3), found id {sid}",
+                              b.section_offset)
+            b.compressed = bool(flags & 1)
+
+    def _section(self, offset: int, expect: int) -> _Cursor:
+        """Cursor over a v7 section's payload (decompressed when flagged)."""
+        name = _SECTION_NAMES.get(expect, f"section {expect}")
+        what = f"{name} section (id {expect})"
+        c = self.cur(offset, what)
+        sid = c.u16()
+        flags = c.u16()
+        c.s32()
+        size = c.u64()
+        if sid != expect:
+            raise c.fail(f"expected section id {expect}, found {sid}", offset)
+        start = c.pos
+        c.need(size)
+        if not flags & 1:
+            return self.cur(start, what, start + size)
+        clen = c.u32()
+        ulen = c.u32()
+        if clen > size - 8:
+            raise c.fail(f"compressed size {clen} exceeds the section ({size} bytes)", start)
+        blob = bytes(self.data[c.pos : c.pos + clen])
+        out = self.decompress(blob, ulen, what, start)
+        dc = _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
+        return dc
+
+    def _options(
+        self, c: _Cursor, v6_buffers: list[tuple[int, str]] | None,
+        sections: dict[int, int] | None = None,
+    ) -> int:
+        """Parse an option list; returns the next OPTIONS offset (v7 DONE), else 0."""
+        while True:
+            oid = c.u16()
+            if oid == OPT_DONE and v6_buffers is not None:
+                return 0  # v6: a bare u16 0 ends the list
+            size = c.u32()
+            at = c.pos
+            c.need(size)
+            oc = _Cursor(self, c.data, at, at + size, f"option {oid}", c.base)
+            c.pos = at + size
+            if oid == OPT_DONE:
+                return oc.u64() if size >= 8 else 0
+            if oid == OPT_BUFFER:
+                if v6_buffers is not None:
+                    off = oc.u64()
+                    v6_buffers.append((off, oc.cstr(4096)))
+                else:
+                    b = _Buffer("")
+                    b.section_offset = oc.u64()
+                    b.name = oc.cstr(4096)
+                    b.clock = oc.cstr(4096) or None
+                    b.page_size = oc.u32()
+                    n = oc.u32()
+                    if n > (oc.end - oc.pos) // 20:
+                        raise oc.fail(f"BUFFER option lists {n} CPUs, more than it holds")
+                    for _ in range(n):
+                        b.cpus.append((oc.u32(), oc.u64(), oc.u64()))
+                    self.buffers.append(b)
+            elif oid == OPT_TRACECLOCK:
+                self.trace_clock = clock_from_trace_clock(oc.cstr(4096))
+            elif oid == OPT_UNAME:
+                self.uname = oc.cstr(4096)
+            elif oid == OPT_CPUCOUNT and size >= 4:
+                self.cpucount = oc.u32()
+            elif oid == OPT_VERSION:
+                self.meta.extra["trace_cmd_version"] = oc.cstr(4096)
+            elif oid == OPT_OFFSET:
+                self.ts_offset += _strtoll(oc.cstr(4096))
+            elif oid == OPT_DATE:
+                self.ts_offset += _strtoll(oc.cstr(4096)) * 1000
+            elif oid == OPT_TSC2NSEC and size >= 8:
+                mult = oc.u32()
+                shift = oc.u32()
+                self.tsc2nsec = (mult, shift)
+            elif sections is not None and SEC_HEADER_INFO <= oid <= SEC_CMDLINES and size >= 8:
+                sections[oid] = oc.u64()
+
+    # --- events -------------------------------------------------------------------------
+
+    def _select_buffer(self) -> _Buffer:
+        want = self.opts.buffer or ""
+        names = [b.name for b in self.buffers]
+        for b in self.buffers:
+            if b.name == want:
+                return b
+        if not want:
+            raise self.error("the file holds no top-level flyrecord buffer", "options")
+        listed = ", ".join(repr(n) if n else "top" for n in names) or "none"
+        raise UsageError(f"{self.path}: no buffer {want!r} in this trace.dat (buffers: {listed})")
+
+    def _read_events(self) -> EventTable:
+        meta = self.meta
+        meta.file_version = self.version
+        hp = self.header_page
+        if hp is None:
+            raise self.error("no header_page in the file", "header info")
+        buf = self._select_buffer()
+        meta.buffers = [b.name for b in self.buffers]
+        meta.buffer = buf.name or None
+        page_size = buf.page_size or self.page_size
+        if page_size != hp.page_size:
+            # header_page describes the kernel's sub-buffer; trust it when they disagree
+            page_size = hp.page_size
+        clock = buf.clock or self.trace_clock
+        meta.clock = clock
+        meta.ts_is_ns = self.tsc2nsec is not None or clock not in NON_NS_CLOCKS
+        if self.uname:
+            parts = self.uname.split()
+            meta.kernel_release = parts[2] if len(parts) >= 3 else self.uname
+        if self.cpucount:
+            meta.cpus = self.cpucount
+        elif self.version < 7:
+            meta.cpus = self.v6_cpus
+        else:
+            meta.cpus = max((cpu for cpu, _, _ in buf.cpus), default=-1) + 1
+        meta.extra.update(
+            {"page_size": page_size, "kernel_long_size": hp.long_size,
+             "endian": "big" if self.big else "little"}
+        )
+        from sheaftune.readers.ringbuffer import PageDecoder, compile_layout, merge_cpus
+
+        try:
+            layout = compile_layout(self.formats, self.other_ids)
+        except ValueError as e:
+            raise self.error(str(e), "event formats") from None
+
+        per_cpu: list[tuple[int, Any]] = []
+        for cpu, off, size in sorted(buf.cpus):
+            if size == 0:
+                continue
+            dec = PageDecoder(page_size, hp.long_size, self.big, layout,
+                              salvage=self.opts.salvage, path=self.path, where=f"CPU {cpu}")
+            if buf.compressed:
+                windows = self._compressed_windows(cpu, off, size, page_size)
+            else:
+                windows = self._plain_windows(cpu, off, size, page_size)
+            for base, win in windows:
+                dec.feed(win, base)
+            per_cpu.append((cpu, dec.result()))
+        return self._build(per_cpu, merge_cpus)
+
+    def _clip(self, cpu: int, off: int, size: int) -> int:
+        """The CPU's data size, clipped to the file (salvage) or an InputError."""
+        if off + size <= self.size:
+            return size
+        msg = (f"data of {size} bytes at offset {off} runs past the end of the file "
+               f"({self.size} bytes): file truncated")
+        if not self.opts.salvage:
+            raise self.error(msg, f"CPU {cpu}", off)
+        have = max(0, self.size - off)
+        self.lost("bytes of CPU data missing (truncated file)", size - have,
+                  f"CPU {cpu}: {msg}; read the {have} bytes present")
+        return have
+
+    def _plain_windows(self, cpu: int, off: int, size: int, page_size: int
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+        size = self._clip(cpu, off, size)
+        if self.opts.salvage and size % page_size:
+            self.lost("bytes of CPU data in a partial page", size % page_size)
+            size -= size % page_size
+        step = max(page_size, WINDOW_BYTES - WINDOW_BYTES % page_size)
+        view = np.frombuffer(self.data, dtype=np.uint8, count=size, offset=off) if size else None
+        for start in range(0, size, step):
+            assert view is not None
+            yield off + start, view[start : start + step]
+
+    def _compressed_windows(self, cpu: int, off: int, size: int, page_size: int
+                            ) -> Iterator[tuple[int, bytes]]:
+        size = self._clip(cpu, off, size)
+        c = self.cur(off, f"CPU {cpu}", off + size)
+        try:
+            count = c.u32()
+        except InputError:
+            if not self.opts.salvage:
+                raise
+            self.lost("unreadable CPU chunk streams", 1, f"CPU {cpu}: no chunk count")
+            return
+        pending: list[bytes] = []
+        pend_bytes = 0
+        pend_off = off
+        for i in range(count):
+            at = c.pos
+            try:
+                clen = c.u32()
+                ulen = c.u32()
+                if ulen % page_size or ulen > MAX_UNCOMPRESSED:
+                    raise c.fail(f"chunk {i}: uncompressed size {ulen} is not a whole number "
+                                 f"of {page_size}-byte pages", at)
+                c.need(clen)
+                blob = bytes(self.data[c.pos : c.pos + clen])
+                c.pos += clen
+                out = self.decompress(blob, ulen, f"CPU {cpu} chunk {i}", at)
+            except InputError as e:
+                if not self.opts.salvage:
+                    raise
+                self.lost("corrupt or missing compressed chunks", count - i,
+                          f"CPU {cpu}: chunk {i} of {count} unreadable ({e.detail}); "
+                          f"{count - i} chunks skipped")
+                break
+            if not pending:
+                pend_off = at
+            pending.append(out)
+            pend_bytes += len(out)
+            if pend_bytes >= WINDOW_BYTES:
+                yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0]
+                pending, pend_bytes = [], 0
+        if pending:
+            yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0]
+
+    # --- assembly -----------------------------------------------------------------------
+
+    def _build(self, per_cpu: list[tuple[int, Any]], merge_cpus: Any) -> EventTable:
+        meta = self.meta
+        builder = EventTableBuilder(meta)
+        names: dict[int, str] = {}
+        ts_list = []
+        pages = records = 0
+        for cpu, d in per_cpu:
+            names.update(d.names)
+            ts = d.columns["ts"]
+            if self.tsc2nsec is not None:
+                ts = _mul_u64_u32_shr(ts, *self.tsc2nsec)
+            if self.ts_offset:
+                ts = ts + np.int64(self.ts_offset)
+            d.columns["ts"] = ts
+            ts_list.append(ts)
+            pages += d.pages
+            records += d.records
+            if d.bad_pages:
+                self.lost("corrupt ring-buffer pages", d.bad_pages,
+                          f"CPU {cpu}: {d.bad_pages} corrupt pages (or page tails) skipped")
+            if d.unknown_ids:
+                meta.skip("records with an event ID no format describes", d.unknown_ids)
+            if d.short_records:
+                meta.skip("kmem records shorter than their format", d.short_records)
+            if d.lost_markers:
+                meta.lost_markers[cpu] = d.lost_markers
+                meta.lost_events[cpu] = d.lost_events
+                dropped = meta.extra.setdefault("dropped", [])
+                for t, n in zip(d.marker_ts.tolist(), d.marker_count.tolist(), strict=True):
+                    if len(dropped) < MAX_MARKERS_KEPT:
+                        dropped.append({"cpu": cpu, "ts": int(t), "count": int(n)})
+        meta.extra["pages"] = pages
+        meta.extra["records"] = records
+        if "dropped" in meta.extra:
+            meta.extra["dropped"].sort(key=lambda m: (m["ts"], m["cpu"]))
+        if not per_cpu:
+            return builder.build()
+        order = merge_cpus(ts_list)
+        lens = [len(d) for _, d in per_cpu]
+        cpus = np.repeat(np.array([c for c, _ in per_cpu], dtype=np.uint16), lens)
+
+        def col(name: str) -> np.ndarray:
+            parts = [d.columns[name] for _, d in per_cpu]
+            return (np.concatenate(parts) if len(parts) > 1 else parts[0])[order]
+
+        cols: dict[str, np.ndarray] = {
+            "ts_ns": col("ts"),
+            "cpu": cpus[order],
+            "op": col("op"),
+            "ptr": col("ptr"),
+            "bytes_req": col("bytes_req"),
+            "bytes_alloc": col("bytes_alloc"),
+            "gfp": col("gfp"),
+            "node": col("node"),
+            "pid": col("pid"),
+        }
+        # distinct call sites -> kallsyms, once each
+        sites, inv = np.unique(col("call_site"), return_inverse=True)
+        site_names = self._resolve_sites(sites)
+        site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
+        cols["site_id"] = site_ids[inv.reshape(-1)]
+        # distinct cache-name hashes -> cache ids
+        hashes, inv = np.unique(col("name_hash"), return_inverse=True)
+        cache_ids = np.array(
+            [NO_CACHE if h == 0 else builder.caches.intern(names[h]) for h in hashes.tolist()],
+            dtype=np.int32,
+        )
+        cols["cache_id"] = cache_ids[inv.reshape(-1)]
+        # distinct pids -> comm from the saved cmdlines
+        pids, inv = np.unique(cols["pid"], return_inverse=True)
+        comms = self._comms()
+        comm_ids = np.array(
+            [builder.comms.intern(comms.get(p) or ("<idle>" if p == 0 else "<...>"))
+             for p in pids.tolist()],
+            dtype=np.int32,
+        )
+        cols["comm_id"] = comm_ids[inv.reshape(-1)]
+        assert set(cols) == set(COLUMNS)
+        builder.add_chunk(cols)
+        return builder.build(sort=True)
+
+    def _resolve_sites(self, sites: np.ndarray) -> list[str]:
+        if len(sites) == 0:
+            return []
+        from sheaftune.readers.kallsyms import Kallsyms
+
+        ks = Kallsyms.parse(self.kallsyms_text)
+        if len(ks) == 0:
+            self.meta.warnings.append("no kallsyms in the file: call sites are raw addresses")
+        elif ks.restricted:
+            self.meta.warnings.append(
+                "kallsyms addresses are all zero (kptr_restrict): call sites are raw addresses")
+        return ks.resolve(sites)
+
+    def _comms(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for line in self.cmdlines_text.decode("utf-8", "replace").splitlines():
+            pid, _, comm = line.strip().partition(" ")
+            if pid.isdigit() and comm:
+                out[int(pid)] = comm
+        return out
+
+
+def _strtoll(s: str) -> int:
+    """C ``strtoll(s, NULL, 0)`` for the DATE/OFFSET options (0 when unparsable)."""
+    s = s.strip()
+    try:
+        return int(s, 0)
+    except ValueError:
+        try:
+            return int(s, 16) if s.lower().startswith(("0x", "-0x")) else int(s)
+        except ValueError:
+            return 0
+
+
+def _mul_u64_u32_shr(ts: np.ndarray, mult: int, shift: int) -> np.ndarray:
+    """trace-cmd's TSC-to-ns conversion ``(ts * mult) >> shift`` in 64x32-bit pieces."""
+    u = ts.astype(np.uint64)
+    lo = u & np.uint64(0xFFFFFFFF)
+    hi = u >> np.uint64(32)
+    m = np.uint64(mult)
+    out = (lo * m) >> np.uint64(shift)
+    if shift <= 32:
+        out = out + ((hi * m) << np.uint64(32 - shift))
+    else:
+        out = out + ((hi * m) >> np.uint64(shift - 32))
+    return out.astype(np.int64)
