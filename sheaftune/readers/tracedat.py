@@ -629,7 +629,8 @@ class _TraceDat:
 
     def _compressed_windows(self, cpu: int, off: int, size: int, page_size: int
                             ) -> Iterator[tuple[int, bytes]]:
-        size = self._clip(cpu, off, size)
+        # trace-cmd records the size of the chunks without the leading u32 chunk count
+        size = self._clip(cpu, off, size + 4)
         c = self.cur(off, f"CPU {cpu}", off + size)
         try:
             count = c.u32()
