@@ -50,3 +50,25 @@ class Record:
         d = {"schema": self.SCHEMA, "version": self.VERSION}
         d.update(self.body())
         return d
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulationResult(Record):
+    """What ``sheaftune simulate`` reports for a scenario (spec/scenario-format.md "Result").
+
+    ``counters``: every stat item of the kernel version under its sysfs name, summed over CPUs,
+    zeros included. ``cpus``: per CPU ``{"cpu", "node", "main", "spare", "rcu_free"}`` object
+    counts (``None`` where there is no sheaf). ``barns``: per node ``{"node", "full",
+    "empty"}`` sheaf counts. ``prefilled``: objects left in each outstanding prefilled sheaf.
+    """
+
+    # history: 1 (2026-11) kernel, capacity, counters, cpus, barns, prefilled
+    SCHEMA: ClassVar[str] = "sheaftune/simulation"
+    VERSION: ClassVar[int] = 1
+
+    kernel: str
+    capacity: int
+    counters: dict[str, int]
+    cpus: list[dict[str, Any]]
+    barns: list[dict[str, int]]
+    prefilled: dict[str, int]
