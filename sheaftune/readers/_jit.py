@@ -60,6 +60,53 @@ _TOP5 = np.uint64(0x1F) << np.uint64(59)
 
 @njit(cache=True, nogil=True, inline="always")
 def _rd(buf, p, size, big):  # type: ignore[no-untyped-def]
+    # explicit shifts per width: LLVM folds them into single (byte-swapped) loads
+    if size == 8:
+        b0 = np.uint64(buf[p])
+        b1 = np.uint64(buf[p + 1])
+        b2 = np.uint64(buf[p + 2])
+        b3 = np.uint64(buf[p + 3])
+        b4 = np.uint64(buf[p + 4])
+        b5 = np.uint64(buf[p + 5])
+        b6 = np.uint64(buf[p + 6])
+        b7 = np.uint64(buf[p + 7])
+        if big:
+            return (
+                (b0 << np.uint64(56))
+                | (b1 << np.uint64(48))
+                | (b2 << np.uint64(40))
+                | (b3 << np.uint64(32))
+                | (b4 << np.uint64(24))
+                | (b5 << np.uint64(16))
+                | (b6 << np.uint64(8))
+                | b7
+            )
+        return (
+            (b7 << np.uint64(56))
+            | (b6 << np.uint64(48))
+            | (b5 << np.uint64(40))
+            | (b4 << np.uint64(32))
+            | (b3 << np.uint64(24))
+            | (b2 << np.uint64(16))
+            | (b1 << np.uint64(8))
+            | b0
+        )
+    if size == 4:
+        b0 = np.uint64(buf[p])
+        b1 = np.uint64(buf[p + 1])
+        b2 = np.uint64(buf[p + 2])
+        b3 = np.uint64(buf[p + 3])
+        if big:
+            return (b0 << np.uint64(24)) | (b1 << np.uint64(16)) | (b2 << np.uint64(8)) | b3
+        return (b3 << np.uint64(24)) | (b2 << np.uint64(16)) | (b1 << np.uint64(8)) | b0
+    if size == 2:
+        b0 = np.uint64(buf[p])
+        b1 = np.uint64(buf[p + 1])
+        if big:
+            return (b0 << np.uint64(8)) | b1
+        return (b1 << np.uint64(8)) | b0
+    if size == 1:
+        return np.uint64(buf[p])
     v = np.uint64(0)
     if big:
         for i in range(size):
@@ -381,3 +428,55 @@ def scan_kallsyms(data):  # type: ignore[no-untyped-def]
                 cnt += 1
         i = j + 1
     return addr[:cnt], typ[:cnt], ns[:cnt], ne[:cnt]
+
+
+@njit(cache=True, nogil=True)
+def factorize(vals):  # type: ignore[no-untyped-def]
+    """(codes, first index of each distinct value) in order of first appearance: O(n) hashing.
+
+    The distinct values are ``vals[first]``; ``codes[i]`` indexes them. Faster than a sort-based
+    ``np.unique`` on the few-distinct-values columns of a trace (call sites, caches, pids).
+    """
+    n = vals.shape[0]
+    bits = 10
+    cap = 1 << bits
+    keys = np.empty(cap, dtype=np.uint64)
+    slot = np.full(cap, -1, dtype=np.int64)
+    first = np.empty(max(n, 1), dtype=np.int64)
+    codes = np.empty(n, dtype=np.int32)
+    nu = 0
+    for i in range(n):
+        v = np.uint64(vals[i])
+        mask = cap - 1
+        j = np.int64((v * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+        while True:
+            c = slot[j]
+            if c < 0:
+                slot[j] = nu
+                keys[j] = v
+                first[nu] = i
+                codes[i] = nu
+                nu += 1
+                if nu * 2 > cap:  # grow and rehash
+                    bits += 1
+                    cap = 1 << bits
+                    nkeys = np.empty(cap, dtype=np.uint64)
+                    nslot = np.full(cap, -1, dtype=np.int64)
+                    for k in range(cap >> 1):
+                        if slot[k] >= 0:
+                            kv = keys[k]
+                            jj = np.int64(
+                                (kv * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
+                            )
+                            while nslot[jj] >= 0:
+                                jj = (jj + 1) & (cap - 1)
+                            nslot[jj] = slot[k]
+                            nkeys[jj] = kv
+                    keys = nkeys
+                    slot = nslot
+                break
+            if keys[j] == v:
+                codes[i] = c
+                break
+            j = (j + 1) & mask
+    return codes, first[:nu]

@@ -390,8 +390,9 @@ class _TraceDat:
             self._options(c, v6_buffers)
             tag = c.take(10)
         if tag == b"latency  \x00":
-            raise self.error("latency trace (text, not flyrecord data) is not supported",
-                             "flyrecord", c.pos - 10)
+            raise self.error(
+                "latency trace (text, not flyrecord data) is not supported", "flyrecord", c.pos - 10
+            )
         if tag != b"flyrecord\x00":
             raise self.error("expected 'flyrecord' after the options", "flyrecord", c.pos - 10)
         top = _Buffer("", page_size=self.page_size)
@@ -441,8 +442,10 @@ class _TraceDat:
         if SEC_FTRACE_EVENTS in sections:
             self._ftrace_formats(self._section(sections[SEC_FTRACE_EVENTS], SEC_FTRACE_EVENTS))
         self._event_formats(self._section(sections[SEC_EVENT_FORMATS], SEC_EVENT_FORMATS))
-        for sid, attr, width in ((SEC_KALLSYMS, "kallsyms_text", 4),
-                                 (SEC_CMDLINES, "cmdlines_text", 8)):
+        for sid, attr, width in (
+            (SEC_KALLSYMS, "kallsyms_text", 4),
+            (SEC_CMDLINES, "cmdlines_text", 8),
+        ):
             if sid not in sections:
                 continue
             try:
@@ -459,8 +462,9 @@ class _TraceDat:
             sid = hc.u16()
             flags = hc.u16()
             if sid != OPT_BUFFER:
-                raise hc.fail(f"expected a flyrecord section (id 3), found id {sid}",
-                              b.section_offset)
+                raise hc.fail(
+                    f"expected a flyrecord section (id 3), found id {sid}", b.section_offset
+                )
             b.compressed = bool(flags & 1)
 
     def _section(self, offset: int, expect: int) -> _Cursor:
@@ -488,7 +492,9 @@ class _TraceDat:
         return dc
 
     def _options(
-        self, c: _Cursor, v6_buffers: list[tuple[int, str]] | None,
+        self,
+        c: _Cursor,
+        v6_buffers: list[tuple[int, str]] | None,
         sections: dict[int, int] | None = None,
     ) -> int:
         """Parse an option list; returns the next OPTIONS offset (v7 DONE), else 0."""
@@ -577,8 +583,11 @@ class _TraceDat:
         else:
             meta.cpus = max((cpu for cpu, _, _ in buf.cpus), default=-1) + 1
         meta.extra.update(
-            {"page_size": page_size, "kernel_long_size": hp.long_size,
-             "endian": "big" if self.big else "little"}
+            {
+                "page_size": page_size,
+                "kernel_long_size": hp.long_size,
+                "endian": "big" if self.big else "little",
+            }
         )
         from sheaftune.readers.ringbuffer import PageDecoder, compile_layout, merge_cpus
 
@@ -591,8 +600,15 @@ class _TraceDat:
         for cpu, off, size in sorted(buf.cpus):
             if size == 0:
                 continue
-            dec = PageDecoder(page_size, hp.long_size, self.big, layout,
-                              salvage=self.opts.salvage, path=self.path, where=f"CPU {cpu}")
+            dec = PageDecoder(
+                page_size,
+                hp.long_size,
+                self.big,
+                layout,
+                salvage=self.opts.salvage,
+                path=self.path,
+                where=f"CPU {cpu}",
+            )
             if buf.compressed:
                 windows = self._compressed_windows(cpu, off, size, page_size)
             else:
@@ -606,17 +622,23 @@ class _TraceDat:
         """The CPU's data size, clipped to the file (salvage) or an InputError."""
         if off + size <= self.size:
             return size
-        msg = (f"data of {size} bytes at offset {off} runs past the end of the file "
-               f"({self.size} bytes): file truncated")
+        msg = (
+            f"data of {size} bytes at offset {off} runs past the end of the file "
+            f"({self.size} bytes): file truncated"
+        )
         if not self.opts.salvage:
             raise self.error(msg, f"CPU {cpu}", off)
         have = max(0, self.size - off)
-        self.lost("bytes of CPU data missing (truncated file)", size - have,
-                  f"CPU {cpu}: {msg}; read the {have} bytes present")
+        self.lost(
+            "bytes of CPU data missing (truncated file)",
+            size - have,
+            f"CPU {cpu}: {msg}; read the {have} bytes present",
+        )
         return have
 
-    def _plain_windows(self, cpu: int, off: int, size: int, page_size: int
-                       ) -> Iterator[tuple[int, np.ndarray]]:
+    def _plain_windows(
+        self, cpu: int, off: int, size: int, page_size: int
+    ) -> Iterator[tuple[int, np.ndarray]]:
         size = self._clip(cpu, off, size)
         if self.opts.salvage and size % page_size:
             self.lost("bytes of CPU data in a partial page", size % page_size)
@@ -627,8 +649,9 @@ class _TraceDat:
             assert view is not None
             yield off + start, view[start : start + step]
 
-    def _compressed_windows(self, cpu: int, off: int, size: int, page_size: int
-                            ) -> Iterator[tuple[int, bytes]]:
+    def _compressed_windows(
+        self, cpu: int, off: int, size: int, page_size: int
+    ) -> Iterator[tuple[int, bytes]]:
         # trace-cmd records the size of the chunks without the leading u32 chunk count
         size = self._clip(cpu, off, size + 4)
         c = self.cur(off, f"CPU {cpu}", off + size)
@@ -648,8 +671,11 @@ class _TraceDat:
                 clen = c.u32()
                 ulen = c.u32()
                 if ulen % page_size or ulen > MAX_UNCOMPRESSED:
-                    raise c.fail(f"chunk {i}: uncompressed size {ulen} is not a whole number "
-                                 f"of {page_size}-byte pages", at)
+                    raise c.fail(
+                        f"chunk {i}: uncompressed size {ulen} is not a whole number "
+                        f"of {page_size}-byte pages",
+                        at,
+                    )
                 c.need(clen)
                 blob = bytes(self.data[c.pos : c.pos + clen])
                 c.pos += clen
@@ -657,9 +683,12 @@ class _TraceDat:
             except InputError as e:
                 if not self.opts.salvage:
                     raise
-                self.lost("corrupt or missing compressed chunks", count - i,
-                          f"CPU {cpu}: chunk {i} of {count} unreadable ({e.detail}); "
-                          f"{count - i} chunks skipped")
+                self.lost(
+                    "corrupt or missing compressed chunks",
+                    count - i,
+                    f"CPU {cpu}: chunk {i} of {count} unreadable ({e.detail}); "
+                    f"{count - i} chunks skipped",
+                )
                 break
             if not pending:
                 pend_off = at
@@ -691,8 +720,11 @@ class _TraceDat:
             pages += d.pages
             records += d.records
             if d.bad_pages:
-                self.lost("corrupt ring-buffer pages", d.bad_pages,
-                          f"CPU {cpu}: {d.bad_pages} corrupt pages (or page tails) skipped")
+                self.lost(
+                    "corrupt ring-buffer pages",
+                    d.bad_pages,
+                    f"CPU {cpu}: {d.bad_pages} corrupt pages (or page tails) skipped",
+                )
             if d.unknown_ids:
                 meta.skip("records with an event ID no format describes", d.unknown_ids)
             if d.short_records:
@@ -729,27 +761,36 @@ class _TraceDat:
             "node": col("node"),
             "pid": col("pid"),
         }
+        from sheaftune.readers._jit import factorize
+
         # distinct call sites -> kallsyms, once each
-        sites, inv = np.unique(col("call_site"), return_inverse=True)
-        site_names = self._resolve_sites(sites)
+        site_col = col("call_site")
+        codes, first = factorize(site_col)
+        site_names = self._resolve_sites(site_col[first])
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
-        cols["site_id"] = site_ids[inv.reshape(-1)]
+        cols["site_id"] = site_ids[codes]
         # distinct cache-name hashes -> cache ids
-        hashes, inv = np.unique(col("name_hash"), return_inverse=True)
+        hash_col = col("name_hash")
+        codes, first = factorize(hash_col)
         cache_ids = np.array(
-            [NO_CACHE if h == 0 else builder.caches.intern(names[h]) for h in hashes.tolist()],
+            [
+                NO_CACHE if h == 0 else builder.caches.intern(names[h])
+                for h in hash_col[first].tolist()
+            ],
             dtype=np.int32,
         )
-        cols["cache_id"] = cache_ids[inv.reshape(-1)]
+        cols["cache_id"] = cache_ids[codes]
         # distinct pids -> comm from the saved cmdlines
-        pids, inv = np.unique(cols["pid"], return_inverse=True)
+        codes, first = factorize(cols["pid"].astype(np.uint64))
         comms = self._comms()
         comm_ids = np.array(
-            [builder.comms.intern(comms.get(p) or ("<idle>" if p == 0 else "<...>"))
-             for p in pids.tolist()],
+            [
+                builder.comms.intern(comms.get(p) or ("<idle>" if p == 0 else "<...>"))
+                for p in cols["pid"][first].tolist()
+            ],
             dtype=np.int32,
         )
-        cols["comm_id"] = comm_ids[inv.reshape(-1)]
+        cols["comm_id"] = comm_ids[codes]
         assert set(cols) == set(COLUMNS)
         builder.add_chunk(cols)
         return builder.build(sort=True)
@@ -764,7 +805,8 @@ class _TraceDat:
             self.meta.warnings.append("no kallsyms in the file: call sites are raw addresses")
         elif ks.restricted:
             self.meta.warnings.append(
-                "kallsyms addresses are all zero (kptr_restrict): call sites are raw addresses")
+                "kallsyms addresses are all zero (kptr_restrict): call sites are raw addresses"
+            )
         return ks.resolve(sites)
 
     def _comms(self) -> dict[int, str]:
