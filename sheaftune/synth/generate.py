@@ -1,0 +1,508 @@
+"""Generation: WorkloadSpec + seed -> the EventTable (and OpTable) a real 6.18 trace would give.
+
+Everything is drawn from one ``numpy.random.Generator`` seeded by ``--seed``, stream by stream
+in file order, so the same spec, seed, CPU count and event count give the same bytes. The work
+is vectorised over operations; the only sequential step, handing out object addresses the way an
+allocator reuses them, is a small numba loop.
+
+How one stream becomes events:
+
+1. Operations arrive on each of the stream's CPUs as a Poisson process of ``rate`` per second
+   (uniform order statistics over the generated interval, so the count per CPU is Poisson).
+2. Each operation allocates ``k`` objects ``spacing_ns`` apart: 1, a burst size, the objects a
+   prefill operation actually used (pops from the prefilled sheaf, ``GFP_NOWAIT``), or a bulk
+   size (``kmem_cache_alloc_bulk``: no event at all).
+3. Each operation draws one fate for its objects (they die together): a visible free
+   (``kmem_cache_free``/``kfree`` at the free call site), ``kfree_rcu`` or a bulk free (no
+   event), or none within the trace; a lifetime from the scipy distribution; and the CPU that
+   frees (the same, another CPU of its node, or a CPU of another node).
+4. All records, visible and invisible, are merged by time (ties: lowest CPU first, as trace-cmd
+   merges). Addresses are then handed out in time order from per-(cache, CPU) LIFO free lists,
+   as sheaves do: an object freed on CPU c is the next one allocated on c. An object freed by
+   ``kfree_rcu`` becomes reusable only after ``rcu_delay_us``.
+5. The trace window is the first ``events`` visible events after the warm-up; invisible records
+   inside the window are counted in ``meta.extra["synth"]`` (they are what a replay cannot see).
+
+Timestamps are whole microseconds (what ftrace text prints), so writing text and reading it back
+loses nothing; within a CPU they never decrease.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from sheaftune.errors import UsageError
+from sheaftune.events import COLUMNS, EventTable, Op, OpTable, TraceMeta
+from sheaftune.synth.spec import MAX_CPUS, MAX_EVENTS, StreamSpec, WorkloadSpec
+
+#: Where the trace clock starts (seconds of uptime), as a real capture would.
+START_S = 100
+#: Base of the synthetic direct map, as on x86_64 (``ffff888100000000``).
+PTR_BASE = 0xFFFF888100000000
+
+Progress = Callable[[str, float], None]
+
+# Fates of an operation's objects.
+_VISIBLE, _RCU, _BULK, _NEVER = 0, 1, 2, 3
+# Record kinds in the merged stream.
+_ALLOC, _FREE = 0, 1
+
+
+@dataclass
+class Synthetic:
+    """What a generator produces: the visible events and the prefill operations behind them."""
+
+    events: EventTable
+    ops: OpTable
+
+
+def generate(
+    spec: WorkloadSpec,
+    seed: int = 0,
+    cpus: int | None = None,
+    events: int | None = None,
+    progress: Progress | None = None,
+) -> Synthetic:
+    """Generate the workload's trace window: ``events`` visible events on ``cpus`` CPUs."""
+    ncpus = spec.cpus if cpus is None else cpus
+    target = spec.events if events is None else events
+    _check_overrides(spec, ncpus, target)
+    say = progress or (lambda stage, frac: None)
+    rate = _visible_rate(spec, ncpus)
+    if rate <= 0:
+        raise UsageError(f"workload {spec.name!r} produces no visible events")
+    # Long enough for the target, plus the time the first objects need to die.
+    horizon_ns = target / rate * 1e9 * 1.05 + _mean_visible_lifetime_ns(spec) + 10_000
+    for _attempt in range(8):
+        out = _generate_once(spec, seed, ncpus, target, horizon_ns, say)
+        if out is not None:
+            say("done", 1.0)
+            return out
+        horizon_ns *= 2.0
+    raise UsageError(f"workload {spec.name!r} cannot reach {target} visible events")
+
+
+def _check_overrides(spec: WorkloadSpec, ncpus: int, target: int) -> None:
+    if not 1 <= ncpus <= MAX_CPUS:
+        raise UsageError(f"--cpus must be 1..{MAX_CPUS}, got {ncpus}")
+    if not 1 <= target <= MAX_EVENTS:
+        raise UsageError(f"--events must be 1..{MAX_EVENTS}, got {target}")
+    if ncpus < spec.nodes:
+        raise UsageError(f"--cpus {ncpus} is fewer than the workload's {spec.nodes} NUMA nodes")
+    for s in spec.streams:
+        if isinstance(s.cpus, tuple) and max(s.cpus) >= ncpus:
+            raise UsageError(f"stream {s.name!r} runs on CPU {max(s.cpus)}, but --cpus is {ncpus}")
+        if len(s.cpu_list(ncpus)) == 0:
+            raise UsageError(f"stream {s.name!r} has no CPU with --cpus {ncpus}")
+        if s.free.remote_cpu > 0 and ncpus < 2:
+            raise UsageError(f"stream {s.name!r} frees on other CPUs: needs --cpus >= 2")
+
+
+def _visible_allocs_per_op(s: StreamSpec) -> float:
+    return 0.0 if s.kind == "bulk" else s.objects_per_op()
+
+
+def _visible_rate(spec: WorkloadSpec, ncpus: int) -> float:
+    """Expected visible events per second of the whole machine."""
+    total = 0.0
+    for s in spec.streams:
+        per_op = _visible_allocs_per_op(s) + s.objects_per_op() * s.free.visible
+        total += s.rate * len(s.cpu_list(ncpus)) * per_op
+    return total
+
+
+def _mean_visible_lifetime_ns(spec: WorkloadSpec) -> float:
+    m = [s.lifetime_us.mean() for s in spec.streams if s.free.visible > 0]
+    return max(m, default=0.0) * 1000.0
+
+
+def _node_blocks(ncpus: int, nodes: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(node of each CPU, first CPU of each node, CPUs per node): contiguous blocks."""
+    node_of = (np.arange(ncpus) * nodes) // ncpus
+    start = np.searchsorted(node_of, np.arange(nodes), side="left")
+    count = np.bincount(node_of, minlength=nodes)
+    return node_of, start, count
+
+
+def _free_cpus(
+    s: StreamSpec, cpu: np.ndarray, rng: np.random.Generator, ncpus: int, nodes: int
+) -> np.ndarray:
+    """The CPU that frees each operation's objects."""
+    f = s.free
+    out = cpu.copy()
+    if f.remote_cpu <= 0 or ncpus < 2:
+        return out
+    n = len(cpu)
+    u = rng.random(n)
+    remote = u < f.remote_cpu
+    far = u < f.remote_node  # remote_node <= remote_cpu: a subset of the remote ones
+    node_of, start, count = _node_blocks(ncpus, nodes)
+    pick = rng.random(n)
+    if nodes > 1:
+        idx = np.flatnonzero(far)
+        own = node_of[cpu[idx]]
+        other = (own + 1 + rng.integers(0, nodes - 1, size=len(idx))) % nodes
+        out[idx] = start[other] + (pick[idx] * count[other]).astype(np.int64)
+    near = remote & ~far
+    idx = np.flatnonzero(near)
+    c = cpu[idx]
+    own = node_of[c]
+    size = count[own]
+    alone = size < 2  # the only CPU of its node: another CPU is on another node
+    if f.remote_choice == "next":
+        nxt = start[own] + (c - start[own] + 1) % np.maximum(size, 1)
+    else:
+        # a uniformly chosen other CPU of the same node
+        r = (pick[idx] * np.maximum(size - 1, 1)).astype(np.int64)
+        pos = c - start[own]
+        nxt = start[own] + np.where(r >= pos, r + 1, r)
+    nxt = np.where(alone, (c + 1) % ncpus, nxt)
+    out[idx] = nxt
+    return out
+
+
+@dataclass
+class _Stream:
+    """One stream's records: allocations (one per object) and the frees of those that die."""
+
+    a_t: np.ndarray  # float64 ns
+    a_cpu: np.ndarray  # int32
+    a_fate: np.ndarray  # int8
+    a_site: np.ndarray  # int32
+    a_bytes: np.ndarray  # int32
+    f_t: np.ndarray
+    f_cpu: np.ndarray
+    f_fate: np.ndarray
+    f_site: np.ndarray
+    f_obj: np.ndarray  # int64: index of the object within this stream's allocations
+    prefill: dict[str, np.ndarray] | None
+    ops: int
+
+
+def _gen_stream(
+    s: StreamSpec,
+    spec: WorkloadSpec,
+    rng: np.random.Generator,
+    ncpus: int,
+    warm_ns: float,
+    horizon_ns: float,
+    alloc_sites: np.ndarray,
+    free_sites: np.ndarray,
+) -> _Stream:
+    nodes = spec.nodes
+    cpu_list = s.cpu_list(ncpus)
+    span = horizon_ns + warm_ns
+    # A Poisson process per CPU: a Poisson total over the stream's CPUs, split uniformly (the
+    # same law as independent per-CPU processes), at sorted uniform times drawn as normalised
+    # exponential gaps. Sorted arrivals keep the later merge and walk cache-friendly.
+    m = int(rng.poisson(s.rate * span * 1e-9 * len(cpu_list)))
+    op_cpu = cpu_list.astype(np.int32)[rng.integers(0, len(cpu_list), size=m)]
+    gaps = np.cumsum(rng.standard_exponential(m + 1))
+    op_t = gaps[:m] * (span / gaps[m]) - warm_ns
+    del gaps
+    upper = None
+    if s.kind == "prefill":
+        assert s.upper_bound is not None and s.used is not None
+        upper = s.upper_bound.sample(rng, m)
+        k = np.minimum(s.used.sample(rng, m), upper)
+    elif s.kind == "bulk":
+        assert s.bulk_size is not None
+        k = s.bulk_size.sample(rng, m)
+    elif s.burst is not None:
+        k = s.burst.sample(rng, m)
+    else:
+        k = None  # one object per operation
+    op_site = _pick(alloc_sites, s.call_site.probabilities(), rng, m)
+    fr = s.free
+    u = rng.random(m)
+    fate = np.full(m, _VISIBLE, dtype=np.int8)
+    fate[u < fr.kfree_rcu + fr.bulk + fr.never] = _NEVER
+    fate[u < fr.kfree_rcu + fr.bulk] = _BULK
+    fate[u < fr.kfree_rcu] = _RCU
+    if fr.call_site is not None:
+        op_fsite = _pick(free_sites, fr.call_site.probabilities(), rng, m)
+    else:
+        op_fsite = np.full(m, -1, dtype=np.int32)
+    life_ns = s.lifetime_us.sample(rng, m) * 1000.0
+    op_fcpu = _free_cpus(s, op_cpu, rng, ncpus, nodes).astype(np.int32)
+    if k is None:
+        n_obj = m
+        a_t = op_t
+        f_t = op_t + life_ns
+        a_cpu, a_fate, a_site, f_cpu, f_site = op_cpu, fate, op_site, op_fcpu, op_fsite
+    else:
+        n_obj = int(k.sum())
+        op_of = np.repeat(np.arange(m), k)
+        first = np.cumsum(k) - k
+        j = np.arange(n_obj) - np.repeat(first, k)
+        a_t = op_t[op_of] + j * float(s.spacing_ns)
+        last_alloc = op_t + np.maximum(k - 1, 0) * float(s.spacing_ns)
+        f_t = (last_alloc + life_ns)[op_of] + j * float(fr.spacing_ns)
+        a_cpu, a_fate, a_site = op_cpu[op_of], fate[op_of], op_site[op_of]
+        f_cpu, f_site = op_fcpu[op_of], op_fsite[op_of]
+    if fr.kfree_rcu > 0:
+        f_t = np.where(a_fate == _RCU, f_t + fr.rcu_delay_us * 1000.0, f_t)
+    if s.bytes_req is not None:
+        a_bytes = s.bytes_req.sample(rng, n_obj).astype(np.int32)
+    else:
+        a_bytes = np.full(n_obj, spec.cache(s.cache).object_size, dtype=np.int32)
+    dies = np.flatnonzero(a_fate != _NEVER)
+    prefill = None
+    if s.kind == "prefill":
+        assert upper is not None and k is not None
+        prefill = {"t": op_t, "cpu": op_cpu, "upper": upper, "used": k, "site": op_site}
+    return _Stream(
+        a_t=a_t, a_cpu=a_cpu, a_fate=a_fate, a_site=a_site, a_bytes=a_bytes,
+        f_t=f_t[dies], f_cpu=f_cpu[dies], f_fate=a_fate[dies], f_site=f_site[dies],
+        f_obj=dies, prefill=prefill, ops=m,
+    )
+
+
+def _pick(ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+    if len(ids) == 1:
+        return np.full(n, ids[0], dtype=np.int32)
+    return ids[np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")].astype(np.int32)
+
+
+def _merge_order(
+    t_ns: np.ndarray, cpu: np.ndarray, f_obj: np.ndarray, n_alloc: int, ncpus: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Time order of all records: (record index, µs, CPU) of each row, sorted by (µs, CPU,
+    100-ns step, record index).
+
+    The key packs all four into one int64 so ``np.sort`` (SIMD, no argsort) does the work; a
+    key too wide for 63 bits falls back to ``np.lexsort``.
+    """
+    from sheaftune.synth._replay import SUB, decode_key, sort_key
+
+    n = len(t_ns)
+    if n == 0:
+        e = np.empty(0, np.int64)
+        return e, e, e
+    base = int(np.floor(t_ns.min() / 1000.0))
+    span = int(np.floor(t_ns.max() / 1000.0)) + 2 - base
+    idx_bits = max(1, int(n - 1).bit_length())
+    if span * ncpus * SUB < (1 << (63 - idx_bits)):
+        key = sort_key(t_ns, cpu, f_obj, n_alloc, ncpus, base, idx_bits)
+        key.sort()
+        return decode_key(key, ncpus, base, idx_bits)  # type: ignore[no-any-return]
+    t_us = np.floor(t_ns / 1000.0).astype(np.int64)
+    sub = np.clip(((t_ns - t_us * 1000.0) * (SUB / 1000.0)).astype(np.int64), 0, SUB - 1)
+    t_us[n_alloc:] = np.maximum(t_us[n_alloc:], t_us[f_obj] + 1)
+    sub[n_alloc:] = SUB - 1
+    order = np.lexsort((np.arange(n), sub, cpu, t_us))
+    return order, t_us[order], cpu[order].astype(np.int32)
+
+
+def _generate_once(
+    spec: WorkloadSpec,
+    seed: int,
+    ncpus: int,
+    target: int,
+    horizon_ns: float,
+    say: Progress,
+) -> Synthetic | None:
+    rng = np.random.default_rng(seed)
+    nodes = spec.nodes
+    warm_ns = spec.warmup_ms * 1e6
+    ncache = len(spec.caches)
+    cache_index = {c.name: i for i, c in enumerate(spec.caches)}
+    comms = list(dict.fromkeys([spec.comm] + [s.comm for s in spec.streams if s.comm]))
+    sites: dict[str, int] = {}
+    site_sizes: dict[str, int] = {}
+
+    def intern_sites(mix: Any) -> np.ndarray:
+        if mix is None:
+            return np.empty(0, dtype=np.int32)
+        for cs in mix.sites:
+            if cs.name not in sites:
+                sites[cs.name] = len(sites)
+                site_sizes[cs.name] = cs.size
+        return np.asarray([sites[cs.name] for cs in mix.sites], dtype=np.int32)
+
+    streams: list[_Stream] = []
+    for si, s in enumerate(spec.streams):
+        say(f"stream {s.name}", si / max(len(spec.streams), 1) * 0.4)
+        streams.append(_gen_stream(s, spec, rng, ncpus, warm_ns, horizon_ns,
+                                   intern_sites(s.call_site), intern_sites(s.free.call_site)))
+
+    say("merging by time", 0.4)
+    # Records: every stream's allocations (record index = object id), then every stream's frees.
+    n_alloc_of = np.asarray([len(x.a_t) for x in streams], dtype=np.int64)
+    n_free_of = np.asarray([len(x.f_t) for x in streams], dtype=np.int64)
+    obj_base = np.concatenate([[0], np.cumsum(n_alloc_of)])
+    n_alloc = int(obj_base[-1])
+    t_ns = np.concatenate([x.a_t for x in streams] + [x.f_t for x in streams])
+    cpu = np.concatenate([x.a_cpu for x in streams] + [x.f_cpu for x in streams])
+    f_obj = np.concatenate([x.f_obj + obj_base[i] for i, x in enumerate(streams)])
+    order, t_us, cpu_s = _merge_order(t_ns, cpu, f_obj, n_alloc, ncpus)
+    del t_ns, cpu
+    # tag: stream << 4 | visible << 3 | fate << 1 | is_free
+    a_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_alloc_of)
+    f_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_free_of)
+    bulk_stream = np.asarray([s.kind == "bulk" for s in spec.streams], dtype=bool)
+    a_fate = np.concatenate([x.a_fate for x in streams]).astype(np.int32)
+    f_fate = np.concatenate([x.f_fate for x in streams]).astype(np.int32)
+    tag = np.concatenate([
+        (a_stream << 4) | ((~bulk_stream[a_stream]).astype(np.int32) << 3) | (a_fate << 1),
+        (f_stream << 4) | ((f_fate == _VISIBLE).astype(np.int32) << 3) | (f_fate << 1) | 1,
+    ])
+    del a_stream, f_stream, a_fate, f_fate
+    cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
+    node_of = spec.cpu_node(ncpus)
+
+    say("assigning addresses", 0.6)
+    from sheaftune.synth._replay import COUNT_NAMES, build_columns, walk
+
+    keep, slot, cnt, remote, slots_per_cache, walked = walk(
+        order, tag, f_obj, n_alloc, t_us, cpu_s, cache_of_stream, node_of, ncache, ncpus, target
+    )
+    if len(keep) < target:
+        return None
+    say("building the event table", 0.75)
+
+    # Address layout: one region per cache, objects at a stride of their size (8-aligned).
+    strides = np.asarray([(c.object_size + 7) // 8 * 8 for c in spec.caches], dtype=np.int64)
+    region = max(1 << 20, int((slots_per_cache * strides).max()))
+    region = (region + (1 << 20) - 1) >> 20 << 20
+    cache_base = PTR_BASE + np.arange(ncache, dtype=np.uint64) * np.uint64(region)
+
+    a_site = np.concatenate([x.a_site for x in streams] + [x.f_site for x in streams])
+    a_bytes = np.concatenate([x.a_bytes for x in streams])
+    prefill_rows = [
+        {**x.prefill, "stream": np.full(x.ops, si, np.int64)}
+        for si, x in enumerate(streams)
+        if x.prefill is not None
+    ]
+    stream_ops = [
+        {"name": st.name, "ops": x.ops} for st, x in zip(spec.streams, streams, strict=True)
+    ]
+    del streams
+    km = [c.kmalloc for c in spec.caches]
+    s_op_alloc = np.asarray(
+        [Op.KMALLOC if km[cache_index[s.cache]] else Op.KMEM_CACHE_ALLOC for s in spec.streams],
+        dtype=np.uint8,
+    )
+    s_op_free = np.asarray(
+        [Op.KFREE if s.free.event == "kfree" else Op.KMEM_CACHE_FREE for s in spec.streams],
+        dtype=np.uint8,
+    )
+    cols = build_columns(
+        keep, slot, order, tag, t_us, cpu_s, a_site, a_bytes, n_alloc, START_S * 1_000_000_000,
+        cache_of_stream,
+        s_op_alloc,
+        s_op_free,
+        np.asarray([s.gfp for s in spec.streams], dtype=np.int64),
+        np.asarray([comms.index(s.comm or spec.comm) for s in spec.streams], dtype=np.int64),
+        spec.pid_base,
+        ncpus,
+        cache_base,
+        strides,
+        np.asarray([c.object_size for c in spec.caches], dtype=np.int64),
+    )
+    columns = dict(zip(COLUMNS, cols, strict=True))
+    del a_site, a_bytes, order, tag
+    by_cache = {
+        c.name: {name: int(cnt[ci, j]) for j, name in enumerate(COUNT_NAMES)}
+        for ci, c in enumerate(spec.caches)
+    }
+    counts = {name: cnt[:, j] for j, name in enumerate(COUNT_NAMES)}
+    t0 = int(t_us[keep[0]])
+    t1 = int(t_us[keep[-1]])
+    ops = _op_table(prefill_rows, spec, cache_index, t0, t1, ncpus, comms)
+    meta = TraceMeta(
+        source=spec.path or spec.name,
+        format="synthetic",
+        cpus=ncpus,
+        clock="local",
+        ts_is_ns=True,
+        ts_resolution_ns=1000,
+        kernel_release=None,
+        pointers_hashed=False,
+    )
+    meta.extra["synth"] = {
+        "workload": spec.name,
+        "seed": int(seed),
+        "cpus": ncpus,
+        "nodes": nodes,
+        "cpu_node": node_of.tolist() if nodes > 1 else None,
+        "kernel": "6.18",
+        "duration_ns": (t1 - t0) * 1000,
+        "by_cache": by_cache,
+        "invisible": {
+            "kfree_rcu": int(counts["free_kfree_rcu"].sum()),
+            "bulk_free": int(counts["free_bulk"].sum()),
+            "bulk_alloc": int(counts["alloc_bulk"].sum()),
+            "prefill_ops": len(ops),
+            "prefill_requested": int(ops.upper_bound.sum()),
+            "prefill_used": int(ops.used.sum()),
+            "prefill_returned": int(ops.upper_bound.sum() - ops.used.sum()),
+        },
+        "frees_matched": int(remote[0]),
+        "frees_remote_cpu": int(remote[1]),
+        "frees_remote_node": int(remote[2]),
+        "site_sizes": site_sizes,
+        "accounted_caches": [c.name for c in spec.caches if c.accounted],
+        "streams": stream_ops,
+    }
+    table = EventTable(
+        columns, caches=[c.name for c in spec.caches], sites=list(sites), comms=comms, meta=meta
+    )
+    return Synthetic(table, ops)
+
+
+def _op_table(
+    rows: list[dict[str, np.ndarray]],
+    spec: WorkloadSpec,
+    cache_index: dict[str, int],
+    t0_us: int,
+    t1_us: int,
+    ncpus: int,
+    comms: list[str],
+) -> OpTable:
+    """Prefill operations that started inside the window, in time order."""
+    if rows:
+        cat = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    else:
+        cat = {k: np.empty(0, np.int64) for k in ("t", "cpu", "upper", "used", "site", "stream")}
+        cat["t"] = np.empty(0, np.float64)
+    t_us = np.floor(cat["t"] / 1000.0).astype(np.int64)
+    sel = (t_us >= t0_us) & (t_us <= t1_us)
+    order = np.lexsort((cat["cpu"][sel], t_us[sel]))
+    stream = cat["stream"][sel][order]
+    cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
+    comm_of_stream = np.asarray([comms.index(s.comm or spec.comm) for s in spec.streams])
+    cpu = cat["cpu"][sel][order]
+    return OpTable(
+        ts_ns=((t_us[sel][order] + START_S * 1_000_000) * 1000).astype(np.int64),
+        cpu=cpu.astype(np.uint16),
+        cache_id=cache_of_stream[stream].astype(np.int32) if len(stream) else np.empty(0, np.int32),
+        upper_bound=cat["upper"][sel][order].astype(np.uint32),
+        used=cat["used"][sel][order].astype(np.uint32),
+        pid=(spec.pid_base + cpu + ncpus * comm_of_stream[stream]).astype(np.int32)
+        if len(stream) else np.empty(0, np.int32),
+        site_id=cat["site"][sel][order].astype(np.int32),
+        source="workload",
+    )
+
+
+def expected_rates(spec: WorkloadSpec, cpus: int | None = None) -> dict[str, dict[str, float]]:
+    """Per cache, the expected visible allocations and frees per second per CPU of the machine.
+
+    What the tests hold a generated table against, and what ``docs/workloads.md`` compares with
+    the real trace.
+    """
+    ncpus = spec.cpus if cpus is None else cpus
+    out: dict[str, dict[str, float]] = {c.name: {"alloc": 0.0, "free": 0.0} for c in spec.caches}
+    for s in spec.streams:
+        ops = s.rate * len(s.cpu_list(ncpus)) / ncpus
+        out[s.cache]["alloc"] += ops * _visible_allocs_per_op(s)
+        out[s.cache]["free"] += ops * s.objects_per_op() * s.free.visible
+    return out
+
+
+__all__ = ["PTR_BASE", "START_S", "Synthetic", "expected_rates", "generate"]
