@@ -245,13 +245,13 @@ class _Stopper:
     @contextmanager
     def installed(self) -> Iterator[_Stopper]:
         if threading.current_thread() is threading.main_thread():
-            for s in self.SIGNALS:
-                self._saved[s] = signal.signal(s, self._handler)
+            for sig in self.SIGNALS:
+                self._saved[sig] = signal.signal(sig, self._handler)
         try:
             yield self
         finally:
-            for s, h in self._saved.items():
-                signal.signal(s, h)
+            for signum, handler in self._saved.items():
+                signal.signal(signum, handler)
             self._saved.clear()
 
 
