@@ -190,3 +190,65 @@ def write_tracedat_v6(path: str, meta: TraceDatMetadata, cpu_data: Sequence[str 
             os.unlink(tmp)
         raise
     return total
+
+
+def read_v6_options(path: str) -> dict[int, list[bytes]]:
+    """The options of a trace.dat v6 file: id -> data of each occurrence, in file order.
+
+    Walks the metadata blocks by their sizes without reading them (spec section 5); used to get
+    the CPUSTAT texts and sheaftune's record facts back. ValueError on a file that is not v6.
+    """
+    options: dict[int, list[bytes]] = {}
+    with open(path, "rb") as fh:
+
+        def take(n: int) -> bytes:
+            b = fh.read(n)
+            if len(b) != n:
+                raise ValueError(f"{path}: truncated trace.dat metadata")
+            return b
+
+        def u32() -> int:
+            return int(struct.unpack("<I", take(4))[0])
+
+        def u64() -> int:
+            return int(struct.unpack("<Q", take(8))[0])
+
+        def cstr() -> bytes:
+            out = bytearray()
+            while (c := take(1)) != b"\0":
+                out += c
+            return bytes(out)
+
+        if take(10) != MAGIC or cstr() != b"6":
+            raise ValueError(f"{path}: not a trace.dat version 6 file")
+        if take(1) != b"\0":
+            raise ValueError(f"{path}: big-endian trace.dat is not supported here")
+        take(5)  # long size, page size
+        for name in (b"header_page", b"header_event"):
+            if cstr() != name:
+                raise ValueError(f"{path}: {name.decode()} block missing")
+            fh.seek(u64(), os.SEEK_CUR)
+        for _ in range(u32()):  # ftrace formats
+            fh.seek(u64(), os.SEEK_CUR)
+        for _ in range(u32()):  # event systems
+            cstr()
+            for _ in range(u32()):
+                fh.seek(u64(), os.SEEK_CUR)
+        fh.seek(u32(), os.SEEK_CUR)  # kallsyms
+        fh.seek(u32(), os.SEEK_CUR)  # printk formats
+        fh.seek(u64(), os.SEEK_CUR)  # saved cmdlines
+        u32()  # cpus
+        if take(10) != b"options  \0":
+            return options
+        while (option_id := int(struct.unpack("<H", take(2))[0])) != OPTION_DONE:
+            options.setdefault(option_id, []).append(take(u32()))
+    return options
+
+
+def record_facts(path: str) -> dict[str, Any] | None:
+    """sheaftune's record facts (events, filters, per-CPU losses, ...) of a v6 file, or None."""
+    data = read_v6_options(path).get(OPTION_SHEAFTUNE)
+    if not data:
+        return None
+    facts: dict[str, Any] = json.loads(data[-1].rstrip(b"\0").decode())
+    return facts
