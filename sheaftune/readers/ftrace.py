@@ -50,7 +50,15 @@ class FtraceReader:
     description = "kernel trace text (/sys/kernel/tracing/trace or trace_pipe)"
 
     def sniff(self, head: bytes) -> bool:
-        return bool(_TRACER.search(head, 0, 4096) or _EVENT_LINE.search(head) or _LOST.search(head))
+        if _TRACER.search(head, 0, 4096):
+            return True
+        if not (_EVENT_LINE.search(head) or _LOST.search(head)):
+            return False
+        # trace-cmd 3.1 report lines also fit the kernel's line shape: leave them to it
+        from sheaftune.readers.perfscript import PerfScriptReader
+        from sheaftune.readers.report import TraceCmdReportReader
+
+        return not (TraceCmdReportReader().sniff(head) or PerfScriptReader().sniff(head))
 
     def read(self, source: Source, options: ReadOptions) -> EventTable:
         from sheaftune.readers import textscan

@@ -321,7 +321,7 @@ def scan_text(
             st = _scan_event(
                 buf, s, le, nev, ts, tsfrac, cpu, op, ptr, req, alloc, node, pid, ptrform, spans
             )
-            if st == ST_EVENT and final and not terminated:
+            if final and not terminated and (st == ST_EVENT or st == ST_MALFORMED or st == ST_BAD):
                 st = ST_CUT
             if st == ST_EVENT:
                 nev += 1
@@ -652,7 +652,7 @@ def scan_tsv(
             lost[nlost, 0] = -1
             lost[nlost, 1] = cnt
             nlost += 1
-        if st == ST_EVENT and final and not terminated:
+        if final and not terminated and (st == ST_EVENT or st == ST_MALFORMED or st == ST_BAD):
             st = ST_CUT
         if st == ST_EVENT:
             nev += 1
@@ -865,6 +865,9 @@ class Interner:
 
 #: Bytes of decompressed text parsed per kernel call (cut at the last newline).
 BLOCK_BYTES = 32 << 20
+_PIECE_BYTES = 4 << 20
+#: A block smaller than this is parsed by one thread.
+MIN_SPLIT_BYTES = 1 << 20
 
 
 @dataclass
@@ -907,22 +910,33 @@ def _blocks(source: Source, options: ReadOptions) -> Iterator[tuple[bytes, bool,
     carry = b""
     nread = 0
     fh: BinaryIO = source.open()
+    # read1: one underlying read per call, so a decompression error loses nothing before it
+    read1 = getattr(fh, "read1", fh.read)
     try:
         while True:
             damage = None
-            try:
-                data = fh.read(BLOCK_BYTES)
-            except errors as e:
-                if not options.salvage:
-                    raise InputError(
-                        f"truncated or corrupt compressed data ({source.compression}): {e}",
-                        source.display,
-                    ) from None
-                damage = str(e) or type(e).__name__
-                data = b""
+            pieces = []  # read in pieces: what came before a decompression error is kept
+            got = 0
+            while got < BLOCK_BYTES:
+                try:
+                    piece = read1(min(_PIECE_BYTES, BLOCK_BYTES - got))
+                except errors as e:
+                    if not options.salvage:
+                        raise InputError(
+                            f"truncated or corrupt compressed data ({source.compression}): {e}",
+                            source.display,
+                        ) from None
+                    damage = str(e) or type(e).__name__
+                    break
+                if not piece:
+                    break
+                pieces.append(piece)
+                got += len(piece)
+            data = b"".join(pieces)
             nread += len(data)
-            if not data:
-                yield carry, True, nread, damage
+            if damage is not None or not data:
+                data = carry + data if carry else data
+                yield data, True, nread, damage
                 return
             data = carry + data if carry else data
             cut = data.rfind(b"\n")
@@ -966,7 +980,7 @@ def _prefetch(it: Iterator[Any]) -> Iterator[Any]:
 def _parts(data: bytes, n: int) -> list[tuple[int, int]]:
     """Cut ``data`` into about ``n`` ranges of whole lines."""
     size = len(data)
-    if n <= 1 or size < (1 << 20):
+    if n <= 1 or size < MIN_SPLIT_BYTES:
         return [(0, size)]
     out = []
     start = 0
