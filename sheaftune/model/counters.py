@@ -101,5 +101,6 @@ EXTRA: dict[str, str] = {
     "slabs_shrunk": "empty slabs freed by kmem_cache_shrink (not counted in free_slab)",
     "alloc_from_sheaf": "objects popped from prefilled sheaves (P3; the kernel counts none)",
     "alloc_from_sheaf_null": "kmem_cache_alloc_from_sheaf calls on an empty sheaf (NULL)",
+    "oversize_objects": "objects bulk-allocated from slabs into oversize prefilled sheaves",
     "kfree_rcu_classic": "kfree_rcu objects that went to the classic batching (K6)",
 }

@@ -635,6 +635,7 @@ class SheafModel:
             sh = Sheaf(capacity=size)
             self._st("sheaf_prefill_oversize")
             sh.objs = self.slab.bulk_alloc(cpu, size)
+            self.extra["oversize_objects"] += size
             self.prefilled[id(sh)] = sh
             self._sample()
             return sh
@@ -689,7 +690,9 @@ class SheafModel:
             if sh.capacity == self.cap:
                 self.refill_sheaf(cpu, sh)
             else:
-                sh.objs.extend(self.slab.bulk_alloc(cpu, sh.capacity - sh.size))
+                n = sh.capacity - sh.size
+                sh.objs.extend(self.slab.bulk_alloc(cpu, n))
+                self.extra["oversize_objects"] += n
             self._sample()
             return sh
         new = self.kmem_cache_prefill_sheaf(cpu, size, blocking)
