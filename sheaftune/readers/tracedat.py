@@ -597,6 +597,7 @@ class _TraceDat:
             raise self.error(str(e), "event formats") from None
 
         per_cpu: list[tuple[int, Any]] = []
+        name_keys: dict[str, int] = {}
         for cpu, off, size in sorted(buf.cpus):
             if size == 0:
                 continue
@@ -608,6 +609,8 @@ class _TraceDat:
                 salvage=self.opts.salvage,
                 path=self.path,
                 where=f"CPU {cpu}",
+                engine=os.environ.get("SHEAFTUNE_PAGE_ENGINE", "numpy"),
+                name_keys=name_keys,
             )
             if buf.compressed:
                 windows = self._compressed_windows(cpu, off, size, page_size)
@@ -705,7 +708,7 @@ class _TraceDat:
     def _build(self, per_cpu: list[tuple[int, Any]], merge_cpus: Any) -> EventTable:
         meta = self.meta
         builder = EventTableBuilder(meta)
-        names: dict[int, str] = {}
+        names: dict[int, str] = {}  # name_key -> cache name, shared by the CPUs' decoders
         ts_list = []
         pages = records = 0
         for cpu, d in per_cpu:
@@ -761,32 +764,23 @@ class _TraceDat:
             "node": col("node"),
             "pid": col("pid"),
         }
-        from sheaftune.readers._jit import factorize
-
         # distinct call sites -> kallsyms, once each
-        site_col = col("call_site")
-        codes, first = factorize(site_col)
-        site_names = self._resolve_sites(site_col[first])
+        codes, sites = _factorize(col("call_site"))
+        site_names = self._resolve_sites(sites)
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
         cols["site_id"] = site_ids[codes]
-        # distinct cache-name hashes -> cache ids
-        hash_col = col("name_hash")
-        codes, first = factorize(hash_col)
-        cache_ids = np.array(
-            [
-                NO_CACHE if h == 0 else builder.caches.intern(names[h])
-                for h in hash_col[first].tolist()
-            ],
-            dtype=np.int32,
-        )
-        cols["cache_id"] = cache_ids[codes]
+        # cache-name keys -> cache ids
+        cache_of_key = np.full(max(names, default=0) + 1, NO_CACHE, dtype=np.int32)
+        for k, name in sorted(names.items()):
+            cache_of_key[k] = builder.caches.intern(name)
+        cols["cache_id"] = cache_of_key[col("name_key")]
         # distinct pids -> comm from the saved cmdlines
-        codes, first = factorize(cols["pid"].astype(np.uint64))
+        codes, pids = _factorize(cols["pid"])
         comms = self._comms()
         comm_ids = np.array(
             [
                 builder.comms.intern(comms.get(p) or ("<idle>" if p == 0 else "<...>"))
-                for p in cols["pid"][first].tolist()
+                for p in pids.tolist()
             ],
             dtype=np.int32,
         )
@@ -816,6 +810,25 @@ class _TraceDat:
             if pid.isdigit() and comm:
                 out[int(pid)] = comm
         return out
+
+
+def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, sorted distinct values) with ``values[codes] == a``, by one sort."""
+    if len(a) == 0:
+        return np.empty(0, dtype=np.int32), a[:0]
+    if a.dtype.kind == "i" and int(a.min()) >= 0 and int(a.max()) < 1 << 23:  # pids
+        present = np.bincount(a) > 0
+        values = np.flatnonzero(present).astype(a.dtype)
+        lut = np.cumsum(present, dtype=np.int32) - 1
+        return lut[a], values
+    order = np.argsort(a)
+    s = a[order]
+    new = np.empty(len(s), dtype=bool)
+    new[0] = True
+    np.not_equal(s[1:], s[:-1], out=new[1:])
+    codes = np.empty(len(a), dtype=np.int32)
+    codes[order] = np.cumsum(new, dtype=np.int32) - 1
+    return codes, s[new]
 
 
 def _strtoll(s: str) -> int:
