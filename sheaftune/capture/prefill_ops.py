@@ -7,8 +7,13 @@ objects with ``kmem_cache_alloc_from_sheaf`` and may top the sheaf up with
 of objects taken: counted from ``alloc_from_sheaf`` records when the script had that probe, or
 else derived as (objects in the sheaf after prefill/refill) - (objects left at return).
 
-Sections are matched by sheaf pointer. A refill that hands back a different sheaf (an
-oversize sheaf replaced) is re-attached to the one open section of the same task and cache.
+Sections are matched by sheaf pointer. ``kmem_cache_refill_sheaf`` takes the size the sheaf
+must hold afterwards, so a refill raises the bound to (objects taken so far + size). When a
+refill needs a larger (oversize) sheaf, the kernel calls ``kmem_cache_prefill_sheaf`` for the
+new one and ``kmem_cache_return_sheaf`` on the old one from inside the refill; the probes see
+that nested prefill and return before the refill's own record, and the builder joins the two
+halves back into one section. A refill whose sheaf is unknown is re-attached to the one open
+section of the same task and cache (the prefill probe missed it).
 Prefills that failed (NULL sheaf), sections never returned before the capture ended and
 returns without a prefill are left out and counted in ``stats``. ``alloc_bulk``, ``free_bulk``
 and ``kfree_rcu_sheaf`` records describe the bulk and RCU paths; they are parsed but form no
@@ -149,16 +154,10 @@ def ops_from_prefill_records(
     }
     have_alloc_probe = any(r.event == "alloc_from_sheaf" for r in recs)
     open_by_sheaf: dict[int, _Open] = {}
-    rows: list[tuple[int, int, int, int, int, int, int]] = []
-
-    def close(op: _Open, left: int) -> None:
-        used = op.allocs if have_alloc_probe else max(0, op.objects - left)
-        r = op.rec
-        cache_id = _intern(caches, r.cache) if r.cache else NO_CACHE
-        site_id = NO_SITE
-        if sites is not None and r.call_site:
-            site_id = _intern(sites, hex(r.call_site))
-        rows.append((r.ts_ns, r.cpu, cache_id, op.upper_bound, used, r.tid, site_id))
+    # Closed sections, kept open to a join until the end: a refill that replaced its sheaf
+    # shows as prefill(new) + return(old) + refill(new) of one task (see the module doc).
+    closed: list[tuple[_Open, int] | None] = []
+    last_closed: dict[int, tuple[int, int]] = {}  # tid -> (index in closed, ts of the return)
 
     for r in recs:
         if r.event == "prefill_sheaf":
@@ -170,6 +169,21 @@ def ops_from_prefill_records(
             open_by_sheaf[r.ptr] = _Open(r, upper_bound=r.req, objects=r.got or 0)
         elif r.event == "refill_sheaf":
             op = open_by_sheaf.get(r.ptr)
+            joined = last_closed.get(r.tid)
+            if (
+                op is not None
+                and joined is not None
+                and op.rec.tid == r.tid
+                and op.allocs == 0
+                and op.rec.ts_ns <= joined[1]
+                and (old_entry := closed[joined[0]]) is not None
+                and old_entry[0].rec.cache == op.rec.cache
+            ):
+                # The nested prefill/return of a replacing refill: one section, not two.
+                old_op = old_entry[0]
+                closed[joined[0]] = None
+                del last_closed[r.tid]
+                op.rec, op.allocs, op.upper_bound = old_op.rec, old_op.allocs, old_op.upper_bound
             if op is None:
                 # The sheaf was replaced: re-attach the task's one open section of this cache.
                 mine = [
@@ -195,8 +209,22 @@ def ops_from_prefill_records(
             if op is None:
                 counts["return_without_prefill"] += 1
                 continue
-            close(op, r.req)
+            last_closed[r.tid] = (len(closed), r.ts_ns)
+            closed.append((op, r.req))
     counts["unreturned"] += len(open_by_sheaf)
+
+    rows: list[tuple[int, int, int, int, int, int, int]] = []
+    for entry in closed:
+        if entry is None:
+            continue
+        op, left = entry
+        used = op.allocs if have_alloc_probe else max(0, op.objects - left)
+        rec = op.rec
+        cache_id = _intern(caches, rec.cache) if rec.cache else NO_CACHE
+        site_id = NO_SITE
+        if sites is not None and rec.call_site:
+            site_id = _intern(sites, hex(rec.call_site))
+        rows.append((rec.ts_ns, rec.cpu, cache_id, op.upper_bound, used, rec.tid, site_id))
     counts["operations"] = len(rows)
     if stats is not None:
         stats.update(counts)
