@@ -159,14 +159,20 @@ SUB = 10
 
 
 @numba.njit(cache=True, nogil=True)
-def sort_key(t_ns, cpu, f_obj, n_alloc, ncpus, base_us, idx_bits):  # type: ignore[no-untyped-def]
+def sort_key(t_ns, cpu, follow, f_obj, n_alloc, ncpus, base_us, idx_bits):  # type: ignore[no-untyped-def]  # noqa: E501
     """One int64 per record: (µs, CPU, 100-ns step, record index), packed most significant first.
 
     A free lands strictly after its allocation's microsecond and after every allocation of its
-    own microsecond on that CPU.
+    own microsecond on that CPU. The later objects of a burst (``follow`` 1) take the step of
+    the burst's first object within its microsecond and the first step of the next ones, so a
+    task's burst mostly stays together; the pops of one prefill operation (``follow`` 2) take
+    the first pop's microsecond and step, so they are never interleaved, as in a real trace
+    where one task does them inside one tree operation.
     """
     n = len(t_ns)
     key = np.empty(n, np.int64)
+    lead_us = np.int64(0)
+    lead_sub = np.int64(0)
     for r in range(n):
         t = t_ns[r]
         tu = np.int64(np.floor(t / 1000.0))
@@ -176,6 +182,14 @@ def sort_key(t_ns, cpu, f_obj, n_alloc, ncpus, base_us, idx_bits):  # type: igno
                 sub = 0
             elif sub > SUB - 1:
                 sub = SUB - 1
+            if follow[r] == 2:
+                tu = lead_us
+                sub = lead_sub
+            elif follow[r] == 1:
+                sub = lead_sub if tu == lead_us else 0
+            else:
+                lead_us = tu
+                lead_sub = sub
         else:
             au = np.int64(np.floor(t_ns[f_obj[r - n_alloc]] / 1000.0)) + 1
             if tu < au:

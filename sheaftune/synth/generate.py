@@ -174,6 +174,7 @@ class _Stream:
     a_fate: np.ndarray  # int8
     a_site: np.ndarray  # int32
     a_bytes: np.ndarray  # int32
+    a_follow: np.ndarray  # int8: 1 a later object of a burst, 2 a later pop of a prefill op
     f_t: np.ndarray
     f_cpu: np.ndarray
     f_fate: np.ndarray
@@ -234,6 +235,7 @@ def _gen_stream(
         a_t = op_t
         f_t = op_t + life_ns
         a_cpu, a_fate, a_site, f_cpu, f_site = op_cpu, fate, op_site, op_fcpu, op_fsite
+        a_follow = np.zeros(n_obj, dtype=np.int8)
     else:
         n_obj = int(k.sum())
         op_of = np.repeat(np.arange(m), k)
@@ -244,6 +246,7 @@ def _gen_stream(
         f_t = (last_alloc + life_ns)[op_of] + j * float(fr.spacing_ns)
         a_cpu, a_fate, a_site = op_cpu[op_of], fate[op_of], op_site[op_of]
         f_cpu, f_site = op_fcpu[op_of], op_fsite[op_of]
+        a_follow = (j > 0).astype(np.int8) * (2 if s.kind == "prefill" else 1)
     if fr.kfree_rcu > 0:
         f_t = np.where(a_fate == _RCU, f_t + fr.rcu_delay_us * 1000.0, f_t)
     if s.bytes_req is not None:
@@ -256,7 +259,7 @@ def _gen_stream(
         assert upper is not None and k is not None
         prefill = {"t": op_t, "cpu": op_cpu, "upper": upper, "used": k, "site": op_site}
     return _Stream(
-        a_t=a_t, a_cpu=a_cpu, a_fate=a_fate, a_site=a_site, a_bytes=a_bytes,
+        a_t=a_t, a_cpu=a_cpu, a_fate=a_fate, a_site=a_site, a_bytes=a_bytes, a_follow=a_follow,
         f_t=f_t[dies], f_cpu=f_cpu[dies], f_fate=a_fate[dies], f_site=f_site[dies],
         f_obj=dies, prefill=prefill, ops=m,
     )
@@ -269,7 +272,12 @@ def _pick(ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int) -> n
 
 
 def _merge_order(
-    t_ns: np.ndarray, cpu: np.ndarray, f_obj: np.ndarray, n_alloc: int, ncpus: int
+    t_ns: np.ndarray,
+    cpu: np.ndarray,
+    follow: np.ndarray,
+    f_obj: np.ndarray,
+    n_alloc: int,
+    ncpus: int,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time order of all records: (record index, µs, CPU) of each row, sorted by (µs, CPU,
     100-ns step, record index).
@@ -287,7 +295,7 @@ def _merge_order(
     span = int(np.floor(t_ns.max() / 1000.0)) + 2 - base
     idx_bits = max(1, int(n - 1).bit_length())
     if span * ncpus * SUB < (1 << (63 - idx_bits)):
-        key = sort_key(t_ns, cpu, f_obj, n_alloc, ncpus, base, idx_bits)
+        key = sort_key(t_ns, cpu, follow, f_obj, n_alloc, ncpus, base, idx_bits)
         key.sort()
         return decode_key(key, ncpus, base, idx_bits)  # type: ignore[no-any-return]
     t_us = np.floor(t_ns / 1000.0).astype(np.int64)
@@ -339,7 +347,9 @@ def _generate_once(
     t_ns = np.concatenate([x.a_t for x in streams] + [x.f_t for x in streams])
     cpu = np.concatenate([x.a_cpu for x in streams] + [x.f_cpu for x in streams])
     f_obj = np.concatenate([x.f_obj + obj_base[i] for i, x in enumerate(streams)])
-    order, t_us, cpu_s = _merge_order(t_ns, cpu, f_obj, n_alloc, ncpus)
+    follow = np.concatenate([x.a_follow for x in streams])
+    order, t_us, cpu_s = _merge_order(t_ns, cpu, follow, f_obj, n_alloc, ncpus)
+    del follow
     del t_ns, cpu
     # tag: stream << 4 | visible << 3 | fate << 1 | is_free
     a_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_alloc_of)
