@@ -110,6 +110,21 @@ EXPECT: dict[str, dict] = {
         counters=dict(sheaf_alloc=2, barn_get_fail=1, sheaf_prefill_slow=1,
                       sheaf_return_fast=1),
         cpus=[(0, 0, None)], barns=[(0, 0)]),
+    "l3_offline_rcu": dict(
+        counters=dict(alloc_fastpath=2, free_rcu_sheaf=1, free_fastpath=1, alloc_slab=1,
+                      sheaf_flush=3, sheaf_refill=4, sheaf_alloc=3, sheaf_free=1,
+                      barn_get_fail=1),
+        cpus=[(1, None, None), (0, None, None)], barns=[(0, 0)]),
+    "x9_classic_frees_618": dict(
+        counters=dict(alloc_fastpath=6, alloc_slowpath=3, free_cpu_sheaf=1, free_slowpath=5,
+                      free_frozen=4, free_add_partial=1, alloc_slab=2, alloc_refill=1,
+                      deactivate_bypass=1, cpu_partial_free=1, sheaf_alloc=2, barn_get_fail=2),
+        cpus=[(1, None, None), (0, None, None)], barns=[(0, 0), (0, 0)]),
+    "x12_kfree_rcu_618": dict(
+        counters=dict(alloc_cpu_sheaf=3, alloc_fastpath=1, alloc_slowpath=1, free_rcu_sheaf=2,
+                      alloc_slab=1, sheaf_refill=2, sheaf_alloc=2, barn_get=1, barn_get_fail=1,
+                      barn_put=1),
+        cpus=[(1, None, None)], barns=[(0, 1)]),
 }
 
 
