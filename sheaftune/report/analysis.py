@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from typing import IO, Any
 
 from rich.console import Console
@@ -17,7 +18,13 @@ CACHE_ROWS = 25
 
 
 def _console(stream: IO[str]) -> Console:
-    return Console(file=stream, highlight=False, markup=False, emoji=False, soft_wrap=False)
+    """A console on ``stream``; files and pipes get COLUMNS or 120 columns, not rich's 80."""
+    width = None
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        width = int(os.environ.get("COLUMNS", "0") or 0) or 120
+    return Console(
+        file=stream, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False
+    )
 
 
 def _largest_first(caches: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
@@ -86,7 +93,8 @@ def render_analysis(record: Record, stream: IO[str]) -> None:
         ("nowait", "right"),
         ("size", "right"),
     ):
-        t.add_column(col, justify=just)  # type: ignore[arg-type]
+        t.add_column(col, justify=just, no_wrap=True)  # type: ignore[arg-type]
+    t.columns[0].min_width = min(32, max((len(n) + 2 for n, _ in caches), default=8))
     for name, st in caches[:CACHE_ROWS]:
         lt = st["lifetime_ns"] or {}
         size = st["object_size"] or {}
