@@ -116,6 +116,15 @@ class SheafModel:
         self.classic_rcu: list[list[int]] = [[] for _ in range(params.cpus)]
         #: outstanding prefilled sheaves (P1..P6), by identity
         self.prefilled: dict[int, Sheaf] = {}
+        # occupancy over time (not counted by the kernel): per CPU the objects in main, spare
+        # and rcu_free; per node the objects in the barn's full sheaves. Peaks are sampled after
+        # every API call; the time integrals advance with advance(ts_ns).
+        self.cpu_held_max = [0] * params.cpus
+        self.node_barn_held_max = [0] * params.nodes
+        self.cpu_held_integral = [0] * params.cpus
+        self.node_barn_held_integral = [0] * params.nodes
+        self.t_first: int | None = None
+        self.t_last: int | None = None
         self._sample()
 
     # ---------------------------------------------------------------------------- helpers
@@ -895,15 +904,60 @@ class SheafModel:
         n += sum(sh.size for sh in self.prefilled.values())
         return n
 
+    def cpu_held(self, cpu: int) -> int:
+        """Objects in the CPU's main, spare and rcu_free sheaves."""
+        pcs = self.pcs[cpu]
+        return sum(sh.size for sh in (pcs.main, pcs.spare, pcs.rcu_free) if sh is not None)
+
+    def node_barn_held(self, node: int) -> int:
+        """Objects in the node's barn (full sheaves; K4 sheaves may hold fewer than cap)."""
+        return sum(sh.size for sh in self.barns[node].full)
+
     def _sample(self) -> None:
         ex = self.extra
         held = self.held_objects()
         ex["held_objects"] = held
         ex["held_objects_max"] = max(ex["held_objects_max"], held)
         ex["sheaves_live_max"] = max(ex["sheaves_live_max"], ex["sheaves_live"])
-        for barn in self.barns:
+        for n, barn in enumerate(self.barns):
             ex["barn_full_max"] = max(ex["barn_full_max"], len(barn.full))
             ex["barn_empty_max"] = max(ex["barn_empty_max"], len(barn.empty))
+            self.node_barn_held_max[n] = max(self.node_barn_held_max[n], self.node_barn_held(n))
+        for c in range(self.p.cpus):
+            self.cpu_held_max[c] = max(self.cpu_held_max[c], self.cpu_held(c))
+
+    def advance(self, ts_ns: int) -> None:
+        """Move the model's clock to ``ts_ns`` (trace replay): the occupancy since the previous
+        call is integrated, so ``occupancy()`` can give time-weighted means."""
+        if self.t_last is None:
+            self.t_first = self.t_last = ts_ns
+            return
+        dt = ts_ns - self.t_last
+        if dt <= 0:
+            return
+        for c in range(self.p.cpus):
+            self.cpu_held_integral[c] += self.cpu_held(c) * dt
+        for n in range(self.p.nodes):
+            self.node_barn_held_integral[n] += self.node_barn_held(n) * dt
+        self.t_last = ts_ns
+
+    def occupancy(self) -> dict[str, Any]:
+        """Objects held per CPU (sheaves) and per node (barn): now, peak, time-weighted mean
+        (None until ``advance`` has spanned some time)."""
+        span = (self.t_last - self.t_first) if self.t_first is not None and \
+            self.t_last is not None else 0
+
+        def mean(x: int) -> float | None:
+            return x / span if span > 0 else None
+
+        return {
+            "cpus": [{"cpu": c, "now": self.cpu_held(c), "max": self.cpu_held_max[c],
+                      "mean": mean(self.cpu_held_integral[c])} for c in range(self.p.cpus)],
+            "nodes": [{"node": n, "barn_now": self.node_barn_held(n),
+                       "barn_max": self.node_barn_held_max[n],
+                       "barn_mean": mean(self.node_barn_held_integral[n])}
+                      for n in range(self.p.nodes)],
+        }
 
     def counters(self) -> dict[str, int]:
         """The kernel version's stat items (sysfs names, summed over CPUs, zeros included)."""

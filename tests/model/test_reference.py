@@ -20,10 +20,27 @@ from sheaftune.params import (
 
 
 # -- §10 C1-C3 capacity autotuning -------------------------------------------------------------
-@pytest.mark.parametrize("size,cap", [
-    (8, 60), (16, 60), (32, 60), (64, 60), (96, 60), (128, 60), (192, 60), (255, 60),
-    (256, 28), (512, 28), (1023, 28), (1024, 12), (2048, 12), (4095, 12), (4096, 4),
-    (8192, 4)])
+@pytest.mark.parametrize(
+    "size,cap",
+    [
+        (8, 60),
+        (16, 60),
+        (32, 60),
+        (64, 60),
+        (96, 60),
+        (128, 60),
+        (192, 60),
+        (255, 60),
+        (256, 28),
+        (512, 28),
+        (1023, 28),
+        (1024, 12),
+        (2048, 12),
+        (4095, 12),
+        (4096, 4),
+        (8192, 4),
+    ],
+)
 def test_c3_capacity_table(size: int, cap: int) -> None:
     assert autotune_capacity(size) == cap
 
@@ -36,8 +53,16 @@ def test_c1_request_is_a_floor_not_rounded() -> None:
 
 
 def test_c2_kmalloc_size_roundup() -> None:
-    assert [kmalloc_size_roundup(n) for n in (1, 9, 65, 97, 129, 193, 257, 8193)] == \
-        [8, 16, 96, 128, 192, 256, 512, 12288]
+    assert [kmalloc_size_roundup(n) for n in (1, 9, 65, 97, 129, 193, 257, 8193)] == [
+        8,
+        16,
+        96,
+        128,
+        192,
+        256,
+        512,
+        12288,
+    ]
 
 
 def test_x2_618_capacity_is_the_request() -> None:
@@ -48,8 +73,14 @@ def test_x2_618_capacity_is_the_request() -> None:
 
 
 def test_d1_min_partial_and_618_cpu_partial() -> None:
-    assert [default_min_partial(s) for s in (8, 256, 1024, 4096, 1 << 20, 1 << 22)] == \
-        [5, 5, 5, 6, 10, 10]
+    assert [default_min_partial(s) for s in (8, 256, 1024, 4096, 1 << 20, 1 << 22)] == [
+        5,
+        5,
+        5,
+        6,
+        10,
+        10,
+    ]
     p = ModelParams.for_cache(kernel="6.18", object_size=256, requested_capacity=32)
     assert p.objects_per_slab == 16 and p.cpu_partial == 52 and p.cpu_partial_slabs == 7
 
@@ -79,11 +110,14 @@ def _partial(run: ScenarioRun, node: int = 0) -> list[tuple[int, int]]:
 
 
 def test_r2_overshoot_slab_goes_to_the_tail_r5_leftovers_to_the_head() -> None:
-    run = ScenarioRun(parse_scenario(
-        "scenario: 1\ncache: {object_size: 256, capacity: 6, objects_per_slab: 8}\n"
-        "cpus: 1\nops:\n  - [0, alloc_bulk, 24]\n  - [0, free_bulk, 6]\n"
-        "  - [0, free_bulk, 6]\n  - [0, free_bulk, 3]\n  - [0, alloc, 7]\n"
-        "  - [0, alloc, 6]\n"))
+    run = ScenarioRun(
+        parse_scenario(
+            "scenario: 1\ncache: {object_size: 256, capacity: 6, objects_per_slab: 8}\n"
+            "cpus: 1\nops:\n  - [0, alloc_bulk, 24]\n  - [0, free_bulk, 6]\n"
+            "  - [0, free_bulk, 6]\n  - [0, free_bulk, 3]\n  - [0, alloc, 7]\n"
+            "  - [0, alloc, 6]\n"
+        )
+    )
     ops = run.scn.ops
     for op in ops[:4]:
         run.step(op)
@@ -132,21 +166,22 @@ def test_f6_flush_main_in_batches_of_32() -> None:
     n = main.size
     m.flush_all()
     # the spare (if any) is flushed whole first, then main in batches of at most 32
-    main_calls = calls[-((n + 31) // 32):]
+    main_calls = calls[-((n + 31) // 32) :]
     assert main_calls == [32] * (n // 32) + ([n % 32] if n % 32 else [])
 
 
 # -- L2 shrink: empty slabs discarded, 1..32 free promoted by count ------------------------------
 def test_l2_shrink_promotes_by_free_count() -> None:
-    p = dataclasses.replace(ModelParams.for_cache(object_size=256, capacity=0,
-                                                  objects_per_slab=40), min_partial=10)
+    p = dataclasses.replace(
+        ModelParams.for_cache(object_size=256, capacity=0, objects_per_slab=40), min_partial=10
+    )
     m = SheafModel(p)
     s = m.slab
     sids = [s._new_slab_raw(0) for _ in range(5)]
     frees = {sids[0]: 40, sids[1]: 35, sids[2]: 3, sids[3]: 1, sids[4]: 3}
     for sid, nfree in frees.items():
         fl = s.sl_free[sid]
-        del fl[:40 - nfree]
+        del fl[: 40 - nfree]
         s.sl_inuse[sid] = 40 - nfree
         s._add_partial(0, sid, tail=True)
     m.kmem_cache_shrink()
@@ -158,9 +193,11 @@ def test_l2_shrink_promotes_by_free_count() -> None:
 
 # -- A2/A7: a node mismatch leaves the sheaf alone ----------------------------------------------
 def test_a7_top_object_mismatch_keeps_refill() -> None:
-    scn = parse_scenario("scenario: 1\ncache: {object_size: 256, capacity: 4, "
-                         "objects_per_slab: 2}\ncpus: 2\nnodes: 2\nops:\n"
-                         "  - [1, alloc_node, 1, 1]\n")
+    scn = parse_scenario(
+        "scenario: 1\ncache: {object_size: 256, capacity: 4, "
+        "objects_per_slab: 2}\ncpus: 2\nnodes: 2\nops:\n"
+        "  - [1, alloc_node, 1, 1]\n"
+    )
     run = ScenarioRun(scn)
     run.run()
     m = run.model
@@ -168,3 +205,16 @@ def test_a7_top_object_mismatch_keeps_refill() -> None:
     # object is local so the allocation is a fast-path hit
     assert m.stat["alloc_fastpath"] == 1 and m.stat["alloc_node_mismatch"] == 0
     assert m.pcs[1].main is not None and m.pcs[1].main.size == 3
+
+
+def test_occupancy_peaks_and_time_weighted_means() -> None:
+    p = ModelParams.for_cache(object_size=256, capacity=4, objects_per_slab=8, cpus=2)
+    m = SheafModel(p)
+    m.advance(0)
+    a = m.kmem_cache_alloc(0)  # CPU 0 holds 3 (main) + 0 (spare)
+    m.advance(100)  # 3 objects for 100 ns
+    m.kmem_cache_free(0, a)  # 4
+    m.advance(300)  # 4 objects for 200 ns
+    occ = m.occupancy()
+    assert occ["cpus"][0] == {"cpu": 0, "now": 4, "max": 4, "mean": (3 * 100 + 4 * 200) / 300}
+    assert occ["cpus"][1]["mean"] == 0.0 and occ["nodes"][0]["barn_max"] == 0
