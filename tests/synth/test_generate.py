@@ -1,0 +1,192 @@
+"""Generation: determinism, overrides, trace realism, and statistics that match the spec."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from sheaftune.errors import UsageError
+from sheaftune.events import Op, save_native
+from sheaftune.gfp import GFP_KERNEL, GFP_NOWAIT
+from sheaftune.synth.generate import expected_rates, generate
+from sheaftune.synth.spec import parse_spec
+from sheaftune.synth.stats import workload_stats
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spec_of(streams: list[dict[str, Any]], **top: Any) -> Any:
+    d: dict[str, Any] = {
+        "workload": 1,
+        "name": "t",
+        "cpus": 4,
+        "caches": {
+            "maple_node": {"object_size": 256, "sheaf_capacity": 32},
+            "vm_area_struct": {"object_size": 192, "sheaf_capacity": 32, "accounted": True},
+            "kmalloc-64": {"object_size": 64, "sheaf_capacity": 0, "kmalloc": True},
+        },
+        "streams": streams,
+    }
+    d.update(top)
+    return parse_spec(d, "test.yaml")
+
+
+VMA = {
+    "name": "vma",
+    "cache": "vm_area_struct",
+    "rate": 50_000,
+    "call_site": "vm_area_alloc+0x1a/0x80",
+    "lifetime_us": {"dist": "expon", "scale": 40},
+    "free": {"call_site": "vms_complete_munmap_vmas+0xe1/0x190", "remote_cpu": 0.25},
+}
+
+
+def test_same_seed_same_bytes(tmp_path: Path) -> None:
+    spec = parse_spec(
+        __import__("yaml").safe_load((ROOT / "workloads" / "maple-vma-churn.yaml").read_text()),
+        "maple-vma-churn.yaml",
+    )
+    paths = []
+    for i, seed in enumerate((3, 3, 4)):
+        p = tmp_path / f"{i}.npz"
+        save_native(generate(spec, seed=seed, events=20_000).events, p)
+        paths.append(p.read_bytes())
+    assert paths[0] == paths[1]
+    assert paths[0] != paths[2]
+
+
+def test_overrides_cpus_and_events() -> None:
+    spec = spec_of([VMA], events=5000)
+    g = generate(spec, seed=1)
+    assert len(g.events) == 5000 and g.events.meta.cpus == 4
+    g = generate(spec, seed=1, cpus=16, events=12_345)
+    assert len(g.events) == 12_345 and g.events.meta.cpus == 16
+    assert set(np.unique(g.events.cpu).tolist()) == set(range(16))
+    with pytest.raises(UsageError, match="--cpus"):
+        generate(spec_of([VMA], nodes=2), cpus=1)
+    with pytest.raises(UsageError, match="runs on CPU 3"):
+        generate(spec_of([{**VMA, "cpus": [0, 3]}]), cpus=2)
+
+
+def test_events_look_like_a_618_trace() -> None:
+    streams = [
+        VMA,
+        {"name": "pre", "cache": "maple_node", "rate": 30_000,
+         "call_site": "mas_preallocate+0x442/0x480", "lifetime_us": 100,
+         "free": {"kfree_rcu": 1.0}},
+        {"name": "pops", "cache": "maple_node", "kind": "prefill", "rate": 10_000,
+         "call_site": "mas_wr_bnode+0x103b/0x1770",
+         "prefill": {"upper_bound": 7, "used": 2}, "lifetime_us": 100,
+         "free": {"kfree_rcu": 0.5, "bulk": 0.5}},
+        {"name": "km", "cache": "kmalloc-64", "rate": 20_000, "call_site": "foo+0x10/0x40",
+         "bytes_req": {"dist": "randint", "low": 33, "high": 65}, "lifetime_us": 10,
+         "free": {"call_site": "bar+0x20/0x40"}},
+    ]
+    t = generate(spec_of(streams), seed=5, events=50_000).events
+    # time-sorted, whole microseconds, per-CPU monotonic
+    assert np.all(np.diff(t.ts_ns) >= 0) and np.all(t.ts_ns % 1000 == 0)
+    for c in range(4):
+        assert np.all(np.diff(t.ts_ns[t.cpu == c]) >= 0)
+    ops = t.events_by_type()
+    assert ops["kmem_cache_alloc"] and ops["kmem_cache_free"] and ops["kmalloc"] and ops["kfree"]
+    km = t.op == Op.KMALLOC
+    assert np.all((t.bytes_req[km] > 32) & (t.bytes_req[km] <= 64) & (t.bytes_alloc[km] == 64))
+    site = np.asarray(t.sites, dtype=object)[t.site_id]
+    pops = site == "mas_wr_bnode+0x103b"
+    assert np.all(t.gfp[pops] == GFP_NOWAIT)
+    assert np.all(t.gfp[site == "mas_preallocate+0x442"] == GFP_KERNEL)
+    assert np.all(t.gfp[(t.op == Op.KMEM_CACHE_FREE) | (t.op == Op.KFREE)] == 0)
+    # maple_node has no visible free: kfree_rcu and bulk frees are invisible, and counted
+    mn = t.caches.index("maple_node")
+    assert not np.any((t.op == Op.KMEM_CACHE_FREE) & (t.cache_id == mn))
+    extra = t.meta.extra["synth"]
+    assert extra["invisible"]["kfree_rcu"] > 0 and extra["invisible"]["bulk_free"] > 0
+    by = extra["by_cache"]["maple_node"]
+    assert by["alloc_visible"] == int(((t.op == Op.KMEM_CACHE_ALLOC) & (t.cache_id == mn)).sum())
+    # prefill operations: OpTable rows, pops in runs of `used` at one site
+    g_ops = generate(spec_of(streams), seed=5, events=50_000).ops
+    assert len(g_ops) > 0 and np.all(g_ops.upper_bound == 7) and np.all(g_ops.used == 2)
+    assert abs(int(pops.sum()) - int(g_ops.used.sum())) <= 4  # an op cut at the window's end
+    runs = workload_stats(t)["caches"]["maple_node"]["pop_runs"]["mas_wr_bnode"]
+    assert runs["mean"] == pytest.approx(2.0, abs=0.15)
+
+
+def test_pointers_distinct_while_live_and_reused() -> None:
+    t = generate(spec_of([{**VMA, "free": {**VMA["free"], "remote_cpu": 0.0}}]), seed=2,
+                 events=40_000).events
+    live: set[int] = set()
+    allocs = 0
+    for op, p in zip(t.op.tolist(), t.ptr.tolist(), strict=True):
+        if op == Op.KMEM_CACHE_ALLOC:
+            assert p not in live
+            live.add(p)
+            allocs += 1
+        else:
+            assert p in live
+            live.remove(p)
+    assert len(np.unique(t.ptr)) < allocs / 10  # sheaf-like LIFO reuse on each CPU
+
+
+def test_rates_lifetimes_and_cross_cpu_share_match_spec() -> None:
+    spec = spec_of([VMA])
+    t = generate(spec, seed=11, events=200_000).events
+    st = workload_stats(t)["caches"]["vm_area_struct"]
+    want = expected_rates(spec)["vm_area_struct"]
+    assert st["alloc_rate_per_cpu"] == pytest.approx(want["alloc"], rel=0.03)
+    assert st["free_rate_per_cpu"] == pytest.approx(want["free"], rel=0.03)
+    # exponential lifetime with scale 40 µs (µs-rounded timestamps: +-1 µs)
+    assert st["lifetime_us"]["p50"] == pytest.approx(40 * np.log(2), abs=2.0)
+    assert st["lifetime_us"]["p90"] == pytest.approx(40 * np.log(10), abs=4.0)
+    assert st["remote_free_share"] == pytest.approx(0.25, abs=0.01)
+
+
+def test_remote_node_share_and_next_cpu() -> None:
+    s = {**VMA, "free": {**VMA["free"], "remote_cpu": 0.6, "remote_node": 0.4}}
+    t = generate(spec_of([s], cpus=8, nodes=2), seed=3, events=100_000).events
+    extra = t.meta.extra["synth"]
+    assert extra["cpu_node"] == [0, 0, 0, 0, 1, 1, 1, 1]
+    m = extra["frees_matched"]
+    assert extra["frees_remote_cpu"] / m == pytest.approx(0.6, abs=0.015)
+    assert extra["frees_remote_node"] / m == pytest.approx(0.4, abs=0.015)
+    # producer -> next CPU: allocations only on even CPUs, frees only on odd ones
+    s = {**VMA, "cpus": "even", "free": {**VMA["free"], "remote_cpu": 1.0,
+                                         "remote_choice": "next"}}
+    t = generate(spec_of([s]), seed=3, events=20_000).events
+    alloc = t.op == Op.KMEM_CACHE_ALLOC
+    assert set(np.unique(t.cpu[alloc]).tolist()) == {0, 2}
+    assert set(np.unique(t.cpu[~alloc]).tolist()) == {1, 3}
+
+
+def test_invisible_shares_and_bulk_users() -> None:
+    streams = [
+        {**VMA, "free": {"call_site": "f+0x1", "kfree_rcu": 0.3, "bulk": 0.2, "never": 0.1}},
+        {"name": "bulk", "cache": "maple_node", "kind": "bulk", "rate": 5000,
+         "call_site": "g+0x1", "bulk": {"size": 16}, "lifetime_us": 20,
+         "free": {"call_site": "h+0x1", "bulk": 0.75}},
+    ]
+    t = generate(spec_of(streams, warmup_ms=5), seed=8, events=100_000).events
+    by = t.meta.extra["synth"]["by_cache"]
+    v = by["vm_area_struct"]
+    dead = v["free_visible"] + v["free_kfree_rcu"] + v["free_bulk"]
+    assert v["free_kfree_rcu"] / dead == pytest.approx(0.3 / 0.9, abs=0.02)
+    assert v["free_bulk"] / dead == pytest.approx(0.2 / 0.9, abs=0.02)
+    assert v["free_visible"] / v["alloc_visible"] == pytest.approx(0.4, abs=0.02)
+    b = by["maple_node"]
+    assert b["alloc_visible"] == 0 and b["alloc_bulk"] > 0
+    # bulk-allocated objects freed one by one are frees of allocations the trace never saw
+    assert b["free_visible"] == b["free_of_unseen_alloc"] > 0
+    assert b["free_visible"] / (b["free_visible"] + b["free_bulk"]) == pytest.approx(0.25, abs=0.03)
+
+
+def test_bursts_are_batches_freed_together() -> None:
+    s = {**VMA, "rate": 2000, "burst": {"size": 8}, "spacing_ns": 200,
+         "lifetime_us": 50, "free": {"call_site": "f+0x1", "spacing_ns": 100}}
+    t = generate(spec_of([s], cpus=1), seed=4, events=16_000).events
+    alloc = (t.op == Op.KMEM_CACHE_ALLOC).astype(np.int8)
+    # runs of allocations and of frees come in multiples of the burst size
+    edges = np.flatnonzero(np.diff(alloc)) + 1
+    lengths = np.diff(np.concatenate([[0], edges, [len(alloc)]]))
+    assert np.mean(lengths[1:-1] % 8 == 0) > 0.9
