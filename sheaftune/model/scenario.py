@@ -334,17 +334,17 @@ class ScenarioRun:
             if h in self.sheaves:
                 raise self._err(op, f"sheaf {h!r} is prefilled again while outstanding")
             try:
-                sh = m.kmem_cache_prefill_sheaf(cpu, size, op.blocking)
+                new = m.kmem_cache_prefill_sheaf(cpu, size, op.blocking)
             except ModelError as e:
                 raise self._err(op, str(e)) from None
-            if sh is not None:
-                self.sheaves[h] = sh
+            if new is not None:
+                self.sheaves[h] = new
         elif name == "alloc_from_sheaf":
             sh = self._sheaf(op, a[0])
             for _ in range(a[1]):
-                obj = m.kmem_cache_alloc_from_sheaf(cpu, sh)
-                if obj is not None:
-                    self.live.append(obj)
+                got = m.kmem_cache_alloc_from_sheaf(cpu, sh)
+                if got is not None:
+                    self.live.append(got)
         elif name == "refill":
             sh = self._sheaf(op, a[0])
             self.sheaves[a[0]] = m.kmem_cache_refill_sheaf(cpu, sh, a[1], op.blocking)
