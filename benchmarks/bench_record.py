@@ -48,11 +48,12 @@ def run_once(
     kind: str,
     rate: float,
     buffer_kb: int | None,
+    use_splice: bool = True,
 ) -> tuple[RecordResult, int, float]:
     out = os.path.join(workdir, "bench.dat")
     # The stress program prints its iteration count; keep it off our standard output.
     cmd = ("sh", "-c", f"exec {exe} {seconds} {procs} {kind} {int(rate)} >/dev/null")
-    opts = RecordOptions(output=out, buffer_kb=buffer_kb, command=cmd)
+    opts = RecordOptions(output=out, buffer_kb=buffer_kb, command=cmd, use_splice=use_splice)
     t0 = time.monotonic()
     res = record(opts)
     wall = time.monotonic() - t0
@@ -72,6 +73,9 @@ def main() -> None:
     )
     ap.add_argument("--buffer-kb", type=int, default=None, help="per-CPU KiB (default: kernel's)")
     ap.add_argument("--json", action="store_true", help="one JSON object per rate on stdout")
+    ap.add_argument(
+        "--read", action="store_true", help="copy pages with read() instead of splice()"
+    )
     args = ap.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench_record: needs root (tracefs)")
@@ -86,7 +90,14 @@ def main() -> None:
         for target in (float(r) for r in args.rates.split(",")):
             per_proc = target / per_iter / args.procs if target else 0
             res, events, _ = run_once(
-                exe, workdir, args.seconds, args.procs, args.kind, per_proc, args.buffer_kb
+                exe,
+                workdir,
+                args.seconds,
+                args.procs,
+                args.kind,
+                per_proc,
+                args.buffer_kb,
+                not args.read,
             )
             row = {
                 "target_events_per_s": int(target),
@@ -100,13 +111,15 @@ def main() -> None:
                 "kind": args.kind,
                 "procs": args.procs,
                 "events_per_iteration": round(per_iter, 2),
+                "copy": "read" if args.read else "splice",
             }
             rows.append(row)
             if args.json:
                 print(json.dumps(row, sort_keys=True), flush=True)
         if not args.json:
             print(
-                f"kind={args.kind} procs={args.procs} buffer={rows[0]['buffer_kb']} KiB/CPU "
+                f"kind={args.kind} procs={args.procs} copy={rows[0]['copy']} "
+                f"buffer={rows[0]['buffer_kb']} KiB/CPU "
                 f"cpus={rows[0]['cpus']} ({per_iter:.1f} events per iteration)"
             )
             print(f"{'target ev/s':>12} {'got ev/s':>10} {'lost':>9} {'lost %':>7} {'MB/s':>6}")
