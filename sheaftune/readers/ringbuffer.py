@@ -158,6 +158,7 @@ class _Window:
 
     cols: dict[str, np.ndarray]  # RAW_COLUMNS except name_key
     name_hash: np.ndarray  # uint64 per row, 0: no name
+    name_hash2: np.ndarray | None  # a second, independent hash (numpy engine), to trust groups
     name_pos: np.ndarray  # int64: where a row's name starts in the window
     name_len: np.ndarray  # int64
     marker_ts: np.ndarray
@@ -265,21 +266,36 @@ class PageDecoder:
         keys = np.zeros(n, dtype=np.int32)
         named = np.flatnonzero(w.name_hash)
         if len(named):
-            uniq, first, inv = np.unique(w.name_hash[named], return_index=True, return_inverse=True)
-            lut = np.empty(len(uniq), dtype=np.int32)
-            for j, i in enumerate(first.tolist()):
-                row = int(named[i])
-                p = int(w.name_pos[row])
-                name = bytes(data[p : p + int(w.name_len[row])]).decode("utf-8", "replace")
-                k = self._keys.get(name)
-                if k is None:
-                    k = self._keys[name] = len(self._keys) + 1
-                lut[j] = k
-            keys[named] = lut[inv.reshape(-1)]
+            h = w.name_hash[named]
+            uniq = np.unique(h)
+            codes = np.searchsorted(uniq, h)
+            first = np.empty(len(uniq), dtype=np.int64)
+            first[codes[::-1]] = np.arange(len(h) - 1, -1, -1)  # the earliest row wins
+            if w.name_hash2 is not None:
+                h2 = w.name_hash2[named]
+                clash = np.flatnonzero(h2 != h2[first[codes]])
+            else:
+                clash = np.empty(0, dtype=np.int64)
+            lut = np.array([self._key(data, w, int(named[i])) for i in first.tolist()], np.int32)
+            keys[named] = lut[codes]
+            for i in clash.tolist():  # a hash collision: name these rows one by one
+                keys[named[i]] = self._key(data, w, int(named[i]))
         chunk = dict(w.cols)
         chunk["name_key"] = keys
         self._chunks.append(chunk)
         self._rows += n
+
+    def _key(self, data: np.ndarray, w: _Window, row: int) -> int:
+        """The name key of one row's cache name (0 for an empty name)."""
+        p = int(w.name_pos[row])
+        raw = bytes(data[p : p + int(w.name_len[row])]).split(b"\0", 1)[0]
+        if not raw:
+            return 0
+        name = raw.decode("utf-8", "replace")
+        k = self._keys.get(name)
+        if k is None:
+            k = self._keys[name] = len(self._keys) + 1
+        return k
 
     def result(self) -> DecodedPages:
         if self._chunks:
@@ -366,6 +382,7 @@ def _walk_numba(data: np.ndarray, dec: PageDecoder) -> list[_Window]:
             _Window(
                 cols={k: v[:n].copy() for k, v in out.items()},
                 name_hash=nhash[:n].copy(),
+                name_hash2=None,
                 name_pos=npos[:n].copy(),
                 name_len=nlen[:n].copy(),
                 marker_ts=m_ts[:nm].copy(),
@@ -411,6 +428,26 @@ def _rows(data: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
 def _uint(data: np.ndarray, starts: np.ndarray, size: int, e: str) -> np.ndarray:
     """Unsigned integers of ``size`` bytes at arbitrary offsets, as uint64."""
     return _rows(data, starts, size).view(f"{e}u{size}").reshape(-1).astype(np.uint64)
+
+
+def _field(data: np.ndarray, addr: np.ndarray, size: int, signed: bool, e: str) -> np.ndarray:
+    """Integers of ``size`` bytes at ``addr``: aligned word gathers where the layout allows
+    (records are 4-byte aligned, so are kmem fields), a byte-row gather otherwise."""
+    t = f"{e}{'i' if signed else 'u'}{size}"
+    if size == 1:
+        v = data[addr]
+        return v.view(np.int8) if signed else v
+    if size == 2 and not (addr & 1).any():
+        return data.view(t)[addr >> 1]
+    if size == 4 and not (addr & 3).any():
+        return data.view(t)[addr >> 2]
+    if size == 8 and not (addr & 3).any():
+        w = data.view(f"{e}u4")
+        a = w[addr >> 2].astype(np.uint64)
+        b = w[(addr >> 2) + 1].astype(np.uint64)
+        v = (b << np.uint64(32)) | a if e == "<" else (a << np.uint64(32)) | b
+        return v.view(np.int64) if signed else v
+    return _rows(data, addr, size).view(t).reshape(-1)
 
 
 def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window]:
@@ -510,7 +547,8 @@ def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window
             )
     if r_pg:
         rpg = np.concatenate(r_pg)
-        order = np.argsort(rpg.astype(np.int32), kind="stable")  # page order, then step order
+        key = rpg.astype(np.uint16 if npages <= 1 << 16 else np.int64)
+        order = np.argsort(key, kind="stable")  # page order, then step order (radix sort)
         rpg, rpl = rpg[order], np.concatenate(r_pl)[order]
         rln, rts = np.concatenate(r_ln)[order], np.concatenate(r_ts)[order]
     else:
@@ -574,71 +612,73 @@ def _decode_payloads(
         k: np.zeros(m, dtype=d) for k, d in RAW_COLUMNS.items() if k != "name_key"
     }
     cols["ts"] = rts[keep].astype(np.int64)
-    cols["node"][:] = -1
+    cols["node"][:] = -1  # NUMA_NO_NODE where the format has no node field
     name_hash = np.zeros(m, dtype=np.uint64)
+    name_hash2 = np.zeros(m, dtype=np.uint64)
     name_pos = np.zeros(m, dtype=np.int64)
     name_len = np.zeros(m, dtype=np.int64)
     kli = li[keep]
     kpl = rpl[keep]
     kln = rln[keep]
     targets = ("pid", "call_site", "ptr", "bytes_req", "bytes_alloc", "gfp", "node")
-    for k in np.unique(kli).tolist():
-        rows = np.flatnonzero(kli == k)
-        cols["op"][rows] = lay.lay_op[k]
-        spec = lay.layouts[k]
-        need = int(lay.lay_min[k])
-        names, formats, offsets = [], [], []
-        for slot, target in enumerate(targets):
-            off, sz, kind = (int(x) for x in spec[slot])
-            if kind == _K_ABSENT:
-                continue
-            names.append(target)
-            formats.append(f"{e}{'i' if kind == _K_SINT else 'u'}{sz}")
-            offsets.append(off)
-        off, sz, kind = (int(x) for x in spec[7])
-        if kind in (_K_DATA_LOC, _K_REL_LOC, _K_DATA_LOC16):
-            names.append("_loc")
-            formats.append(f"{e}u{sz}")
-            offsets.append(off)
-        block = _rows(data, kpl[rows], need)
-        rec = block.view(
-            np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": need})
-        ).reshape(-1)
-        for target in names:
-            if target == "_loc":
-                continue
-            v = rec[target]
-            if target in ("bytes_req", "bytes_alloc"):
-                v = np.minimum(v.astype(np.uint64), np.uint64(0xFFFFFFFF))
-            elif target == "gfp":
-                v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
-            cols[target][rows] = v
-        if kind == _K_ABSENT:
-            continue
-        if kind == _K_CHARS:
-            so = np.full(len(rows), off, dtype=np.int64)
-            sl = np.full(len(rows), sz, dtype=np.int64)
-        else:
-            loc = rec["_loc"].astype(np.int64)
-            if kind == _K_DATA_LOC16:
-                so = loc
-                sl = kln[rows] - so
+    present = np.flatnonzero(np.bincount(kli, minlength=len(lay.lay_op))).tolist()
+    cols["op"] = lay.lay_op[kli]
+    # one gather per field and field encoding, across every layout that has it
+    for slot in range(8):
+        spec = lay.layouts[:, slot]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for k in present:
+            off, sz, kind = (int(x) for x in spec[k])
+            if kind != _K_ABSENT and (slot < 7 or kind != _K_CHARS or sz > 0):
+                groups.setdefault((sz, kind), []).append(k)
+        for (sz, kind), lays in groups.items():
+            if len(lays) == len(present):
+                rows = None
+                rli, rpl_, rln_ = kli, kpl, kln
             else:
-                so = loc & 0xFFFF
-                sl = loc >> 16
-                if kind == _K_REL_LOC:
-                    so = so + off + sz
-        valid = (so >= 0) & (sl > 0) & (so + sl <= kln[rows])
-        vr = rows[valid]
-        h, start, length = _hash_names(data, kpl[vr] + so[valid], sl[valid])
-        name_hash[vr] = h
-        name_pos[vr] = start
-        name_len[vr] = length
+                rows = np.flatnonzero(np.isin(kli, lays))
+                rli, rpl_, rln_ = kli[rows], kpl[rows], kln[rows]
+            off = spec[rli, 0]
+            if slot < 7:
+                target = targets[slot]
+                v = _field(data, rpl_ + off, sz, kind == _K_SINT, e)
+                if target in ("bytes_req", "bytes_alloc"):
+                    v = np.minimum(v.astype(np.uint64), np.uint64(0xFFFFFFFF))
+                elif target == "gfp":
+                    v = v.astype(np.uint64) & np.uint64(0xFFFFFFFF)
+                if rows is None:
+                    cols[target] = v.astype(cols[target].dtype)
+                else:
+                    cols[target][rows] = v
+                continue
+            # the cache name: a dynamic string or a fixed char array
+            if kind == _K_CHARS:
+                so = off
+                sl = np.full(len(rli), sz, dtype=np.int64)
+            else:
+                loc = _field(data, rpl_ + off, sz, False, e).astype(np.int64)
+                if kind == _K_DATA_LOC16:
+                    so = loc
+                    sl = rln_ - so
+                else:
+                    so = loc & 0xFFFF
+                    sl = loc >> 16
+                    if kind == _K_REL_LOC:
+                        so = so + off + sz
+            valid = (so >= 0) & (sl > 0) & (so + sl <= rln_)
+            vr = np.flatnonzero(valid) if rows is None else rows[valid]
+            start = rpl_[valid] + so[valid]
+            h, h2, length = _hash_names(data, start, sl[valid])
+            name_hash[vr] = h
+            name_hash2[vr] = h2
+            name_pos[vr] = start
+            name_len[vr] = length
     cols["_page"] = rpg[keep]
     empty = np.empty(0, dtype=np.int64)
     return _Window(
         cols=cols,
         name_hash=name_hash,
+        name_hash2=name_hash2,
         name_pos=name_pos,
         name_len=name_len,
         marker_ts=empty,
@@ -652,50 +692,57 @@ def _decode_payloads(
 def _hash_names(
     data: np.ndarray, start: np.ndarray, sl: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(hash, start, length up to the first NUL) of each string; hash 0 for an empty one.
+    """(hash, second hash, length) of each string (``sl`` bytes, trimmed at a NUL later).
 
-    Strings up to ``_NAME_W`` bytes are hashed column-wise, and every group of equal hashes is
-    checked byte for byte against its first member; longer strings and any collision take an
-    exact path through Python (one call per such row; cache names are short in practice).
+    Two independent 64-bit hashes cover the string eight bytes at a time (only as many words as
+    the longest string needs): rows are grouped by the first and the group is trusted only if
+    the second agrees on every row (:meth:`PageDecoder._collect` checks; a disagreement sends
+    those rows to the exact path). A string at the very end of the buffer is hashed exactly.
     """
     n = len(start)
-    h = np.zeros(n, dtype=np.uint64)
-    length = np.zeros(n, dtype=np.int64)
-    W = _NAME_W
-    fast = (sl <= W) & (start + W <= len(data))
-    fi = np.flatnonzero(fast)
-    if len(fi):
-        block = _rows(data, start[fi], W)
-        cols = np.arange(W)
-        block = np.where(cols[None, :] < sl[fi, None], block, np.uint8(0))
-        nul = block == 0
-        first_nul = np.where(nul.any(axis=1), nul.argmax(axis=1), W)
-        ln = np.minimum(first_nul, sl[fi])
-        block = np.where(cols[None, :] < ln[:, None], block, np.uint8(0))
-        words = np.ascontiguousarray(block).view(np.uint64)
-        hv = (words * _HASH_MUL[None, :]).sum(axis=1, dtype=np.uint64)
-        hv = hv ^ (ln.astype(np.uint64) * np.uint64(0xFF51AFD7ED558CCD))
-        hv[hv == 0] = 1
-        hv[ln == 0] = 0
-        # exactness: every row must equal the first row of its hash group
-        _, firsts, inv = np.unique(hv, return_index=True, return_inverse=True)
-        rep = firsts[inv.reshape(-1)]
-        clash = np.flatnonzero((block != block[rep]).any(axis=1))
-        h[fi] = hv
-        length[fi] = ln
-        if len(clash):
-            fast[fi[clash]] = False
-    for i in np.flatnonzero(~fast).tolist():
+    h = np.full(n, 0xCBF29CE484222325, dtype=np.uint64)
+    h2 = np.full(n, 0x84222325CBF29CE4, dtype=np.uint64)
+    exact = start + ((sl + 7) & ~np.int64(7)) > len(data)  # an 8-byte read would overrun
+    nwords = int((int(sl.max()) + 7) // 8) if n else 0
+    for j in range(nwords):
+        rows = np.flatnonzero((sl > 8 * j) & ~exact)
+        if len(rows) == 0:
+            break
+        w = _word(data, start[rows] + 8 * j)
+        rem = sl[rows] - 8 * j
+        part = rem < 8
+        if part.any():
+            w[part] &= (np.uint64(1) << (rem[part].astype(np.uint64) * np.uint64(8))) - np.uint64(1)
+        hj = (h[rows] ^ w) * np.uint64(0x100000001B3)
+        h[rows] = hj ^ (hj >> np.uint64(29))
+        hj = (h2[rows] + w) * np.uint64(0xC2B2AE3D27D4EB4F)
+        h2[rows] = hj ^ (hj >> np.uint64(31))
+    h ^= sl.astype(np.uint64) * np.uint64(0xFF51AFD7ED558CCD)
+    h[h == 0] = 1
+    for i in np.flatnonzero(exact).tolist():
         s = int(start[i])
-        raw = bytes(data[s : s + int(sl[i])]).split(b"\0", 1)[0]
-        length[i] = len(raw)
-        h[i] = _exact_hash(raw) if raw else 0
-    return h, start, length
+        h[i] = _exact_hash(bytes(data[s : s + int(sl[i])]))
+        h2[i] = h[i]
+    # the string ends at its first NUL (normally the last byte): found when materialised
+    return h, h2, sl
+
+
+def _word(data: np.ndarray, addr: np.ndarray) -> np.ndarray:
+    """The 8 bytes at each ``addr`` as a little-endian uint64 (byte order only feeds a hash)."""
+    if not (addr & 3).any():
+        w = data.view("<u4")
+        return w[addr >> 2].astype(np.uint64) | (
+            w[(addr >> 2) + 1].astype(np.uint64) << np.uint64(32)
+        )
+    return _rows(data, addr, 8).view("<u8").reshape(-1).copy()
 
 
 def _exact_hash(raw: bytes) -> int:
     import hashlib
 
+    raw = raw.split(b"\0", 1)[0]
+    if not raw:
+        return 0
     v = int.from_bytes(hashlib.blake2b(raw, digest_size=8).digest(), "little")
     return v or 1
 

@@ -80,7 +80,7 @@ NON_NS_CLOCKS = frozenset({"counter", "uptime", "x86-tsc"})
 #: refuse decompressed sizes above this (hostile length fields): 1 GiB
 MAX_UNCOMPRESSED = 1 << 30
 #: bytes of pages handed to the page walk per call
-WINDOW_BYTES = 4 << 20
+WINDOW_BYTES = 16 << 20
 #: missed-events markers kept, with their position, in meta.extra["dropped"]
 MAX_MARKERS_KEPT = 10000
 
