@@ -26,8 +26,8 @@ Simplifications (everything the model does not do that the kernel can):
   (K4/K5) in submission order, then the classic kfree_rcu batch of each CPU in CPU order, each
   as one ``kfree_bulk`` (B4/K6) of its objects in submission order. Deferred work runs on the CPU
   that submitted it, or the lowest-numbered online CPU if that one is offline; ``flush_all``
-  visits the online CPUs in ascending order; ``kmem_cache_shrink`` runs ``barn_shrink`` and then
-  the partial-list shrink node by node on the lowest-numbered online CPU.
+  visits the online CPUs in ascending order (in the kernel the works run concurrently); the
+  shrink of barns and partial lists runs on the lowest-numbered online CPU.
 - 7.3 ``free_to_pcs_bulk`` partitions remote objects to the front of the array with an in-place
   swap (Lomuto: each remote object found is swapped with the first local one); the spec states the
   partition, not its exact permutation.
@@ -859,13 +859,21 @@ class SheafModel:
             self.free_empty_sheaf(sh)
 
     def kmem_cache_shrink(self) -> None:
-        """L2 ``kmem_cache_shrink``: L1, then per node ``barn_shrink`` and the partial-list
-        shrink (empty slabs freed, nearly-full slabs promoted)."""
+        """L2 ``kmem_cache_shrink``: L1, then ``barn_shrink`` and the partial-list shrink (empty
+        slabs freed, nearly-full slabs promoted). 7.3 ``__kmem_cache_do_shrink`` shrinks every
+        node's barn first and then every node's partial list; 6.18 does both node by node
+        (barn, then partial list)."""
         self.flush_all()
         ex = self.exec_cpu(-1)
-        for node in range(self.p.nodes):
-            self.barn_shrink(ex, self.barns[node])
-            self.slab.shrink_node(node)
+        if self.v618:
+            for node in range(self.p.nodes):
+                self.barn_shrink(ex, self.barns[node])
+                self.slab.shrink_node(node)
+        else:
+            for node in range(self.p.nodes):
+                self.barn_shrink(ex, self.barns[node])
+            for node in range(self.p.nodes):
+                self.slab.shrink_node(node)
         self._sample()
 
     def cpu_offline(self, cpu: int) -> None:
