@@ -104,8 +104,12 @@ def test_infer_operations_runs_of_sheaf_pops():
     from sheaftune.normalize import infer_operations
 
     N = gfp.GFP_NOWAIT
-    sites = ["mas_preallocate+0x44", "mas_wr_bnode+0x10", "mas_dup_alloc.isra.0+0x1af",
-             "mas_spanning_rebalance+0x3"]
+    sites = [
+        "mas_preallocate+0x44",
+        "mas_wr_bnode+0x10",
+        "mas_dup_alloc.isra.0+0x1af",
+        "mas_spanning_rebalance+0x3",
+    ]
     rows = [
         # (ts, cpu, pid, site, gfp)
         (1_000, 0, 7, 0, K),  # plain single-node request: not a pop, ends nothing yet
