@@ -227,14 +227,19 @@ def _span_hash(buf: np.ndarray, s: int, e: int) -> np.uint64:
 @njit(cache=True)
 def _op_of(buf: np.ndarray, s: int, e: int) -> int:
     """Tracepoint name -> op code (the pre-6.1 ``_node`` variants too); -1 for other events."""
-    if _eq(buf, s, e, _L_KMEM_CACHE_ALLOC) or _eq(buf, s, e, _L_KMEM_CACHE_ALLOC_NODE):
+    n = e - s  # dispatch on the length first: one full comparison per line at most
+    if n == 16 and _eq(buf, s, e, _L_KMEM_CACHE_ALLOC):
         return _OP_CACHE_ALLOC
-    if _eq(buf, s, e, _L_KMEM_CACHE_FREE):
+    if n == 15 and _eq(buf, s, e, _L_KMEM_CACHE_FREE):
         return _OP_CACHE_FREE
-    if _eq(buf, s, e, _L_KMALLOC) or _eq(buf, s, e, _L_KMALLOC_NODE):
+    if n == 7 and _eq(buf, s, e, _L_KMALLOC):
         return _OP_KMALLOC
-    if _eq(buf, s, e, _L_KFREE):
+    if n == 5 and _eq(buf, s, e, _L_KFREE):
         return _OP_KFREE
+    if n == 21 and _eq(buf, s, e, _L_KMEM_CACHE_ALLOC_NODE):
+        return _OP_CACHE_ALLOC
+    if n == 12 and _eq(buf, s, e, _L_KMALLOC_NODE):
+        return _OP_KMALLOC
     return -1
 
 
@@ -318,9 +323,28 @@ def scan_text(
                 lost[nlost, 1] = cnt
                 nlost += 1
         else:
-            st = _scan_event(
-                buf, s, le, nev, ts, tsfrac, cpu, op, ptr, req, alloc, node, pid, ptrform, spans
-            )
+            r = _scan_event(buf, s, le)
+            st = r[0]
+            if st == ST_EVENT:
+                i = nev
+                ts[i] = r[1]
+                tsfrac[i] = r[2]
+                cpu[i] = r[3]
+                op[i] = r[4]
+                ptr[i] = r[5]
+                req[i] = r[6]
+                alloc[i] = r[7]
+                node[i] = r[8]
+                pid[i] = r[9]
+                ptrform[i] = r[10]
+                spans[i, 0] = r[11]
+                spans[i, 1] = r[12]
+                spans[i, 2] = r[13]
+                spans[i, 3] = r[14]
+                spans[i, 4] = r[15]
+                spans[i, 5] = r[16]
+                spans[i, 6] = r[17]
+                spans[i, 7] = r[18]
             if final and not terminated and (st == ST_EVENT or st == ST_MALFORMED or st == ST_BAD):
                 st = ST_CUT
             if st == ST_EVENT:
@@ -333,25 +357,18 @@ def scan_text(
     return nev, nlost, nlines, nbad
 
 
+@njit(cache=True, inline="always")
+def _no_event(st: int) -> tuple:
+    z = np.int64(0)
+    return (
+        st, z, z, z, z, np.uint64(0), z, z, z, z, z, z, z, z, z, z, z, z, z,
+    )  # fmt: skip
+
+
 @njit(cache=True)
-def _scan_event(
-    buf: np.ndarray,
-    s: int,
-    le: int,
-    i: int,
-    ts: np.ndarray,
-    tsfrac: np.ndarray,
-    cpu: np.ndarray,
-    op: np.ndarray,
-    ptr: np.ndarray,
-    req: np.ndarray,
-    alloc: np.ndarray,
-    node: np.ndarray,
-    pid: np.ndarray,
-    ptrform: np.ndarray,
-    spans: np.ndarray,
-) -> int:
-    """One event line from its first non-blank byte ``s``; fills row ``i``; -> status."""
+def _scan_event(buf: np.ndarray, s: int, le: int) -> tuple:
+    """One event line from its first non-blank byte ``s`` -> (status, the fields: see
+    ``_no_event``). Scalars only: a call with the output arrays costs more than the parse."""
     # 1. the CPU bracket: the first " [digits]" followed by a blank, '-' (report -R) or EOL
     j = s + 1
     cb = -1
@@ -372,7 +389,7 @@ def _scan_event(
                 break
         j += 1
     if cb < 0:
-        return ST_BAD
+        return _no_event(ST_BAD)
     c = 0
     for k in range(cb + 1, ce):
         c = c * 10 + (buf[k] - 48)
@@ -391,7 +408,7 @@ def _scan_event(
     while p >= s and _is_digit(buf[p]):
         p -= 1
     if p == d_end:
-        return ST_BAD
+        return _no_event(ST_BAD)
     tid = 0
     for k in range(p + 1, d_end + 1):
         tid = tid * 10 + (buf[k] - 48)
@@ -412,7 +429,7 @@ def _scan_event(
         while comm_e > comm_s and _is_blank(buf[comm_e - 1]):
             comm_e -= 1
     else:
-        return ST_BAD
+        return _no_event(ST_BAD)
 
     # 3. after the bracket: optional "-0xFLAGS" (report -R), optional flags, the time stamp
     q = ce + 1
@@ -427,14 +444,14 @@ def _scan_event(
         q += 1
     if q < le and _is_blank(buf[q]):  # that token was the irq-info flags
         if q - t0 > 8:
-            return ST_BAD
+            return _no_event(ST_BAD)
         while q < le and _is_blank(buf[q]):
             q += 1
         t0 = q
         while q < le and not _is_blank(buf[q]) and buf[q] != 58:
             q += 1
     if q >= le or buf[q] != 58 or q == t0:
-        return ST_BAD
+        return _no_event(ST_BAD)
     tv = np.int64(0)
     nfrac = -1
     for k in range(t0, q):
@@ -446,11 +463,11 @@ def _scan_event(
         elif ch == 46 and nfrac < 0:  # '.'
             nfrac = 0
         else:
-            return ST_BAD
+            return _no_event(ST_BAD)
     if nfrac < 0:
         nfrac = 0
     if q - t0 > 19 or nfrac > 9:
-        return ST_BAD
+        return _no_event(ST_BAD)
     q += 1
 
     # 4. event name, "system:event" in perf (right-aligned, so blanks first)
@@ -471,12 +488,12 @@ def _scan_event(
             q += 1
         ne = q
     if ne == ns or q >= le or buf[q] != 58:
-        return ST_BAD
+        return _no_event(ST_BAD)
     if sys_s >= 0 and not _eq(buf, sys_s, sys_e, _L_KMEM):
-        return ST_OTHER
+        return _no_event(ST_OTHER)
     o = _op_of(buf, ns, ne)
     if o < 0:
-        return ST_OTHER
+        return _no_event(ST_OTHER)
     q += 1
     while q < le and _is_blank(buf[q]):
         q += 1
@@ -516,7 +533,29 @@ def _scan_event(
         ve = vs
         while ve < le and not _is_blank(buf[ve]):
             ve += 1
-        if _eq(buf, ks, ke, _L_CALL_SITE):
+        # which key: by length and first byte, then one full comparison
+        kl = ke - ks
+        c0 = buf[ks]
+        key = 0
+        if kl == 9:
+            if c0 == 99 and _eq(buf, ks, ke, _L_CALL_SITE):
+                key = 1
+            elif c0 == 98 and _eq(buf, ks, ke, _L_BYTES_REQ):
+                key = 5
+            elif c0 == 103 and _eq(buf, ks, ke, _L_GFP_FLAGS):
+                key = 7
+        elif kl == 3:
+            if _eq(buf, ks, ke, _L_PTR):
+                key = 2
+        elif kl == 4:
+            if _eq(buf, ks, ke, _L_NAME):
+                key = 3
+            elif _eq(buf, ks, ke, _L_NODE):
+                key = 8
+        elif kl == 11:
+            if _eq(buf, ks, ke, _L_BYTES_ALLOC):
+                key = 6
+        if key == 1:
             # " [module]" (kernel %pS) or " (0xADDR)" (trace-cmd 3.3+ -R) belong to the value
             if ve + 1 < le and (buf[ve + 1] == 91 or buf[ve + 1] == 40):
                 close = 93 if buf[ve + 1] == 91 else 41
@@ -528,35 +567,35 @@ def _scan_event(
             site_s = vs
             site_e = ve
             mask |= _F_SITE
-        elif _eq(buf, ks, ke, _L_PTR):
+        elif key == 2:
             ok, pv, pform = _parse_ptr(buf, vs, ve)
             if not ok:
-                return ST_MALFORMED
+                return _no_event(ST_MALFORMED)
             mask |= _F_PTR
-        elif _eq(buf, ks, ke, _L_NAME):
+        elif key == 3:
             name_s = vs
             name_e = ve
             mask |= _F_NAME
-        elif _eq(buf, ks, ke, _L_BYTES_REQ):
+        elif key == 5:
             ok, uv = _parse_uint(buf, vs, ve)
             if not ok:
-                return ST_MALFORMED
+                return _no_event(ST_MALFORMED)
             rq = np.int64(uv)
             mask |= _F_REQ
-        elif _eq(buf, ks, ke, _L_BYTES_ALLOC):
+        elif key == 6:
             ok, uv = _parse_uint(buf, vs, ve)
             if not ok:
-                return ST_MALFORMED
+                return _no_event(ST_MALFORMED)
             al = np.int64(uv)
             mask |= _F_ALLOC
-        elif _eq(buf, ks, ke, _L_GFP_FLAGS):
+        elif key == 7:
             gfp_s = vs
             gfp_e = ve
             mask |= _F_GFP
-        elif _eq(buf, ks, ke, _L_NODE):
+        elif key == 8:
             ok, iv = _parse_int(buf, vs, ve)
             if not ok:
-                return ST_MALFORMED
+                return _no_event(ST_MALFORMED)
             nd = iv
             mask |= _F_NODE
         q = ve
@@ -566,27 +605,13 @@ def _scan_event(
     if o == _OP_CACHE_ALLOC or o == _OP_KMALLOC:
         need |= _F_REQ | _F_ALLOC | _F_GFP
     if (mask & need) != need:
-        return ST_MALFORMED
+        return _no_event(ST_MALFORMED)
 
-    ts[i] = tv
-    tsfrac[i] = nfrac
-    cpu[i] = c
-    op[i] = o
-    ptr[i] = pv
-    req[i] = rq
-    alloc[i] = al
-    node[i] = nd
-    pid[i] = tid
-    ptrform[i] = pform
-    spans[i, 0] = comm_s
-    spans[i, 1] = comm_e
-    spans[i, 2] = site_s
-    spans[i, 3] = site_e
-    spans[i, 4] = name_s
-    spans[i, 5] = name_e
-    spans[i, 6] = gfp_s
-    spans[i, 7] = gfp_e
-    return ST_EVENT
+    return (
+        ST_EVENT, tv, np.int64(nfrac), np.int64(c), np.int64(o), pv, rq, al, nd, np.int64(tid),
+        np.int64(pform), np.int64(comm_s), np.int64(comm_e), np.int64(site_s), np.int64(site_e),
+        np.int64(name_s), np.int64(name_e), np.int64(gfp_s), np.int64(gfp_e),
+    )  # fmt: skip
 
 
 # --- the bpftrace kmem-tsv/1 kernel ---------------------------------------------------------
