@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -263,3 +264,33 @@ def test_not_root_is_a_one_line_error(tmp_path: Path) -> None:
     assert p.returncode == 3, p.stderr
     lines = p.stderr.strip().splitlines()
     assert len(lines) == 1 and "needs root" in lines[0]
+
+
+def test_mounts_tracefs_when_it_is_not_mounted(tracefs: Path, tmp_path: Path) -> None:
+    """In a private mount namespace (others keep their tracefs) with tracefs unmounted."""
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    before = tracing_state(tracefs)
+    _skip_if_busy(before)
+    out = tmp_path / "ns.dat"
+    script = (
+        f"umount {tracefs} || exit 99; "
+        f"{sys.executable} -m sheaftune record -o {out} --duration 0.3 --events kfree; rc=$?; "
+        "grep -c ' tracefs ' /proc/mounts; exit $rc"
+    )
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
+    p = subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    if p.returncode == 99:
+        pytest.skip(f"cannot unmount tracefs in a private mount namespace: {p.stderr.strip()}")
+    assert p.returncode == 0, p.stderr
+    assert f"mounted tracefs at {tracefs}" in p.stderr
+    assert "unmounted tracefs" in p.stderr
+    assert p.stdout.strip() == "0"  # left unmounted, as found
+    assert out.exists()
+    assert_clean(tracefs, before)
