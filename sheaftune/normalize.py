@@ -44,8 +44,9 @@ class Normalized:
     ``alloc_of[i]`` is, for a free event i, the index of the allocation it frees (-1: none
     visible). ``freed_by[i]`` is, for an allocation i, the index of the free that freed it (-1:
     still live at the end, or freed unseen). ``unseen_free[i]`` marks allocations whose pointer
-    was allocated again without a visible free. ``live_at_end[i]`` marks allocations with no
-    later event on their pointer.
+    was allocated again without a visible free, and ``reused_by[i]`` is that reallocation's
+    index (-1 otherwise). ``live_at_end[i]`` marks allocations with no later event on their
+    pointer.
     """
 
     table: EventTable
@@ -53,6 +54,7 @@ class Normalized:
     freed_by: np.ndarray
     unseen_free: np.ndarray
     live_at_end: np.ndarray
+    reused_by: np.ndarray
     null_free: np.ndarray
     failed_alloc: np.ndarray
     counts: dict[str, int] = field(default_factory=dict)
@@ -125,7 +127,10 @@ def normalize(table: EventTable) -> Normalized:
     alloc_of[order[pos]] = order[pos - 1]
     freed_by[order[pos - 1]] = order[pos]
     unseen_free = np.zeros(n, dtype=bool)
-    unseen_free[order[a & same_next & next_is_alloc]] = True
+    reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
+    unseen_free[order[reuse_pos]] = True
+    reused_by = np.full(n, -1, dtype=np.int64)
+    reused_by[order[reuse_pos]] = order[reuse_pos + 1]
     live_at_end = np.zeros(n, dtype=bool)
     live_at_end[order[a & ~same_next]] = True
 
@@ -154,7 +159,15 @@ def normalize(table: EventTable) -> Normalized:
         {**table.columns, "cache_id": cache_id}, caches, table.sites, table.comms, table.meta
     )
     return Normalized(
-        out, alloc_of, freed_by, unseen_free, live_at_end, null_free, failed_alloc, counts
+        out,
+        alloc_of,
+        freed_by,
+        unseen_free,
+        live_at_end,
+        reused_by,
+        null_free,
+        failed_alloc,
+        counts,
     )
 
 
@@ -206,27 +219,46 @@ def request_bound(store_type: str, height: int, used: int) -> int:
     return used
 
 
-def infer_operations(
+@dataclass
+class PopRuns:
+    """Pops from prefilled sheaves found in a trace, grouped into operations (runs).
+
+    ``rows`` are event indices of the pops in time order, ``run`` the operation each belongs to
+    (0..n_runs-1, numbered in order of their first pop), ``store`` the store type its call site
+    reveals, ``bound`` each run's upper bound.
+    """
+
+    rows: np.ndarray
+    run: np.ndarray
+    store: np.ndarray
+    bound: np.ndarray
+
+    @property
+    def n_runs(self) -> int:
+        return len(self.bound)
+
+
+def sheaf_pop_runs(
     norm: Normalized,
     cache: str = "maple_node",
     upper_bound: int | None = None,
     tree_height: int = DEFAULT_TREE_HEIGHT,
     gap_ns: int = DEFAULT_RUN_GAP_NS,
-) -> tuple[OpTable, dict[str, int]]:
-    """Prefill operations of a trace: runs of sheaf pops of one task (by call site).
+) -> PopRuns:
+    """Runs of sheaf pops of one task (by call site), each run one prefill operation.
 
-    A run ends when the task allocates from the cache by another path (a new tree operation),
-    or after ``gap_ns`` without a pop. The upper bound is ``upper_bound`` when given, else the
-    request rule of the store type the pop sites reveal (the largest over the run's sites).
-    Returns the OpTable and counts (pops, runs, pops by store type).
+    A pop is a ``GFP_NOWAIT`` allocation of ``cache`` at a function into which ``mas_pop_node``
+    is inlined (``SHEAF_POP_SITES``). A run ends when the task allocates from the cache by
+    another path (a new tree operation), or after ``gap_ns`` without a pop. The upper bound is
+    ``upper_bound`` when given, else the request rule of the store type the pop sites reveal
+    (the largest over the run's sites), and never less than what the run used.
     """
     t = norm.table
-    cid = t.find_cache(cache) if cache in t.caches else NO_CACHE
-    rows = (
-        np.nonzero((t.cache_id == cid) & norm.is_alloc)[0]
-        if cid != NO_CACHE
-        else np.empty(0, dtype=np.int64)
-    )
+    empty = np.empty(0, dtype=np.int64)
+    if cache not in t.caches:
+        return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
+    cid = t.find_cache(cache)
+    rows = np.nonzero((t.cache_id == cid) & norm.is_alloc)[0]
     funcs = [_site_func(s) for s in t.sites]
     store_of_site = np.array([SHEAF_POP_SITES.get(f, "") for f in funcs] + [""], dtype=object)
     site = t.site_id[rows]
@@ -247,39 +279,62 @@ def infer_operations(
     gap = np.zeros(len(order), dtype=bool)
     gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
     start = pop & ~(prev_same & prev_pop & ~gap)
-    run = np.cumsum(start) - 1
-    pops = np.nonzero(pop)[0]
+    run_pid_order = (np.cumsum(start) - 1)[pop]
+    pop_rows = order[pop]
+    pop_store = st[pop]
+    # renumber runs by their first pop's time, and list pops in time order
+    time_order = np.argsort(pop_rows, kind="stable")
+    pop_rows, run_pid_order, pop_store = (
+        pop_rows[time_order],
+        run_pid_order[time_order],
+        pop_store[time_order],
+    )
     nruns = int(start.sum())
-    used = np.bincount(run[pops], minlength=nruns).astype(np.uint32)
-    first = pops[np.r_[True, run[pops][1:] != run[pops][:-1]]] if len(pops) else pops
-    bounds = np.zeros(nruns, dtype=np.int64)
+    first_seen = np.full(nruns, len(pop_rows), dtype=np.int64)
+    np.minimum.at(first_seen, run_pid_order, np.arange(len(pop_rows)))
+    renumber = np.empty(nruns, dtype=np.int64)
+    renumber[np.argsort(first_seen, kind="stable")] = np.arange(nruns)
+    run = renumber[run_pid_order]
+    used = np.bincount(run, minlength=nruns)
+    bound = np.zeros(nruns, dtype=np.int64)
     if nruns:
-        row_bound = np.array([request_bound(s, tree_height, 0) for s in st[pops]], dtype=np.int64)
-        np.maximum.at(bounds, run[pops], row_bound)
-        bounds = np.maximum(bounds, used)  # a run cannot use more than it asked for
+        row_bound = np.array([request_bound(s, tree_height, 0) for s in pop_store], dtype=np.int64)
+        np.maximum.at(bound, run, row_bound)
         if upper_bound is not None:
-            bounds = np.maximum(np.full(nruns, upper_bound, dtype=np.int64), used)
+            bound[:] = upper_bound
+        bound = np.maximum(bound, used)  # a run cannot use more than it asked for
+    return PopRuns(pop_rows, run, pop_store, bound)
+
+
+def infer_operations(
+    norm: Normalized,
+    cache: str = "maple_node",
+    upper_bound: int | None = None,
+    tree_height: int = DEFAULT_TREE_HEIGHT,
+    gap_ns: int = DEFAULT_RUN_GAP_NS,
+) -> tuple[OpTable, dict[str, int]]:
+    """The OpTable of a trace's prefill operations (see :func:`sheaf_pop_runs`), and counts
+    (pops, operations, pops by store type)."""
+    t = norm.table
+    runs = sheaf_pop_runs(norm, cache, upper_bound, tree_height, gap_ns)
+    nruns = runs.n_runs
+    # runs are numbered by first pop, so each run id's first occurrence is where it starts
+    _, first_pos = np.unique(runs.run, return_index=True)
+    first = runs.rows[first_pos]
+    cid = t.find_cache(cache) if cache in t.caches else NO_CACHE
     ops = OpTable(
-        ts_ns=ts[first].astype(np.int64),
-        cpu=t.cpu[order[first]].astype(np.uint16),
+        ts_ns=t.ts_ns[first].astype(np.int64),
+        cpu=t.cpu[first].astype(np.uint16),
         cache_id=np.full(nruns, cid, dtype=np.int32),
-        upper_bound=bounds.astype(np.uint32),
-        used=used,
-        pid=pid[first].astype(np.int32),
-        site_id=t.site_id[order[first]].astype(np.int32),
+        upper_bound=runs.bound.astype(np.uint32),
+        used=np.bincount(runs.run, minlength=nruns).astype(np.uint32),
+        pid=t.pid[first].astype(np.int32),
+        site_id=t.site_id[first].astype(np.int32),
         source="inferred",
     )
-    time_order = np.argsort(ops.ts_ns, kind="stable")
-    ops = OpTable(
-        *(
-            getattr(ops, f)[time_order]
-            for f in ("ts_ns", "cpu", "cache_id", "upper_bound", "used", "pid", "site_id")
-        ),
-        source="inferred",
-    )
-    counts = {"sheaf_pops": int(len(pops)), "operations": nruns}
-    for s in sorted(set(st[pops].tolist())):
-        counts[f"pops_{s}"] = int(np.count_nonzero(st[pops] == s))
+    counts = {"sheaf_pops": len(runs.rows), "operations": nruns}
+    for s in sorted(set(runs.store.tolist())):
+        counts[f"pops_{s}"] = int(np.count_nonzero(runs.store == s))
     return ops, counts
 
 
