@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 KERNELS = ("7.3", "6.18")
 
@@ -40,8 +41,9 @@ def kmalloc_size_roundup(size: int) -> int:
     return -(-size // PAGE_SIZE) * PAGE_SIZE
 
 
-def autotune_capacity(slot_size: int, requested: int = 0, *, has_sheaves: bool = True,
-                      page_size: int = PAGE_SIZE) -> int:
+def autotune_capacity(
+    slot_size: int, requested: int = 0, *, has_sheaves: bool = True, page_size: int = PAGE_SIZE
+) -> int:
     """C1 ``calculate_sheaf_capacity`` (7.3): the capacity the kernel gives a cache.
 
     ``slot_size`` is ``S.size`` (object plus metadata, aligned), ``requested`` the
@@ -153,22 +155,43 @@ class ModelParams:
         return dataclasses.replace(self, sheaf_capacity=capacity)
 
     @classmethod
-    def for_cache(cls, *, kernel: str = "7.3", object_size: int = 256,
-                  requested_capacity: int = 0, capacity: int | None = None,
-                  objects_per_slab: int | None = None, cpus: int = 1, nodes: int = 1,
-                  cpu_node: tuple[int, ...] | None = None, **kw: object) -> ModelParams:
+    def for_cache(
+        cls,
+        *,
+        kernel: str = "7.3",
+        object_size: int = 256,
+        requested_capacity: int = 0,
+        capacity: int | None = None,
+        objects_per_slab: int | None = None,
+        cpus: int = 1,
+        nodes: int = 1,
+        cpu_node: tuple[int, ...] | None = None,
+        **kw: Any,
+    ) -> ModelParams:
         """Derive the kernel's parameters for a cache of slot size ``object_size``.
 
         ``requested_capacity`` is the ``kmem_cache_args.sheaf_capacity``; ``capacity`` forces
         the effective value (what-if) and overrides both.
         """
-        cap = capacity if capacity is not None else capacity_for(kernel, object_size,
-                                                                 requested_capacity)
-        ops = objects_per_slab if objects_per_slab is not None else \
-            default_objects_per_slab(object_size)
-        return cls(kernel=kernel, sheaf_capacity=cap, object_size=object_size,
-                   objects_per_slab=ops, cpus=cpus, nodes=nodes,
-                   cpu_node=cpu_node if cpu_node is not None else
-                   contiguous_cpu_nodes(cpus, nodes),
-                   min_partial=default_min_partial(object_size),
-                   cpu_partial=default_cpu_partial(object_size), **kw)  # type: ignore[arg-type]
+        cap = (
+            capacity
+            if capacity is not None
+            else capacity_for(kernel, object_size, requested_capacity)
+        )
+        ops = (
+            objects_per_slab
+            if objects_per_slab is not None
+            else default_objects_per_slab(object_size)
+        )
+        return cls(
+            kernel=kernel,
+            sheaf_capacity=cap,
+            object_size=object_size,
+            objects_per_slab=ops,
+            cpus=cpus,
+            nodes=nodes,
+            cpu_node=cpu_node if cpu_node is not None else contiguous_cpu_nodes(cpus, nodes),
+            min_partial=default_min_partial(object_size),
+            cpu_partial=default_cpu_partial(object_size),
+            **kw,
+        )

@@ -7,14 +7,22 @@ import click
 from sheaftune.cli.common import output_options, output_stream
 
 
-@click.command("simulate", epilog="""\b
+@click.command(
+    "simulate",
+    epilog="""\b
 Examples:
   sheaftune simulate tests/data/scenarios/f3_e2big_flush_spare.yaml
   sheaftune simulate scenario.yaml --format json -o result.json
-  sheaftune simulate scenario.yaml --format yaml | less""")
+  sheaftune simulate scenario.yaml --format yaml | less""",
+)
 @click.argument("scenario", type=str)
-@click.option("--engine", type=click.Choice(["reference"]), default="reference",
-              show_default=True, help="Which implementation of the model runs the scenario.")
+@click.option(
+    "--engine",
+    type=click.Choice(["reference"]),
+    default="reference",
+    show_default=True,
+    help="Which implementation of the model runs the scenario.",
+)
 @output_options(("table", "json", "yaml"))
 def command(scenario: str, engine: str, fmt: str, output: str | None) -> None:
     """Replay SCENARIO (a YAML list of allocator calls) through the sheaf model.

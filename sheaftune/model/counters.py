@@ -90,6 +90,7 @@ STAT_ITEMS: dict[str, tuple[str, ...]] = {"7.3": STAT_ITEMS_7_3, "6.18": STAT_IT
 #: name -> meaning of what the model tracks beyond the kernel's counters.
 EXTRA: dict[str, str] = {
     "barn_lock": "barn spinlock acquisitions (BARN), all nodes",
+    "spare_swap": "exchanges of main and spare (A3.2, F3.3, B2, B3; no kernel stat)",
     "list_lock": "slab partial-list lock acquisitions (LIST), all nodes",
     "sheaves_live": "sheaf structs currently allocated (per-CPU, barn, rcu, prefilled)",
     "sheaves_live_max": "peak of sheaves_live",

@@ -77,6 +77,7 @@ class PerCpuSheaves:
 class Barn:
     """D4 ``struct node_barn``: LIFO lists; the *last* element of each list is its head."""
 
+    node: int = 0
     full: list[Sheaf] = field(default_factory=list)
     empty: list[Sheaf] = field(default_factory=list)
 
@@ -95,7 +96,8 @@ class SheafModel:
         self.stat: dict[str, int] = {name: 0 for name in STAT_ITEMS[params.kernel]}
         self.extra: dict[str, int] = {name: 0 for name in EXTRA}
         self.slab: Slub73 | Slub618 = (Slub618 if self.v618 else Slub73)(
-            params, self.stat, self.extra)
+            params, self.stat, self.extra
+        )
         self.online = [True] * params.cpus
         # X1: a 6.18 cache without sheaves has no cpu_sheaves at all; D6: a 7.3 cache with
         # cap == 0 points every main at the bootstrap sheaf (capacity 0, size 0).
@@ -108,7 +110,9 @@ class SheafModel:
                 self.pcs.append(PerCpuSheaves(main=Sheaf(capacity=0)))  # bootstrap sheaf
             else:
                 self.pcs.append(PerCpuSheaves(main=self.alloc_empty_sheaf()))  # D9
-        self.barns = [Barn() for _ in range(params.nodes)]
+        self.barns = [Barn(node=n) for n in range(params.nodes)]
+        #: BARN acquisitions per node (for the contention model)
+        self.barn_lock_by_node = [0] * params.nodes
         #: sheaves submitted to RCU: (sheaf, submitting cpu, callback) with callback "barn"
         #: (K4 rcu_free_sheaf) or "nobarn" (K5 rcu_free_sheaf_nobarn)
         self.rcu_pending: list[tuple[Sheaf, int, str]] = []
@@ -144,6 +148,11 @@ class SheafModel:
     def _alloc_hit(self, n: int = 1) -> None:
         # X7: 6.18 counts sheaf hits as ALLOC_PCS/FREE_PCS, 7.3 as ALLOC/FREE_FASTPATH
         self.stat["alloc_cpu_sheaf" if self.v618 else "alloc_fastpath"] += n
+
+    def _swap(self, pcs: PerCpuSheaves) -> None:
+        """Exchange main and spare (A3.2, F3.3, B2, B3): no stat; counted in ``spare_swap``."""
+        pcs.main, pcs.spare = pcs.spare, pcs.main
+        self.extra["spare_swap"] += 1
 
     def _free_hit(self, n: int = 1) -> None:
         self.stat["free_cpu_sheaf" if self.v618 else "free_fastpath"] += n
@@ -199,30 +208,31 @@ class SheafModel:
         assert main is not None
         while main.objs:
             batch = min(PCS_BATCH_MAX, main.size)
-            arr = main.objs[main.size - batch:]
-            del main.objs[main.size - batch:]
+            arr = main.objs[main.size - batch :]
+            del main.objs[main.size - batch :]
             self.slab.free_bulk(cpu, arr)
             self._st("sheaf_flush", batch)
 
     # --------------------------------------------------------------------------- barn
-    def _barn_lock(self) -> None:
+    def _barn_lock(self, barn: Barn) -> None:
         self.extra["barn_lock"] += 1
+        self.barn_lock_by_node[barn.node] += 1
 
     def barn_get_empty_sheaf(self, barn: Barn) -> Sheaf | None:
         """``barn_get_empty_sheaf``: racy ``nr_empty`` check, BARN, head of ``empty``; no stat."""
         if not barn.empty:
             return None
-        self._barn_lock()
+        self._barn_lock(barn)
         return barn.empty.pop()
 
     def barn_put_empty_sheaf(self, barn: Barn, sh: Sheaf) -> None:
         """``barn_put_empty_sheaf``: head of ``empty``; the limit is not checked (D4)."""
-        self._barn_lock()
+        self._barn_lock(barn)
         barn.empty.append(sh)
 
     def barn_put_full_sheaf(self, barn: Barn, sh: Sheaf) -> None:
         """``barn_put_full_sheaf``: head of ``full``; the limit is not checked (D4)."""
-        self._barn_lock()
+        self._barn_lock(barn)
         barn.full.append(sh)
 
     def barn_replace_empty_sheaf(self, barn: Barn, empty: Sheaf) -> Sheaf | None:
@@ -230,7 +240,7 @@ class SheafModel:
         head of ``full`` and push ``empty`` at the head of ``empty`` (limit ignored)."""
         if not barn.full:
             return None
-        self._barn_lock()
+        self._barn_lock(barn)
         full = barn.full.pop()
         barn.empty.append(empty)
         return full
@@ -243,7 +253,7 @@ class SheafModel:
             return E2BIG
         if not barn.empty:
             return ENOMEM
-        self._barn_lock()
+        self._barn_lock(barn)
         empty = barn.empty.pop()
         barn.full.append(full)
         return empty
@@ -252,7 +262,7 @@ class SheafModel:
         """P1 ``barn_get_full_or_empty_sheaf``: head of ``full`` if any, else head of ``empty``."""
         if not barn.full and not barn.empty:
             return None
-        self._barn_lock()
+        self._barn_lock(barn)
         if barn.full:
             return barn.full.pop()
         return barn.empty.pop()
@@ -315,7 +325,7 @@ class SheafModel:
         if self.cap == 0:  # A3.1
             return False
         if pcs.spare is not None and pcs.spare.size > 0:  # A3.2
-            pcs.main, pcs.spare = pcs.spare, pcs.main
+            self._swap(pcs)
             return True
         barn = self.get_barn(cpu)  # A3.3
         full = self.barn_replace_empty_sheaf(barn, pcs.main)  # A3.4
@@ -410,7 +420,7 @@ class SheafModel:
                 pcs.main = empty
                 return True
         elif pcs.spare.size < self.cap:  # F3.3
-            pcs.main, pcs.spare = pcs.spare, pcs.main
+            self._swap(pcs)
             return True
         else:
             r = self.barn_replace_full_sheaf(barn, pcs.main)  # F3.4
@@ -444,7 +454,7 @@ class SheafModel:
         elif pcs.main.size < self.cap:
             self.barn_put_empty_sheaf(barn, empty)
         elif pcs.spare.size < self.cap:
-            pcs.main, pcs.spare = pcs.spare, pcs.main
+            self._swap(pcs)
             self.barn_put_empty_sheaf(barn, empty)
         else:
             self.barn_put_full_sheaf(barn, pcs.main)
@@ -474,7 +484,7 @@ class SheafModel:
                 if self.cap == 0:
                     break
                 if pcs.spare is not None and pcs.spare.size > 0:
-                    pcs.main, pcs.spare = pcs.spare, pcs.main
+                    self._swap(pcs)
                 else:
                     full = self.barn_replace_empty_sheaf(self.get_barn(cpu), pcs.main)
                     if full is None:
@@ -484,8 +494,8 @@ class SheafModel:
                     pcs.main = full
             main = pcs.main
             batch = min(k - len(out), main.size)
-            out.extend(main.objs[main.size - batch:])
-            del main.objs[main.size - batch:]
+            out.extend(main.objs[main.size - batch :])
+            del main.objs[main.size - batch :]
             self._alloc_hit(batch)
         return out
 
@@ -526,7 +536,7 @@ class SheafModel:
             main = self.pcs[cpu].main
             assert main is not None
             batch = min(len(local) - i, self.cap - main.size)
-            main.objs.extend(local[i:i + batch])
+            main.objs.extend(local[i : i + batch])
             self._free_hit(batch)
             i += batch
         if remote:
@@ -549,7 +559,7 @@ class SheafModel:
             pcs.main = empty
             return True
         if pcs.spare.size < self.cap:
-            pcs.main, pcs.spare = pcs.spare, pcs.main
+            self._swap(pcs)
             return True
         r = self.barn_replace_full_sheaf(barn, pcs.main)
         if not isinstance(r, Sheaf):
@@ -592,12 +602,12 @@ class SheafModel:
             # next_batch
             while True:
                 if not self._free_to_pcs_batch_prepare(cpu):
-                    self.slab.free_bulk(cpu, p[off:off + size])  # no_empty / fallback
+                    self.slab.free_bulk(cpu, p[off : off + size])  # no_empty / fallback
                     break
                 main = self.pcs[cpu].main
                 assert main is not None
                 batch = min(size, self.cap - main.size)
-                main.objs.extend(p[off:off + batch])
+                main.objs.extend(p[off : off + batch])
                 self._free_hit(batch)
                 if batch < size:
                     off += batch
@@ -619,8 +629,7 @@ class SheafModel:
             self._st("free_slowpath", len(objs))
 
     # ---------------------------------------------------------------- prefill API (§5)
-    def kmem_cache_prefill_sheaf(self, cpu: int, size: int,
-                                 blocking: bool = True) -> Sheaf | None:
+    def kmem_cache_prefill_sheaf(self, cpu: int, size: int, blocking: bool = True) -> Sheaf | None:
         """P1 ``kmem_cache_prefill_sheaf`` (X13 for 6.18).
 
         ``size == 0`` → NULL (7.3 only); oversize (``size > cap``, every cache with cap 0): a
@@ -636,8 +645,10 @@ class SheafModel:
         if size > self.cap or not self.has_pcs:
             if not self.has_pcs and size == 0:
                 # 6.18 would dereference the missing cpu_sheaves (no size check, X13)
-                raise ModelError("6.18 kmem_cache_prefill_sheaf(size=0) on a cache without "
-                                 "sheaves dereferences NULL in the kernel")
+                raise ModelError(
+                    "6.18 kmem_cache_prefill_sheaf(size=0) on a cache without "
+                    "sheaves dereferences NULL in the kernel"
+                )
             if not self.v618:
                 self._st("sheaf_alloc")
             self.extra["sheaves_live"] += 1
@@ -687,8 +698,9 @@ class SheafModel:
         """P4 ``kmem_cache_sheaf_size``."""
         return sh.size
 
-    def kmem_cache_refill_sheaf(self, cpu: int, sh: Sheaf, size: int,
-                                blocking: bool = True) -> Sheaf:
+    def kmem_cache_refill_sheaf(
+        self, cpu: int, sh: Sheaf, size: int, blocking: bool = True
+    ) -> Sheaf:
         """P5 ``kmem_cache_refill_sheaf`` (X15): nothing if ``size`` objects are there; a
         regular sheaf is refilled to full capacity (P2); an oversize one is topped up to its
         capacity by a bulk allocation (7.3 ALLOC_SLOWPATH); a larger request gets a new
@@ -847,7 +859,7 @@ class SheafModel:
     def barn_shrink(self, cpu: int, barn: Barn) -> None:
         """L2 ``barn_shrink``: detach both lists under BARN; flush and free every full sheaf
         (head first), free every empty one."""
-        self._barn_lock()
+        self._barn_lock(barn)
         full = barn.full[::-1]
         empty = barn.empty[::-1]
         barn.full = []
@@ -952,19 +964,34 @@ class SheafModel:
     def occupancy(self) -> dict[str, Any]:
         """Objects held per CPU (sheaves) and per node (barn): now, peak, time-weighted mean
         (None until ``advance`` has spanned some time)."""
-        span = (self.t_last - self.t_first) if self.t_first is not None and \
-            self.t_last is not None else 0
+        span = (
+            (self.t_last - self.t_first)
+            if self.t_first is not None and self.t_last is not None
+            else 0
+        )
 
         def mean(x: int) -> float | None:
             return x / span if span > 0 else None
 
         return {
-            "cpus": [{"cpu": c, "now": self.cpu_held(c), "max": self.cpu_held_max[c],
-                      "mean": mean(self.cpu_held_integral[c])} for c in range(self.p.cpus)],
-            "nodes": [{"node": n, "barn_now": self.node_barn_held(n),
-                       "barn_max": self.node_barn_held_max[n],
-                       "barn_mean": mean(self.node_barn_held_integral[n])}
-                      for n in range(self.p.nodes)],
+            "cpus": [
+                {
+                    "cpu": c,
+                    "now": self.cpu_held(c),
+                    "max": self.cpu_held_max[c],
+                    "mean": mean(self.cpu_held_integral[c]),
+                }
+                for c in range(self.p.cpus)
+            ],
+            "nodes": [
+                {
+                    "node": n,
+                    "barn_now": self.node_barn_held(n),
+                    "barn_max": self.node_barn_held_max[n],
+                    "barn_mean": mean(self.node_barn_held_integral[n]),
+                }
+                for n in range(self.p.nodes)
+            ],
         }
 
     def counters(self) -> dict[str, int]:
@@ -979,15 +1006,19 @@ class SheafModel:
         per-node barn counts."""
         cpus = []
         for c, pcs in enumerate(self.pcs):
-            cpus.append({
-                "cpu": c,
-                "node": self.mem_node(c),
-                "main": None if pcs.main is None else pcs.main.size,
-                "spare": None if pcs.spare is None else pcs.spare.size,
-                "rcu_free": None if pcs.rcu_free is None else pcs.rcu_free.size,
-            })
-        barns = [{"node": n, "full": len(b.full), "empty": len(b.empty)}
-                 for n, b in enumerate(self.barns)]
+            cpus.append(
+                {
+                    "cpu": c,
+                    "node": self.mem_node(c),
+                    "main": None if pcs.main is None else pcs.main.size,
+                    "spare": None if pcs.spare is None else pcs.spare.size,
+                    "rcu_free": None if pcs.rcu_free is None else pcs.rcu_free.size,
+                }
+            )
+        barns = [
+            {"node": n, "full": len(b.full), "empty": len(b.empty)}
+            for n, b in enumerate(self.barns)
+        ]
         return {"cpus": cpus, "barns": barns}
 
 

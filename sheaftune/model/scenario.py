@@ -76,9 +76,14 @@ class Scenario:
         """The model parameters: 7.3 autotunes with ``sheaf_capacity`` as a floor, 6.18 takes
         it as is; ``capacity`` forces the effective value (scenario-format.md)."""
         return ModelParams.for_cache(
-            kernel=self.kernel, object_size=self.object_size,
-            requested_capacity=self.sheaf_capacity, capacity=self.capacity,
-            objects_per_slab=self.objects_per_slab, cpus=self.cpus, nodes=self.nodes)
+            kernel=self.kernel,
+            object_size=self.object_size,
+            requested_capacity=self.sheaf_capacity,
+            capacity=self.capacity,
+            objects_per_slab=self.objects_per_slab,
+            cpus=self.cpus,
+            nodes=self.nodes,
+        )
 
 
 class _Ctx:
@@ -122,21 +127,30 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
 
     for k in data:
         if str(k) not in TOP_KEYS:
-            raise ctx.err(f"unknown key {k!r} (expected one of {', '.join(sorted(TOP_KEYS))})",
-                          line_of(str(k)), str(k))
+            raise ctx.err(
+                f"unknown key {k!r} (expected one of {', '.join(sorted(TOP_KEYS))})",
+                line_of(str(k)),
+                str(k),
+            )
     if "scenario" not in data:
         raise ctx.err("missing 'scenario: 1' (the format version)", 1, "scenario")
     if data["scenario"] != 1 or isinstance(data["scenario"], bool):
-        raise ctx.err(f"unsupported scenario format version {data['scenario']!r} "
-                      "(this sheaftune reads version 1)", line_of("scenario"), "scenario")
+        raise ctx.err(
+            f"unsupported scenario format version {data['scenario']!r} "
+            "(this sheaftune reads version 1)",
+            line_of("scenario"),
+            "scenario",
+        )
     kernel_raw = data.get("kernel", "7.3")
     kernel = str(kernel_raw)
     if kernel not in KERNELS:
-        raise ctx.err(f"kernel must be \"7.3\" or \"6.18\", not {kernel_raw!r}",
-                      line_of("kernel"), "kernel")
+        raise ctx.err(
+            f'kernel must be "7.3" or "6.18", not {kernel_raw!r}', line_of("kernel"), "kernel"
+        )
 
-    def get_int(d: dict[str, Any], key: str, default: int | None, lo: int, keypath: str,
-                line: int | None) -> int | None:
+    def get_int(
+        d: dict[str, Any], key: str, default: int | None, lo: int, keypath: str, line: int | None
+    ) -> int | None:
         if key not in d or d[key] is None:
             return default
         v = d[key]
@@ -150,8 +164,11 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     clines = _mapping_lines(lines["cache"][1]) if "cache" in lines else {}
     for k in cache:
         if str(k) not in CACHE_KEYS:
-            raise ctx.err(f"unknown key {k!r} (expected one of {', '.join(sorted(CACHE_KEYS))})",
-                          clines.get(str(k), (line_of("cache"),))[0], f"cache.{k}")
+            raise ctx.err(
+                f"unknown key {k!r} (expected one of {', '.join(sorted(CACHE_KEYS))})",
+                clines.get(str(k), (line_of("cache"),))[0],
+                f"cache.{k}",
+            )
 
     def cl(k: str) -> int | None:
         return clines[k][0] if k in clines else line_of("cache")
@@ -160,11 +177,13 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     if not isinstance(name, str):
         name = str(name)
     object_size = get_int(cache, "object_size", 256, 1, "cache.object_size", cl("object_size"))
-    sheaf_capacity = get_int(cache, "sheaf_capacity", 0, 0, "cache.sheaf_capacity",
-                             cl("sheaf_capacity"))
+    sheaf_capacity = get_int(
+        cache, "sheaf_capacity", 0, 0, "cache.sheaf_capacity", cl("sheaf_capacity")
+    )
     capacity = get_int(cache, "capacity", None, 0, "cache.capacity", cl("capacity"))
-    ops_per_slab = get_int(cache, "objects_per_slab", None, 1, "cache.objects_per_slab",
-                           cl("objects_per_slab"))
+    ops_per_slab = get_int(
+        cache, "objects_per_slab", None, 1, "cache.objects_per_slab", cl("objects_per_slab")
+    )
     cpus = get_int(data, "cpus", 1, 1, "cpus", line_of("cpus"))
     nodes = get_int(data, "nodes", 1, 1, "nodes", line_of("nodes"))
     assert object_size is not None and sheaf_capacity is not None
@@ -180,13 +199,21 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
     for i, raw in enumerate(raw_ops):
         line = op_nodes[i].start_mark.line + 1 if i < len(op_nodes) else line_of("ops")
         ops.append(_parse_op(ctx, i, line, raw, cpus, nodes))
-    return Scenario(path=path, kernel=kernel, cache_name=name, object_size=object_size,
-                    sheaf_capacity=sheaf_capacity, capacity=capacity,
-                    objects_per_slab=ops_per_slab, cpus=cpus, nodes=nodes, ops=tuple(ops))
+    return Scenario(
+        path=path,
+        kernel=kernel,
+        cache_name=name,
+        object_size=object_size,
+        sheaf_capacity=sheaf_capacity,
+        capacity=capacity,
+        objects_per_slab=ops_per_slab,
+        cpus=cpus,
+        nodes=nodes,
+        ops=tuple(ops),
+    )
 
 
-def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int,
-              nodes: int) -> ScenarioOp:
+def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int, nodes: int) -> ScenarioOp:
     where = f"ops[{i}]"
     if not isinstance(raw, list) or not raw:
         raise ctx.err(f"an op is a non-empty list like [0, alloc, 5], not {raw!r}", line, where)
@@ -202,8 +229,12 @@ def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int,
             raise ctx.err(f"CPU {raw[1]} out of range (cpus: {cpus})", line, where)
         return ScenarioOp(i, line or 0, -1, "offline", (int(raw[1]),))
     if not _is_int(head):
-        raise ctx.err(f"unknown op {head!r} (an op starts with a CPU number, or is [rcu], "
-                      "[shrink] or [offline, CPU])", line, where)
+        raise ctx.err(
+            f"unknown op {head!r} (an op starts with a CPU number, or is [rcu], "
+            "[shrink] or [offline, CPU])",
+            line,
+            where,
+        )
     cpu = int(head)
     if not 0 <= cpu < cpus:
         raise ctx.err(f"CPU {cpu} out of range (cpus: {cpus})", line, where)
@@ -217,15 +248,18 @@ def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int,
     if name in OPTIONAL_GFP and len(args) == len(kinds) + 1:
         gfp = args[-1]
         if gfp not in GFPS:
-            raise ctx.err(f"gfp must be one of {', '.join(GFPS)}, not {gfp!r}", line,
-                          f"{where}[{len(raw) - 1}]")
+            raise ctx.err(
+                f"gfp must be one of {', '.join(GFPS)}, not {gfp!r}",
+                line,
+                f"{where}[{len(raw) - 1}]",
+            )
         blocking = GFPS[gfp]
         args = args[:-1]
     if len(args) != len(kinds):
-        shape = ", ".join(["CPU", name] + [{"n": "COUNT", "node": "NODE", "h": "SHEAF"}[k]
-                                           for k in kinds])
-        raise ctx.err(f"expected [{shape}{', GFP' if name in OPTIONAL_GFP else ''}]", line,
-                      where)
+        shape = ", ".join(
+            ["CPU", name] + [{"n": "COUNT", "node": "NODE", "h": "SHEAF"}[k] for k in kinds]
+        )
+        raise ctx.err(f"expected [{shape}{', GFP' if name in OPTIONAL_GFP else ''}]", line, where)
     out: list[Any] = []
     for j, (kind, v) in enumerate(zip(kinds, args, strict=True)):
         w = f"{where}[{j + 2}]"
@@ -281,8 +315,9 @@ class ScenarioRun:
 
     def _sheaf(self, op: ScenarioOp, h: str) -> Sheaf:
         if h not in self.sheaves:
-            raise self._err(op, f"sheaf {h!r} is not outstanding (used before its prefill or "
-                                "after its return)")
+            raise self._err(
+                op, f"sheaf {h!r} is not outstanding (used before its prefill or after its return)"
+            )
         return self.sheaves[h]
 
     def step(self, op: ScenarioOp) -> None:
@@ -316,8 +351,9 @@ class ScenarioRun:
         elif name == "free_oldest":
             n = a[0]
             if n > len(self.live):
-                raise self._err(op, f"free_oldest of {n} objects but only {len(self.live)} "
-                                    "are live")
+                raise self._err(
+                    op, f"free_oldest of {n} objects but only {len(self.live)} are live"
+                )
             objs = self.live[:n]
             del self.live[:n]
             for obj in objs:
@@ -364,9 +400,13 @@ class ScenarioRun:
         m = self.model
         snap = m.snapshot()
         return SimulationResult(
-            kernel=m.p.kernel, capacity=m.cap, counters=m.counters(), cpus=snap["cpus"],
+            kernel=m.p.kernel,
+            capacity=m.cap,
+            counters=m.counters(),
+            cpus=snap["cpus"],
             barns=snap["barns"],
-            prefilled={h: sh.size for h, sh in sorted(self.sheaves.items())})
+            prefilled={h: sh.size for h, sh in sorted(self.sheaves.items())},
+        )
 
 
 def run_scenario(scn: Scenario, params: ModelParams | None = None) -> SimulationResult:

@@ -62,8 +62,8 @@ class SlabBase:
         self.sl_owner: list[int] = []
         #: per node: slab ids, index 0 = head of the partial list
         self.partial: list[list[int]] = [[] for _ in range(p.nodes)]
-        #: the CPU whose code is running (counters are summed, but 6.18's CPU slab is per CPU)
-        self.now_cpu = 0
+        #: LIST acquisitions per node (for the contention model)
+        self.list_lock_by_node = [0] * p.nodes
 
     # -- object and slab helpers ------------------------------------------------------------
     def slab_of(self, obj: int) -> int:
@@ -93,8 +93,9 @@ class SlabBase:
         self.sl_free[sid] = []
         self.extra["slabs_live"] -= 1
 
-    def _list_lock(self) -> None:
+    def _list_lock(self, node: int) -> None:
         self.extra["list_lock"] += 1
+        self.list_lock_by_node[node] += 1
 
     def _remove_partial(self, node: int, sid: int) -> None:
         self.partial[node].remove(sid)
@@ -147,14 +148,12 @@ class SlabBase:
 
     def objects_in_slabs_free(self) -> int:
         """Free objects sitting on slab freelists (not in any sheaf or CPU freelist)."""
-        return sum(len(f) for f, w in zip(self.sl_free, self.sl_where, strict=True)
-                   if w != FREED)
+        return sum(len(f) for f, w in zip(self.sl_free, self.sl_where, strict=True) if w != FREED)
 
     def objects_from_slabs(self) -> int:
         """Objects of live slabs that are not on a slab freelist (D7 'in use' from the slab
         layer's view; includes objects in sheaves and, in 6.18, on CPU freelists)."""
-        return sum(self.sl_inuse[s] for s in range(len(self.sl_node))
-                   if self.sl_where[s] != FREED)
+        return sum(self.sl_inuse[s] for s in range(len(self.sl_node)) if self.sl_where[s] != FREED)
 
 
 class Slub73(SlabBase):
@@ -189,7 +188,7 @@ class Slub73(SlabBase):
         if not part:  # racy nr_partial == 0 check: no LIST
             return
         want = k - len(got)
-        self._list_lock()
+        self._list_lock(node)
         taken: list[int] = []
         total = 0
         while part and total < want:
@@ -207,7 +206,7 @@ class Slub73(SlabBase):
             self.sl_inuse[sid] = self.ops - len(fl)
             if fl:
                 # overshoot: __slab_try_return_freelist, slab to the tail under LIST
-                self._list_lock()
+                self._list_lock(node)
                 self._add_partial(node, sid, tail=True)
 
     def _alloc_from_new_slab(self, node: int, count: int, got: list[int]) -> None:
@@ -220,7 +219,7 @@ class Slub73(SlabBase):
             got.append(fl.pop())
         self.sl_inuse[sid] = n_take
         if fl:
-            self._list_lock()
+            self._list_lock(node)
             self._add_partial(node, sid, tail=False)
 
     # -- A6 ___slab_alloc -------------------------------------------------------------------
@@ -252,7 +251,7 @@ class Slub73(SlabBase):
         part = self.partial[node]
         if not part:
             return None
-        self._list_lock()
+        self._list_lock(node)
         sid = part[0]
         fl = self.sl_free[sid]
         obj = fl.pop()
@@ -268,7 +267,7 @@ class Slub73(SlabBase):
         obj = fl.pop()
         self.sl_inuse[sid] = 1
         if fl:
-            self._list_lock()
+            self._list_lock(node)
             self._add_partial(node, sid, tail=False)
         return obj
 
@@ -289,7 +288,7 @@ class Slub73(SlabBase):
         if not on_partial and not was_full:
             # detached by a concurrent refill; cannot happen sequentially
             return
-        self._list_lock()
+        self._list_lock(node)
         if inuse == 0 and len(self.partial[node]) >= self.p.min_partial:
             if on_partial:
                 self._remove_partial(node, sid)
@@ -337,7 +336,7 @@ class Slub73(SlabBase):
         free slab (no FREE_SLAB stat: ``free_slab`` is called directly) and move slabs with
         1..32 free objects to the head ordered by increasing free count. Within one free count
         the kernel's ``list_move`` reverses the scan order."""
-        self._list_lock()
+        self._list_lock(node)
         part = self.partial[node]
         promote: list[list[int]] = [[] for _ in range(SHRINK_PROMOTE_MAX)]
         rest: list[int] = []
@@ -485,7 +484,7 @@ class Slub618(SlabBase):
         part = self.partial[node]
         if not part:
             return -1
-        self._list_lock()
+        self._list_lock(node)
         first = -1
         moved = 0
         while part:
@@ -528,7 +527,7 @@ class Slub618(SlabBase):
         for sid in slabs:
             node = self.sl_node[sid]
             if node != last_node:
-                self._list_lock()
+                self._list_lock(node)
                 last_node = node
             if self.sl_inuse[sid] == 0 and len(self.partial[node]) >= self.p.min_partial:
                 discard.insert(0, sid)
@@ -561,7 +560,7 @@ class Slub618(SlabBase):
             self._discard(sid)
             st["free_slab"] += 1
         elif self.sl_free[sid]:
-            self._list_lock()
+            self._list_lock(node)
             self._add_partial(node, sid, tail=tail)
             st["deactivate_to_tail" if tail else "deactivate_to_head"] += 1
         else:
@@ -608,9 +607,10 @@ class Slub618(SlabBase):
         fl.extend(chain)
         self.sl_inuse[sid] -= len(chain)
         inuse = self.sl_inuse[sid]
+        node = self.sl_node[sid]
         locked = False
         if (inuse == 0 or not prior) and not was_frozen and prior:
-            self._list_lock()
+            self._list_lock(node)
             locked = True
         if not locked:
             if was_frozen:
@@ -619,7 +619,6 @@ class Slub618(SlabBase):
                 self._put_cpu_partial(cpu, sid, drain=True)
                 st["cpu_partial_free"] += 1
             return
-        node = self.sl_node[sid]
         if self.sl_where[sid] != NODE_PARTIAL:
             return  # on a CPU partial list: left alone
         if inuse == 0 and len(self.partial[node]) >= self.p.min_partial:

@@ -27,8 +27,7 @@ def _sheaf(n: Any) -> str:
 def render_simulation(record: Record, stream: IO[str]) -> None:
     d = record.to_dict()
     con = _console(stream)
-    counters = Table(title=f"Linux {d['kernel']}, capacity {d['capacity']}",
-                     title_justify="left")
+    counters = Table(title=f"Linux {d['kernel']}, capacity {d['capacity']}", title_justify="left")
     counters.add_column("counter (sysfs name)")
     counters.add_column("value", justify="right")
     for name, value in d["counters"].items():
@@ -39,8 +38,13 @@ def render_simulation(record: Record, stream: IO[str]) -> None:
     for col in ("CPU", "node", "main", "spare", "rcu_free"):
         cpus.add_column(col, justify="right")
     for c in d["cpus"]:
-        cpus.add_row(str(c["cpu"]), str(c["node"]), _sheaf(c["main"]), _sheaf(c["spare"]),
-                     _sheaf(c["rcu_free"]))
+        cpus.add_row(
+            str(c["cpu"]),
+            str(c["node"]),
+            _sheaf(c["main"]),
+            _sheaf(c["spare"]),
+            _sheaf(c["rcu_free"]),
+        )
     con.print(cpus)
 
     barns = Table(title="Barns (sheaves)", title_justify="left")

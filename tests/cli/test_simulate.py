@@ -17,8 +17,13 @@ SCN = Path(__file__).resolve().parents[1] / "data" / "scenarios"
 
 def run(*args: str) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, NO_COLOR="1", COLUMNS="120")
-    return subprocess.run([sys.executable, "-m", "sheaftune", "simulate", *args],
-                          capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "sheaftune", "simulate", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
 
 
 def test_json_is_the_record_sorted() -> None:
@@ -29,8 +34,16 @@ def test_json_is_the_record_sorted() -> None:
     assert d == simulate_file(path).to_dict()
     assert list(d) == sorted(d)
     assert d["schema"] == "sheaftune/simulation" and d["version"] == 1
-    assert set(d) == {"schema", "version", "kernel", "capacity", "counters", "cpus", "barns",
-                      "prefilled"}
+    assert set(d) == {
+        "schema",
+        "version",
+        "kernel",
+        "capacity",
+        "counters",
+        "cpus",
+        "barns",
+        "prefilled",
+    }
     assert d["prefilled"] == {"c": 9, "e": 4, "f": 4}
     assert p.stdout == json.dumps(d, sort_keys=True, indent=2) + "\n"
 

@@ -26,8 +26,22 @@ from sheaftune.model.reference import SheafModel
 from sheaftune.model.slab import CPU_SLAB, FREED, NODE_PARTIAL
 from sheaftune.params import ModelParams
 
-OPS = ["alloc", "alloc_node", "free", "free_oldest", "free_bulk", "alloc_bulk", "kfree_rcu",
-       "prefill", "alloc_from_sheaf", "refill", "return", "rcu", "shrink", "offline"]
+OPS = [
+    "alloc",
+    "alloc_node",
+    "free",
+    "free_oldest",
+    "free_bulk",
+    "alloc_bulk",
+    "kfree_rcu",
+    "prefill",
+    "alloc_from_sheaf",
+    "refill",
+    "return",
+    "rcu",
+    "shrink",
+    "offline",
+]
 
 
 def all_sheaves(m: SheafModel) -> list:
@@ -110,12 +124,20 @@ def check(m: SheafModel, live: list[int], h0: int, before: dict, op: str, n: int
     hit_a = s["alloc_cpu_sheaf" if m.v618 else "alloc_fastpath"]
     hit_f = s["free_cpu_sheaf" if m.v618 else "free_fastpath"]
     held = m.held_objects()
-    assert held - h0 == (s["sheaf_refill"] + hit_f + s["free_rcu_sheaf"]
-                         + m.extra["oversize_objects"] - hit_a - s["sheaf_flush"]
-                         - m.extra["alloc_from_sheaf"])
+    assert held - h0 == (
+        s["sheaf_refill"]
+        + hit_f
+        + s["free_rcu_sheaf"]
+        + m.extra["oversize_objects"]
+        - hit_a
+        - s["sheaf_flush"]
+        - m.extra["alloc_from_sheaf"]
+    )
+
     # -- per-call identities
     def d(name: str) -> int:
         return s[name] - before[name]
+
     if not m.v618:
         if op in ("alloc", "alloc_node"):
             assert d("alloc_fastpath") + d("alloc_slowpath") == n
@@ -130,8 +152,13 @@ def check(m: SheafModel, live: list[int], h0: int, before: dict, op: str, n: int
         assert d("free_cpu_sheaf") + d("free_fastpath") + d("free_slowpath") <= n
 
 
-op_strategy = st.tuples(st.sampled_from(OPS), st.integers(0, 7), st.integers(0, 40),
-                        st.integers(0, 3), st.sampled_from([True, True, False]))
+op_strategy = st.tuples(
+    st.sampled_from(OPS),
+    st.integers(0, 7),
+    st.integers(0, 40),
+    st.integers(0, 3),
+    st.sampled_from([True, True, False]),
+)
 
 
 @st.composite
@@ -141,13 +168,23 @@ def setups(draw):
     nodes = draw(st.integers(1, 2))
     cap = draw(st.sampled_from([0, 1, 2, 3, 4, 5, 8]))
     ops_per_slab = draw(st.sampled_from([1, 2, 3, 4, 7, 16]))
-    p = ModelParams.for_cache(kernel=kernel, object_size=256, capacity=cap,
-                              objects_per_slab=ops_per_slab, cpus=cpus, nodes=nodes)
+    p = ModelParams.for_cache(
+        kernel=kernel,
+        object_size=256,
+        capacity=cap,
+        objects_per_slab=ops_per_slab,
+        cpus=cpus,
+        nodes=nodes,
+    )
     import dataclasses
-    p = dataclasses.replace(p, min_partial=draw(st.integers(0, 3)),
-                            cpu_partial=draw(st.sampled_from([0, 2, 6])),
-                            max_full_sheaves=draw(st.sampled_from([1, 2, 10])),
-                            max_empty_sheaves=draw(st.sampled_from([1, 2, 10])))
+
+    p = dataclasses.replace(
+        p,
+        min_partial=draw(st.integers(0, 3)),
+        cpu_partial=draw(st.sampled_from([0, 2, 6])),
+        max_full_sheaves=draw(st.sampled_from([1, 2, 10])),
+        max_empty_sheaves=draw(st.sampled_from([1, 2, 10])),
+    )
     ops = draw(st.lists(op_strategy, max_size=60))
     return p, ops
 
@@ -171,8 +208,8 @@ def run_ops(p: ModelParams, ops) -> None:
                 live.append(m.kmem_cache_alloc_node(cpu, node, blocking))
         elif name in ("free", "kfree_rcu", "free_bulk"):
             done = min(n, len(live))
-            objs = live[len(live) - done:][::-1]
-            del live[len(live) - done:]
+            objs = live[len(live) - done :][::-1]
+            del live[len(live) - done :]
             if name == "free":
                 for o in objs:
                     m.kmem_cache_free(cpu, o)
@@ -231,10 +268,20 @@ def test_invariants_hold_on_random_scenarios(setup) -> None:
 
 def test_invariants_long_mixed_run() -> None:
     import random
+
     rng = random.Random(7)
     for kernel in ("7.3", "6.18"):
-        p = ModelParams.for_cache(kernel=kernel, object_size=256, capacity=6,
-                                  objects_per_slab=5, cpus=4, nodes=2)
-        ops = [(rng.choice(OPS), rng.randrange(8), rng.randrange(30), rng.randrange(4),
-                rng.random() < 0.7) for _ in range(800)]
+        p = ModelParams.for_cache(
+            kernel=kernel, object_size=256, capacity=6, objects_per_slab=5, cpus=4, nodes=2
+        )
+        ops = [
+            (
+                rng.choice(OPS),
+                rng.randrange(8),
+                rng.randrange(30),
+                rng.randrange(4),
+                rng.random() < 0.7,
+            )
+            for _ in range(800)
+        ]
         run_ops(p, ops)
