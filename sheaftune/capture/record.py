@@ -190,8 +190,17 @@ class _CpuReader(threading.Thread):
         self.error: BaseException | None = None
         # Opened here, in the caller's thread, so that a busy or missing file is reported
         # before tracing starts.
-        self.fd = os.open(pipe_path, os.O_RDONLY | os.O_NONBLOCK)
-        self.out = open(spool_path, "wb", buffering=0)  # closed in run()
+        try:
+            self.out = open(spool_path, "wb", buffering=0)  # closed in run()
+        except OSError as e:
+            raise UsageError(
+                f"cannot write next to the output ({spool_path}): {e.strerror}"
+            ) from None
+        try:
+            self.fd = os.open(pipe_path, os.O_RDONLY | os.O_NONBLOCK)
+        except BaseException:
+            self.out.close()
+            raise
         self.use_splice = use_splice
 
     def run(self) -> None:
@@ -404,6 +413,10 @@ def record(options: RecordOptions, say: Say = _quiet) -> RecordResult:
     out_dir = os.path.dirname(os.path.abspath(options.output))
     if not os.path.isdir(out_dir):
         raise UsageError(f"-o {options.output}: directory {out_dir} does not exist")
+    if os.path.isdir(options.output):
+        raise UsageError(f"-o {options.output}: is a directory")
+    if not os.access(out_dir, os.W_OK):
+        raise UsageError(f"-o {options.output}: directory {out_dir} is not writable")
 
     tfs = TraceFs.open(say)
     try:
