@@ -129,6 +129,10 @@ class SheafModel:
         self.node_barn_held_integral = [0] * params.nodes
         self.t_first: int | None = None
         self.t_last: int | None = None
+        self._cpu_val = [0] * params.cpus
+        self._cpu_since = [0] * params.cpus
+        self._node_val = [0] * params.nodes
+        self._node_since = [0] * params.nodes
         self._sample()
 
     # ---------------------------------------------------------------------------- helpers
@@ -282,7 +286,7 @@ class SheafModel:
         obj = self.alloc_from_pcs(cpu, node, blocking) if self.has_pcs else None
         if obj is None:
             obj = self.slab.alloc_one(cpu, node)
-        self._sample()
+        self._sample(cpu)
         return obj
 
     def alloc_from_pcs(self, cpu: int, node: int, blocking: bool) -> int | None:
@@ -373,7 +377,7 @@ class SheafModel:
     def kmem_cache_free(self, cpu: int, obj: int) -> None:
         """F0/F1 ``kmem_cache_free`` → ``slab_free``."""
         self.slab_free(cpu, obj)
-        self._sample()
+        self._sample(cpu)
 
     def can_free_to_pcs(self, cpu: int, obj: int) -> bool:
         """F1 ``can_free_to_pcs`` (7.3) / X9 (6.18): the object's slab is on the CPU's node
@@ -469,7 +473,7 @@ class SheafModel:
         out = self.alloc_from_pcs_bulk(cpu, k) if self.has_pcs else []
         if len(out) < k:
             out.extend(self.slab.bulk_alloc(cpu, k - len(out)))
-        self._sample()
+        self._sample(cpu)
         return out
 
     def alloc_from_pcs_bulk(self, cpu: int, k: int) -> list[int]:
@@ -511,7 +515,7 @@ class SheafModel:
             self._free_to_pcs_bulk_618(cpu, list(objs))
         else:
             self.free_to_pcs_bulk(cpu, list(objs))
-        self._sample()
+        self._sample(cpu)
 
     def free_to_pcs_bulk(self, cpu: int, p: list[int]) -> None:
         """B3 7.3 ``free_to_pcs_bulk``: remote objects partitioned to the front (see
@@ -657,7 +661,7 @@ class SheafModel:
             sh.objs = self.slab.bulk_alloc(cpu, size)
             self.extra["oversize_objects"] += size
             self.prefilled[id(sh)] = sh
-            self._sample()
+            self._sample(cpu)
             return sh
         pcs = self.pcs[cpu]
         sh2: Sheaf | None
@@ -677,10 +681,10 @@ class SheafModel:
             if not self.refill_sheaf(cpu, sh2):
                 self.sheaf_flush_unused(cpu, sh2)
                 self.free_empty_sheaf(sh2)
-                self._sample()
+                self._sample(cpu)
                 return None
         self.prefilled[id(sh2)] = sh2
-        self._sample()
+        self._sample(cpu)
         return sh2
 
     def kmem_cache_alloc_from_sheaf(self, cpu: int, sh: Sheaf) -> int | None:
@@ -690,7 +694,7 @@ class SheafModel:
             return None
         self.extra["alloc_from_sheaf"] += 1
         obj = sh.objs.pop()
-        self._sample()
+        self._sample(cpu)
         return obj
 
     @staticmethod
@@ -714,7 +718,7 @@ class SheafModel:
                 n = sh.capacity - sh.size
                 sh.objs.extend(self.slab.bulk_alloc(cpu, n))
                 self.extra["oversize_objects"] += n
-            self._sample()
+            self._sample(cpu)
             return sh
         new = self.kmem_cache_prefill_sheaf(cpu, size, blocking)
         assert new is not None
@@ -731,13 +735,13 @@ class SheafModel:
         if sh.capacity != self.cap or not self.has_pcs:
             self.sheaf_flush_unused(cpu, sh)
             self.free_empty_sheaf(sh, oversize=True)
-            self._sample()
+            self._sample(cpu)
             return
         pcs = self.pcs[cpu]
         if pcs.spare is None:
             pcs.spare = sh
             self._st("sheaf_return_fast")
-            self._sample()
+            self._sample(cpu)
             return
         self._st("sheaf_return_slow")
         barn = self.get_barn(cpu)
@@ -747,7 +751,7 @@ class SheafModel:
         else:
             self.barn_put_full_sheaf(barn, sh)
             self._st("barn_put")
-        self._sample()
+        self._sample(cpu)
 
     # ------------------------------------------------------------------- kfree_rcu (§6)
     def kfree_rcu(self, cpu: int, obj: int) -> None:
@@ -756,11 +760,11 @@ class SheafModel:
         (K6), freed at the next grace period with ``kfree_bulk``."""
         if self.has_pcs and self.obj_node(obj) == self.mem_node(cpu):
             if self.kfree_rcu_sheaf(cpu, obj):
-                self._sample()
+                self._sample(cpu)
                 return
         self.classic_rcu[cpu].append(obj)
         self.extra["kfree_rcu_classic"] += 1
-        self._sample()
+        self._sample(cpu)
 
     def kfree_rcu_sheaf(self, cpu: int, obj: int) -> bool:
         """K2 ``__kfree_rcu_sheaf``: the rcu_free sheaf is the empty spare, else the barn's head
@@ -933,33 +937,85 @@ class SheafModel:
         """Objects in the node's barn (full sheaves; K4 sheaves may hold fewer than cap)."""
         return sum(sh.size for sh in self.barns[node].full)
 
-    def _sample(self) -> None:
+    def held_objects_fast(self) -> int:
+        """Objects in all sheaves from the §8 identity (O(1)): SHEAF_REFILL + FREE_FASTPATH +
+        FREE_RCU_SHEAF + oversize bulk objects − ALLOC_FASTPATH − SHEAF_FLUSH − P3 pops (6.18:
+        FREE_PCS/ALLOC_PCS). Equal to :meth:`held_objects` (tested); no free hooks here."""
+        st = self.stat
+        hit_a = st["alloc_cpu_sheaf" if self.v618 else "alloc_fastpath"]
+        hit_f = st["free_cpu_sheaf" if self.v618 else "free_fastpath"]
         ex = self.extra
-        held = self.held_objects()
+        return (
+            st["sheaf_refill"]
+            + hit_f
+            + st["free_rcu_sheaf"]
+            + ex["oversize_objects"]
+            - hit_a
+            - st["sheaf_flush"]
+            - ex["alloc_from_sheaf"]
+        )
+
+    def _sample(self, cpu: int | None = None) -> None:
+        """Update peaks and the occupancy integrals after an API call: of ``cpu`` and its node
+        for a per-CPU call, of every CPU and node for global work (flushes, grace periods)."""
+        ex = self.extra
+        held = self.held_objects_fast()
         ex["held_objects"] = held
-        ex["held_objects_max"] = max(ex["held_objects_max"], held)
-        ex["sheaves_live_max"] = max(ex["sheaves_live_max"], ex["sheaves_live"])
-        for n, barn in enumerate(self.barns):
-            ex["barn_full_max"] = max(ex["barn_full_max"], len(barn.full))
-            ex["barn_empty_max"] = max(ex["barn_empty_max"], len(barn.empty))
-            self.node_barn_held_max[n] = max(self.node_barn_held_max[n], self.node_barn_held(n))
-        for c in range(self.p.cpus):
-            self.cpu_held_max[c] = max(self.cpu_held_max[c], self.cpu_held(c))
+        if held > ex["held_objects_max"]:
+            ex["held_objects_max"] = held
+        if ex["sheaves_live"] > ex["sheaves_live_max"]:
+            ex["sheaves_live_max"] = ex["sheaves_live"]
+        cpus = range(self.p.cpus) if cpu is None else (cpu,)
+        nodes = range(self.p.nodes) if cpu is None else (self.mem_node(cpu),)
+        now = self.t_last
+        for n in nodes:
+            barn = self.barns[n]
+            if len(barn.full) > ex["barn_full_max"]:
+                ex["barn_full_max"] = len(barn.full)
+            if len(barn.empty) > ex["barn_empty_max"]:
+                ex["barn_empty_max"] = len(barn.empty)
+            v = self.node_barn_held(n)
+            if v > self.node_barn_held_max[n]:
+                self.node_barn_held_max[n] = v
+            if now is not None:
+                self.node_barn_held_integral[n] += self._node_val[n] * (now - self._node_since[n])
+                self._node_since[n] = now
+            self._node_val[n] = v
+        for c in cpus:
+            v = self.cpu_held(c)
+            if v > self.cpu_held_max[c]:
+                self.cpu_held_max[c] = v
+            if now is not None:
+                self.cpu_held_integral[c] += self._cpu_val[c] * (now - self._cpu_since[c])
+                self._cpu_since[c] = now
+            self._cpu_val[c] = v
 
     def advance(self, ts_ns: int) -> None:
-        """Move the model's clock to ``ts_ns`` (trace replay): the occupancy since the previous
-        call is integrated, so ``occupancy()`` can give time-weighted means."""
+        """Move the model's clock to ``ts_ns`` (trace replay). Occupancy is integrated lazily:
+        each CPU's (and node's) held objects count from the time they last changed, so this is
+        O(1); ``occupancy()`` gives the time-weighted means up to the last ``advance``."""
         if self.t_last is None:
             self.t_first = self.t_last = ts_ns
+            self._cpu_since = [ts_ns] * self.p.cpus
+            self._node_since = [ts_ns] * self.p.nodes
             return
-        dt = ts_ns - self.t_last
-        if dt <= 0:
-            return
-        for c in range(self.p.cpus):
-            self.cpu_held_integral[c] += self.cpu_held(c) * dt
-        for n in range(self.p.nodes):
-            self.node_barn_held_integral[n] += self.node_barn_held(n) * dt
-        self.t_last = ts_ns
+        if ts_ns > self.t_last:
+            self.t_last = ts_ns
+
+    def _integrals(self) -> tuple[list[int], list[int]]:
+        """The occupancy integrals completed up to ``t_last`` (without changing state)."""
+        now = self.t_last
+        if now is None:
+            return list(self.cpu_held_integral), list(self.node_barn_held_integral)
+        cpu = [
+            self.cpu_held_integral[c] + self._cpu_val[c] * (now - self._cpu_since[c])
+            for c in range(self.p.cpus)
+        ]
+        node = [
+            self.node_barn_held_integral[n] + self._node_val[n] * (now - self._node_since[n])
+            for n in range(self.p.nodes)
+        ]
+        return cpu, node
 
     def occupancy(self) -> dict[str, Any]:
         """Objects held per CPU (sheaves) and per node (barn): now, peak, time-weighted mean
@@ -970,6 +1026,8 @@ class SheafModel:
             else 0
         )
 
+        cpu_int, node_int = self._integrals()
+
         def mean(x: int) -> float | None:
             return x / span if span > 0 else None
 
@@ -979,7 +1037,7 @@ class SheafModel:
                     "cpu": c,
                     "now": self.cpu_held(c),
                     "max": self.cpu_held_max[c],
-                    "mean": mean(self.cpu_held_integral[c]),
+                    "mean": mean(cpu_int[c]),
                 }
                 for c in range(self.p.cpus)
             ],
@@ -988,7 +1046,7 @@ class SheafModel:
                     "node": n,
                     "barn_now": self.node_barn_held(n),
                     "barn_max": self.node_barn_held_max[n],
-                    "barn_mean": mean(self.node_barn_held_integral[n]),
+                    "barn_mean": mean(node_int[n]),
                 }
                 for n in range(self.p.nodes)
             ],

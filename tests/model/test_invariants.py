@@ -124,6 +124,7 @@ def check(m: SheafModel, live: list[int], h0: int, before: dict, op: str, n: int
     hit_a = s["alloc_cpu_sheaf" if m.v618 else "alloc_fastpath"]
     hit_f = s["free_cpu_sheaf" if m.v618 else "free_fastpath"]
     held = m.held_objects()
+    assert m.held_objects_fast() == held == m.extra["held_objects"]
     assert held - h0 == (
         s["sheaf_refill"]
         + hit_f
@@ -194,7 +195,18 @@ def run_ops(p: ModelParams, ops) -> None:
     live: list[int] = []
     handles: dict[int, object] = {}
     h0 = m.held_objects()
+    # occupancy integrals, brute force: the state after each op holds for 10 ns
+    t = 0
+    m.advance(t)
+    brute_cpu = [0] * p.cpus
+    brute_node = [0] * p.nodes
     for name, cpu_raw, n, h, blocking in ops:
+        for c in range(p.cpus):
+            brute_cpu[c] += m.cpu_held(c) * 10
+        for nd in range(p.nodes):
+            brute_node[nd] += m.node_barn_held(nd) * 10
+        t += 10
+        m.advance(t)
         online = [c for c in range(p.cpus) if m.online[c]]
         cpu = online[cpu_raw % len(online)]
         before = dict(m.stat)
@@ -257,6 +269,10 @@ def run_ops(p: ModelParams, ops) -> None:
             if len(online) > 1:
                 m.cpu_offline(cpu)
         check(m, live, h0, before, name, done)
+        for c in range(p.cpus):
+            assert m.cpu_held_max[c] >= m.cpu_held(c)
+    cpu_int, node_int = m._integrals()
+    assert cpu_int == brute_cpu and node_int == brute_node
 
 
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
