@@ -483,6 +483,10 @@ def _record_in(tfs: TraceFs, options: RecordOptions, say: Say) -> RecordResult:
                 readers.append(r)
             for r in readers:
                 r.start()
+            # Like trace-cmd, leave out the recorder's own events: each spliced page costs the
+            # kernel a kmalloc/kfree pair, which would otherwise be traced and read again.
+            own_tids = [threading.get_native_id(), *(r.native_id or 0 for r in readers)]
+            excluded = inst.exclude_pids(own_tids)
             t0 = time.monotonic()
             inst.set_tracing_on(True)
             if options.command:
@@ -536,6 +540,7 @@ def _record_in(tfs: TraceFs, options: RecordOptions, say: Say) -> RecordResult:
                 "command": list(options.command),
                 "command_status": status,
                 "interrupted_by": signal_name,
+                "excluded_tids": excluded,
                 "lost": {
                     str(c.cpu): {
                         "overrun": c.overrun,

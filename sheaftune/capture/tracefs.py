@@ -290,6 +290,21 @@ class Instance:
         self.write("events", "kmem", event, "enable", value="1")
         self.enabled.append(event)
 
+    def exclude_pids(self, tids: list[int]) -> list[int]:
+        """Leave the events of these threads out (``set_event_notrace_pid``, Linux 5.8+).
+
+        Returns the thread ids excluded: none where the kernel lacks the file. The instance's
+        ``event-fork`` option stays off, so children of these threads are still traced.
+        """
+        tids = [t for t in tids if t > 0]
+        if not tids or not os.path.exists(self.path("set_event_notrace_pid")):
+            return []
+        try:
+            self.write("set_event_notrace_pid", value=" ".join(map(str, tids)))
+        except TracingUnavailable:
+            return []
+        return tids
+
     def cpu_stats(self, cpu: int) -> str:
         return self.read("per_cpu", f"cpu{cpu}", "stats")
 
