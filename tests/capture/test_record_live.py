@@ -93,6 +93,10 @@ def test_record_mmap_program(tracefs: Path, tmp_path: Path) -> None:
     assert set(facts["unfiltered"]) == {"kmalloc", "kfree"}
     assert facts["command_status"] == 0
     assert all(v["overrun"] == 0 and v["dropped"] == 0 for v in facts["lost"].values())
+    # The recorder's own threads are left out; the command is traced.
+    assert len(facts["excluded_tids"]) >= 2
+    pids = {int(p) for p in re.findall(r"-(\d+)\s+\[\d+\]", rep.stdout)}
+    assert pids and not pids & set(facts["excluded_tids"])
     opts = read_v6_options(str(out))
     assert len(opts[2]) == facts["cpus"]  # one CPUSTAT per CPU
     assert opts[5][0].split()[2] == os.uname().release.encode()  # UNAME: kernel release
