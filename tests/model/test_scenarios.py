@@ -350,6 +350,38 @@ EXPECT: dict[str, dict] = {
         cpus=[(1, None, None)],
         barns=[(0, 1)],
     ),
+    "d3_spare_any_level": dict(
+        counters=dict(
+            alloc_fastpath=6,
+            free_fastpath=2,
+            alloc_slab=2,
+            sheaf_refill=16,
+            sheaf_alloc=2,
+            barn_get_fail=2,
+            sheaf_prefill_fast=2,
+            sheaf_return_fast=2,
+        ),
+        cpus=[(3, 4, None)],
+        barns=[(0, 0)],
+    ),
+    "l3_offline_keeps_barn": dict(
+        counters=dict(
+            alloc_fastpath=1,
+            alloc_slab=1,
+            sheaf_flush=2,
+            sheaf_refill=4,
+            sheaf_alloc=4,
+            sheaf_free=1,
+            barn_get=1,
+            barn_get_fail=2,
+            barn_put=1,
+            sheaf_prefill_slow=2,
+            sheaf_return_fast=1,
+            sheaf_return_slow=1,
+        ),
+        cpus=[(0, None, None), (1, None, None)],
+        barns=[(0, 1)],
+    ),
 }
 
 
