@@ -45,14 +45,17 @@ class Analysis(Record):
 
     # Version history:
     # 1 - first schema.
+    # 2 - caches.<name>.replay: the sheaf model's replay of the cache, one row per capacity;
+    #     top-level "model" says which kernel semantics and engine were applied (null: none).
     SCHEMA: ClassVar[str] = "sheaftune/analysis"
-    VERSION: ClassVar[int] = 1
+    VERSION: ClassVar[int] = 2
 
     trace: dict[str, Any]
     caches: dict[str, dict[str, Any]]
     normalization: dict[str, int]
     notes: list[str] = field(default_factory=list)
     complete: bool = True
+    model: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True)

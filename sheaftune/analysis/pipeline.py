@@ -6,10 +6,14 @@ and the "nothing to analyse" checks.
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
 from sheaftune.analysis.characterize import Analysis, characterize
+from sheaftune.analysis.sweep import CapacitySpec
+from sheaftune.analysis.tracereplay import ReplayPolicy, replay_cache
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.normalize import Normalized, normalize
@@ -34,14 +38,53 @@ def load(
     return table
 
 
-def analyze_table(table: EventTable, caches: list[str] | None = None) -> Analysis:
-    """Normalise and characterise one trace, optionally only the named caches."""
+@dataclass(frozen=True)
+class ModelOptions:
+    """How ``analyze`` replays each cache through the sheaf model."""
+
+    kernel: str = "7.3"
+    capacities: CapacitySpec = field(default_factory=CapacitySpec)
+    engine: str = "fast"
+    policy: ReplayPolicy = field(default_factory=ReplayPolicy)
+    cpus: int | None = None
+    nodes: int = 1
+
+
+def analyze_table(
+    table: EventTable, caches: list[str] | None = None, model: ModelOptions | None = None
+) -> Analysis:
+    """Normalise and characterise one trace, optionally only the named caches; with ``model``,
+    replay every reported cache through the sheaf model too."""
     norm: Normalized = normalize(table)
     result = characterize(norm, caches or None)
+    if model is not None:
+        for name, st in result.caches.items():
+            if st["alloc"] == 0:
+                continue
+            st["replay"] = replay_cache(
+                norm,
+                name,
+                model.kernel,
+                model.capacities,
+                model.engine,
+                model.policy,
+                model.cpus,
+                model.nodes,
+            )
     if caches and not result.caches:
         raise NothingToAnalyse(
             f"{table.meta.source}: no event of cache {', '.join(caches)} "
             f"(the trace has {len(norm.table.caches)} caches; see `sheaftune analyze` without "
             "--cache)"
+        )
+    if model is not None:
+        result = dataclasses.replace(
+            result,
+            model={
+                "kernel": model.kernel,
+                "engine": model.engine,
+                "policy": dataclasses.asdict(model.policy),
+                "note": f"replayed with Linux {model.kernel} sheaf semantics",
+            },
         )
     return result

@@ -26,9 +26,9 @@ from typing import Any
 import numpy as np
 
 from sheaftune import gfp as gfpmod
-from sheaftune.events import Op
+from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
 from sheaftune.model.plan import Cmd, Plan, PlanBuilder
-from sheaftune.model.replay import ReplayResult, replay
+from sheaftune.model.replay import ReplayResult
 from sheaftune.normalize import Normalized, sheaf_pop_runs
 from sheaftune.params import ModelParams, capacity_for, contiguous_cpu_nodes
 
@@ -206,20 +206,23 @@ def replay_cache(
     norm: Normalized,
     cache: str,
     kernel: str = "7.3",
-    capacities: list[int | None] | None = None,
+    capacities: CapacitySpec | None = None,
     engine: str = "reference",
     policy: ReplayPolicy | None = None,
     cpus: int | None = None,
     nodes: int = 1,
 ) -> dict[str, Any]:
-    """Replay one cache at each capacity (None: the kernel's own) and return the report dict."""
+    """Replay one cache at the capacities ``capacities`` asks for (default: the kernel's own)
+    and return the report dict: parameters, what was assumed, one row per capacity."""
     policy = policy or ReplayPolicy()
     plan = build_plan(norm, cache, policy)
     base = params_for(norm, cache, kernel, None, cpus, nodes)
+    current = effective_capacity("6.18", cache, base.object_size)
+    caps = capacities_for(
+        capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
+    )
     rows = []
-    for cap in capacities or [None]:
-        params = base if cap is None else dataclasses.replace(base, sheaf_capacity=cap)
-        res = replay(plan, params, engine)
+    for params, res in replay_capacities(plan, base, caps, engine):
         rows.append(
             {
                 **metrics(plan, params, res),
@@ -233,6 +236,7 @@ def replay_cache(
         "engine": engine,
         "object_size": base.object_size,
         "kernel_capacity": base.sheaf_capacity,
+        "traced_capacity": current,
         "cpus": base.cpus,
         "nodes": base.nodes,
         "policy": dataclasses.asdict(policy),
@@ -240,6 +244,3 @@ def replay_cache(
         "assumptions": plan.assumptions,
         "replays": rows,
     }
-
-
-__all__ = ["ReplayPolicy", "build_plan", "effective_capacity", "params_for", "replay_cache", "Op"]

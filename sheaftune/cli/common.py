@@ -67,3 +67,109 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """Options of every command that replays events through the sheaf model."""
+    opts = [
+        click.option(
+            "--no-model",
+            is_flag=True,
+            help="Only the trace statistics; no replay through the sheaf model.",
+        ),
+        click.option(
+            "--upper-bound",
+            type=click.IntRange(1, 65535),
+            default=None,
+            help="Prefill size of every inferred prefill operation (default: the "
+            "maple tree's request rule for the store type).",
+        ),
+        click.option(
+            "--rcu-gp-ms",
+            type=click.FloatRange(0.001, 1e6),
+            default=10.0,
+            show_default=True,
+            help="An RCU grace period ends every this many ms.",
+        ),
+        click.option(
+            "--sheaf-pops",
+            type=click.Choice(("prefill", "plain")),
+            default="prefill",
+            show_default=True,
+            help="Replay pops at the maple tree's store helpers as prefilled-sheaf "
+            "operations, or as ordinary allocations.",
+        ),
+        click.option(
+            "--unseen-free",
+            type=click.Choice(("rcu", "none")),
+            default="rcu",
+            show_default=True,
+            help="Objects reallocated without a visible free: freed by kfree_rcu on "
+            "the allocating CPU before the reuse (rcu), or leaked (none).",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(("fast", "reference")),
+            default="fast",
+            show_default=True,
+            help="Compiled engine, or the readable reference model (slow).",
+        ),
+        click.option(
+            "--capacity",
+            multiple=True,
+            metavar="N[,N...]|buckets|CACHE=N",
+            help="Replay at these sheaf capacities instead of the kernel's own; "
+            "'buckets' = 4,12,28,60,124,252,508 plus the current and autotuned "
+            "values; CACHE=N for one cache. Repeatable.",
+        ),
+        click.option(
+            "--kernel",
+            type=click.Choice(("7.3", "6.18")),
+            default="7.3",
+            show_default=True,
+            help="Whose sheaf semantics the replay applies.",
+        ),
+    ]
+    for opt in opts:
+        f = opt(f)
+    return f
+
+
+def build_model_options(
+    kernel: str,
+    capacity: tuple[str, ...],
+    engine: str,
+    unseen_free: str,
+    sheaf_pops: str,
+    rcu_gp_ms: float,
+    upper_bound: int | None,
+) -> Any:
+    """The library's ModelOptions from the model_options values."""
+    from sheaftune.analysis.pipeline import ModelOptions
+    from sheaftune.analysis.sweep import parse_capacities
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+
+    policy = ReplayPolicy(
+        unseen_free=unseen_free,
+        sheaf_pops=sheaf_pops,
+        rcu_gp_ns=int(rcu_gp_ms * 1e6),
+        upper_bound=upper_bound,
+    )
+    return ModelOptions(
+        kernel=kernel, capacities=parse_capacities(capacity), engine=engine, policy=policy
+    )
+
+
+def announce_compile(engine: str) -> None:
+    """Say on standard error when the fast engine must compile (first run only)."""
+    if engine != "fast":
+        return
+    try:
+        from sheaftune.model import fast
+    except ImportError:
+        return
+    needs = getattr(fast, "needs_compile", None)
+    if needs is not None and needs():
+        from sheaftune.cli.console import stderr
+
+        stderr.print("sheaftune: compiling the replay engine (first run only)...")

@@ -95,3 +95,15 @@ def fmt_ns(ns: Any) -> str:
         if ns >= div:
             return f"{ns / div:.3g}{unit}"
     return f"{ns:.0f}ns"
+
+
+def fmt_bytes(n: Any) -> str:
+    """Bytes in binary units: 1536 -> '1.5 KiB'."""
+    if n is None:
+        return "-"
+    n = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n:.1f} GiB"

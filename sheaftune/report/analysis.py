@@ -6,10 +6,18 @@ import csv
 import os
 from typing import IO, Any
 
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sheaftune.report import fmt_count, fmt_ns, fmt_share, register_csv, register_table
+from sheaftune.report import (
+    fmt_bytes,
+    fmt_count,
+    fmt_ns,
+    fmt_share,
+    register_csv,
+    register_table,
+)
 from sheaftune.results import Record
 
 #: caches shown with their per-CPU split and call sites in the terminal output
@@ -137,6 +145,7 @@ def render_analysis(record: Record, stream: IO[str]) -> None:
                 f"{f['site']} {fmt_share(f['share'])}" if f else "",
             )
         con.print(dt)
+    _render_replays(con, d, caches)
     for note in d["notes"]:
         con.print(f"note: {note}")
     if any(st["invisible_frees"] for _, st in caches):
@@ -189,3 +198,65 @@ def _csv_rows(records: list[Any], stream: IO[str]) -> None:
                     size.get("bytes_alloc"),
                 )
             )
+
+
+def _render_replays(
+    con: Console, d: dict[str, Any], caches: list[tuple[str, dict[str, Any]]]
+) -> None:
+    """One row per (cache, capacity) replayed; what each replay assumed, below."""
+    model = d.get("model")
+    replayed = [(name, st["replay"]) for name, st in caches if st.get("replay")]
+    if not model or not replayed:
+        return
+    t = Table(
+        title=f"Sheaf model: Linux {model['kernel']} semantics, {model['engine']} engine "
+        "(* the kernel's capacity; barn/k: barn gets+puts per 1000 operations)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for col in (
+        "cache",
+        "cap",
+        "alloc@pcs",
+        "free@pcs",
+        "barn/k",
+        "fail/k",
+        "refilled",
+        "flushed",
+        "sheaves",
+        "held",
+        "held bytes",
+    ):
+        t.add_column(col, justify="left" if col == "cache" else "right")
+    t.columns[0].min_width = min(32, max(len(n) for n, _ in replayed) + 1)
+    for name, rep in replayed[:CACHE_ROWS]:
+        for row in rep["replays"]:
+            mark = "*" if row["capacity"] == rep["kernel_capacity"] else ""
+            t.add_row(
+                name,
+                f"{row['capacity']}{mark}",
+                fmt_share(row["alloc_sheaf_share"]),
+                fmt_share(row["free_sheaf_share"]),
+                _num(_add(row["barn_get_per_k"], row["barn_put_per_k"])),
+                _num(_add(row["barn_get_fail_per_k"], row["barn_put_fail_per_k"])),
+                fmt_count(row["refilled_objects"]),
+                fmt_count(row["flushed_objects"]),
+                fmt_count(row["sheaf_structs_allocated"]),
+                fmt_count(row["held_objects_max"]),
+                fmt_bytes(row["held_bytes_max"]),
+            )
+    con.print(t)
+    for name, rep in replayed[:DETAIL_CACHES]:
+        if rep["assumptions"]:
+            con.print(
+                f"{name}: assumed "
+                + "; ".join(f"{k}: {fmt_count(v)}" for k, v in rep["assumptions"].items())
+            )
+
+
+def _add(x: float | None, y: float | None) -> float | None:
+    return None if x is None or y is None else x + y
+
+
+def _num(x: Any) -> str:
+    return "-" if x is None else f"{x:.2f}"
