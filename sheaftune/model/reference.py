@@ -1059,6 +1059,29 @@ class SheafModel:
     def extras(self) -> dict[str, int]:
         return dict(self.extra)
 
+    def full_state(self) -> dict[str, Any]:
+        """Every object's place, canonically: the per-CPU sheaves' contents (bottom first), the
+        barns' lists (head last), rcu sheaves in flight, classic kfree_rcu batches, prefilled
+        sheaves in creation order, and the slab layer (``slab.state()``). A fast engine that
+        uses the same object handles must produce the same value."""
+
+        def objs(sh: Sheaf | None) -> tuple[int, ...] | None:
+            return None if sh is None else tuple(sh.objs)
+
+        return {
+            "pcs": tuple((objs(p.main), objs(p.spare), objs(p.rcu_free)) for p in self.pcs),
+            "barns": tuple(
+                (tuple(tuple(sh.objs) for sh in b.full), len(b.empty)) for b in self.barns
+            ),
+            "rcu_pending": tuple(
+                (tuple(sh.objs), cpu, kind, sh.node) for sh, cpu, kind in self.rcu_pending
+            ),
+            "classic_rcu": tuple(tuple(q) for q in self.classic_rcu),
+            "prefilled": tuple((sh.capacity, tuple(sh.objs)) for sh in self.prefilled.values()),
+            "online": tuple(self.online),
+            "slab": self.slab.state(),
+        }
+
     def snapshot(self) -> dict[str, Any]:
         """State in the scenario result's shape: per-CPU sheaf sizes (None = no sheaf) and
         per-node barn counts."""

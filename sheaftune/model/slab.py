@@ -146,6 +146,31 @@ class SlabBase:
                 break
         return same, sid, chain
 
+    def state(self) -> dict[str, object]:
+        """The whole slab layer, canonically (for holding another engine equal): every live
+        slab as (id, node, inuse, freelist head-last, where, owner), and the partial lists."""
+        slabs = tuple(
+            (
+                sid,
+                self.sl_node[sid],
+                self.sl_inuse[sid],
+                tuple(self.sl_free[sid]),
+                self.sl_where[sid],
+                self.sl_owner[sid],
+            )
+            for sid in range(len(self.sl_node))
+            if self.sl_where[sid] != FREED
+        )
+        out: dict[str, object] = {
+            "slabs": slabs,
+            "partial": tuple(tuple(p) for p in self.partial),
+        }
+        if isinstance(self, Slub618):
+            out["cpu_slab"] = tuple(self.c_slab)
+            out["cpu_freelist"] = tuple(tuple(f) for f in self.c_free)
+            out["cpu_partial"] = tuple(tuple(p) for p in self.c_partial)
+        return out
+
     def objects_in_slabs_free(self) -> int:
         """Free objects sitting on slab freelists (not in any sheaf or CPU freelist)."""
         return sum(len(f) for f, w in zip(self.sl_free, self.sl_where, strict=True) if w != FREED)

@@ -218,3 +218,24 @@ def test_occupancy_peaks_and_time_weighted_means() -> None:
     occ = m.occupancy()
     assert occ["cpus"][0] == {"cpu": 0, "now": 4, "max": 4, "mean": (3 * 100 + 4 * 200) / 300}
     assert occ["cpus"][1]["mean"] == 0.0 and occ["nodes"][0]["barn_max"] == 0
+
+
+def test_full_state_is_deterministic_and_complete() -> None:
+    p = ModelParams.for_cache(
+        kernel="6.18", object_size=256, requested_capacity=3, objects_per_slab=4, cpus=3, nodes=2
+    )
+    states = []
+    for _ in range(2):
+        m = SheafModel(p)
+        objs = [m.kmem_cache_alloc(c % 3) for c in range(20)]
+        for i, o in enumerate(objs[::2]):
+            m.kfree_rcu(i % 3, o)
+        m.kmem_cache_free_bulk(1, objs[1::2])
+        m.rcu_grace_period()
+        states.append(m.full_state())
+    assert states[0] == states[1]
+    st = states[0]
+    held = sum(len(x) for pcs in st["pcs"] for x in pcs if x is not None)
+    held += sum(len(sh) for full, _ in st["barns"] for sh in full)
+    assert held == m.held_objects()
+    assert set(st["slab"]) == {"slabs", "partial", "cpu_slab", "cpu_freelist", "cpu_partial"}
