@@ -98,24 +98,27 @@ def queue_wait(service_ns: float, utilisation: float) -> float:
 
 
 def closed_loop_time(
-    base_ns: float, lock_ops: float, service_ns: float, cpus: int, iterations: int = 200
-) -> tuple[float, float]:
-    """Per-operation time and lock utilisation when ``cpus`` CPUs of one node loop back to back.
+    base_ns: float, locks: list[tuple[float, float]], cpus: int, iterations: int = 500
+) -> tuple[float, list[float], list[float]]:
+    """Per-operation time when ``cpus`` CPUs of one node run the same operation mix back to back.
 
-    ``base_ns`` is the uncontended time of one operation excluding lock holds, ``lock_ops`` the
-    lock acquisitions per operation, ``service_ns`` the hold time plus hand-off. Solves
-    ``T = base + lock_ops * (service + wait(rho))`` with ``rho = cpus * lock_ops * service / T``
-    by damped fixed-point iteration (monotone, converges quickly).
+    ``base_ns`` is the time of one operation outside lock holds; ``locks`` lists, per shared
+    lock, (acquisitions per operation, service time = hold + hand-off). A CPU waits only for
+    the *other* CPUs, so with ``rho_i = (cpus - 1) * a_i * s_i / T`` the time solves
+    ``T = base + sum_i a_i * (s_i + wait(s_i, rho_i))`` (damped fixed-point iteration).
+    Returns (T, utilisations, waits per acquisition).
     """
-    if lock_ops <= 0 or cpus <= 0:
-        return base_ns, 0.0
-    t = base_ns + lock_ops * service_ns
-    rho = 0.0
+    t = base_ns + sum(a * s for a, s in locks)
+    rhos = [0.0] * len(locks)
+    waits = [0.0] * len(locks)
+    if t <= 0:
+        return 0.0, rhos, waits
     for _ in range(iterations):
-        rho = cpus * lock_ops * service_ns / t
-        new_t = base_ns + lock_ops * (service_ns + queue_wait(service_ns, rho))
-        if abs(new_t - t) < 1e-9 * t:
+        rhos = [max(cpus - 1, 0) * a * s / t for a, s in locks]
+        waits = [queue_wait(s, r) for (a, s), r in zip(locks, rhos, strict=True)]
+        new_t = base_ns + sum(a * (s + w) for (a, s), w in zip(locks, waits, strict=True))
+        if abs(new_t - t) <= 1e-9 * t:
             t = new_t
             break
         t = 0.5 * (t + new_t)
-    return t, min(rho, 0.99)
+    return t, [min(r, 0.99) for r in rhos], waits
