@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -108,8 +109,12 @@ def command(
     result = record(opts, say=say)
     for line in summary_lines(result):
         stderr.print(line, soft_wrap=True)
-    if result.command_status not in (None, 0) and not result.interrupted:
-        warn(f"{result.command[0]} exited with status {result.command_status}")
+    status = result.command_status
+    if status is not None and status != 0 and not result.interrupted:
+        if status < 0:
+            warn(f"{result.command[0]} was killed by {signal.Signals(-status).name}")
+        else:
+            warn(f"{result.command[0]} exited with status {status}")
     if result.interrupted and (command or duration is not None):
         sys.exit(EXIT_INTERRUPTED)
 

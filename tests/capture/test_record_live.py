@@ -298,3 +298,38 @@ def test_mounts_tracefs_when_it_is_not_mounted(tracefs: Path, tmp_path: Path) ->
     assert p.stdout.strip() == "0"  # left unmounted, as found
     assert out.exists()
     assert_clean(tracefs, before)
+
+
+def test_ctrl_c_is_the_normal_stop_without_command_or_duration(
+    tracefs: Path, tmp_path: Path
+) -> None:
+    before = tracing_state(tracefs)
+    _skip_if_busy(before)
+    out = tmp_path / "open-ended.dat"
+    env = dict(os.environ, NO_COLOR="1", COLUMNS="200")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "sheaftune", "record", "-o", str(out), "--events", "kfree"],
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        _wait_for_instance(tracefs, proc.pid)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err
+    assert "press Ctrl-C to stop" in err and "stopped by SIGINT" in err
+    assert out.exists()
+    assert_clean(tracefs, before)
+
+
+def test_command_killed_by_a_signal(tracefs: Path, tmp_path: Path) -> None:
+    before = tracing_state(tracefs)
+    _skip_if_busy(before)
+    p = run_cli("record", "-o", str(tmp_path / "kill.dat"), "--", "sh", "-c", "kill -SEGV $$")
+    assert p.returncode == 0, p.stderr
+    assert "sh was killed by SIGSEGV" in p.stderr
+    assert_clean(tracefs, before)
