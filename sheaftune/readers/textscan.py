@@ -783,25 +783,32 @@ def _tsv_line(
 
 
 @njit(cache=True, nogil=True)
-def intern_spans(
-    buf: np.ndarray,
-    starts: np.ndarray,
-    ends: np.ndarray,
+def hash_spans(buf: np.ndarray, spans: np.ndarray, hashes: np.ndarray) -> None:
+    """Hash of each of the 4 string spans of every row (0 for an absent span); run by the
+    parsing threads, so that the interning in the main thread only probes a table."""
+    for r in range(spans.shape[0]):
+        for f in range(4):
+            s = spans[r, 2 * f]
+            hashes[r, f] = np.uint64(0) if s < 0 else _span_hash(buf, s, spans[r, 2 * f + 1])
+
+
+@njit(cache=True, nogil=True)
+def intern_hashes(
+    hashes: np.ndarray,  # uint64 [n] (0: absent)
     keys: np.ndarray,  # uint64 [cap], 0 = free slot
     vals: np.ndarray,  # int32 [cap]
     nused: int,
     ids: np.ndarray,  # out int32 [n]: local id per row, -1 for an absent span
     new_rows: np.ndarray,  # out int64: rows where a new distinct string first appears
 ) -> tuple[int, int]:
-    """Give every span a dense local id through the persistent hash table; -> (nused, n_new)."""
+    """Give every hash a dense local id through the persistent table; -> (nused, n_new)."""
     mask = np.uint64(len(keys) - 1)
     n_new = 0
-    for r in range(len(starts)):
-        s = starts[r]
-        if s < 0:
+    for r in range(len(hashes)):
+        h = hashes[r]
+        if h == np.uint64(0):
             ids[r] = -1
             continue
-        h = _span_hash(buf, s, ends[r])
         slot = h & mask
         while True:
             k = keys[slot]
@@ -861,16 +868,16 @@ class Interner:
         _rehash(self.keys, self.vals, nkeys, nvals)
         self.keys, self.vals = nkeys, nvals
 
-    def map(self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    def map(
+        self, buf: np.ndarray, starts: np.ndarray, ends: np.ndarray, hashes: np.ndarray
+    ) -> np.ndarray:
         """Final values for the spans (rows with start -1 get -1)."""
         n = len(starts)
         self._reserve(n)
         ids = np.empty(n, np.int32)
         new_rows = np.empty(n, np.int64)
         before = self.nused
-        self.nused, n_new = intern_spans(
-            buf, starts, ends, self.keys, self.vals, self.nused, ids, new_rows
-        )
+        self.nused, n_new = intern_hashes(hashes, self.keys, self.vals, self.nused, ids, new_rows)
         if n_new:
             if len(self.final) < self.nused:
                 grown = np.zeros(max(self.nused, 2 * len(self.final)), self.final.dtype)
@@ -889,7 +896,7 @@ class Interner:
 # --- the block driver -----------------------------------------------------------------------
 
 #: Bytes of decompressed text parsed per kernel call (cut at the last newline).
-BLOCK_BYTES = 32 << 20
+BLOCK_BYTES = 16 << 20
 _PIECE_BYTES = 4 << 20
 #: A block smaller than this is parsed by one thread.
 MIN_SPLIT_BYTES = 1 << 20
@@ -912,6 +919,7 @@ class Block:
     pid: np.ndarray
     ptrform: np.ndarray
     spans: np.ndarray
+    hashes: np.ndarray  # uint64 [n, 4]: hashes of the 4 spans
     gfp: np.ndarray | None  # bits, only from the tsv kernel
     lost: np.ndarray  # [k, 2]
 
@@ -1060,9 +1068,12 @@ def _scan_part(
             buf, start, stop, final, line0, ts, tsfrac, cpu, op, ptr, req, alloc, node, pid,
             ptrform, spans, status, lost, bad, 0,
         )  # fmt: skip
+    spans = spans[:nev]
+    hashes = np.empty((nev, 4), np.uint64)
+    hash_spans(buf, spans, hashes)
     blk = Block(
         buf, nev, ts[:nev], tsfrac[:nev], cpu[:nev], op[:nev], ptr[:nev], req[:nev],
-        alloc[:nev], node[:nev], pid[:nev], ptrform[:nev], spans[:nev], gfp, lost[:nlost],
+        alloc[:nev], node[:nev], pid[:nev], ptrform[:nev], spans, hashes, gfp, lost[:nlost],
     )  # fmt: skip
     return blk, status, bad[:nbad], nlines, nev
 
@@ -1083,6 +1094,7 @@ def _concat(blocks: list[Block]) -> Block:
 
 _BLOCK_ARRAYS = (
     "ts", "tsfrac", "cpu", "op", "ptr", "req", "alloc", "node", "pid", "ptrform", "spans",
+    "hashes",
 )  # fmt: skip
 
 
@@ -1222,13 +1234,14 @@ def read_text(
         if blk.n == 0:
             continue
         sp = blk.spans
-        comm_v = comms.map(blk.buf, sp[:, 0], sp[:, 1])
-        site_id = sites.map(blk.buf, sp[:, 2], sp[:, 3])
-        cache_id = caches.map(blk.buf, sp[:, 4], sp[:, 5])
+        hs = blk.hashes
+        comm_v = comms.map(blk.buf, sp[:, 0], sp[:, 1], hs[:, 0])
+        site_id = sites.map(blk.buf, sp[:, 2], sp[:, 3], hs[:, 1])
+        cache_id = caches.map(blk.buf, sp[:, 4], sp[:, 5], hs[:, 2])
         if blk.gfp is not None:
             gfp = blk.gfp
         else:
-            gfp = gfps.map(blk.buf, sp[:, 6], sp[:, 7])
+            gfp = gfps.map(blk.buf, sp[:, 6], sp[:, 7], hs[:, 3])
             gfp[gfp < 0] = 0
             bad = (gfp & _UNKNOWN_GFP) != 0
             if bad.any():
