@@ -47,7 +47,7 @@ def test_analysis_equals_golden(trace: str, gold: str):
         assert a["caches"][name]["free"] >= kinds.get("kmem_cache_free", 0)
     # kmalloc events land in kmalloc caches by bytes_alloc
     by_size: Counter[str] = Counter()
-    for name, st in a["caches"].items():
+    for st in a["caches"].values():
         if "kmalloc" in st["events_by_type"]:
             by_size[str(st["object_size"]["bytes_alloc"])] += st["events_by_type"]["kmalloc"]
     failed = a["normalization"]["failed_alloc"]
