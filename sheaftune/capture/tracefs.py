@@ -24,7 +24,7 @@ import errno
 import os
 import re
 import subprocess
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from sheaftune.errors import InputError, UsageError
 
@@ -186,7 +186,7 @@ def _event_state(tfs: TraceFs, base: list[str], event: str) -> tuple[str, str]:
     return enable, filt
 
 
-def busy_events(tfs: TraceFs, events: Iterable[str], own: str | None = None) -> list[str]:
+def busy_events(tfs: TraceFs, events: Sequence[str], own: str | None = None) -> list[str]:
     """Descriptions of the wanted events that another session has enabled or filtered."""
     problems = []
     places: list[tuple[str, list[str]]] = [("the top-level buffer", [])]
@@ -196,8 +196,10 @@ def busy_events(tfs: TraceFs, events: Iterable[str], own: str | None = None) -> 
     for where, base in places:
         for event in events:
             enable, filt = _event_state(tfs, base, event)
-            if enable not in ("0", ""):
+            if enable == "1":
                 problems.append(f"kmem:{event} is enabled in {where}")
+            elif enable not in ("0", ""):  # "0*"/"1*": soft mode, armed by a trigger
+                problems.append(f"kmem:{event} is used by a trigger in {where} ({enable})")
             elif filt not in ("none", ""):
                 problems.append(f"kmem:{event} has a filter in {where} ({filt})")
     return problems
