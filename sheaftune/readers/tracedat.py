@@ -81,6 +81,8 @@ NON_NS_CLOCKS = frozenset({"counter", "uptime", "x86-tsc"})
 MAX_UNCOMPRESSED = 1 << 30
 #: bytes of pages handed to the page walk per call
 WINDOW_BYTES = 16 << 20
+#: page data (uncompressed) from which the compiled numba walk is worth loading numba for
+NUMBA_PAGE_BYTES = 128 << 20
 #: missed-events markers kept, with their position, in meta.extra["dropped"]
 MAX_MARKERS_KEPT = 10000
 
@@ -598,6 +600,8 @@ class _TraceDat:
 
         per_cpu: list[tuple[int, Any]] = []
         name_keys: dict[str, int] = {}
+        engine = self._engine(buf)
+        meta.extra["page_engine"] = engine
         for cpu, off, size in sorted(buf.cpus):
             if size == 0:
                 continue
@@ -609,7 +613,7 @@ class _TraceDat:
                 salvage=self.opts.salvage,
                 path=self.path,
                 where=f"CPU {cpu}",
-                engine=os.environ.get("SHEAFTUNE_PAGE_ENGINE", "numpy"),
+                engine=engine,
                 name_keys=name_keys,
             )
             if buf.compressed:
@@ -620,6 +624,35 @@ class _TraceDat:
                 dec.feed(win, base)
             per_cpu.append((cpu, dec.result()))
         return self._build(per_cpu, merge_cpus)
+
+    def _engine(self, buf: _Buffer) -> str:
+        """The page walk for this buffer: numpy, or numba when there is so much page data that
+        its compiled walk repays the ~0.6 s numba costs to load (``SHEAFTUNE_PAGE_ENGINE``
+        overrides)."""
+        forced = os.environ.get("SHEAFTUNE_PAGE_ENGINE")
+        if forced in ("numpy", "numba"):
+            return forced
+        total = 0
+        for _, off, size in buf.cpus:
+            if not buf.compressed:
+                total += size
+                continue
+            # sum the chunks' uncompressed sizes from their headers (no decompression)
+            try:
+                c = self.cur(off, "chunks", min(self.size, off + size + 4))
+                for _ in range(c.u32()):
+                    clen = c.u32()
+                    total += c.u32()
+                    c.skip(clen)
+            except InputError:
+                pass  # damage is reported, with its offset, when the data is read
+        if total < NUMBA_PAGE_BYTES:
+            return "numpy"
+        try:
+            import numba  # noqa: F401
+        except ImportError:
+            return "numpy"
+        return "numba"
 
     def _clip(self, cpu: int, off: int, size: int) -> int:
         """The CPU's data size, clipped to the file (salvage) or an InputError."""

@@ -263,3 +263,19 @@ def test_sniff() -> None:
     r = TraceDatReader()
     assert r.sniff(fixture_path("edge/le64.dat").read_bytes()[:64])
     assert not r.sniff(b"# tracer: nop\n")
+
+
+@pytest.mark.parametrize("rel", ["traces/vma-small.v7zstd.dat", "edge/inst7.dat", "edge/be64.dat"])
+def test_page_engines_give_identical_tables(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The numba walk (chosen for very large traces) and the numpy walk agree on real files."""
+    tables = []
+    for engine in ("numpy", "numba"):
+        monkeypatch.setenv("SHEAFTUNE_PAGE_ENGINE", engine)
+        t = read(rel)
+        assert t.meta.extra["page_engine"] == engine
+        tables.append(t)
+    a, b = tables
+    for k, col in a.columns.items():
+        assert np.array_equal(col, b.columns[k]), k
+    assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
+    assert a.meta.extra["dropped"] == b.meta.extra["dropped"] if "dropped" in a.meta.extra else True
