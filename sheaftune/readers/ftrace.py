@@ -5,8 +5,9 @@ Handles what the kernel prints for the kmem tracepoints across versions and opti
 record-tgid column, seconds with microseconds for ns clocks or raw integers for the counter,
 uptime and x86-tsc clocks, hashed ``%p`` pointers, ``CPU:N [LOST N EVENTS]`` lines, the
 ``# entries-in-buffer/entries-written`` and ``#P:`` header, ``%pS`` call sites with
-``/0xSIZE`` and `` [module]``, and the bare hex call sites of kernels before 5.4. The latency
-format and the raw/hex/bin dialects are refused with one line.
+``/0xSIZE`` and `` [module]``, the bare hex call sites of kernels before 5.4, and the
+``options/fields`` dialect (``name=0x<hex> (<dec>)``, raw pointers). The latency format is
+refused with one line; the raw/hex/bin dialects parse as no event and fail the same way.
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ _CPUS = re.compile(rb"^#.*#P:(\d+)", re.M)
 _LATENCY = re.compile(rb"^# \S+ latency trace v\d", re.M)
 _SITE_SIZE = re.compile(r"^(\S+?\+0x[0-9a-fA-F]+)/0x[0-9a-fA-F]+(.*)$")
 _BARE_HEX = re.compile(r"^[0-9a-fA-F]{8,16}$")
+# options/fields prints numbers as "0x<hex> (<dec>)", the call site included
+_FIELDS_NUM = re.compile(r"^(0x[0-9a-fA-F]+) \(-?\d+\)$")
 
 
 def normalize_site(text: str) -> str:
@@ -42,6 +45,9 @@ def normalize_site(text: str) -> str:
         return m.group(1) + m.group(2)
     if _BARE_HEX.match(text):
         return "0x" + text.lower()
+    m = _FIELDS_NUM.match(text)
+    if m:
+        return m.group(1).lower()
     return text
 
 
@@ -78,8 +84,7 @@ class FtraceReader:
             source,
             options,
             meta,
-            what="ftrace text (default format; options/raw, hex, bin, fields and "
-            "nocontext-info are not supported)",
+            what="ftrace text (options/raw, hex, bin and nocontext-info output is not supported)",
             normalize_site=normalize_site,
         )
         m = _ENTRIES.search(head, 0, 8192)

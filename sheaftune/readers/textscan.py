@@ -853,7 +853,7 @@ class Interner:
         self.vals = np.zeros(1024, np.int32)
         self.nused = 0
         self.resolve = resolve
-        self.final = np.zeros(256, dtype)
+        self.final: np.ndarray = np.zeros(256, dtype)
         self.values: list[bytes] = []  # local id -> the raw bytes
 
     def _reserve(self, n: int) -> None:
@@ -1083,12 +1083,13 @@ def _concat(blocks: list[Block]) -> Block:
         return blocks[0]
     b0 = blocks[0]
     cat = np.concatenate
+    arrays = {k: cat([getattr(b, k) for b in blocks]) for k in _BLOCK_ARRAYS}
     return Block(
-        b0.buf,
-        sum(b.n for b in blocks),
-        *(cat([getattr(b, k) for b in blocks]) for k in _BLOCK_ARRAYS),
-        cat([b.gfp for b in blocks if b.gfp is not None]) if b0.gfp is not None else None,
-        cat([b.lost for b in blocks]),
+        buf=b0.buf,
+        n=sum(b.n for b in blocks),
+        gfp=cat([b.gfp for b in blocks if b.gfp is not None]) if b0.gfp is not None else None,
+        lost=cat([b.lost for b in blocks]),
+        **arrays,
     )
 
 
@@ -1319,9 +1320,9 @@ def read_text(
             f"compressed input is truncated or corrupt ({stats.truncated}): "
             f"read {stats.lines} lines before the damage"
         )
-    names = [b for b in buffer_names if b is not None]
-    if names:
-        meta.buffers = [""] + names
+    instances = [b for b in buffer_names if b is not None]
+    if instances:
+        meta.buffers = [""] + instances
         meta.buffer = options.buffer
         for b, cnt in buffer_events.items():
             if b != want_buffer:

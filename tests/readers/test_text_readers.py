@@ -360,6 +360,7 @@ SNIFF_CASES = {
     "ftrace-old.txt": "ftrace",
     "ftrace-lost.txt": "ftrace",
     "ftrace-module.txt": "ftrace",
+    "ftrace-fields.txt": "ftrace",
     "sched-only.txt": "ftrace",
     "report-33-ns.txt": "trace-cmd-report",
     "report-raw.txt": "trace-cmd-report",
@@ -541,3 +542,15 @@ def test_ftrace_latency_format_is_refused(tmp_path: Path) -> None:
         b"    bash-1234      0d..1.   12us : kfree: call_site=a+0x1/0x2 ptr=0000000000000000\n"
     )
     assert "latency" in _one_line_error(p)
+
+
+def test_ftrace_fields_dialect() -> None:
+    """options/fields (6.3+): every field as name=0x<hex> (<dec>), raw pointers."""
+    t = read(TEXT / "ftrace-fields.txt")
+    assert rows(t) == [
+        (510372337000, 0, "kmem_cache_alloc", 0xFFFF888102C39B00, "maple_node",
+         "0xffffffff8134eb8e", 256, 256, "GFP_KERNEL", -1, 11956, "kmemcap"),
+        (510372340000, 0, "kfree", 0, None, "0xffffffff8134f000", 0, 0, "none", -1, 11956,
+         "kmemcap"),
+    ]  # fmt: skip
+    assert not t.meta.pointers_hashed
