@@ -65,7 +65,7 @@ def main() -> None:
         gen = generate(spec, seed=seed, events=len(real_table) * args.scale)
         for k, v in rows(workload_stats(gen.events)).items():
             fitted.setdefault(k, []).append(float(v))
-    print(f"Real: {args.fixture} ({len(real_table)} events). Fitted: {WORKLOAD.name}, "
+    print(f"Real: {Path(args.fixture).name} ({len(real_table)} events). Fitted: {WORKLOAD.name}, "
           f"{args.seeds} seeds x {len(real_table) * args.scale} events, mean over seeds.\n")
     print("| statistic | real (vma-small) | fitted (generated) |")
     print("| --- | ---: | ---: |")
