@@ -33,8 +33,22 @@ Simplifications (everything the model does not do that the kernel can):
   partition, not its exact permutation.
 - CPU offline (L3) flushes ``main`` with ``sheaf_flush_unused`` (one bulk free of the whole sheaf,
   as ``__pcs_flush_all_cpu`` does), not in batches of 32.
+- A 7.3 cache with capacity 0 (a forced what-if) is modelled as a non-debug cache without sheaves
+  (like ``SLAB_NO_SHEAVES``): bootstrap ``main``, fast paths fall through, bulk allocation and
+  free use ``refill_objects``/``slab_free_bulk`` rather than a debug cache's per-object paths.
+  Caches without sheaves have no barns in the kernel; the model keeps empty barns and reports
+  0 full / 0 empty for them.
+- 6.18 ``free_to_pcs_bulk`` is mirrored literally (remote objects 32 at a time), except one
+  kernel quirk: when the 32nd remote object is the last one scanned, 6.18.35 returns without
+  freeing the local objects (they leak); the model frees them as the other branches do.
+- 6.18 ``kmem_cache_prefill_sheaf(size=0)`` on a cache without sheaves dereferences NULL in the
+  kernel; the model raises :class:`ModelError`.
 - Counters are kept summed over CPUs (the kernel's sysfs total), not per CPU.
 - Slab-layer simplifications are listed in ``sheaftune.model.slab``.
+
+Cross-check: the 7.3 decisions above agree with a line-by-line Rust port of a 7.x ``mm/slub.c``
+found in public code (``free_to_pcs_bulk``'s swap partition, ``__kmem_cache_do_shrink`` shrinking
+every barn before the partial lists, ``__pcs_flush_all_cpu`` flushing main whole).
 """
 
 from __future__ import annotations
