@@ -105,9 +105,26 @@ def walk(order, tag, f_obj, n_alloc, t_us, cpu, cache_of_stream, node_of, ncache
 
 @numba.njit(cache=True, nogil=True)
 def build_columns(  # type: ignore[no-untyped-def]
-    keep, keep_slot, order, tag, t_us, cpu, site, nbytes, n_alloc, ts_offset_ns,
-    s_cache, s_op_alloc, s_op_free, s_gfp, s_comm, pid_base, ncpus,
-    c_base, c_stride, c_size,
+    keep,
+    keep_slot,
+    order,
+    tag,
+    t_us,
+    cpu,
+    site,
+    nbytes,
+    n_alloc,
+    ts_offset_ns,
+    s_cache,
+    s_op_alloc,
+    s_op_free,
+    s_gfp,
+    s_comm,
+    pid_base,
+    ncpus,
+    c_base,
+    c_stride,
+    c_size,
 ):
     """The EventTable columns of the kept rows, in their final dtypes (one pass, no temporaries).
 

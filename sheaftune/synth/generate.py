@@ -76,14 +76,31 @@ def generate(
     if rate <= 0:
         raise UsageError(f"workload {spec.name!r} produces no visible events")
     # Long enough for the target, plus the time the first objects need to die.
-    horizon_ns = target / rate * 1e9 * 1.05 + _mean_visible_lifetime_ns(spec) + 10_000
+    # Long enough for the target at the steady rate, plus time for the first objects to die
+    # (bounded: when lifetimes are long, allocations alone fill the window).
+    steady_ns = target / rate * 1e9
+    horizon_ns = steady_ns * 1.05 + min(_mean_visible_lifetime_ns(spec), steady_ns) + 10_000
     for _attempt in range(8):
+        _check_size(spec, ncpus, horizon_ns)
         out = _generate_once(spec, seed, ncpus, target, horizon_ns, say)
         if out is not None:
             say("done", 1.0)
             return out
         horizon_ns *= 2.0
     raise UsageError(f"workload {spec.name!r} cannot reach {target} visible events")
+
+
+def generate_file(
+    path: str,
+    seed: int = 0,
+    cpus: int | None = None,
+    events: int | None = None,
+    progress: Progress | None = None,
+) -> Synthetic:
+    """Load and validate a workload file, then generate it: what ``--workload FILE`` means."""
+    from sheaftune.synth.spec import load_spec
+
+    return generate(load_spec(path), seed=seed, cpus=cpus, events=events, progress=progress)
 
 
 def _check_overrides(spec: WorkloadSpec, ncpus: int, target: int) -> None:
@@ -100,6 +117,23 @@ def _check_overrides(spec: WorkloadSpec, ncpus: int, target: int) -> None:
             raise UsageError(f"stream {s.name!r} has no CPU with --cpus {ncpus}")
         if s.free.remote_cpu > 0 and ncpus < 2:
             raise UsageError(f"stream {s.name!r} frees on other CPUs: needs --cpus >= 2")
+
+
+#: Records (allocations and frees, visible or not) one generation may hold: ~40 bytes each.
+MAX_RECORDS = 400_000_000
+
+
+def _check_size(spec: WorkloadSpec, ncpus: int, horizon_ns: float) -> None:
+    span_s = (horizon_ns + spec.warmup_ms * 1e6) * 1e-9
+    records = sum(
+        s.rate * len(s.cpu_list(ncpus)) * span_s * s.objects_per_op() * (2.0 - s.free.never)
+        for s in spec.streams
+    )
+    if records > MAX_RECORDS:
+        raise UsageError(
+            f"workload {spec.name!r} would need about {records:.3g} allocation and free records "
+            f"(limit {MAX_RECORDS:.0e}); ask for fewer --events, or shorten warmup_ms"
+        )
 
 
 def _visible_allocs_per_op(s: StreamSpec) -> float:
@@ -259,9 +293,19 @@ def _gen_stream(
         assert upper is not None and k is not None
         prefill = {"t": op_t, "cpu": op_cpu, "upper": upper, "used": k, "site": op_site}
     return _Stream(
-        a_t=a_t, a_cpu=a_cpu, a_fate=a_fate, a_site=a_site, a_bytes=a_bytes, a_follow=a_follow,
-        f_t=f_t[dies], f_cpu=f_cpu[dies], f_fate=a_fate[dies], f_site=f_site[dies],
-        f_obj=dies, prefill=prefill, ops=m,
+        a_t=a_t,
+        a_cpu=a_cpu,
+        a_fate=a_fate,
+        a_site=a_site,
+        a_bytes=a_bytes,
+        a_follow=a_follow,
+        f_t=f_t[dies],
+        f_cpu=f_cpu[dies],
+        f_fate=a_fate[dies],
+        f_site=f_site[dies],
+        f_obj=dies,
+        prefill=prefill,
+        ops=m,
     )
 
 
@@ -335,8 +379,18 @@ def _generate_once(
     streams: list[_Stream] = []
     for si, s in enumerate(spec.streams):
         say(f"stream {s.name}", si / max(len(spec.streams), 1) * 0.4)
-        streams.append(_gen_stream(s, spec, rng, ncpus, warm_ns, horizon_ns,
-                                   intern_sites(s.call_site), intern_sites(s.free.call_site)))
+        streams.append(
+            _gen_stream(
+                s,
+                spec,
+                rng,
+                ncpus,
+                warm_ns,
+                horizon_ns,
+                intern_sites(s.call_site),
+                intern_sites(s.free.call_site),
+            )
+        )
 
     say("merging by time", 0.4)
     # Records: every stream's allocations (record index = object id), then every stream's frees.
@@ -357,10 +411,12 @@ def _generate_once(
     bulk_stream = np.asarray([s.kind == "bulk" for s in spec.streams], dtype=bool)
     a_fate = np.concatenate([x.a_fate for x in streams]).astype(np.int32)
     f_fate = np.concatenate([x.f_fate for x in streams]).astype(np.int32)
-    tag = np.concatenate([
-        (a_stream << 4) | ((~bulk_stream[a_stream]).astype(np.int32) << 3) | (a_fate << 1),
-        (f_stream << 4) | ((f_fate == _VISIBLE).astype(np.int32) << 3) | (f_fate << 1) | 1,
-    ])
+    tag = np.concatenate(
+        [
+            (a_stream << 4) | ((~bulk_stream[a_stream]).astype(np.int32) << 3) | (a_fate << 1),
+            (f_stream << 4) | ((f_fate == _VISIBLE).astype(np.int32) << 3) | (f_fate << 1) | 1,
+        ]
+    )
     del a_stream, f_stream, a_fate, f_fate
     cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
     node_of = spec.cpu_node(ncpus)
@@ -402,7 +458,16 @@ def _generate_once(
         dtype=np.uint8,
     )
     cols = build_columns(
-        keep, slot, order, tag, t_us, cpu_s, a_site, a_bytes, n_alloc, START_S * 1_000_000_000,
+        keep,
+        slot,
+        order,
+        tag,
+        t_us,
+        cpu_s,
+        a_site,
+        a_bytes,
+        n_alloc,
+        START_S * 1_000_000_000,
         cache_of_stream,
         s_op_alloc,
         s_op_free,
@@ -494,7 +559,8 @@ def _op_table(
         upper_bound=cat["upper"][sel][order].astype(np.uint32),
         used=cat["used"][sel][order].astype(np.uint32),
         pid=(spec.pid_base + cpu + ncpus * comm_of_stream[stream]).astype(np.int32)
-        if len(stream) else np.empty(0, np.int32),
+        if len(stream)
+        else np.empty(0, np.int32),
         site_id=cat["site"][sel][order].astype(np.int32),
         source="workload",
     )
@@ -515,4 +581,4 @@ def expected_rates(spec: WorkloadSpec, cpus: int | None = None) -> dict[str, dic
     return out
 
 
-__all__ = ["PTR_BASE", "START_S", "Synthetic", "expected_rates", "generate"]
+__all__ = ["PTR_BASE", "START_S", "Synthetic", "expected_rates", "generate", "generate_file"]

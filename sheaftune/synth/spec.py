@@ -152,9 +152,18 @@ class Count:
             return float((c * w).sum() / w.sum())
         import scipy.stats
 
+        assert self.dist is not None
         d = getattr(scipy.stats, self.dist)(**self.params)
-        m = float(d.mean())
-        return min(max(m, self.lo), self.hi) if math.isfinite(m) else float(self.hi)
+        # E[clip(X, lo, hi)] over the support (the tail beyond the 1e-12 quantiles is noise)
+        first = int(max(d.support()[0], d.ppf(1e-12), -(1 << 20)))
+        top = int(min(self.hi, d.ppf(1.0 - 1e-12)))
+        if top < first:
+            return float(min(max(first, self.lo), self.hi))
+        k = np.arange(first, top + 1)
+        m = float((np.clip(k, self.lo, self.hi) * d.pmf(k)).sum())
+        if top == self.hi:
+            m += float(d.sf(top)) * self.hi
+        return m
 
     def maximum(self) -> int:
         if self.value is not None:

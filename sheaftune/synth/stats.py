@@ -149,7 +149,11 @@ def _lifetimes(table: EventTable, a: np.ndarray, f: np.ndarray) -> dict[str, Any
     q = np.percentile(np.asarray(life, dtype=float) / 1000.0, [10, 50, 90])
     return {
         "matched_frees": len(life),
-        "lifetime_us": {"p10": round(q[0], 1), "p50": round(q[1], 1), "p90": round(q[2], 1),
-                        "mean": round(float(np.mean(life)) / 1000.0, 1)},
+        "lifetime_us": {
+            "p10": round(q[0], 1),
+            "p50": round(q[1], 1),
+            "p90": round(q[2], 1),
+            "mean": round(float(np.mean(life)) / 1000.0, 1),
+        },
         "remote_free_share": round(remote / len(life), 4),
     }

@@ -114,18 +114,27 @@ def _rows(
     alloc, kmalloc, cfree = int(Op.KMEM_CACHE_ALLOC), int(Op.KMALLOC), int(Op.KMEM_CACHE_FREE)
     for j, o in enumerate(op):
         if o == alloc:
-            out.append(("kmem_cache_alloc",
-                        f"call_site={site[j]} ptr={ptr_text[j]} name={names[cache[j]]} "
-                        f"bytes_req={breq[j]} bytes_alloc={balloc[j]} gfp_flags={gfp[j]} "
-                        f"node={node[j]} accounted={acc[j]}"))
+            out.append(
+                (
+                    "kmem_cache_alloc",
+                    f"call_site={site[j]} ptr={ptr_text[j]} name={names[cache[j]]} "
+                    f"bytes_req={breq[j]} bytes_alloc={balloc[j]} gfp_flags={gfp[j]} "
+                    f"node={node[j]} accounted={acc[j]}",
+                )
+            )
         elif o == kmalloc:
-            out.append(("kmalloc",
-                        f"call_site={site[j]} ptr={ptr_text[j]} bytes_req={breq[j]} "
-                        f"bytes_alloc={balloc[j]} gfp_flags={gfp[j]} node={node[j]} "
-                        f"accounted={acc[j]}"))
+            out.append(
+                (
+                    "kmalloc",
+                    f"call_site={site[j]} ptr={ptr_text[j]} bytes_req={breq[j]} "
+                    f"bytes_alloc={balloc[j]} gfp_flags={gfp[j]} node={node[j]} "
+                    f"accounted={acc[j]}",
+                )
+            )
         elif o == cfree:
-            out.append(("kmem_cache_free",
-                        f"call_site={site[j]} ptr={ptr_text[j]} name={names[cache[j]]}"))
+            out.append(
+                ("kmem_cache_free", f"call_site={site[j]} ptr={ptr_text[j]} name={names[cache[j]]}")
+            )
         else:
             out.append(("kfree", f"call_site={site[j]} ptr={ptr_text[j]}"))
     return out
@@ -162,13 +171,19 @@ def write_ftrace(table: EventTable, out: IO[str], hash_pointers: bool = True) ->
         stamp = _stamps(table.ts_ns[sl], ns=False)
         ctx = [
             f"{c:>16}-{p:<7} [{k:03d}] ..... "
-            for c, p, k in zip(comms[table.comm_id[sl]].tolist(), table.pid[sl].tolist(),
-                               table.cpu[sl].tolist(), strict=True)
+            for c, p, k in zip(
+                comms[table.comm_id[sl]].tolist(),
+                table.pid[sl].tolist(),
+                table.cpu[sl].tolist(),
+                strict=True,
+            )
         ]
         rows = _rows(table, sl, sites, ptr_text, gfp_names, acc)
-        out.write("".join([
-            f"{ctx[j]}{stamp[j]}: {ev}: {fields}\n" for j, (ev, fields) in enumerate(rows)
-        ]))
+        out.write(
+            "".join(
+                [f"{ctx[j]}{stamp[j]}: {ev}: {fields}\n" for j, (ev, fields) in enumerate(rows)]
+            )
+        )
 
 
 def write_report(table: EventTable, out: IO[str], ns: bool = False) -> None:
@@ -186,15 +201,23 @@ def write_report(table: EventTable, out: IO[str], ns: bool = False) -> None:
         stamp = _stamps(table.ts_ns[sl], ns)
         ctx = [
             f"{c:>16}-{p:<5} [{k:03d}] "
-            for c, p, k in zip(comms[table.comm_id[sl]].tolist(), table.pid[sl].tolist(),
-                               table.cpu[sl].tolist(), strict=True)
+            for c, p, k in zip(
+                comms[table.comm_id[sl]].tolist(),
+                table.pid[sl].tolist(),
+                table.cpu[sl].tolist(),
+                strict=True,
+            )
         ]
         site = sites[table.site_id[sl]].tolist()
         rows = _rows(table, sl, sites, ptr_text, gfp_names, acc)
-        out.write("".join([
-            f"{ctx[j]}{stamp[j]}: {ev}:{' ' * (20 - len(ev))} ({site[j]}) {fields}\n"
-            for j, (ev, fields) in enumerate(rows)
-        ]))
+        out.write(
+            "".join(
+                [
+                    f"{ctx[j]}{stamp[j]}: {ev}:{' ' * (20 - len(ev))} ({site[j]}) {fields}\n"
+                    for j, (ev, fields) in enumerate(rows)
+                ]
+            )
+        )
 
 
 __all__ = ["hash_pointer", "pointers_hashable", "write_ftrace", "write_report"]
