@@ -64,9 +64,31 @@ class CostModel:
     # Pre-sheaf SLUB fast path, for caches without sheaves: alloc+free pair 16.8 ns
     # (Brouer 2020), i.e. 8.4 ns each, plus the 2.4% extra branch (Babka v5 cover letter).
     slub_fast: float = 8.6
+    # Fixed cost of one prefill/return/alloc_bulk/free_bulk call (entry, PCS lock, loop set-up).
+    # Fitted to kmem_cache_alloc_bulk + free_bulk per object, 49 cycles at n=1 and 18 at n=32
+    # (Brouer 2015): per pair 2*call + 2*n*object, so call = 16 cycles.
+    api_call: float = 16 * CYCLE_NS
+    # One object copied between a sheaf and the caller's array by a bulk call (B2/B3): the
+    # per-object term of the same fit, 8.5 cycles.
+    bulk_object: float = 8.5 * CYCLE_NS
 
     def to_dict(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """Each cost with its value, whether it is the default, and the default's source."""
+        default = CostModel()
+        return [
+            {
+                "name": f.name,
+                "ns": round(getattr(self, f.name), 4),
+                "default_ns": round(getattr(default, f.name), 4),
+                "overridden": getattr(self, f.name) != getattr(default, f.name),
+                "meaning": MEANINGS[f.name],
+                "source": SOURCES[f.name],
+            }
+            for f in dataclasses.fields(self)
+        ]
 
     @classmethod
     def from_yaml(cls, path: str) -> CostModel:
@@ -89,6 +111,50 @@ class CostModel:
             if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0:
                 raise InputError("a cost must be a non-negative number of ns", path, f"key {key}")
         return dataclasses.replace(cls(), **{k: float(v) for k, v in data.items()})
+
+
+#: What each cost prices (the path of kernel-sheaves.md it stands for).
+MEANINGS: dict[str, str] = {
+    "sheaf_fast": "one object allocated from or freed to the per-CPU main sheaf (A2/F2 hit)",
+    "spare_swap": "exchange of main and spare (A3.2, F3.3, B2, B3)",
+    "barn_lock": "hold time of one barn spinlock acquisition (irqsave + list work)",
+    "list_lock": "hold time of one node list_lock acquisition",
+    "handoff": "cache-line hand-off added to a lock's service time under contention",
+    "slab_batch_object": "one object moved between slabs and a sheaf in a batch (refill, flush)",
+    "slab_single_object": "one object taken from or returned to a slab on its own (A6, F5)",
+    "new_slab": "allocating a new slab (page allocator + freelist set-up)",
+    "free_slab": "discarding an empty slab",
+    "sheaf_kmalloc": "kmalloc or kfree of a sheaf struct",
+    "sheaf_pop": "kmem_cache_alloc_from_sheaf: a pop from a sheaf the caller owns (P3)",
+    "slub_fast": "pre-sheaf SLUB per-CPU slab fast path (6.18 caches without sheaves)",
+    "api_call": "fixed cost of one prefill, return, alloc_bulk or free_bulk call",
+    "bulk_object": "one object copied between a sheaf and the caller's array by a bulk call",
+}
+
+#: Where each default comes from (spec/costs-and-results.md); "derived" says how.
+SOURCES: dict[str, str] = {
+    "sheaf_fast": "array-based per-CPU pool 7.0 ns (PREEMPT=n) .. 9.7 ns (PREEMPT=y), midpoint; "
+    "J. Brouer, qmempool benchmarks, 2014, Xeon E5-2695",
+    "spare_swap": "derived: a pointer exchange under the PCS lock, a fraction of sheaf_fast",
+    "barn_lock": "spin_lock+unlock 12.6 ns + local_irq_save/restore 13.6 ns; prototype-kernel "
+    "time_bench_sample, Core i7-2620M",
+    "list_lock": "same lock primitives as barn_lock (prototype-kernel time_bench_sample)",
+    "handoff": "cache-line transfer 15-19 ns within a CCX (79.5 ns across CCDs); AnandTech "
+    "Zen 4 review, core-to-core latency, Ryzen 9 7950X",
+    "slab_batch_object": "kmem_cache_alloc_bulk+free_bulk 17-20 cycles per object at n=16..64, "
+    "halved per direction; J. Brouer, 'slub: do prefetching in kmem_cache_alloc_bulk()', 2015",
+    "slab_single_object": "bulk alloc+free at n=1, 49 cycles; J. Brouer 2015 (3.6 GHz)",
+    "new_slab": "page allocator order-0 alloc+free 158 ns, half; prototype-kernel, i7-2620M",
+    "free_slab": "page allocator order-0 alloc+free 158 ns, half; prototype-kernel, i7-2620M",
+    "sheaf_kmalloc": "kmalloc/kfree pair 65-75 cycles; J. Kim, 'mm/slub: optimize alloc/free "
+    "fastpath by removing preemption on/off', 2015",
+    "sheaf_pop": "derived: an array pop without a lock, below the 7.0 ns array pool (Brouer 2014)",
+    "slub_fast": "SLUB alloc+free pair 16.8 ns, half, + 2.4% sheaf branch; J. Brouer, "
+    "slab-controller v6 thread, 2020, Xeon E5-1650 v4; V. Babka, sheaves v5 cover letter",
+    "api_call": "derived: fit of bulk alloc+free per object 49 cycles (n=1) and 18 (n=32) as "
+    "2*call + 2*n*object -> call 16 cycles; J. Brouer 2015",
+    "bulk_object": "derived: the same fit -> 8.5 cycles per object and direction; J. Brouer 2015",
+}
 
 
 def queue_wait(service_ns: float, utilisation: float) -> float:
