@@ -322,6 +322,7 @@ def _merge_order(
     f_obj: np.ndarray,
     n_alloc: int,
     ncpus: int,
+    force_lexsort: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Time order of all records: (record index, µs, CPU) of each row, sorted by (µs, CPU,
     100-ns step, record index).
@@ -338,7 +339,7 @@ def _merge_order(
     base = int(np.floor(t_ns.min() / 1000.0))
     span = int(np.floor(t_ns.max() / 1000.0)) + 2 - base
     idx_bits = max(1, int(n - 1).bit_length())
-    if span * ncpus * SUB < (1 << (63 - idx_bits)):
+    if span * ncpus * SUB < (1 << (63 - idx_bits)) and not force_lexsort:
         key = sort_key(t_ns, cpu, follow, f_obj, n_alloc, ncpus, base, idx_bits)
         key.sort()
         return decode_key(key, ncpus, base, idx_bits)  # type: ignore[no-any-return]

@@ -103,7 +103,7 @@ def _rows(
     """(event name, field text) per row, in the print formats of the 6.18 kmem tracepoints."""
     op = table.op[sl].tolist()
     site = sites[table.site_id[sl]].tolist()
-    names = table.caches
+    names = list(table.caches) + ["(unknown)"]  # NO_CACHE (-1) indexes the last entry
     cache = table.cache_id[sl].tolist()
     breq = table.bytes_req[sl].tolist()
     balloc = table.bytes_alloc[sl].tolist()

@@ -74,16 +74,33 @@ def test_overrides_cpus_and_events() -> None:
 def test_events_look_like_a_618_trace() -> None:
     streams = [
         VMA,
-        {"name": "pre", "cache": "maple_node", "rate": 30_000,
-         "call_site": "mas_preallocate+0x442/0x480", "lifetime_us": 100,
-         "free": {"kfree_rcu": 1.0}},
-        {"name": "pops", "cache": "maple_node", "kind": "prefill", "rate": 10_000,
-         "call_site": "mas_wr_bnode+0x103b/0x1770",
-         "prefill": {"upper_bound": 7, "used": 2}, "lifetime_us": 100,
-         "free": {"kfree_rcu": 0.5, "bulk": 0.5}},
-        {"name": "km", "cache": "kmalloc-64", "rate": 20_000, "call_site": "foo+0x10/0x40",
-         "bytes_req": {"dist": "randint", "low": 33, "high": 65}, "lifetime_us": 10,
-         "free": {"call_site": "bar+0x20/0x40"}},
+        {
+            "name": "pre",
+            "cache": "maple_node",
+            "rate": 30_000,
+            "call_site": "mas_preallocate+0x442/0x480",
+            "lifetime_us": 100,
+            "free": {"kfree_rcu": 1.0},
+        },
+        {
+            "name": "pops",
+            "cache": "maple_node",
+            "kind": "prefill",
+            "rate": 10_000,
+            "call_site": "mas_wr_bnode+0x103b/0x1770",
+            "prefill": {"upper_bound": 7, "used": 2},
+            "lifetime_us": 100,
+            "free": {"kfree_rcu": 0.5, "bulk": 0.5},
+        },
+        {
+            "name": "km",
+            "cache": "kmalloc-64",
+            "rate": 20_000,
+            "call_site": "foo+0x10/0x40",
+            "bytes_req": {"dist": "randint", "low": 33, "high": 65},
+            "lifetime_us": 10,
+            "free": {"call_site": "bar+0x20/0x40"},
+        },
     ]
     t = generate(spec_of(streams), seed=5, events=50_000).events
     # time-sorted, whole microseconds, per-CPU monotonic
@@ -115,8 +132,9 @@ def test_events_look_like_a_618_trace() -> None:
 
 
 def test_pointers_distinct_while_live_and_reused() -> None:
-    t = generate(spec_of([{**VMA, "free": {**VMA["free"], "remote_cpu": 0.0}}]), seed=2,
-                 events=40_000).events
+    t = generate(
+        spec_of([{**VMA, "free": {**VMA["free"], "remote_cpu": 0.0}}]), seed=2, events=40_000
+    ).events
     live: set[int] = set()
     allocs = 0
     for op, p in zip(t.op.tolist(), t.ptr.tolist(), strict=True):
@@ -152,8 +170,7 @@ def test_remote_node_share_and_next_cpu() -> None:
     assert extra["frees_remote_cpu"] / m == pytest.approx(0.6, abs=0.015)
     assert extra["frees_remote_node"] / m == pytest.approx(0.4, abs=0.015)
     # producer -> next CPU: allocations only on even CPUs, frees only on odd ones
-    s = {**VMA, "cpus": "even", "free": {**VMA["free"], "remote_cpu": 1.0,
-                                         "remote_choice": "next"}}
+    s = {**VMA, "cpus": "even", "free": {**VMA["free"], "remote_cpu": 1.0, "remote_choice": "next"}}
     t = generate(spec_of([s]), seed=3, events=20_000).events
     alloc = t.op == Op.KMEM_CACHE_ALLOC
     assert set(np.unique(t.cpu[alloc]).tolist()) == {0, 2}
@@ -163,9 +180,16 @@ def test_remote_node_share_and_next_cpu() -> None:
 def test_invisible_shares_and_bulk_users() -> None:
     streams = [
         {**VMA, "free": {"call_site": "f+0x1", "kfree_rcu": 0.3, "bulk": 0.2, "never": 0.1}},
-        {"name": "bulk", "cache": "maple_node", "kind": "bulk", "rate": 5000,
-         "call_site": "g+0x1", "bulk": {"size": 16}, "lifetime_us": 20,
-         "free": {"call_site": "h+0x1", "bulk": 0.75}},
+        {
+            "name": "bulk",
+            "cache": "maple_node",
+            "kind": "bulk",
+            "rate": 5000,
+            "call_site": "g+0x1",
+            "bulk": {"size": 16},
+            "lifetime_us": 20,
+            "free": {"call_site": "h+0x1", "bulk": 0.75},
+        },
     ]
     t = generate(spec_of(streams, warmup_ms=5), seed=8, events=100_000).events
     by = t.meta.extra["synth"]["by_cache"]
@@ -182,11 +206,38 @@ def test_invisible_shares_and_bulk_users() -> None:
 
 
 def test_bursts_are_batches_freed_together() -> None:
-    s = {**VMA, "rate": 2000, "burst": {"size": 8}, "spacing_ns": 200,
-         "lifetime_us": 50, "free": {"call_site": "f+0x1", "spacing_ns": 100}}
+    s = {
+        **VMA,
+        "rate": 2000,
+        "burst": {"size": 8},
+        "spacing_ns": 200,
+        "lifetime_us": 50,
+        "free": {"call_site": "f+0x1", "spacing_ns": 100},
+    }
     t = generate(spec_of([s], cpus=1), seed=4, events=16_000).events
     alloc = (t.op == Op.KMEM_CACHE_ALLOC).astype(np.int8)
     # runs of allocations and of frees come in multiples of the burst size
     edges = np.flatnonzero(np.diff(alloc)) + 1
     lengths = np.diff(np.concatenate([[0], edges, [len(alloc)]]))
     assert np.mean(lengths[1:-1] % 8 == 0) > 0.9
+
+
+def test_packed_sort_equals_lexsort_fallback() -> None:
+    from sheaftune.synth.generate import _merge_order
+
+    rng = np.random.default_rng(0)
+    n_alloc, n_free = 5000, 3000
+    t = np.concatenate([rng.uniform(0, 50_000, n_alloc), np.zeros(n_free)])
+    f_obj = rng.integers(0, n_alloc, n_free)
+    t[n_alloc:] = t[f_obj] + rng.exponential(3000, n_free)
+    cpu = rng.integers(0, 3, n_alloc + n_free).astype(np.int32)
+    follow = np.zeros(n_alloc, dtype=np.int8)
+    fast = _merge_order(t, cpu, follow, f_obj, n_alloc, 3)
+    slow = _merge_order(t, cpu, follow, f_obj, n_alloc, 3, force_lexsort=True)
+    for a, b in zip(fast, slow, strict=True):
+        assert np.array_equal(a, b)
+    order, t_us, _ = fast
+    pos = np.empty_like(order)
+    pos[order] = np.arange(len(order))
+    assert np.all(pos[n_alloc:] > pos[f_obj])  # every free after its allocation
+    assert np.all(t_us[pos[n_alloc:]] > t_us[pos[f_obj]])
