@@ -77,10 +77,13 @@ _SECTION_NAMES = {
 
 #: clocks whose timestamps are not nanoseconds (raw counter ticks, jiffies, TSC cycles)
 NON_NS_CLOCKS = frozenset({"counter", "uptime", "x86-tsc"})
-#: refuse decompressed sizes above this (hostile length fields): 1 GiB
-MAX_UNCOMPRESSED = 1 << 30
+#: refuse a metadata section decompressing to more than this (hostile length fields); a 6.18
+#: kernel's kallsyms is ~5.4 MB, its event formats ~2 MB
+MAX_UNCOMPRESSED = 256 << 20
+#: refuse a CPU-data chunk of more pages than this (trace-cmd writes 10 per chunk)
+MAX_CHUNK_PAGES = 1024
 #: bytes of pages handed to the page walk per call
-WINDOW_BYTES = 16 << 20
+WINDOW_BYTES = 4 << 20
 #: page data (uncompressed) from which the compiled numba walk is worth loading numba for
 NUMBA_PAGE_BYTES = 128 << 20
 #: missed-events markers kept, with their position, in meta.extra["dropped"]
@@ -602,6 +605,8 @@ class _TraceDat:
         name_keys: dict[str, int] = {}
         engine = self._engine(buf)
         meta.extra["page_engine"] = engine
+        done = 0  # file bytes of CPU data consumed, for the progress callback
+        todo = sum(size for _, _, size in buf.cpus) or 1
         for cpu, off, size in sorted(buf.cpus):
             if size == 0:
                 continue
@@ -620,8 +625,11 @@ class _TraceDat:
                 windows = self._compressed_windows(cpu, off, size, page_size)
             else:
                 windows = self._plain_windows(cpu, off, size, page_size)
-            for base, win in windows:
+            for base, win, reached in windows:
                 dec.feed(win, base)
+                if self.opts.progress is not None:
+                    done += reached - base
+                    self.opts.progress(min(done, todo), todo)
             per_cpu.append((cpu, dec.result()))
         return self._build(per_cpu, merge_cpus)
 
@@ -674,7 +682,8 @@ class _TraceDat:
 
     def _plain_windows(
         self, cpu: int, off: int, size: int, page_size: int
-    ) -> Iterator[tuple[int, np.ndarray]]:
+    ) -> Iterator[tuple[int, np.ndarray, int]]:
+        """(file offset, pages, file offset reached) windows of a CPU's uncompressed data."""
         size = self._clip(cpu, off, size)
         if self.opts.salvage and size % page_size:
             self.lost("bytes of CPU data in a partial page", size % page_size)
@@ -683,11 +692,13 @@ class _TraceDat:
         view = np.frombuffer(self.data, dtype=np.uint8, count=size, offset=off) if size else None
         for start in range(0, size, step):
             assert view is not None
-            yield off + start, view[start : start + step]
+            win = view[start : start + step]
+            yield off + start, win, off + start + len(win)
 
     def _compressed_windows(
         self, cpu: int, off: int, size: int, page_size: int
-    ) -> Iterator[tuple[int, bytes]]:
+    ) -> Iterator[tuple[int, bytes, int]]:
+        """(file offset, pages, file offset reached) windows of a CPU's chunk stream."""
         # trace-cmd records the size of the chunks without the leading u32 chunk count
         size = self._clip(cpu, off, size + 4)
         c = self.cur(off, f"CPU {cpu}", off + size)
@@ -706,10 +717,10 @@ class _TraceDat:
             try:
                 clen = c.u32()
                 ulen = c.u32()
-                if ulen % page_size or ulen > MAX_UNCOMPRESSED:
+                if ulen % page_size or ulen > MAX_CHUNK_PAGES * page_size:
                     raise c.fail(
-                        f"chunk {i}: uncompressed size {ulen} is not a whole number "
-                        f"of {page_size}-byte pages",
+                        f"chunk {i}: implausible uncompressed size {ulen} (not a whole "
+                        f"number of {page_size}-byte pages, at most {MAX_CHUNK_PAGES})",
                         at,
                     )
                 c.need(clen)
@@ -731,10 +742,10 @@ class _TraceDat:
             pending.append(out)
             pend_bytes += len(out)
             if pend_bytes >= WINDOW_BYTES:
-                yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0]
+                yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0], c.pos
                 pending, pend_bytes = [], 0
         if pending:
-            yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0]
+            yield pend_off, b"".join(pending) if len(pending) > 1 else pending[0], c.pos
 
     # --- assembly -----------------------------------------------------------------------
 
@@ -742,7 +753,7 @@ class _TraceDat:
         meta = self.meta
         builder = EventTableBuilder(meta)
         names: dict[int, str] = {}  # name_key -> cache name, shared by the CPUs' decoders
-        ts_list = []
+        ts_list: list[np.ndarray] = []
         pages = records = 0
         for cpu, d in per_cpu:
             names.update(d.names)
@@ -779,11 +790,13 @@ class _TraceDat:
         if not per_cpu:
             return builder.build()
         order = merge_cpus(ts_list)
+        ts_list.clear()
         lens = [len(d) for _, d in per_cpu]
         cpus = np.repeat(np.array([c for c, _ in per_cpu], dtype=np.uint16), lens)
 
         def col(name: str) -> np.ndarray:
-            parts = [d.columns[name] for _, d in per_cpu]
+            # pop: each CPU's raw column is freed once the merged one exists (peak memory)
+            parts = [d.columns.pop(name) for _, d in per_cpu]
             return (np.concatenate(parts) if len(parts) > 1 else parts[0])[order]
 
         cols: dict[str, np.ndarray] = {
@@ -819,8 +832,11 @@ class _TraceDat:
         )
         cols["comm_id"] = comm_ids[codes]
         assert set(cols) == set(COLUMNS)
-        builder.add_chunk(cols)
-        return builder.build(sort=True)
+        # the columns are final: build the table on them directly (the builder would copy)
+        table = EventTable(
+            cols, builder.caches.values, builder.sites.values, builder.comms.values, meta
+        )
+        return table.sorted_by_time()
 
     def _resolve_sites(self, sites: np.ndarray) -> list[str]:
         if len(sites) == 0:
