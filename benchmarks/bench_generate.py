@@ -36,8 +36,10 @@ def main() -> None:
             out = generate(spec, seed=r, cpus=args.cpus, events=args.events)
             best = min(best, time.perf_counter() - t0)
             assert len(out.events) == args.events
-        print(f"{spec.name:24s} {args.events:>12,d} events  {best:6.2f} s  "
-              f"{args.events / best / 1e6:6.2f} M events/s")
+        print(
+            f"{spec.name:24s} {args.events:>12,d} events  {best:6.2f} s  "
+            f"{args.events / best / 1e6:6.2f} M events/s"
+        )
 
 
 if __name__ == "__main__":

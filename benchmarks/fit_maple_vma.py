@@ -65,8 +65,10 @@ def main() -> None:
         gen = generate(spec, seed=seed, events=len(real_table) * args.scale)
         for k, v in rows(workload_stats(gen.events)).items():
             fitted.setdefault(k, []).append(float(v))
-    print(f"Real: {Path(args.fixture).name} ({len(real_table)} events). Fitted: {WORKLOAD.name}, "
-          f"{args.seeds} seeds x {len(real_table) * args.scale} events, mean over seeds.\n")
+    print(
+        f"Real: {Path(args.fixture).name} ({len(real_table)} events). Fitted: {WORKLOAD.name}, "
+        f"{args.seeds} seeds x {len(real_table) * args.scale} events, mean over seeds.\n"
+    )
     print("| statistic | real (vma-small) | fitted (generated) |")
     print("| --- | ---: | ---: |")
     for k in list(real) + [k for k in fitted if k not in real]:

@@ -18,22 +18,56 @@ Examples:
   sheaftune generate workloads/fork-storm.yaml --format ftrace --seed 7 -o fork.txt""",
 )
 @click.argument("workload", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False),
-              help="The file to write (atomically); `-` for standard output (text formats).")
-@click.option("--format", "fmt", type=click.Choice(GENERATE_FORMATS), default="npz",
-              show_default=True,
-              help="npz: sheaftune's columnar file; ftrace: /sys/kernel/tracing/trace text; "
-                   "report: trace-cmd report text.")
-@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=0, show_default=True,
-              help="Seed of the random generator: the same seed gives the same bytes.")
-@click.option("--cpus", type=click.IntRange(1, 8192), default=None,
-              help="Override the workload's CPU count (per-CPU rates scale with it).")
-@click.option("--events", type=click.IntRange(1, 2_000_000_000), default=None,
-              help="Override the number of visible events to generate.")
-@click.option("--ns", "ns_stamps", is_flag=True,
-              help="report: nanosecond timestamps, as `trace-cmd report -t` prints them.")
-def command(workload: str, output: str, fmt: str, seed: int, cpus: int | None,
-            events: int | None, ns_stamps: bool) -> None:
+@click.option(
+    "-o",
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="The file to write (atomically); `-` for standard output (text formats).",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(GENERATE_FORMATS),
+    default="npz",
+    show_default=True,
+    help="npz: sheaftune's columnar file; ftrace: /sys/kernel/tracing/trace text; "
+    "report: trace-cmd report text.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the random generator: the same seed gives the same bytes.",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(1, 8192),
+    default=None,
+    help="Override the workload's CPU count (per-CPU rates scale with it).",
+)
+@click.option(
+    "--events",
+    type=click.IntRange(1, 2_000_000_000),
+    default=None,
+    help="Override the number of visible events to generate.",
+)
+@click.option(
+    "--ns",
+    "ns_stamps",
+    is_flag=True,
+    help="report: nanosecond timestamps, as `trace-cmd report -t` prints them.",
+)
+def command(
+    workload: str,
+    output: str,
+    fmt: str,
+    seed: int,
+    cpus: int | None,
+    events: int | None,
+    ns_stamps: bool,
+) -> None:
     """Generate a synthetic kmem trace from WORKLOAD (a YAML file, see docs/workloads.md).
 
     The events are what a Linux 6.18 trace would show: kmem_cache_alloc/kmem_cache_free for
@@ -90,8 +124,13 @@ class _progress:
             return lambda stage, frac: None
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-        self.bar = Progress(TextColumn("{task.description:<28}"), BarColumn(),
-                            TimeElapsedColumn(), console=self.console, transient=True)
+        self.bar = Progress(
+            TextColumn("{task.description:<28}"),
+            BarColumn(),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=True,
+        )
         self.bar.__enter__()
         task = self.bar.add_task("generating", total=1.0)
 

@@ -28,8 +28,9 @@ def test_help_ends_with_examples(capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_text_to_stdout(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, err = run(capsys, "generate", CHURN, "-o", "-", "--format", "ftrace",
-                         "--events", "50")
+    code, out, err = run(
+        capsys, "generate", CHURN, "-o", "-", "--format", "ftrace", "--events", "50"
+    )
     assert code == 0
     lines = out.splitlines()
     assert lines[0] == "# tracer: nop"
@@ -55,8 +56,9 @@ def test_usage_errors_leave_no_output(tmp_path: Path, capsys: pytest.CaptureFixt
     out = tmp_path / "out.txt"
     out.write_text("previous content")
     numa = str(ROOT / "workloads" / "numa-remote-frees.yaml")
-    code, _, err = run(capsys, "generate", numa, "-o", str(out), "--format", "report",
-                       "--cpus", "1")
+    code, _, err = run(
+        capsys, "generate", numa, "-o", str(out), "--format", "report", "--cpus", "1"
+    )
     assert code == 2 and "NUMA nodes" in err
     assert out.read_text() == "previous content"
     code, _, err = run(capsys, "generate", CHURN, "-o", "-")

@@ -33,8 +33,14 @@ def run_cli(*argv: str) -> int:
 def test_the_issue_workloads_exist() -> None:
     names = {p.stem for p in WORKLOADS}
     assert {
-        "maple-vma-churn", "will-it-scale-mmap2", "fork-storm", "kfree-rcu-heavy",
-        "producer-consumer", "numa-remote-frees", "bulk-batches", "prefill-heavy",
+        "maple-vma-churn",
+        "will-it-scale-mmap2",
+        "fork-storm",
+        "kfree-rcu-heavy",
+        "producer-consumer",
+        "numa-remote-frees",
+        "bulk-batches",
+        "prefill-heavy",
     } <= names
 
 
@@ -64,8 +70,21 @@ def _by_name(t: EventTable, op: Op) -> dict[str, int]:
 @pytest.mark.parametrize("path", WORKLOADS, ids=[p.stem for p in WORKLOADS])
 def test_generate_then_read_back(tmp_path: Path, path: Path, fmt: str) -> None:
     out = tmp_path / f"out.{fmt}"
-    assert run_cli("generate", str(path), "-o", str(out), "--format", fmt, "--seed", "9",
-                   "--events", str(EVENTS)) == 0
+    assert (
+        run_cli(
+            "generate",
+            str(path),
+            "-o",
+            str(out),
+            "--format",
+            fmt,
+            "--seed",
+            "9",
+            "--events",
+            str(EVENTS),
+        )
+        == 0
+    )
     want = generate(load_spec(path), seed=9, events=EVENTS).events
     got = read_trace(str(out))
     assert len(got) == len(want)
@@ -93,8 +112,12 @@ def test_generate_then_read_back(tmp_path: Path, path: Path, fmt: str) -> None:
 def test_report_ns_stamps(tmp_path: Path) -> None:
     out = tmp_path / "ns.txt"
     path = ROOT / "workloads" / "producer-consumer.yaml"
-    assert run_cli("generate", str(path), "-o", str(out), "--format", "report", "--ns",
-                   "--events", "500") == 0
+    assert (
+        run_cli(
+            "generate", str(path), "-o", str(out), "--format", "report", "--ns", "--events", "500"
+        )
+        == 0
+    )
     assert ".000000000: " in out.read_text() or "000: kmem" in out.read_text()
     got = read_trace(str(out))
     want = generate(load_spec(path), seed=0, events=500).events
