@@ -8,7 +8,7 @@ allocator reuses them, is a small numba loop.
 How one stream becomes events:
 
 1. Operations arrive on each of the stream's CPUs as a Poisson process of ``rate`` per second
-   (uniform order statistics over the generated interval, so the count per CPU is Poisson).
+   (a Poisson total split uniformly over the CPUs, at sorted uniform times).
 2. Each operation allocates ``k`` objects ``spacing_ns`` apart: 1, a burst size, the objects a
    prefill operation actually used (pops from the prefilled sheaf, ``GFP_NOWAIT``), or a bulk
    size (``kmem_cache_alloc_bulk``: no event at all).
@@ -48,8 +48,6 @@ Progress = Callable[[str, float], None]
 
 # Fates of an operation's objects.
 _VISIBLE, _RCU, _BULK, _NEVER = 0, 1, 2, 3
-# Record kinds in the merged stream.
-_ALLOC, _FREE = 0, 1
 
 
 @dataclass
@@ -75,7 +73,6 @@ def generate(
     rate = _visible_rate(spec, ncpus)
     if rate <= 0:
         raise UsageError(f"workload {spec.name!r} produces no visible events")
-    # Long enough for the target, plus the time the first objects need to die.
     # Long enough for the target at the steady rate, plus time for the first objects to die
     # (bounded: when lifetimes are long, allocations alone fill the window).
     steady_ns = target / rate * 1e9
@@ -119,8 +116,9 @@ def _check_overrides(spec: WorkloadSpec, ncpus: int, target: int) -> None:
             raise UsageError(f"stream {s.name!r} frees on other CPUs: needs --cpus >= 2")
 
 
-#: Records (allocations and frees, visible or not) one generation may hold: ~40 bytes each.
-MAX_RECORDS = 400_000_000
+#: Records (allocations and frees, visible or not) one generation may hold: each costs about
+#: 80 bytes at the peak, so this keeps a generation under about 16 GB.
+MAX_RECORDS = 200_000_000
 
 
 def _check_size(spec: WorkloadSpec, ncpus: int, horizon_ns: float) -> None:
