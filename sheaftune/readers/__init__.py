@@ -19,6 +19,7 @@ from sheaftune.readers.base import Reader, ReadOptions, Source
 _REGISTRY: tuple[tuple[str, str], ...] = (
     ("sheaftune.readers.native", "NativeReader"),
     ("sheaftune.readers.tracedat", "TraceDatReader"),
+    ("sheaftune.readers.bpftrace_json", "BpftraceJsonReader"),
     ("sheaftune.readers.bpftrace", "BpftraceReader"),
     ("sheaftune.readers.report", "TraceCmdReportReader"),
     ("sheaftune.readers.perfscript", "PerfScriptReader"),
@@ -29,6 +30,7 @@ _REGISTRY: tuple[tuple[str, str], ...] = (
 READER_NAMES: tuple[str, ...] = (
     "native",
     "trace.dat",
+    "bpftrace-json",
     "bpftrace",
     "trace-cmd-report",
     "perf-script",

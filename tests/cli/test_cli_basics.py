@@ -13,8 +13,8 @@ import pytest
 
 from sheaftune import __version__
 from sheaftune.events import (
-    NATIVE_VERSION,
     COLUMNS,
+    NATIVE_VERSION,
     EventTable,
     Op,
     TraceMeta,
