@@ -478,19 +478,42 @@ def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window
     pos = pstart[pg] + hdr
     end = pos + size[pg]
     ts = pts[pg]
-    first = np.ones(len(pg), dtype=bool)
     r_pg, r_pl, r_ln, r_ts = [], [], [], []
-    m_pg, m_ts = [], []
-    records = discarded = 0
+    discarded = 0
     while len(pg):
         wi = pos >> 2
-        w = w32[wi].astype(np.uint64)
+        w = w32[wi]
         if dec.big:
-            tl = (w >> np.uint64(27)).astype(np.int64)
-            d = w & _M27
+            tl = (w >> np.uint32(27)).astype(np.int64)
+            d = (w & np.uint32(0x07FFFFFF)).astype(np.uint64)
         else:
-            tl = (w & np.uint64(31)).astype(np.int64)
-            d = w >> np.uint64(5)
+            tl = (w & np.uint32(31)).astype(np.int64)
+            d = (w >> np.uint32(5)).astype(np.uint64)
+        if not ((tl == 0) | (tl >= 29)).any():
+            # fast path: every page's next record is an ordinary data record (type_len 1..28)
+            pl = pos + 4
+            nxt = pl + tl * 4
+            ts = ts + d
+            bad = nxt > end
+            if bad.any():
+                errors.append((pg[bad], pos[bad], np.full(int(bad.sum()), 3)))
+                ok = ~bad
+                r_pg.append(pg[ok])
+                r_pl.append(pl[ok])
+                r_ln.append(tl[ok] * 4)
+                r_ts.append(ts[ok])
+                cont = ok & (nxt < end)
+            else:
+                r_pg.append(pg)
+                r_pl.append(pl)
+                r_ln.append(tl * 4)
+                r_ts.append(ts)
+                cont = nxt < end
+            if cont.all():
+                pos = nxt
+                continue
+            pg, pos, end, ts = pg[cont], nxt[cont], end[cont], ts[cont]
+            continue
         a0 = w32[np.minimum(wi + 1, nw - 1)].astype(np.uint64)
         a0i = a0.astype(np.int64)
         is_data = tl <= 28
@@ -518,12 +541,6 @@ def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window
             r_pl.append(pl[ok])
             r_ln.append(ln[ok])
             r_ts.append(ts[ok])
-            records += int(ok.sum())
-            mk = ok & first & has_missed[pg]
-            if mk.any():
-                m_pg.append(pg[mk])
-                m_ts.append(ts[mk])
-            first &= ~ok
         discarded += int((is_disc & ~bad).sum())
         if bad.any():
             errors.append((pg[bad], pos[bad], code[bad]))
@@ -531,7 +548,7 @@ def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window
         if cont.all():
             pos = nxt
             continue
-        pg, pos, end, ts, first = pg[cont], nxt[cont], end[cont], ts[cont], first[cont]
+        pg, pos, end, ts = pg[cont], nxt[cont], end[cont], ts[cont]
 
     err = None
     bad_pages = 0
@@ -557,18 +574,13 @@ def _walk_numpy(data: np.ndarray, npages: int, dec: PageDecoder) -> list[_Window
     if err is not None:  # strict: the events before the first corrupt page only
         keep_pg = rpg < err[1]
         rpg, rpl, rln, rts = rpg[keep_pg], rpl[keep_pg], rln[keep_pg], rts[keep_pg]
-    # markers: the row of the first kmem event at or after the page's first record
-    if m_pg:
-        mpg = np.concatenate(m_pg)
-        mts = np.concatenate(m_ts)
-        o = np.argsort(mpg, kind="stable")
-        mpg, mts = mpg[o], mts[o]
-        if err is not None:
-            sel = mpg < err[1]
-            mpg, mts = mpg[sel], mts[sel]
-    else:
-        mpg = np.empty(0, dtype=np.int64)
-        mts = np.empty(0, dtype=np.uint64)
+    # missed events belong before the first data record (of any event) of their page
+    records = len(rpg)
+    mpg = np.flatnonzero(has_missed)
+    at = np.searchsorted(rpg, mpg)
+    has_rec = at < len(rpg)
+    has_rec[has_rec] = rpg[at[has_rec]] == mpg[has_rec]
+    mpg, mts = mpg[has_rec], rts[at[has_rec]]
     win = _decode_payloads(data, rpg, rpl, rln, rts, dec, e)
     win.records = records
     win.discarded = discarded
@@ -636,7 +648,9 @@ def _decode_payloads(
                 rows = None
                 rli, rpl_, rln_ = kli, kpl, kln
             else:
-                rows = np.flatnonzero(np.isin(kli, lays))
+                member = np.zeros(len(lay.lay_op), dtype=bool)
+                member[lays] = True
+                rows = np.flatnonzero(member[kli])
                 rli, rpl_, rln_ = kli[rows], kpl[rows], kln[rows]
             off = spec[rli, 0]
             if slot < 7:
