@@ -106,6 +106,7 @@ def regex_loop(path: str, report: bool) -> int:
 def child(kind: str, path: str) -> None:
     """One measurement in this (fresh) process; prints a JSON line."""
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if kind in ("regex", "regex-report"):
         n = regex_loop(path, report=kind == "regex-report")
     else:
@@ -114,8 +115,13 @@ def child(kind: str, path: str) -> None:
         fmt = "trace-cmd-report" if kind == "report" else "ftrace"
         n = len(read_trace(path, fmt))
     seconds = time.perf_counter() - t0
+    cpu = time.process_time() - c0  # all threads: what the work costs, whatever the load
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"kind": kind, "seconds": seconds, "events": n, "peak_rss_mb": rss_mb}))
+    print(
+        json.dumps(
+            {"kind": kind, "seconds": seconds, "cpu": cpu, "events": n, "peak_rss_mb": rss_mb}
+        )
+    )
 
 
 # --- the driver -----------------------------------------------------------------------------
@@ -148,8 +154,9 @@ def compare(
         regex_runs.append(run_child(regex_kind, path, cache_dir))
         warm_runs.append(run_child(ours_kind, path, cache_dir))
         print(
-            f"  run {i + 1}: regex {regex_runs[-1]['seconds']:.2f} s, "
-            f"ours {warm_runs[-1]['seconds']:.2f} s",
+            f"  run {i + 1}: regex {regex_runs[-1]['seconds']:.2f} s "
+            f"(cpu {regex_runs[-1]['cpu']:.2f}), ours {warm_runs[-1]['seconds']:.2f} s "
+            f"(cpu {warm_runs[-1]['cpu']:.2f}); load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
     if regex_runs[0]["events"] != warm_runs[0]["events"]:
@@ -159,6 +166,10 @@ def compare(
         )
     regex_s = statistics.median(r["seconds"] for r in regex_runs)
     warm_s = statistics.median(r["seconds"] for r in warm_runs)
+    regex_cpu = statistics.median(r["cpu"] for r in regex_runs)
+    warm_cpu = statistics.median(r["cpu"] for r in warm_runs)
+    # the run of each pair nearest in time: the fairest single comparison on a busy machine
+    pair_ratios = [w["seconds"] / r["seconds"] for r, w in zip(regex_runs, warm_runs, strict=True)]
     events = warm_runs[0]["events"]
     res = {
         "input": path,
@@ -168,6 +179,10 @@ def compare(
         "ours_warm_seconds": round(warm_s, 3),
         "ours_cold_seconds": round(cold["seconds"], 3),
         "ratio_ours_over_regex": round(warm_s / regex_s, 3),
+        "ratio_per_pair": [round(x, 3) for x in pair_ratios],
+        "regex_cpu_seconds": round(regex_cpu, 3),
+        "ours_cpu_seconds": round(warm_cpu, 3),
+        "cpu_ratio_ours_over_regex": round(warm_cpu / regex_cpu, 3),
         "speedup": round(regex_s / warm_s, 2),
         "regex_events_per_s": round(events / regex_s),
         "ours_events_per_s": round(events / warm_s),
@@ -183,8 +198,10 @@ def compare(
         f"  ours (warm): {warm_s:6.2f} s  {res['ours_events_per_s']:>9,} events/s  "
         f"peak RSS {res['ours_peak_rss_mb']} MB  (whole process "
         f"{res['ours_warm_process_seconds']:.2f} s)\n"
-        f"  ours / regex = {res['ratio_ours_over_regex']:.3f}  ({res['speedup']:.1f}x faster); "
-        f"cold first run {res['ours_cold_seconds']:.2f} s"
+        f"  ours / regex = {res['ratio_ours_over_regex']:.3f}  ({res['speedup']:.1f}x faster; "
+        f"per pair {', '.join(f'{x:.3f}' for x in pair_ratios)}); "
+        f"CPU time {warm_cpu:.2f} s vs {regex_cpu:.2f} s = {warm_cpu / regex_cpu:.3f}\n"
+        f"  cold first run (numba compiling) {res['ours_cold_seconds']:.2f} s"
     )
     return res
 

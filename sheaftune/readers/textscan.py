@@ -934,25 +934,31 @@ class ScanStats:
     truncated: str | None = None  # the decompression error, when the input was cut
 
 
-def _blocks(source: Source, options: ReadOptions) -> Iterator[tuple[bytes, bool, int, str | None]]:
-    """Whole-line blocks of decompressed text -> (data, last block?, bytes read, damage).
+def _blocks(
+    source: Source, options: ReadOptions
+) -> Iterator[tuple[bytearray, int, bool, int, str | None]]:
+    """Whole-line blocks of decompressed text -> (buffer, length used, last block?, bytes read,
+    damage); ``damage`` is the decompression error of a truncated input read with --salvage.
 
-    ``damage`` is the decompression error of a truncated input read with ``--salvage``.
+    Each block is a fresh buffer filled in place (``readinto1``: one underlying read per call,
+    so a decompression error loses nothing read before it); only the partial last line is
+    copied, to the front of the next buffer.
     """
     errors = source.decompression_errors()
     carry = b""
     nread = 0
     fh: BinaryIO = source.open()
-    # read1: one underlying read per call, so a decompression error loses nothing before it
-    read1 = getattr(fh, "read1", fh.read)
+    readinto1 = getattr(fh, "readinto1", None) or fh.readinto
     try:
         while True:
             damage = None
-            pieces = []  # read in pieces: what came before a decompression error is kept
-            got = 0
-            while got < BLOCK_BYTES:
+            buf = bytearray(len(carry) + BLOCK_BYTES)
+            buf[: len(carry)] = carry
+            view = memoryview(buf)
+            got = len(carry)
+            while got < len(buf):
                 try:
-                    piece = read1(min(_PIECE_BYTES, BLOCK_BYTES - got))
+                    k = readinto1(view[got : min(len(buf), got + _PIECE_BYTES)])
                 except errors as e:
                     if not options.salvage:
                         raise InputError(
@@ -961,23 +967,20 @@ def _blocks(source: Source, options: ReadOptions) -> Iterator[tuple[bytes, bool,
                         ) from None
                     damage = str(e) or type(e).__name__
                     break
-                if not piece:
+                if not k:
                     break
-                pieces.append(piece)
-                got += len(piece)
-            data = b"".join(pieces)
-            nread += len(data)
-            if damage is not None or not data:
-                data = carry + data if carry else data
-                yield data, True, nread, damage
+                got += k
+            view.release()
+            nread += got - len(carry)
+            if damage is not None or got < len(buf):  # end of input
+                yield buf, got, True, nread, damage
                 return
-            data = carry + data if carry else data
-            cut = data.rfind(b"\n")
-            if cut < 0:
-                carry = data
+            cut = buf.rfind(b"\n", 0, got)
+            if cut < 0:  # one line longer than a block: keep growing it
+                carry = bytes(buf[:got])
                 continue
-            carry = data[cut + 1 :]
-            yield data[: cut + 1], False, nread, None
+            carry = bytes(buf[cut + 1 : got])
+            yield buf, cut + 1, False, nread, None
     finally:
         fh.close()
 
@@ -1010,15 +1013,14 @@ def _prefetch(it: Iterator[Any]) -> Iterator[Any]:
     t.join()
 
 
-def _parts(data: bytes, n: int) -> list[tuple[int, int]]:
-    """Cut ``data`` into about ``n`` ranges of whole lines."""
-    size = len(data)
+def _parts(data: bytearray, size: int, n: int) -> list[tuple[int, int]]:
+    """Cut ``data[:size]`` into about ``n`` ranges of whole lines."""
     if n <= 1 or size < MIN_SPLIT_BYTES:
         return [(0, size)]
     out = []
     start = 0
     for k in range(1, n):
-        cut = data.find(b"\n", max(start, size * k // n))
+        cut = data.find(b"\n", max(start, size * k // n), size)
         if cut < 0:
             break
         out.append((start, cut + 1))
@@ -1109,16 +1111,16 @@ def scan_source(
     """
     nthreads = max(1, min(4, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=nthreads) as pool:
-        for data, final, nread, damage in _prefetch(_blocks(source, options)):
+        for data, used, final, nread, damage in _prefetch(_blocks(source, options)):
             stats.bytes_read = nread
             if damage is not None:
                 stats.truncated = damage
             if options.progress is not None:
                 options.progress(nread, source.size if not source.compression else None)
-            if not data:
+            if not used:
                 continue
-            buf = np.frombuffer(data, np.uint8)
-            parts = _parts(data, nthreads)
+            buf = np.frombuffer(data, np.uint8, count=used)
+            parts = _parts(data, used, nthreads)
             jobs = []
             for k, (a, b) in enumerate(parts):
                 last = k == len(parts) - 1

@@ -470,7 +470,7 @@ def test_small_blocks_give_the_same_table(monkeypatch: pytest.MonkeyPatch) -> No
     parts_of = textscan._parts
     monkeypatch.setattr(textscan, "BLOCK_BYTES", 300_000)
     monkeypatch.setattr(textscan, "MIN_SPLIT_BYTES", 0)
-    monkeypatch.setattr(textscan, "_parts", lambda data, n: parts_of(data, 7))
+    monkeypatch.setattr(textscan, "_parts", lambda data, size, n: parts_of(data, size, 7))
     parts = read(fixture_path("traces/kmalloc-small.ftrace.txt"))
     for k in whole.columns:
         assert np.array_equal(whole.columns[k], parts.columns[k]), k
