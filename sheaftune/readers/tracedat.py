@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import struct
 import tempfile
 import zlib
@@ -43,6 +44,7 @@ from sheaftune.readers.eventformat import (
 )
 
 MAGIC = b"\x17\x08\x44tracing"
+_ID_RE = re.compile(rb"\nID: *(\d+)")
 
 # v7 section / option IDs (trace-cmd.dat.v7(5))
 OPT_DONE = 0
@@ -352,22 +354,24 @@ class _TraceDat:
                 self.other_ids.append(i)
 
     def _event_formats(self, c: _Cursor) -> None:
+        start = c.pos
         nsys = c.u32()
         for _ in range(nsys):
             system = c.cstr(4096)
             count = c.u32()
             for _ in range(count):
                 at = c.pos
-                text = c.take(c.u64())
-                if system == "kmem":
-                    try:
-                        self.formats.append(parse_format(text, system))
-                    except FormatError as e:
-                        raise c.fail(f"kmem event format: {e}", at) from None
-                else:
-                    i = format_id(text)
-                    if i is not None:
-                        self.other_ids.append(i)
+                size = c.u64()
+                if system != "kmem":
+                    c.skip(size)  # ~2000 formats nobody decodes: only their IDs, below
+                    continue
+                text = c.take(size)
+                try:
+                    self.formats.append(parse_format(text, system))
+                except FormatError as e:
+                    raise c.fail(f"kmem event format: {e}", at) from None
+        # every event's ID, so records of events without a format can be told apart
+        self.other_ids.extend(int(x) for x in _ID_RE.findall(bytes(c.data[start : c.pos])))
 
     # --- version 6 ----------------------------------------------------------------------
 
