@@ -53,7 +53,7 @@ SKIP_REASONS: dict[int, str] = {
     ST_OTHER: "non-kmem event",
     ST_BAD: "unparseable line",
     ST_MALFORMED: "malformed kmem event",
-    ST_HEADER: "header",
+    ST_HEADER: "comment",
     ST_CUT: "cut last line",
 }
 
@@ -488,7 +488,8 @@ def _scan_event(buf: np.ndarray, s: int, le: int) -> tuple:
             q += 1
         ne = q
     if ne == ns or q >= le or buf[q] != 58:
-        return _no_event(ST_BAD)
+        # a trace line, but not an event: e.g. the function tracer's "func <-parent"
+        return _no_event(ST_OTHER)
     if sys_s >= 0 and not _eq(buf, sys_s, sys_e, _L_KMEM):
         return _no_event(ST_OTHER)
     o = _op_of(buf, ns, ne)
@@ -1332,6 +1333,14 @@ def read_text(
                 meta.warnings.append(f"skipped {cnt} events of buffer {label!r}")
 
     if builder.rows == 0:
+        others = {buffer_names[b]: c for b, c in buffer_events.items() if b != want_buffer}
+        if others:
+            listing = ", ".join(f"{name!r} ({c} events)" for name, c in others.items())
+            wanted = "the top buffer" if options.buffer is None else repr(options.buffer)
+            raise InputError(
+                f"no events in {wanted}; the file holds {listing}: choose one with --buffer",
+                source.display,
+            )
         _nothing_read(source, stats, what, meta)
     table = builder.build(sort=True)
     facts = TextFacts(

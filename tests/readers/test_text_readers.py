@@ -261,7 +261,8 @@ def test_ftrace_lost_events_overwritten_and_other_events() -> None:
     assert t.meta.lost_events == {1: 17}
     assert t.meta.lost_markers == {0: 1, 1: 1}
     assert t.meta.extra["overwritten"] == 17
-    assert t.meta.skipped == {"comment": 6, "non-kmem event": 1}
+    # sched_switch, and a function tracer line: trace lines, not kmem events
+    assert t.meta.skipped == {"comment": 6, "non-kmem event": 2}
     assert any("overwrote" in w for w in t.meta.warnings)
 
 
@@ -301,6 +302,14 @@ def test_report_raw_mode() -> None:
     assert [x[8] for x in r[:2]] == ["GFP_KERNEL", "GFP_KERNEL"]  # decimal 3264
     assert r[3][3] == 0  # ptr=0x0
     assert t.meta.format == "trace-cmd-report"
+
+
+def test_report_with_only_an_instance(tmp_path: Path) -> None:
+    lines = (fixture_path("edge/inst6.report.txt")).read_text().splitlines()
+    p = tmp_path / "inst.txt"
+    p.write_text("\n".join([lines[0]] + [x for x in lines if x.startswith("slab:")]) + "\n")
+    assert "'slab' (1 events)" in _one_line_error(p)
+    assert len(read(p, buffer="slab")) == 1
 
 
 def test_report_31_without_flags() -> None:
@@ -347,7 +356,7 @@ def test_bpftrace_unordered_lines_are_stable_sorted() -> None:
     )  # fmt: skip
     assert r[2][11] == "my comm"
     assert t.meta.lost_events == {-1: 12}
-    assert t.meta.skipped == {"comment": 2, "header": 1}
+    assert t.meta.skipped == {"comment": 3}  # 2 '#' lines and "Attaching 6 probes..."
     assert t.meta.ts_is_ns and t.meta.format == "bpftrace"
 
 
