@@ -170,7 +170,8 @@ class TraceDatReader:
     description = "trace-cmd record/extract binary trace.dat (v6, v7; zstd, zlib)"
 
     def sniff(self, head: bytes) -> bool:
-        return head.startswith(MAGIC)
+        # a damaged magic with "tracing" intact is still ours: read() then names the offset
+        return head.startswith(MAGIC) or head[3:10] == b"tracing"
 
     def read(self, source: Source, options: ReadOptions) -> EventTable:
         with _mapped(source) as data:
@@ -625,6 +626,7 @@ class _TraceDat:
                 engine=engine,
                 name_keys=name_keys,
             )
+            windows: Iterator[tuple[int, bytes | np.ndarray, int]]
             if buf.compressed:
                 windows = self._compressed_windows(cpu, off, size, page_size)
             else:

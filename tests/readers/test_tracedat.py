@@ -263,6 +263,7 @@ def test_sniff() -> None:
     r = TraceDatReader()
     assert r.sniff(fixture_path("edge/le64.dat").read_bytes()[:64])
     assert not r.sniff(b"# tracer: nop\n")
+    assert r.sniff(b"\x00\x00\x00tracing6\x00")  # damaged magic: read() says where
 
 
 @pytest.mark.parametrize("rel", ["traces/vma-small.v7zstd.dat", "edge/inst7.dat", "edge/be64.dat"])
