@@ -949,7 +949,8 @@ def _blocks(
     carry = b""
     nread = 0
     fh: BinaryIO = source.open()
-    readinto1 = getattr(fh, "readinto1", None) or fh.readinto
+    # (typing.BinaryIO does not declare readinto, every stream Source.open returns has it)
+    readinto1 = getattr(fh, "readinto1", None) or getattr(fh, "readinto")  # noqa: B009
     try:
         while True:
             damage = None
