@@ -13,27 +13,28 @@ strings only for the few distinct call sites a trace actually hits.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 
 class Kallsyms:
-    """A sorted kernel symbol table: ``addrs`` (uint64, ascending) and the names' byte ranges."""
+    """A sorted kernel symbol table: ``addrs`` (uint64, ascending) and where the names start."""
 
-    __slots__ = ("_data", "addrs", "_ns", "_ne")
+    __slots__ = ("_data", "addrs", "_ns")
 
-    def __init__(self, data: bytes, addrs: np.ndarray, ns: np.ndarray, ne: np.ndarray):
+    def __init__(self, data: bytes, addrs: np.ndarray, ns: np.ndarray):
         self._data = data
         self.addrs = addrs
-        self._ns = ns
-        self._ne = ne
+        self._ns = ns  # where each name starts in ``_data``; it ends at a tab, space or newline
 
     @classmethod
     def parse(cls, text: bytes | str) -> Kallsyms:
         """Parse ``/proc/kallsyms`` text; malformed lines are ignored."""
         data = text.encode() if isinstance(text, str) else bytes(text)
-        addr, ns, ne = _scan(data)
+        addr, ns = _scan(data)
         order = np.argsort(addr, kind="stable")
-        return cls(data, addr[order], ns[order], ne[order])
+        return cls(data, addr[order], ns[order])
 
     @classmethod
     def from_file(cls, path: str) -> Kallsyms:
@@ -49,7 +50,8 @@ class Kallsyms:
         return len(self.addrs) > 0 and int(self.addrs[-1]) == 0
 
     def name(self, i: int) -> str:
-        return self._data[int(self._ns[i]) : int(self._ne[i])].decode("utf-8", "replace")
+        m = _NAME.match(self._data, int(self._ns[i]))
+        return m.group().decode("utf-8", "replace") if m else ""
 
     def resolve(self, addresses: np.ndarray) -> list[str]:
         """``symbol+0xoff`` for each address, or ``0x...`` where trace-cmd prints a raw address.
@@ -71,6 +73,7 @@ class Kallsyms:
         return out
 
 
+_NAME = re.compile(rb"[^\t\n\r ]+")
 _HEX = np.full(256, 255, dtype=np.uint8)
 for _i, _c in enumerate(b"0123456789abcdef"):
     _HEX[_c] = _i
@@ -78,8 +81,8 @@ for _i, _c in enumerate(b"ABCDEF"):
     _HEX[_c] = 10 + _i
 
 
-def _scan(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Lines ``ADDR TYPE NAME[\t[MODULE]]`` -> (addr, name start, name end), symbols kept.
+def _scan(data: bytes) -> tuple[np.ndarray, np.ndarray]:
+    """Lines ``ADDR TYPE NAME[\t[MODULE]]`` -> (address, name start) of the symbols kept.
 
     Absolute symbols (``a``/``A``) and ARM mapping symbols (``$...``) are dropped, as
     libtraceevent does; malformed lines are skipped.
@@ -88,25 +91,20 @@ def _scan(data: bytes) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     empty = np.empty(0, dtype=np.int64)
     w = data.find(b" ")
     if not data or not 1 <= w <= 16:
-        return np.empty(0, dtype=np.uint64), empty, empty
+        return np.empty(0, dtype=np.uint64), empty
     nl = np.flatnonzero(arr == 10)
     starts = np.concatenate(([0], nl + 1))
     ends = np.concatenate((nl, [len(arr)]))
     starts = starts[ends - starts >= w + 4]  # address, space, type, space, one name byte
-    ends_ok = ends[np.searchsorted(ends, starts)]
     ok = (arr[starts + w] == 32) & (arr[starts + w + 2] == 32)
-    starts, ends_ok = starts[ok], ends_ok[ok]
+    starts = starts[ok]
     digits = _HEX[np.lib.stride_tricks.as_strided(arr, (len(arr) - w + 1, w), (1, 1))[starts]]
     ok = (digits != 255).all(axis=1)
     typ = arr[starts + w + 1]
     ns = starts + w + 3
     ok &= (typ != ord("a")) & (typ != ord("A")) & (arr[ns] != ord("$"))
-    digits, ns, ends_ok = digits[ok], ns[ok], ends_ok[ok]
+    digits, ns = digits[ok], ns[ok]
     addr = np.zeros(len(ns), dtype=np.uint64)
     for j in range(w):
         addr = (addr << np.uint64(4)) | digits[:, j].astype(np.uint64)
-    seps = np.flatnonzero((arr == 9) | (arr == 32) | (arr == 13) | (arr == 10))
-    i = np.searchsorted(seps, ns)
-    ne = np.where(i < len(seps), seps[np.minimum(i, len(seps) - 1)], len(arr))
-    ne = np.minimum(ne, ends_ok)
-    return addr, ns.astype(np.int64), ne.astype(np.int64)
+    return addr, ns.astype(np.int64)
