@@ -576,10 +576,13 @@ class _TraceDat:
         buf = self._select_buffer()
         meta.buffers = [b.name for b in self.buffers]
         meta.buffer = buf.name or None
+        # as trace-cmd: the buffer's sub-buffer size (v7 BUFFER option), else the file header's;
+        # header_page (the top buffer's layout when recorded) only when those are unusable
         page_size = buf.page_size or self.page_size
-        if page_size != hp.page_size:
-            # header_page describes the kernel's sub-buffer; trust it when they disagree
+        if page_size < 64 or page_size & (page_size - 1) or page_size > 1 << 24:
             page_size = hp.page_size
+        if page_size != hp.page_size:
+            meta.extra["header_page_size"] = hp.page_size
         clock = buf.clock or self.trace_clock
         meta.clock = clock
         meta.ts_is_ns = self.tsc2nsec is not None or clock not in NON_NS_CLOCKS
