@@ -63,8 +63,4 @@ class BpftraceReader:
         )
         meta.ts_is_ns = True
         meta.ts_resolution_ns = 1
-        if -1 in meta.lost_events:
-            meta.warnings.append(
-                f"bpftrace reported {meta.lost_events[-1]} lost events (CPU unknown)"
-            )
         return table
