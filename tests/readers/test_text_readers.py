@@ -11,6 +11,7 @@ import bz2
 import gzip
 import io
 import lzma
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -27,7 +28,7 @@ from sheaftune.readers.bpftrace import BpftraceReader
 from sheaftune.readers.ftrace import FtraceReader
 from sheaftune.readers.perfscript import PerfScriptReader
 from sheaftune.readers.report import TraceCmdReportReader
-from tests.conftest import DATA, ROOT, fixture_path, golden
+from tests.conftest import DATA, FIXTURES, ROOT, fixture_path, golden
 
 TEXT = DATA / "text"
 TEXT_READERS = [FtraceReader(), TraceCmdReportReader(), PerfScriptReader(), BpftraceReader()]
@@ -563,3 +564,30 @@ def test_ftrace_fields_dialect() -> None:
          "kmemcap"),
     ]  # fmt: skip
     assert not t.meta.pointers_hashed
+
+
+EDGE_REPORTS = sorted(p.name for p in (FIXTURES / "edge").glob("*.report.txt")) or [
+    "le64.report.txt"
+]
+_REPORT_EVENT = re.compile(r"\[(\d{3})\] \S{5}\s+(\d+(?:\.\d+)?): (\w+):")
+
+
+@pytest.mark.parametrize("name", EDGE_REPORTS)
+def test_edge_reports_every_event_line(name: str) -> None:
+    """trace-cmd 3.4 report -t text of the synthetic edge files: every event line of the
+    top buffer becomes an event with its CPU, time and tracepoint (checked by a regex here)."""
+    text = fixture_path(f"edge/{name}").read_text()
+    want = [
+        (int(m[1]), m[2], m[3])
+        for line in text.splitlines()
+        if not line.startswith("slab:") and (m := _REPORT_EVENT.search(line))
+    ]
+    t = read(fixture_path(f"edge/{name}"))
+    got = [
+        (int(c), int(ts), Op(int(o)).tracepoint)
+        for c, ts, o in zip(t.cpu, t.ts_ns, t.op, strict=True)
+    ]
+    assert [(c, e) for c, _, e in got] == [(c, e) for c, _, e in want]
+    as_ns = [int(ts.replace(".", "")) for _, ts, _ in want]  # 9 decimals, or raw integers
+    assert [ts for _, ts, _ in got] == as_ns
+    assert t.meta.lost_events.get(1) == (42 if "DROPPED" in text else None)
