@@ -9,6 +9,7 @@ into one line on standard error and the error's exit code.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import signal
 import sys
@@ -27,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate",
     "recommend": "recommend",
     "compare": "compare",
+    "costs": "costs",
     "record": "record",
     "capture_script": "capture-script",
 }
