@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
 from sheaftune.errors import InputError
+from sheaftune.results import Record
 
 CYCLE_NS = 1 / 3.6  # the Xeon E5-1650 v4 (3.6 GHz) of the alloc+free pair measurement
 
@@ -141,8 +142,9 @@ SOURCES: dict[str, str] = {
     "list_lock": "same lock primitives as barn_lock (prototype-kernel time_bench_sample)",
     "handoff": "cache-line transfer 15-19 ns within a CCX (79.5 ns across CCDs); AnandTech "
     "Zen 4 review, core-to-core latency, Ryzen 9 7950X",
-    "slab_batch_object": "kmem_cache_alloc_bulk+free_bulk 17-20 cycles per object at n=16..64, "
-    "halved per direction; J. Brouer, 'slub: do prefetching in kmem_cache_alloc_bulk()', 2015",
+    "slab_batch_object": "kmem_cache_alloc_bulk+free_bulk 17-20 cycles per object at n=16..64; "
+    "default 9 cycles x 2 = 18 cycles; J. Brouer, 'slub: do prefetching in "
+    "kmem_cache_alloc_bulk()', 2015",
     "slab_single_object": "bulk alloc+free at n=1, 49 cycles; J. Brouer 2015 (3.6 GHz)",
     "new_slab": "page allocator order-0 alloc+free 158 ns, half; prototype-kernel, i7-2620M",
     "free_slab": "page allocator order-0 alloc+free 158 ns, half; prototype-kernel, i7-2620M",
@@ -188,3 +190,33 @@ def closed_loop_time(
             break
         t = 0.5 * (t + new_t)
     return t, [min(r, 0.99) for r in rhos], waits
+
+
+#: How lock contention is modelled (printed by ``sheaftune costs``; see the module docstring).
+CONTENTION_MODEL = (
+    "each node's barn spinlock and list_lock is an M/M/1 queue whose service time is the hold "
+    "time (barn_lock, list_lock) plus a cache-line hand-off (handoff) when more than one CPU "
+    "shares it; every CPU of the node runs the same operation mix back to back (closed loop), "
+    "so utilisation rho = (cpus - 1) * acquisitions per operation * service / time per "
+    "operation, the mean wait is service * rho / (1 - rho) (rho capped at 0.99), and the time "
+    "per operation is the fixed point T = base + sum(acquisitions * (service + wait))"
+)
+
+
+@dataclass(frozen=True)
+class CostReport(Record):
+    """The cost model in use (``sheaftune costs``): every cost with its value, default,
+    meaning and source, the file that overrode any, and the contention model."""
+
+    # history: 1 (2026-11) first version
+    SCHEMA: ClassVar[str] = "sheaftune/costs"
+    VERSION: ClassVar[int] = 1
+
+    file: str | None
+    costs: list[dict[str, Any]]
+    contention_model: str
+    cycle_ns: float
+
+    @classmethod
+    def of(cls, model: CostModel, file: str | None = None) -> CostReport:
+        return cls(file, model.describe(), CONTENTION_MODEL, round(CYCLE_NS, 6))

@@ -97,7 +97,7 @@ class UsedDist:
 
     text: str
     kind: str  # "const", "uniform", "scipy"
-    params: tuple[float, ...]
+    params: tuple[float | int, ...]
 
     def sample(self, rng: np.random.Generator, n: int, upper: int) -> tuple[np.ndarray, int]:
         if self.kind == "const":
@@ -134,7 +134,10 @@ def parse_used(text: str) -> UsedDist:
             raise UsageError(f"--used {text!r}: uniform:A-B needs integers A <= B")
         return UsedDist(s, "uniform", (float(lo), float(hi)))
     try:
-        params = tuple(float(p) for p in rest.split(","))
+        # integral values stay ints: binom's n must be an integer
+        params = tuple(
+            int(float(p)) if float(p).is_integer() else float(p) for p in rest.split(",")
+        )
     except ValueError:
         raise UsageError(f"--used {text!r}: parameters must be numbers ({forms})") from None
     import scipy.stats
@@ -144,6 +147,7 @@ def parse_used(text: str) -> UsedDist:
         raise UsageError(f"--used {text!r}: {name!r} is not a scipy.stats distribution ({forms})")
     try:
         med = float(dist(*params).ppf(0.5))
+        dist(*params).rvs(size=2, random_state=np.random.default_rng(0))
     except (TypeError, ValueError) as e:
         raise UsageError(f"--used {text!r}: bad parameters for {name}: {e}") from None
     if not math.isfinite(med):

@@ -1,0 +1,179 @@
+"""``sheaftune compare``: prefilled sheaves versus bulk allocation for the same operations."""
+
+from __future__ import annotations
+
+import click
+
+from sheaftune.cli.common import output_options, output_stream
+
+PLOT_SUFFIXES = (".svg", ".png")
+
+
+@click.command(
+    "compare",
+    epilog="""\b
+Examples:
+  sheaftune compare --upper-bound 30 --used uniform:1-3 --cpus 64
+  sheaftune compare trace.dat --cache maple_node --format json -o cmp.json
+  sheaftune compare --workload workloads/prefill-heavy.yaml --plot cmp.svg""",
+)
+@click.argument("trace", required=False, type=str)
+@click.option(
+    "--workload",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Generate the events and prefill operations from this workload file instead.",
+)
+@click.option(
+    "--ops",
+    "ops_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Prefill operations from our bpftrace prefill script's output, captured with TRACE "
+    "(default: inferred from the trace's sheaf pops).",
+)
+@click.option("--cache", default="maple_node", show_default=True, help="The cache to compare.")
+@click.option(
+    "--upper-bound",
+    type=click.IntRange(1, 65535),
+    default=None,
+    metavar="U",
+    help="Objects each operation must be guaranteed (replaces the input's bounds; with --used "
+    "and no input, builds a synthetic stream).",
+)
+@click.option(
+    "--used",
+    default=None,
+    metavar="N|DIST",
+    help="Objects each synthetic operation uses: N, uniform:A-B, or a scipy.stats NAME:P1,P2 "
+    "(e.g. binom:30,0.1); draws are rounded and clipped to 0..U.",
+)
+@click.option(
+    "--capacity",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Force this sheaf capacity (default: the kernel's own for the cache).",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(1, 8192),
+    default=None,
+    help="CPUs per node for the contention estimate, and the CPUs of a synthetic stream "
+    "(default: the input's CPUs; 4 for a synthetic stream).",
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(("7.3", "6.18")),
+    default="7.3",
+    show_default=True,
+    help="Whose sheaf semantics the replay applies.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(("fast", "reference")),
+    default="reference",
+    show_default=True,
+    help="The readable reference model, or the compiled engine.",
+)
+@click.option(
+    "--costs",
+    "costs_file",
+    type=str,
+    default=None,
+    metavar="FILE.yaml",
+    help="Replace cost-model defaults (see `sheaftune costs`).",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of --workload generation and of --used draws.",
+)
+@click.option(
+    "--events",
+    type=click.IntRange(1, 2_000_000_000),
+    default=None,
+    help="Visible events to generate from --workload (default: its own, at most 50,000).",
+)
+@click.option(
+    "--plot",
+    type=str,
+    default=None,
+    metavar="FILE.svg|png",
+    help="Draw cost per operation of both strategies against the used share.",
+)
+@output_options(("table", "json", "yaml"))
+def command(
+    trace: str | None,
+    workload: str | None,
+    ops_file: str | None,
+    cache: str,
+    upper_bound: int | None,
+    used: str | None,
+    capacity: int | None,
+    cpus: int | None,
+    kernel: str,
+    engine: str,
+    costs_file: str | None,
+    seed: int,
+    events: int | None,
+    plot: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Compare kmem_cache_prefill_sheaf with kmem_cache_alloc_bulk for the same operations.
+
+    Each operation must be guaranteed U objects and uses k of them. Prefill: prefill_sheaf(U),
+    k x alloc_from_sheaf, return_sheaf. Bulk: alloc_bulk(U), then free_bulk of the U - k
+    unused. Both replay through the sheaf model with the same background allocations and frees
+    and the same lives of the used objects. Prints, per strategy, the estimated cost per
+    operation with its breakdown, the slow-path share, memory held, lock and slab traffic and
+    the kernel's counters; the winner and margin; and the crossover: the share of U used at
+    which bulk catches up. Operations come from TRACE (inferred from its sheaf pops, or --ops),
+    from --workload, or, with neither, from --upper-bound and --used alone (a synthetic stream).
+    """
+    from sheaftune.analysis.compare import CompareRequest, run
+    from sheaftune.cli.console import stderr
+    from sheaftune.costs import CostModel
+    from sheaftune.errors import UsageError
+    from sheaftune.report import render
+
+    if plot is not None:
+        if not plot.lower().endswith(PLOT_SUFFIXES):
+            raise UsageError(f"--plot {plot!r}: give a .svg or .png file")
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
+            ) from None
+    costs = CostModel.from_yaml(costs_file) if costs_file else None
+    req = CompareRequest(
+        trace=trace,
+        workload=workload,
+        ops_file=ops_file,
+        cache=cache,
+        upper_bound=upper_bound,
+        used=used,
+        capacity=capacity,
+        cpus=cpus,
+        kernel=kernel,
+        engine=engine,
+        costs=costs,
+        seed=seed,
+        events=events,
+    )
+    req.check()
+
+    def say(msg: str) -> None:
+        if stderr.is_terminal:
+            stderr.print(f"sheaftune: {msg}...")
+
+    record = run(req, say)
+    with output_stream(output) as out:
+        render(record, fmt, out)
+    if plot is not None:
+        from sheaftune.report.comparison import plot_comparison
+
+        plot_comparison(record, plot)
