@@ -214,6 +214,7 @@ class _Stream:
     f_obj: np.ndarray  # int64: index of the object within this stream's allocations
     prefill: dict[str, np.ndarray] | None
     ops: int
+    hidden: dict[str, np.ndarray] | None = None  # bulk objects with no event at all
 
 
 def _gen_stream(
@@ -285,6 +286,17 @@ def _gen_stream(
         a_bytes = s.bytes_req.sample(rng, n_obj).astype(np.int32)
     else:
         a_bytes = np.full(n_obj, spec.cache(s.cache).object_size, dtype=np.int32)
+    hidden = None
+    if s.kind == "bulk" and fr.visible < 1.0:
+        # Objects a bulk user allocates and frees invisibly never show: they only held an
+        # address for a while. Leave them out of the merge (the costly part) and count them.
+        vis = a_fate == _VISIBLE
+        gone = ~vis & (a_fate != _NEVER)
+        hidden = {"a_t": a_t[~vis], "f_t": f_t[gone], "f_fate": a_fate[gone]}
+        a_t, a_cpu, a_fate, a_site, a_bytes, a_follow = (
+            x[vis] for x in (a_t, a_cpu, a_fate, a_site, a_bytes, a_follow)
+        )
+        f_t, f_cpu, f_site = f_t[vis], f_cpu[vis], f_site[vis]
     dies = np.flatnonzero(a_fate != _NEVER)
     prefill = None
     if s.kind == "prefill":
@@ -304,6 +316,7 @@ def _gen_stream(
         f_obj=dies,
         prefill=prefill,
         ops=m,
+        hidden=hidden,
     )
 
 
@@ -443,6 +456,11 @@ def _generate_once(
         for si, x in enumerate(streams)
         if x.prefill is not None
     ]
+    hidden = [
+        (cache_index[st.cache], x.hidden)
+        for st, x in zip(spec.streams, streams, strict=True)
+        if x.hidden is not None
+    ]
     stream_ops = [
         {"name": st.name, "ops": x.ops} for st, x in zip(spec.streams, streams, strict=True)
     ]
@@ -480,13 +498,23 @@ def _generate_once(
     )
     columns = dict(zip(COLUMNS, cols, strict=True))
     del a_site, a_bytes, order, tag
+    t0 = int(t_us[keep[0]])
+    t1 = int(t_us[keep[-1]])
+    for ci, h in hidden:
+        # the walk counted records at or after time 0 up to the last kept row
+        def inside(t_ns: np.ndarray) -> np.ndarray:
+            us = np.floor(t_ns / 1000.0)
+            return (us >= 0) & (us <= t1)
+
+        cnt[ci, COUNT_NAMES.index("alloc_bulk")] += int(inside(h["a_t"]).sum())
+        fin = inside(h["f_t"])
+        cnt[ci, COUNT_NAMES.index("free_kfree_rcu")] += int((fin & (h["f_fate"] == _RCU)).sum())
+        cnt[ci, COUNT_NAMES.index("free_bulk")] += int((fin & (h["f_fate"] == _BULK)).sum())
     by_cache = {
         c.name: {name: int(cnt[ci, j]) for j, name in enumerate(COUNT_NAMES)}
         for ci, c in enumerate(spec.caches)
     }
     counts = {name: cnt[:, j] for j, name in enumerate(COUNT_NAMES)}
-    t0 = int(t_us[keep[0]])
-    t1 = int(t_us[keep[-1]])
     ops = _op_table(prefill_rows, spec, cache_index, t0, t1, ncpus, comms)
     meta = TraceMeta(
         source=spec.path or spec.name,
