@@ -267,7 +267,8 @@ class PageDecoder:
         named = np.flatnonzero(w.name_hash)
         if len(named):
             h = w.name_hash[named]
-            uniq = np.unique(h)
+            uniq = np.sort(h)  # np.unique would import numpy.ma (~50 ms) for this
+            uniq = uniq[np.concatenate(([True], uniq[1:] != uniq[:-1]))]
             codes = np.searchsorted(uniq, h)
             first = np.empty(len(uniq), dtype=np.int64)
             first[codes[::-1]] = np.arange(len(h) - 1, -1, -1)  # the earliest row wins
