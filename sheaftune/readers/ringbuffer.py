@@ -636,6 +636,7 @@ def _decode_payloads(
     targets = ("pid", "call_site", "ptr", "bytes_req", "bytes_alloc", "gfp", "node")
     present = np.flatnonzero(np.bincount(kli, minlength=len(lay.lay_op))).tolist()
     cols["op"] = lay.lay_op[kli]
+    subsets: dict[tuple[int, ...], tuple[np.ndarray, ...]] = {}
     # one gather per field and field encoding, across every layout that has it
     for slot in range(8):
         spec = lay.layouts[:, slot]
@@ -648,11 +649,14 @@ def _decode_payloads(
             if len(lays) == len(present):
                 rows = None
                 rli, rpl_, rln_ = kli, kpl, kln
-            else:
-                member = np.zeros(len(lay.lay_op), dtype=bool)
-                member[lays] = True
-                rows = np.flatnonzero(member[kli])
-                rli, rpl_, rln_ = kli[rows], kpl[rows], kln[rows]
+            else:  # the rows of these layouts; most fields share a few such subsets
+                sub = subsets.get(tuple(lays))
+                if sub is None:
+                    member = np.zeros(len(lay.lay_op), dtype=bool)
+                    member[lays] = True
+                    r = np.flatnonzero(member[kli])
+                    sub = subsets[tuple(lays)] = (r, kli[r], kpl[r], kln[r])
+                rows, rli, rpl_, rln_ = sub
             off = spec[rli, 0]
             if slot < 7:
                 target = targets[slot]

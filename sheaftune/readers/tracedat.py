@@ -562,9 +562,13 @@ class _TraceDat:
         for b in self.buffers:
             if b.name == want:
                 return b
-        if not want:
-            raise self.error("the file holds no top-level flyrecord buffer", "options")
         listed = ", ".join(repr(n) if n else "top" for n in names) or "none"
+        if not want:
+            raise self.error(
+                f"the file holds no top-level flyrecord buffer (buffers: {listed}; "
+                "choose one with --buffer)",
+                "options",
+            )
         raise UsageError(f"{self.path}: no buffer {want!r} in this trace.dat (buffers: {listed})")
 
     def _read_events(self) -> EventTable:
