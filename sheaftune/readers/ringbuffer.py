@@ -8,12 +8,14 @@ container, so live capture can feed it raw per-CPU buffers with the ``events/hea
 ``format`` files read from tracefs (:func:`sheaftune.readers.eventformat.read_tracefs_formats`).
 
 Speed: Python never loops over records. The default engine walks all pages of a window at once
-with numpy (step k reads the k-th record of every page still active), then gathers each kmem
-layout's fields with one structured view. The ``numba`` engine is its sequential twin (the
-readable reference, ``sheaftune.readers._jit``), held equal to it by a property test; it is not
-the default because loading numba costs more (~0.6 s, ~170 MB) than a whole large trace takes.
-Cache names are hashed column-wise and become strings once per distinct value. Memory is
-bounded by the columns produced plus one window.
+with numpy (step k reads the k-th record of every page still active; a step where every page
+holds an ordinary data record takes a short path), then gathers each field with aligned word
+loads across all the layouts that have it. The ``numba`` engine is its sequential twin (the
+readable reference, ``sheaftune.readers._jit``), held equal to it by property tests; it is not
+the default because loading numba costs ~0.6 s and ~150 MB, more than a 700k-event trace takes
+to read. The trace.dat reader switches to it only for very large page data, where its faster
+walk repays the load. Cache names are hashed column-wise and become strings once per distinct
+value. Memory is bounded by the columns produced plus one window.
 """
 
 from __future__ import annotations
