@@ -14,6 +14,14 @@ length read from the file is checked against the bytes that remain before anythi
 allocated; problems raise :class:`~sheaftune.errors.InputError` naming the file, the section or
 CPU and the byte offset, or, with ``ReadOptions.salvage``, are counted in ``meta.skipped`` and
 ``meta.warnings`` while every readable event is kept.
+
+The table's meta: ``file_version``, ``clock`` (``ts_is_ns`` False for counter, uptime and
+x86-tsc), ``cpus``, ``kernel_release`` (UNAME option), ``buffer`` (None for the top buffer) and
+``buffers`` (``""`` is the top one), ``lost_events``/``lost_markers`` per CPU, counted as
+trace-cmd prints ``CPU:N [N EVENTS DROPPED]`` lines. ``meta.extra``: ``page_size``,
+``kernel_long_size``, ``endian``, ``compression``, ``trace_cmd_version``, ``pages``,
+``records``, ``page_engine`` and ``dropped`` (cpu, time of the first record after the gap,
+count or -1 when unknown; the first 10,000).
 """
 
 from __future__ import annotations
