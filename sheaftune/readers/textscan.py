@@ -291,7 +291,7 @@ def scan_text(
             s += 1
         if s == le:
             st = ST_BLANK
-        elif buf[s] == 35:  # '#'
+        elif buf[pos] == 35:  # '#' in column 0 (a comm may start with '#' after its padding)
             st = ST_COMMENT
         elif _startswith(buf, s, le, _L_CPUS) or _startswith(buf, s, le, _L_VERSION):
             st = ST_HEADER
