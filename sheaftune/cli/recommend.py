@@ -1,0 +1,281 @@
+"""``sheaftune recommend``: which ``sheaf_capacity`` a cache should have, with the evidence."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import click
+
+from sheaftune.cli.common import input_format_option, output_options, output_stream
+
+if TYPE_CHECKING:
+    from sheaftune.analysis.recommend import Recommendation, RecommendOptions
+    from sheaftune.costs import CostModel
+
+_SUFFIX = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_bytes(value: str) -> int:
+    """``65536``, ``64K``, ``64KiB``, ``1.5M``, ``2G`` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*", value)
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 65536, 512K, 4M, 1G)")
+    return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
+
+
+@click.command(
+    "recommend",
+    epilog="""\b
+Examples:
+  sheaftune recommend --workload workloads/will-it-scale-mmap2.yaml --cpus 64 --kernel 6.18
+  sheaftune recommend trace.dat --cache maple_node --cpus 128 --nodes 2 --format json
+  sheaftune recommend --upper-bound 13 --object-size 256 --cpus 16 --plot capacity.png""",
+)
+@click.argument("traces", nargs=-1, type=str)
+@click.option(
+    "--workload",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="A workload file (workloads/*.yaml), regenerated for --cpus instead of a trace.",
+)
+@click.option(
+    "--cache",
+    default="maple_node",
+    show_default=True,
+    metavar="NAME",
+    help="The cache to recommend for.",
+)
+@click.option(
+    "--upper-bound",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Prefill size of the cache's prefill operations. Alone (no TRACE, no --workload): "
+    "recommend from the default demand model (docs/recommend.md).",
+)
+@click.option(
+    "--object-size",
+    type=click.IntRange(8, 1 << 20),
+    default=None,
+    help="Slot size S.size in bytes for the default demand model [default: 256, maple_node]; "
+    "a trace or workload says its own.",
+)
+@click.option(
+    "--cpus",
+    type=click.IntRange(1, 8192),
+    default=None,
+    help="CPUs of the target machine [default: the trace's or workload's own; 1 for the "
+    "demand model]. A trace is replayed as is and contention scaled to these CPUs; a "
+    "workload is regenerated for them.",
+)
+@click.option(
+    "--nodes", type=click.IntRange(1, 1024), default=None, help="NUMA nodes [default: 1]."
+)
+@click.option(
+    "--kernel",
+    type=click.Choice(("7.3", "6.18")),
+    default="7.3",
+    show_default=True,
+    help="Whose sheaf semantics the replays apply.",
+)
+@click.option(
+    "--objective",
+    type=click.Choice(("balanced", "time", "memory")),
+    default="balanced",
+    show_default=True,
+    help="balanced: the smallest capacity within --tolerance of the fastest; time: the "
+    "fastest; memory: the least worst-case memory per node.",
+)
+@click.option(
+    "--tolerance",
+    type=click.FloatRange(0.0, 10.0),
+    default=0.05,
+    show_default=True,
+    help="balanced: how much slower than the fastest still counts as as fast (0.05 = 5%).",
+)
+@click.option(
+    "--memory-budget",
+    default=None,
+    metavar="BYTES",
+    help="Worst-case bytes per node the cache's sheaves may hold (e.g. 4M); larger "
+    "candidates are excluded.",
+)
+@click.option(
+    "--capacity",
+    multiple=True,
+    metavar="N[,N...]",
+    help="Also consider these capacities. Repeatable.",
+)
+@click.option(
+    "--engine",
+    type=click.Choice(("auto", "fast", "reference")),
+    default="auto",
+    show_default=True,
+    help="Replay engine; auto: the compiled engine when installed.",
+)
+@click.option(
+    "--costs",
+    "costs_file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Cost model overrides (YAML mapping of cost names to ns).",
+)
+@click.option(
+    "--events-per-cpu",
+    type=click.IntRange(100, 10_000_000),
+    default=5000,
+    show_default=True,
+    help="--workload: visible events generated per CPU.",
+)
+@click.option(
+    "--seed",
+    type=click.IntRange(0, 2**63 - 1),
+    default=0,
+    show_default=True,
+    help="Seed of the workload generator or demand model.",
+)
+@click.option(
+    "--rcu-gp-ms",
+    type=click.FloatRange(0.001, 1e6),
+    default=10.0,
+    show_default=True,
+    help="TRACE: an RCU grace period ends every this many ms.",
+)
+@input_format_option
+@click.option(
+    "--plot",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also draw estimated time and memory against capacity to FILE (png, svg, pdf); "
+    "needs matplotlib (pip install 'sheaftune[plot]').",
+)
+@output_options(("table", "json", "yaml"))
+def command(
+    traces: tuple[str, ...],
+    workload: str | None,
+    cache: str,
+    upper_bound: int | None,
+    object_size: int | None,
+    cpus: int | None,
+    nodes: int | None,
+    kernel: str,
+    objective: str,
+    tolerance: float,
+    memory_budget: str | None,
+    capacity: tuple[str, ...],
+    engine: str,
+    costs_file: str | None,
+    events_per_cpu: int,
+    seed: int,
+    rcu_gp_ms: float,
+    input_format: str | None,
+    plot: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Recommend a sheaf_capacity for a cache, with the evidence.
+
+    Every candidate (the capacities that fill a kmalloc bucket, 4 12 28 60 124 252 508, the
+    cache's current and 7.3-autotuned values, and any --capacity) is replayed through the
+    sheaf model and priced by the cost model with lock contention for the CPUs per node:
+    estimated time per operation, fast-path share, barn and slab traffic, oversize prefills,
+    worst-case and typical memory per CPU and per node. The objective picks the winner; the
+    output says why, what the runner-up would cost or save, what the 7.3 kernel's autotuning
+    gives, and the line for struct kmem_cache_args. Demand comes from one TRACE (replayed as
+    is; --cpus scales the contention), a --workload (regenerated for --cpus), or
+    --upper-bound alone (the default demand model).
+    """
+    from sheaftune.analysis.recommend import (
+        RecommendOptions,
+        recommend_for_upper_bound,
+        recommend_for_workload,
+    )
+    from sheaftune.errors import UsageError
+    from sheaftune.report import render
+
+    if plot is not None:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError(
+                "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
+            ) from None
+    if len(traces) > 1:
+        raise UsageError("give one TRACE at a time")
+    if traces and workload:
+        raise UsageError("give a TRACE or --workload, not both")
+    if not traces and not workload and upper_bound is None:
+        raise UsageError("give a TRACE, --workload, or --upper-bound N (see --help)")
+    if object_size is not None and (traces or workload):
+        raise UsageError("--object-size is for the default demand model; the input has its own")
+    extra: list[int] = []
+    for item in capacity:
+        for part in item.split(","):
+            try:
+                n = int(part)
+            except ValueError:
+                raise UsageError(f"--capacity: {part!r} is not a number") from None
+            if not 1 <= n <= 65535:
+                raise UsageError(f"--capacity: {n} is out of range (1..65535)")
+            extra.append(n)
+    budget = None
+    if memory_budget is not None:
+        try:
+            budget = parse_bytes(memory_budget)
+        except click.BadParameter as e:
+            raise UsageError(f"--memory-budget: {e.message}") from None
+    costs = _costs(costs_file)
+    options = RecommendOptions(
+        kernel=kernel,
+        cpus=cpus,
+        nodes=nodes,
+        objective=objective,
+        memory_budget=budget,
+        capacities=tuple(extra),
+        upper_bound=upper_bound,
+        engine=engine,
+        costs=costs,
+        tolerance=tolerance,
+    )
+    if traces:
+        record = _from_trace(traces[0], input_format, cache, options, rcu_gp_ms)
+    elif workload:
+        from sheaftune.synth.spec import load_spec
+
+        record = recommend_for_workload(
+            load_spec(workload), cache, options, events_per_cpu=events_per_cpu, seed=seed
+        )
+    else:
+        assert upper_bound is not None
+        record = recommend_for_upper_bound(
+            upper_bound, options, cache=cache, object_size=object_size or 256, seed=seed
+        )
+    with output_stream(output) as out:
+        render(record, fmt, out)
+    if plot is not None:
+        from sheaftune.report.recommendation import plot_recommendation
+
+        plot_recommendation(record, plot)
+
+
+def _costs(path: str | None) -> CostModel:
+    from sheaftune.costs import CostModel
+
+    return CostModel.from_yaml(path) if path else CostModel()
+
+
+def _from_trace(
+    path: str, input_format: str | None, cache: str, options: RecommendOptions, rcu_gp_ms: float
+) -> Recommendation:
+    from sheaftune.analysis.pipeline import load
+    from sheaftune.analysis.recommend import recommend_for_cache
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+    from sheaftune.cli.console import warn_meta
+    from sheaftune.cli.progress import read_options
+    from sheaftune.normalize import normalize
+
+    with read_options(path) as opts:
+        table = load(path, input_format, opts)
+    warn_meta(table.meta)
+    policy = ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6))
+    return recommend_for_cache(normalize(table), cache, options, policy)
