@@ -899,6 +899,8 @@ class Interner:
 #: Bytes of decompressed text parsed per kernel call (cut at the last newline).
 BLOCK_BYTES = 16 << 20
 _PIECE_BYTES = 4 << 20
+#: A "line" longer than this is not text: the input is refused rather than buffered whole.
+MAX_LINE_BYTES = 64 << 20
 #: A block smaller than this is parsed by one thread.
 MIN_SPLIT_BYTES = 1 << 20
 
@@ -978,7 +980,11 @@ def _blocks(
                 yield buf, got, True, nread, damage
                 return
             cut = buf.rfind(b"\n", 0, got)
-            if cut < 0:  # one line longer than a block: keep growing it
+            if cut < 0:  # one line longer than a block: keep growing it, within reason
+                if got > MAX_LINE_BYTES:
+                    raise InputError(
+                        f"not a text trace: no line end in {got >> 20} MB", source.display
+                    )
                 carry = bytes(buf[:got])
                 continue
             carry = bytes(buf[cut + 1 : got])
