@@ -1787,9 +1787,7 @@ class _State:
         self.sho = np.concatenate([self.sho, np.zeros((n, self.sho.shape[1]), dtype=np.int64)])
         free_n = int(self.g[G_SFREE_N])
         # new ids go under the free stack so recycled ids keep being reused first
-        self.sfree = np.concatenate(
-            [np.arange(old + n - 1, old - 1, -1, dtype=np.int64), self.sfree[:free_n]]
-        )
+        self.sfree = _free_stack(old, n, self.sfree[:free_n])
         self.g[G_SFREE_N] = free_n + n
 
     def _grow_oversize(self, n: int) -> None:
@@ -1797,9 +1795,7 @@ class _State:
         self.ovm = np.concatenate([self.ovm, np.zeros((n, OV_LEN), dtype=np.int64)])
         self.ovo = np.concatenate([self.ovo, np.zeros((n, self.ovo.shape[1]), dtype=np.int64)])
         free_n = int(self.g[G_OVFREE_N])
-        self.ovfree = np.concatenate(
-            [np.arange(old + n - 1, old - 1, -1, dtype=np.int64), self.ovfree[:free_n]]
-        )
+        self.ovfree = _free_stack(old, n, self.ovfree[:free_n])
         self.g[G_OVFREE_N] = free_n + n
 
     def _grow_rows(self, n: int) -> None:
@@ -1807,9 +1803,7 @@ class _State:
         self.slm = np.concatenate([self.slm, np.zeros((n, SL_LEN), dtype=np.int64)])
         self.slf = np.concatenate([self.slf, np.zeros((n, self.slf.shape[1]), dtype=np.int64)])
         free_n = int(self.g[G_RFREE_N])
-        self.rfree = np.concatenate(
-            [np.arange(old + n - 1, old - 1, -1, dtype=np.int64), self.rfree[:free_n]]
-        )
+        self.rfree = _free_stack(old, n, self.rfree[:free_n])
         self.g[G_RFREE_N] = free_n + n
 
     def grow(self, need_rows: int) -> None:
@@ -1827,6 +1821,15 @@ class _State:
         if g[G_CRQ_N] >= len(self.crq):
             self.crq = np.concatenate([self.crq, np.zeros_like(self.crq)])
             self.crq2 = np.zeros(len(self.crq), dtype=np.int64)
+
+
+def _free_stack(old: int, n: int, free: np.ndarray) -> np.ndarray:
+    """A free-id stack as long as the grown pool (every id may be free at once): the new ids
+    ``old..old+n-1`` below the ids already free, so recycled ids keep being reused first."""
+    stack = np.empty(old + n, dtype=np.int64)
+    stack[:n] = np.arange(old + n - 1, old - 1, -1, dtype=np.int64)
+    stack[n : n + len(free)] = free
+    return stack
 
 
 def _columns(plan: Plan) -> tuple[np.ndarray, ...]:

@@ -1,0 +1,350 @@
+"""The fast engine equals the reference model: random plans (hypothesis) and every real fixture.
+
+Equality is of the whole :class:`ReplayResult`: every kernel counter, every extra, the
+occupancy (per-CPU and per-node peaks, time-weighted means, final values), the final state
+snapshot and the skipped commands.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sheaftune.model import fast
+from sheaftune.model.plan import Cmd, Plan
+from sheaftune.model.reference import ModelError
+from sheaftune.model.replay import ReplayResult, replay, run_reference
+from sheaftune.params import ModelParams
+
+FIXTURES = Path("/work/shared/fixtures")
+
+
+def assert_same(ref: ReplayResult, got: ReplayResult) -> None:
+    assert got.counters == ref.counters
+    assert got.extras == ref.extras
+    assert got.occupancy == ref.occupancy
+    assert got.state == ref.state
+    assert got.skipped == ref.skipped
+
+
+def check(plan: Plan, params: ModelParams) -> ReplayResult:
+    """Both engines on ``plan``; either both raise ModelError or both give the same result."""
+    try:
+        ref = run_reference(plan, params)
+    except ModelError:
+        with pytest.raises(ModelError):
+            fast.run(plan, params)
+        return ReplayResult({}, {}, {}, {})
+    got = fast.run(plan, params)
+    assert_same(ref, got)
+    return ref
+
+
+# ----------------------------------------------------------------------------- random plans
+OPS = (
+    "alloc", "alloc", "alloc", "alloc_node", "free", "free", "free", "kfree_rcu", "rcu_gp",
+    "prefill", "pop", "pop", "return", "refill", "alloc_bulk", "free_bulk", "shrink",
+)  # fmt: skip
+
+
+@st.composite
+def params_st(draw: st.DrawFn) -> ModelParams:
+    kernel = draw(st.sampled_from(["7.3", "6.18"]))
+    cpus = draw(st.integers(1, 4))
+    nodes = draw(st.integers(1, 3))
+    cpu_node = tuple(draw(st.integers(0, nodes - 1)) for _ in range(cpus))
+    skip = draw(st.sampled_from([0.0, 0.0, 0.0, 0.5]))
+    return ModelParams(
+        kernel=kernel,
+        sheaf_capacity=draw(st.integers(0, 8)),
+        object_size=64,
+        objects_per_slab=draw(st.integers(1, 8)),
+        cpus=cpus,
+        nodes=nodes,
+        cpu_node=cpu_node,
+        max_full_sheaves=draw(st.integers(0, 4)),
+        max_empty_sheaves=draw(st.integers(0, 4)),
+        min_partial=draw(st.integers(0, 4)),
+        cpu_partial=draw(st.integers(0, 12)),
+        remote_skip_probability=skip,
+        seed=draw(st.integers(0, 3)),
+    )
+
+
+@st.composite
+def ops_st(draw: st.DrawFn) -> list[tuple[int, ...]]:
+    """Raw operations: (op index, cpu, x, y, z, dt); the plan builder resolves x/y/z modulo
+    what is live, so every shrink of the list is still a valid plan."""
+    n = draw(st.integers(1, 120))
+    return [
+        (
+            draw(st.integers(0, len(OPS) - 1)),
+            draw(st.integers(0, 3)),
+            draw(st.integers(0, 1 << 16)),
+            draw(st.integers(0, 12)),
+            draw(st.integers(0, 1 << 16)),
+            draw(st.sampled_from([0, 0, 1, 7, 1000])),
+        )
+        for _ in range(n)
+    ]
+
+
+def build_random_plan(p: ModelParams, raw: list[tuple[int, ...]]) -> Plan:
+    """A valid command stream: objects are freed at most once (plus a few deliberate frees of
+    never-allocated or already-freed slots, which both engines must skip the same way)."""
+    cols: dict[str, list[int]] = {k: [] for k in ("ts", "cmd", "cpu", "a", "b", "c")}
+    aux: list[int] = []
+    live: list[int] = []  # object slots that may be live
+    sheaves: list[int] = []  # sheaf slots prefilled and not returned
+    n_obj = 0
+    n_sh = 0
+    ts = 0
+
+    def add(cmd: Cmd, cpu: int, a: int = 0, b: int = 0, c: int = 0) -> None:
+        cols["ts"].append(ts)
+        cols["cmd"].append(int(cmd))
+        cols["cpu"].append(cpu)
+        cols["a"].append(a)
+        cols["b"].append(b)
+        cols["c"].append(c)
+
+    for op_i, cpu_r, x, y, z, dt in raw:
+        ts += dt
+        op = OPS[op_i]
+        cpu = cpu_r % p.cpus
+        if op in ("alloc", "alloc_node"):
+            node = -1 if op == "alloc" else x % p.nodes
+            add(Cmd.ALLOC, cpu, n_obj, z & 1, node)
+            live.append(n_obj)
+            n_obj += 1
+        elif op in ("free", "kfree_rcu"):
+            if live and x % 16:
+                slot = live.pop(x % len(live))
+            else:
+                slot = n_obj + 5  # never allocated: skipped by both engines
+                n_obj += 6
+            add(Cmd.FREE if op == "free" else Cmd.KFREE_RCU, cpu, slot)
+        elif op == "rcu_gp":
+            add(Cmd.RCU_GP, 0)
+        elif op == "prefill":
+            size = y % (p.sheaf_capacity + 4)
+            add(Cmd.PREFILL, cpu, n_sh, size, z & 1)
+            sheaves.append(n_sh)
+            n_sh += 1
+        elif op == "pop":
+            sh = sheaves[x % len(sheaves)] if sheaves and x % 8 else n_sh + 3
+            n_sh = max(n_sh, sh + 1)
+            add(Cmd.ALLOC_FROM_SHEAF, cpu, n_obj, sh)
+            live.append(n_obj)
+            n_obj += 1
+        elif op == "return":
+            if sheaves:
+                add(Cmd.RETURN_SHEAF, cpu, sheaves.pop(x % len(sheaves)))
+        elif op == "refill":
+            sh = sheaves[x % len(sheaves)] if sheaves and x % 8 else n_sh + 3
+            n_sh = max(n_sh, sh + 1)
+            add(Cmd.REFILL_SHEAF, cpu, sh, y % (p.sheaf_capacity + 6), z & 1)
+        elif op == "alloc_bulk":
+            k = y
+            slots = list(range(n_obj, n_obj + k))
+            n_obj += k
+            add(Cmd.ALLOC_BULK, cpu, len(aux), k)
+            aux.extend(slots)
+            live.extend(slots)
+        elif op == "free_bulk":
+            k = min(y, len(live))
+            rng = np.random.default_rng(x)
+            pick = sorted(rng.choice(len(live), size=k, replace=False).tolist(), reverse=True)
+            slots = [live.pop(i) for i in pick]
+            if z % 5 == 0:
+                slots.append(n_obj + 2)  # one never-allocated slot in the array
+                n_obj += 3
+            add(Cmd.FREE_BULK, cpu, len(aux), len(slots))
+            aux.extend(slots)
+        elif op == "shrink":
+            add(Cmd.SHRINK, 0)
+    return Plan(
+        np.array(cols["ts"], dtype=np.int64),
+        np.array(cols["cmd"], dtype=np.uint8),
+        np.array(cols["cpu"], dtype=np.uint16),
+        np.array(cols["a"], dtype=np.int64),
+        np.array(cols["b"], dtype=np.int64),
+        np.array(cols["c"], dtype=np.int64),
+        np.array(aux, dtype=np.int64),
+        n_obj,
+        n_sh,
+    )
+
+
+@settings(
+    max_examples=int(os.environ.get("SHEAFTUNE_FAST_EXAMPLES", "400")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(p=params_st(), raw=ops_st())
+def test_fast_equals_reference_on_random_plans(p: ModelParams, raw: list[tuple[int, ...]]) -> None:
+    check(build_random_plan(p, raw), p)
+
+
+def test_fast_equals_reference_on_long_random_plans() -> None:
+    """Longer plans than hypothesis draws: many slabs, pool growth, partial-list churn."""
+    rng = np.random.default_rng(7)
+    for i in range(24):
+        nodes = 1 + i % 3
+        cpus = 1 + i % 4
+        p = ModelParams(
+            kernel="6.18" if i % 2 else "7.3",
+            sheaf_capacity=[0, 1, 3, 8, 28, 60][i % 6],
+            objects_per_slab=[1, 3, 8, 16][i % 4],
+            cpus=cpus,
+            nodes=nodes,
+            cpu_node=tuple(int(x) for x in rng.integers(0, nodes, cpus)),
+            min_partial=i % 5,
+            max_full_sheaves=[10, 2, 0][i % 3],
+            cpu_partial=[0, 6, 52][i % 3],
+            remote_skip_probability=0.3 if i % 5 == 0 else 0.0,
+            seed=i,
+        )
+        raw = [
+            (
+                int(rng.choice(len(OPS), p=_long_weights())),
+                int(rng.integers(0, 4)),
+                int(rng.integers(0, 1 << 16)),
+                int(rng.integers(0, 40)),
+                int(rng.integers(0, 1 << 16)),
+                int(rng.choice([0, 1, 5, 1000])),
+            )
+            for _ in range(3000)
+        ]
+        check(build_random_plan(p, raw), p)
+
+
+@functools.cache
+def _long_weights() -> np.ndarray:
+    w = np.array([8, 8, 8, 2, 9, 9, 9, 3, 1, 1, 2, 2, 1, 1, 1, 1, 0.05])
+    return w / w.sum()
+
+
+def test_remote_gate_draws_match_python_random() -> None:
+    """The engine's Mersenne Twister gives CPython's ``random.random()`` sequence."""
+    import random
+
+    for seed in (0, 1, 12345):
+        r = random.Random(seed)
+        mt = np.zeros(626, dtype=np.int64)
+        mt[:625] = r.getstate()[1]
+        want = [random.Random(seed).random() for _ in range(1)]
+        got = [fast.mt_random(mt)]
+        r2 = random.Random(seed)
+        want = [r2.random() for _ in range(700)]
+        mt[:625] = random.Random(seed).getstate()[1]
+        got = [fast.mt_random(mt) for _ in range(700)]
+        assert got == want
+
+
+def test_replay_dispatches_to_the_fast_engine() -> None:
+    p = ModelParams(sheaf_capacity=4, objects_per_slab=4)
+    raw = [(0, 0, 0, 0, 0, 1)] * 10 + [(4, 0, 1, 0, 0, 1)] * 10
+    plan = build_random_plan(p, raw)
+    assert_same(run_reference(plan, p), replay(plan, p, "fast"))
+
+
+def test_run_many_equals_single_runs() -> None:
+    p = ModelParams(sheaf_capacity=4, objects_per_slab=4, cpus=2, cpu_node=(0, 0))
+    rng = np.random.default_rng(3)
+    raw = [
+        (int(rng.integers(0, len(OPS) - 1)), int(rng.integers(0, 2)), int(rng.integers(0, 999)),
+         int(rng.integers(0, 9)), int(rng.integers(0, 999)), 3)
+        for _ in range(2000)
+    ]  # fmt: skip
+    plan = build_random_plan(p, raw)
+    plist = [dataclasses.replace(p, sheaf_capacity=c) for c in (0, 1, 4, 12, 28, 60)]
+    many = fast.run_many(plan, plist)
+    for pp, r in zip(plist, many, strict=True):
+        assert_same(run_reference(plan, pp), r)
+
+
+def test_needs_compile_reports_a_cold_cache(tmp_path: Path) -> None:
+    """In a fresh cache directory the engine must compile; the warm cache here must not."""
+    code = "from sheaftune.model import fast; print(fast.needs_compile())"
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert out.stdout.strip() == "True", out.stderr
+    fast.run(build_random_plan(ModelParams(), [(0, 0, 0, 0, 0, 1)]), ModelParams())
+    assert fast.needs_compile() is False
+
+
+# ----------------------------------------------------------------------------- real fixtures
+@functools.cache
+def _norm(name: str, first: int | None = None):  # type: ignore[no-untyped-def]
+    from sheaftune.analysis.pipeline import load
+    from sheaftune.normalize import normalize
+
+    path = FIXTURES / name
+    if not path.exists():
+        pytest.skip(f"{path} is not available")
+    table = load(str(path))
+    if first is not None:
+        table = table.take(np.arange(min(first, len(table.columns["ts_ns"]))))
+    return normalize(table)
+
+
+def _fixture_check(name: str, cache: str, kernel: str, caps: list[int | None], **kw) -> None:  # type: ignore[no-untyped-def]
+    from sheaftune.analysis.tracereplay import build_plan, params_for
+
+    n = _norm(name, kw.pop("first", None))
+    plan = build_plan(n, cache)
+    for cap in caps:
+        params = params_for(n, cache, kernel, cap, nodes=kw.get("nodes", 1))
+        ref = check(plan, params)
+        assert ref.counters  # the replay really ran
+
+
+@pytest.mark.parametrize("kernel", ["7.3", "6.18"])
+@pytest.mark.parametrize("cache", ["maple_node", "vm_area_struct"])
+def test_vma_small(cache: str, kernel: str) -> None:
+    _fixture_check("traces/vma-small.v7zstd.dat", cache, kernel, [None, 0, 1, 4, 12, 32, 124])
+
+
+@pytest.mark.parametrize("kernel", ["7.3", "6.18"])
+def test_vma_small_two_nodes(kernel: str) -> None:
+    """CPUs split over two nodes: the trace's cross-CPU frees become remote frees."""
+    for cache in ("maple_node", "vm_area_struct"):
+        _fixture_check("traces/vma-small.v7zstd.dat", cache, kernel, [None, 4], nodes=2)
+
+
+def _busiest(name: str, k: int, prefix: str = "", first: int | None = None) -> list[str]:
+    n = _norm(name, first)
+    t = n.table
+    counts = np.bincount(t.cache_id, minlength=len(t.caches))
+    order = np.argsort(-counts, kind="stable")
+    names = [t.caches[i] for i in order if counts[i] and t.caches[i].startswith(prefix)]
+    return names[:k]
+
+
+@pytest.mark.parametrize("kernel", ["7.3", "6.18"])
+def test_kmalloc_small_busiest_caches(kernel: str) -> None:
+    name = "traces/kmalloc-small.v7zstd.dat"
+    for cache in _busiest(name, 4, "kmalloc"):
+        _fixture_check(name, cache, kernel, [None, 4, 28])
+
+
+#: The reference replays ~100-300k commands per second; the large fixture's first 100k events
+#: keep this test to seconds while covering its busiest caches.
+LARGE_FIRST = 100_000
+
+
+@pytest.mark.parametrize("kernel", ["7.3", "6.18"])
+def test_large_build_biggest_caches(kernel: str) -> None:
+    name = "large/build.v7zstd.dat"
+    for cache in _busiest(name, 3, first=LARGE_FIRST):
+        _fixture_check(name, cache, kernel, [None, 12, 60], first=LARGE_FIRST)
