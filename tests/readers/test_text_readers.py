@@ -627,3 +627,19 @@ def test_mutated_lines_never_crash(tmp_path: Path) -> None:
             continue
         lost = sum(t.meta.lost_markers.values())
         assert 0 < len(t) and len(t) + sum(t.meta.skipped.values()) + lost == lines
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        # options/raw: "pid cpu ts " then the event's raw output ("type: N" for trace events)
+        b"11956 0 510372337123 type: 659\n11956 0 510372339000 type: 657\n",
+        # options/hex: the same fields as hex digits
+        b"00002eb4 00000000 0000076d5a83ba83 00000293\n",
+    ],
+)
+def test_ftrace_raw_and_hex_dialects_are_refused(tmp_path: Path, body: bytes) -> None:
+    p = tmp_path / "dialect.txt"
+    p.write_bytes(b"# tracer: nop\n#\n" + body)
+    msg = _one_line_error(p)
+    assert "no kmem events" in msg and "options/raw" in msg
