@@ -71,10 +71,13 @@ if TYPE_CHECKING:
     from sheaftune.synth.spec import WorkloadSpec
 
 #: Objectives (docs/recommend.md). balanced: the smallest candidate within TOLERANCE of the
-#: fastest; time: the fastest; memory: the least worst-case memory per node.
-OBJECTIVES = ("balanced", "time", "memory")
+#: fastest; time: the fastest; memory: the least worst-case memory per node; scaling: the
+#: smallest candidate whose lock contention costs at most CONTENTION_SHARE of its time.
+OBJECTIVES = ("balanced", "time", "memory", "scaling")
 #: balanced: a candidate this close to the fastest (relative) counts as "as fast".
 TOLERANCE = 0.05
+#: scaling: lock contention (estimated time minus uncontended time) may cost this share.
+CONTENTION_SHARE = 0.10
 #: A capacity below the upper bound makes every prefill oversize (P1: a kmalloc'd sheaf and an
 #: all-or-nothing bulk allocation from slabs). Below this share of prefills, ignore it.
 OVERSIZE_RARE = 0.01
@@ -479,6 +482,29 @@ def choose(
             f"{win['capacity']} has the lowest estimated time per operation "
             f"({win['cost_ns_per_op']:.2f} ns)",
         )
+    elif objective == "scaling":
+
+        def share(c: dict[str, Any]) -> float:
+            return c["contention_ns_per_op"] / c["cost_ns_per_op"] if c["cost_ns_per_op"] else 0.0
+
+        calm = sorted(
+            (c for c in pool if share(c) <= CONTENTION_SHARE), key=lambda c: c["capacity"]
+        )
+        rest = sorted((c for c in pool if share(c) > CONTENTION_SHARE), key=share)
+        ranked = calm + rest
+        win = ranked[0]
+        if calm:
+            msg = (
+                f"{win['capacity']} is the smallest capacity whose lock contention costs at most "
+                f"{CONTENTION_SHARE:.0%} of its time ({win['contention_ns_per_op']:.2f} of "
+                f"{win['cost_ns_per_op']:.2f} ns per operation)"
+            )
+        else:
+            msg = (
+                f"no candidate keeps lock contention under {CONTENTION_SHARE:.0%} of its time; "
+                f"{win['capacity']} has the least ({share(win):.0%})"
+            )
+        why.insert(0, msg)
     elif objective == "memory":
         ranked = sorted(pool, key=lambda c: (c["bytes_per_node"], c["cost_ns_per_op"]))
         win = ranked[0]

@@ -80,18 +80,19 @@ Examples:
 )
 @click.option(
     "--objective",
-    type=click.Choice(("balanced", "time", "memory")),
+    type=click.Choice(("balanced", "time", "memory", "scaling")),
     default="balanced",
     show_default=True,
     help="balanced: the smallest capacity within --tolerance of the fastest; time: the "
-    "fastest; memory: the least worst-case memory per node.",
+    "fastest; memory: the least worst-case memory per node; scaling: the smallest capacity "
+    "whose lock contention costs at most 10% of its time.",
 )
 @click.option(
     "--tolerance",
     type=click.FloatRange(0.0, 10.0),
     default=0.05,
     show_default=True,
-    help="balanced: how much slower than the fastest still counts as as fast (0.05 = 5%).",
+    help="balanced: how much slower than the fastest still counts as fast (0.05 = 5%).",
 )
 @click.option(
     "--memory-budget",
