@@ -20,6 +20,7 @@ value. Memory is bounded by the columns produced plus one window.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -49,6 +50,7 @@ RAW_COLUMNS: dict[str, np.dtype] = {
 _SLOTS = ("common_pid", "call_site", "ptr", "bytes_req", "bytes_alloc", "gfp_flags", "node")
 _K_ABSENT, _K_UINT, _K_SINT, _K_DATA_LOC, _K_REL_LOC, _K_DATA_LOC16, _K_CHARS = range(7)
 _NFIELDS = 8
+_KEYS_LOCK = threading.Lock()
 _ERRORS = {
     1: "page commit size larger than the page",
     2: "record header runs past the end of the page's data",
@@ -297,7 +299,10 @@ class PageDecoder:
         name = raw.decode("utf-8", "replace")
         k = self._keys.get(name)
         if k is None:
-            k = self._keys[name] = len(self._keys) + 1
+            with _KEYS_LOCK:  # decoders of several CPUs may share the dict across threads
+                k = self._keys.get(name)
+                if k is None:
+                    k = self._keys[name] = len(self._keys) + 1
         return k
 
     def result(self) -> DecodedPages:

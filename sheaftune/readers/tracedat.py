@@ -31,6 +31,7 @@ import os
 import re
 import struct
 import tempfile
+import threading
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ MAX_CHUNK_PAGES = 1024
 WINDOW_BYTES = 4 << 20
 #: page data (uncompressed) from which the compiled numba walk is worth loading numba for
 NUMBA_PAGE_BYTES = 128 << 20
+#: CPU streams decoded at once, one thread each
+MAX_THREADS = 4
 #: missed-events markers kept, with their position, in meta.extra["dropped"]
 MAX_MARKERS_KEPT = 10000
 
@@ -252,7 +255,8 @@ class _TraceDat:
         self.ts_offset = 0
         self.tsc2nsec: tuple[int, int] | None = None
         self.v6_cpus = 0
-        self._zstd: Any = None
+        self._zstd = threading.local()  # a ZstdDecompressor per thread (they are not shared)
+        self._lock = threading.Lock()
         self._set_endian(False)
 
     # --- errors and helpers -------------------------------------------------------------
@@ -274,10 +278,11 @@ class _TraceDat:
 
     def lost(self, reason: str, n: int = 1, warning: str | None = None) -> None:
         """Record (salvage) something that could not be read."""
-        self.meta.skip(reason, n)
-        self.meta.complete = False
-        if warning:
-            self.meta.warnings.append(warning)
+        with self._lock:  # CPU streams are decoded in threads
+            self.meta.skip(reason, n)
+            self.meta.complete = False
+            if warning:
+                self.meta.warnings.append(warning)
 
     def decompress(self, blob: bytes, usize: int, what: str, offset: int) -> bytes:
         if usize > MAX_UNCOMPRESSED:
@@ -285,11 +290,12 @@ class _TraceDat:
         algo = self.compression
         try:
             if algo == "zstd":
-                if self._zstd is None:
+                dctx = getattr(self._zstd, "dctx", None)
+                if dctx is None:
                     import zstandard
 
-                    self._zstd = (zstandard.ZstdDecompressor(), zstandard.ZstdError)
-                out = self._zstd[0].decompress(blob, max_output_size=max(usize, 1))
+                    dctx = self._zstd.dctx = zstandard.ZstdDecompressor()
+                out = dctx.decompress(blob, max_output_size=max(usize, 1))
             elif algo == "zlib":
                 d = zlib.decompressobj()
                 out = d.decompress(blob, usize)
@@ -621,15 +627,14 @@ class _TraceDat:
         except ValueError as e:
             raise self.error(str(e), "event formats") from None
 
-        per_cpu: list[tuple[int, Any]] = []
+        per_cpu: list[tuple[int, Any]]
         name_keys: dict[str, int] = {}
         engine = self._engine(buf)
         meta.extra["page_engine"] = engine
-        done = 0  # file bytes of CPU data consumed, for the progress callback
+        done = [0]  # file bytes of CPU data consumed, for the progress callback
         todo = sum(size for _, _, size in buf.cpus) or 1
-        for cpu, off, size in sorted(buf.cpus):
-            if size == 0:
-                continue
+
+        def decode(cpu: int, off: int, size: int) -> Any:
             dec = PageDecoder(
                 page_size,
                 hp.long_size,
@@ -649,9 +654,23 @@ class _TraceDat:
             for base, win, reached in windows:
                 dec.feed(win, base)
                 if self.opts.progress is not None:
-                    done += reached - base
-                    self.opts.progress(min(done, todo), todo)
-            per_cpu.append((cpu, dec.result()))
+                    with self._lock:
+                        done[0] += reached - base
+                        self.opts.progress(min(done[0], todo), todo)
+            return dec.result()
+
+        jobs = [(cpu, off, size) for cpu, off, size in sorted(buf.cpus) if size]
+        workers = min(len(jobs), os.cpu_count() or 1, MAX_THREADS)
+        if workers <= 1:
+            per_cpu = [(cpu, decode(cpu, off, size)) for cpu, off, size in jobs]
+        else:
+            # one thread per CPU stream: decompression and most numpy work release the GIL;
+            # results (and a strict-mode error) are taken in CPU order
+            from concurrent.futures import ThreadPoolExecutor
+
+            with ThreadPoolExecutor(workers) as pool:
+                futures = [(cpu, pool.submit(decode, cpu, off, size)) for cpu, off, size in jobs]
+                per_cpu = [(cpu, f.result()) for cpu, f in futures]
         return self._build(per_cpu, merge_cpus)
 
     def _engine(self, buf: _Buffer) -> str:
