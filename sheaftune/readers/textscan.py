@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit
 
 from sheaftune.errors import InputError
-from sheaftune.events import NO_CACHE, NO_SITE, EventTable, EventTableBuilder, Op, TraceMeta
+from sheaftune.events import EventTable, EventTableBuilder, Op, TraceMeta
 from sheaftune.gfp import parse as parse_gfp
 from sheaftune.readers.base import ReadOptions, Source
 
@@ -91,7 +91,6 @@ _L_KFREE = np.frombuffer(b"kfree", np.uint8)
 _L_CPUS = np.frombuffer(b"cpus=", np.uint8)
 _L_VERSION = np.frombuffer(b"version = ", np.uint8)
 _L_CPU = np.frombuffer(b"CPU:", np.uint8)
-_L_CPU_0 = np.frombuffer(b"CPU:0", np.uint8)
 _L_EVENTS = np.frombuffer(b"EVENTS", np.uint8)
 _L_KMEM = np.frombuffer(b"kmem", np.uint8)
 _L_CALL_SITE = np.frombuffer(b"call_site", np.uint8)
@@ -295,34 +294,31 @@ def scan_text(
             st = ST_COMMENT
         elif _startswith(buf, s, le, _L_CPUS) or _startswith(buf, s, le, _L_VERSION):
             st = ST_HEADER
-        elif _startswith(buf, s, le, _L_CPU) and (
-            _startswith(buf, s, le, _L_CPU_0) or (s + 4 < le and _is_digit(buf[s + 4]))
-        ):
-            # CPU:N [LOST N EVENTS] | CPU:N [LOST EVENTS] | CPU:N [N EVENTS DROPPED]
-            j = s + 4
-            c = 0
-            while j < le and _is_digit(buf[j]):
-                c = c * 10 + (buf[j] - 48)
-                j += 1
-            cnt = -1
-            has_events = False
-            k = j
-            while k < le:
-                if _startswith(buf, k, le, _L_EVENTS):
-                    has_events = True
-                if _is_digit(buf[k]) and cnt < 0:
-                    cnt = 0
-                    while k < le and _is_digit(buf[k]):
-                        cnt = cnt * 10 + (buf[k] - 48)
-                        k += 1
-                    continue
-                k += 1
-            if has_events:
-                st = ST_LOST
-                lost[nlost, 0] = c
-                lost[nlost, 1] = cnt
-                nlost += 1
         else:
+            # CPU:N [LOST N EVENTS] | CPU:N [LOST EVENTS] | CPU:N [N EVENTS DROPPED]
+            if _startswith(buf, s, le, _L_CPU) and s + 4 < le and _is_digit(buf[s + 4]):
+                j = s + 4
+                c = 0
+                while j < le and _is_digit(buf[j]):
+                    c = c * 10 + (buf[j] - 48)
+                    j += 1
+                cnt = -1
+                k = j
+                while k < le:
+                    if _startswith(buf, k, le, _L_EVENTS):
+                        st = ST_LOST
+                    if _is_digit(buf[k]) and cnt < 0:
+                        cnt = 0
+                        while k < le and _is_digit(buf[k]):
+                            cnt = cnt * 10 + (buf[k] - 48)
+                            k += 1
+                        continue
+                    k += 1
+                if st == ST_LOST:
+                    lost[nlost, 0] = c
+                    lost[nlost, 1] = cnt
+                    nlost += 1
+        if st == ST_BAD:  # not blank, comment, header or lost marker: an event line?
             r = _scan_event(buf, s, le)
             st = r[0]
             if st == ST_EVENT:
@@ -1413,8 +1409,6 @@ def text_ts_meta(meta: TraceMeta, facts: TextFacts, raw_clock_note: str) -> None
 
 __all__ = [
     "BLOCK_BYTES",
-    "NO_CACHE",
-    "NO_SITE",
     "SKIP_REASONS",
     "Interner",
     "ScanStats",
