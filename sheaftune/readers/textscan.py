@@ -2,17 +2,20 @@
 
 Text traces are big (270 MB for 1.5M events), and a Python regex per line is the bottleneck a
 user already has. So the readers read the decompressed stream in large blocks cut at a newline
-and hand each block, as a numpy ``uint8`` view, to a numba kernel that walks the lines once:
-it recognises the fixed parts of an event line (comm-pid, optional ``(tgid)``, ``[cpu]``,
-optional flags, the time stamp, the event name) and the ``key=value`` fields of the four kmem
-tracepoints, writes numbers straight into preallocated columns, and records the byte spans of
-the string fields (comm, call_site, name, gfp_flags). A second kernel interns those spans in
-an open-addressing hash table that lives across blocks, so Python decodes and normalises each
-*distinct* string once (a few thousand per trace), never once per event.
+(a background thread reads the next block while this one is parsed) and split each block into
+one range of lines per CPU. Threads run a numba kernel (``nogil``) over each range, as a numpy
+``uint8`` view: it recognises the fixed parts of an event line (comm-pid or comm tid,
+optional ``(tgid)``, ``[cpu]``, optional flags, the time stamp, the event name) and the
+``key=value`` fields of the four kmem tracepoints, writes numbers straight into preallocated
+columns and records the byte spans of the string fields (comm, call_site, name, gfp_flags),
+which the same thread then hashes. The main thread interns the hashes in open-addressing
+tables that live across blocks, so Python decodes and normalises each *distinct* string once
+(a few thousand per trace), never once per event. The bpftrace kmem-tsv format has its own
+kernel with the same outputs.
 
 Every line gets a status (event, comment, lost-events marker, other event, unparseable, ...)
-that the reader turns into ``TraceMeta.skip`` counts. This module imports numba: readers
-import it inside ``read()`` so that ``sheaftune --help`` does not pay for it.
+that becomes ``TraceMeta.skip`` counts. This module imports numba: readers import it inside
+``read()`` so that ``sheaftune --help`` does not pay for it.
 """
 
 from __future__ import annotations
