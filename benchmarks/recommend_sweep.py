@@ -12,11 +12,12 @@ Slow with the reference engine at 256 CPUs (about a quarter of an hour per kerne
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
 
-from sheaftune.analysis.recommend import RecommendOptions, recommend_for_workload
+from sheaftune.analysis.recommend import RecommendOptions, choose, recommend_for_workload
 from sheaftune.synth.spec import load_spec
 
 WORKLOAD = Path(__file__).resolve().parent.parent / "workloads" / "will-it-scale-mmap2.yaml"
@@ -53,6 +54,7 @@ def main() -> None:
     ap.add_argument("--events-per-cpu", type=int, default=16000)
     ap.add_argument("--engine", default="reference")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", default=None, help="also write the records (JSON lines) here")
     args = ap.parse_args()
     spec = load_spec(WORKLOAD)
     for cpus in (int(x) for x in args.cpus.split(",")):
@@ -65,10 +67,18 @@ def main() -> None:
             seed=args.seed,
         )
         d = rec.to_dict()
+        if args.json:
+            with open(args.json, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(d, sort_keys=True) + "\n")
+        others = {
+            obj: choose(d["candidates"], obj, upper_bound=d["upper_bound"])[0]["capacity"]
+            for obj in ("scaling", "memory", "time")
+        }
         print(
             f"\n#### {cpus} CPUs, 1 node, Linux {args.kernel} semantics: "
             f"recommended {d['recommended']} (runner-up {d['runner_up']}; "
-            f"7.3 autotune {d['kernel_autotune']})\n"
+            f"7.3 autotune {d['kernel_autotune']}); objective scaling: {others['scaling']}, "
+            f"time: {others['time']}, memory: {others['memory']}\n"
         )
         print(table(d))
         print()
