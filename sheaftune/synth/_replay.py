@@ -24,23 +24,46 @@ COUNT_NAMES = (
 
 
 @numba.njit(cache=True, nogil=True)
-def walk(order, tag, f_obj, n_alloc, t_us, cpu, cache_of_stream, node_of, ncaches, ncpus, target):  # type: ignore[no-untyped-def]  # noqa: E501
-    """Returns (kept rows, slot of each kept row, counts[cache, COUNT_NAMES], remote counts,
-    slots per cache, rows walked).
+def walk(  # type: ignore[no-untyped-def]
+    key,
+    idx_bits,
+    base_us,
+    order,
+    t_us,
+    cpu,
+    tag,
+    f_obj,
+    n_alloc,
+    cache_of_stream,
+    node_of,
+    ncaches,
+    ncpus,
+    target,
+):
+    """Walk the records in time order; returns (record, µs and CPU of each kept row, slot of
+    each kept row, counts[cache, COUNT_NAMES], remote counts, slots per cache).
+
+    The order is either ``key`` (sorted packed keys, see :func:`sort_key`, decoded here so no
+    full-size order, time and CPU arrays are ever built) or, when ``key`` is empty, the arrays
+    ``order``, ``t_us`` and ``cpu`` of the lexsort fallback.
 
     ``tag`` per record (unsorted): stream << 4 | visible << 3 | fate << 1 | is_free; fate 1 is
     kfree_rcu, 2 bulk. A record index below ``n_alloc`` is the allocation of object = index; a
     free record r names its object in ``f_obj[r - n_alloc]``.
     """
-    n = len(order)
+    packed = len(key) > 0
+    n = len(key) if packed else len(order)
+    mask = (np.int64(1) << idx_bits) - 1
     head = np.full(ncaches * ncpus, -1, dtype=np.int64)
     nxt = np.full(n_alloc, -1, dtype=np.int64)  # free-list links, indexed by slot id
     slot_local = np.zeros(n_alloc, dtype=np.int64)
     next_local = np.zeros(ncaches, dtype=np.int64)
     slot_of = np.full(n_alloc, -1, dtype=np.int64)
     seen = np.zeros(n_alloc, dtype=np.bool_)
-    alloc_cpu = np.zeros(n_alloc, dtype=np.int64)
+    alloc_cpu = np.zeros(n_alloc, dtype=np.int32)
     keep = np.empty(target, dtype=np.int64)
+    keep_t = np.empty(target, dtype=np.int64)
+    keep_cpu = np.empty(target, dtype=np.int32)
     keep_slot = np.empty(target, dtype=np.int64)
     counts = np.zeros((ncaches, 6), dtype=np.int64)
     remote = np.zeros(3, dtype=np.int64)  # matched frees, on another CPU, on another node
@@ -48,13 +71,21 @@ def walk(order, tag, f_obj, n_alloc, t_us, cpu, cache_of_stream, node_of, ncache
     nkeep = 0
     i = 0
     while i < n and nkeep < target:
-        r = order[i]
+        if packed:
+            k = key[i]
+            r = k & mask
+            rest = (k >> idx_bits) // SUB
+            p = rest % ncpus
+            tu = rest // ncpus + base_us
+        else:
+            r = order[i]
+            p = cpu[i]
+            tu = t_us[i]
         tg = tag[r]
         is_free = (tg & 1) != 0
         visible = (tg & 8) != 0
         fate = (tg >> 1) & 3
         c = cache_of_stream[tg >> 4]
-        p = cpu[i]
         lst = c * ncpus + p
         if not is_free:
             o = r
@@ -73,9 +104,11 @@ def walk(order, tag, f_obj, n_alloc, t_us, cpu, cache_of_stream, node_of, ncache
             s = slot_of[o]
             nxt[s] = head[lst]
             head[lst] = s
-        if t_us[i] >= 0:
+        if tu >= 0:
             if visible:
-                keep[nkeep] = i
+                keep[nkeep] = r
+                keep_t[nkeep] = tu
+                keep_cpu[nkeep] = p
                 keep_slot[nkeep] = slot_local[s]
                 nkeep += 1
             if not is_free:
@@ -100,17 +133,24 @@ def walk(order, tag, f_obj, n_alloc, t_us, cpu, cache_of_stream, node_of, ncache
             elif fate == 2:
                 counts[c, 4] += 1
         i += 1
-    return keep[:nkeep], keep_slot[:nkeep], counts, remote, next_local, i
+    return (
+        keep[:nkeep],
+        keep_t[:nkeep],
+        keep_cpu[:nkeep],
+        keep_slot[:nkeep],
+        counts,
+        remote,
+        next_local,
+    )
 
 
 @numba.njit(cache=True, nogil=True)
 def build_columns(  # type: ignore[no-untyped-def]
     keep,
+    keep_t,
+    keep_cpu,
     keep_slot,
-    order,
     tag,
-    t_us,
-    cpu,
     site,
     nbytes,
     n_alloc,
@@ -126,7 +166,7 @@ def build_columns(  # type: ignore[no-untyped-def]
     c_stride,
     c_size,
 ):
-    """The EventTable columns of the kept rows, in their final dtypes (one pass, no temporaries).
+    """The EventTable columns of the kept records, in their final dtypes (one pass).
 
     ``s_*`` are per-stream tables, ``c_*`` per-cache tables; ``site`` is per record, ``nbytes``
     per allocation record.
@@ -145,13 +185,12 @@ def build_columns(  # type: ignore[no-untyped-def]
     pid = np.empty(n, np.int32)
     comm = np.empty(n, np.int32)
     for j in range(n):
-        i = keep[j]
-        r = order[i]
+        r = keep[j]
         tg = tag[r]
         st = tg >> 4
         c = s_cache[st]
-        p = cpu[i]
-        ts[j] = (t_us[i] * 1000) + ts_offset_ns
+        p = keep_cpu[j]
+        ts[j] = (keep_t[j] * 1000) + ts_offset_ns
         ocpu[j] = p
         cache_id[j] = c
         ptr[j] = c_base[c] + np.uint64(keep_slot[j]) * np.uint64(c_stride[c])
@@ -214,20 +253,3 @@ def sort_key(t_ns, cpu, follow, f_obj, n_alloc, ncpus, base_us, idx_bits):  # ty
             sub = SUB - 1
         key[r] = ((((tu - base_us) * ncpus + cpu[r]) * SUB + sub) << idx_bits) | r
     return key
-
-
-@numba.njit(cache=True, nogil=True)
-def decode_key(key, ncpus, base_us, idx_bits):  # type: ignore[no-untyped-def]
-    """Sorted keys -> (record index, µs timestamp, CPU) of every row in time order."""
-    n = len(key)
-    order = np.empty(n, np.int64)
-    t_us = np.empty(n, np.int64)
-    cpu = np.empty(n, np.int32)
-    mask = (np.int64(1) << idx_bits) - 1
-    for i in range(n):
-        k = key[i]
-        order[i] = k & mask
-        rest = (k >> idx_bits) // SUB
-        cpu[i] = rest % ncpus
-        t_us[i] = rest // ncpus + base_us
-    return order, t_us, cpu

@@ -334,32 +334,34 @@ def _merge_order(
     n_alloc: int,
     ncpus: int,
     force_lexsort: bool = False,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Time order of all records: (record index, µs, CPU) of each row, sorted by (µs, CPU,
-    100-ns step, record index).
+) -> tuple[np.ndarray, int, int, np.ndarray, np.ndarray, np.ndarray]:
+    """Time order of all records by (µs, CPU, 100-ns step, record index).
 
-    The key packs all four into one int64 so ``np.sort`` (SIMD, no argsort) does the work; a
-    key too wide for 63 bits falls back to ``np.lexsort``.
+    Returns ``(key, idx_bits, base_us, order, t_us, cpu)``: normally the sorted packed keys
+    (one int64 each, so ``np.sort``, SIMD and no argsort, does the work; the walk decodes
+    them) and empty arrays; when a key would be wider than 63 bits (very long spans on many
+    CPUs), an empty key and the ``np.lexsort`` order with each row's µs and CPU. The fallback
+    orders by time alone, so bursts and prefill pops stay together less tightly.
     """
-    from sheaftune.synth._replay import SUB, decode_key, sort_key
+    from sheaftune.synth._replay import SUB, sort_key
 
     n = len(t_ns)
+    e = np.empty(0, np.int64)
     if n == 0:
-        e = np.empty(0, np.int64)
-        return e, e, e
+        return e, 1, 0, e, e, np.empty(0, np.int32)
     base = int(np.floor(t_ns.min() / 1000.0))
     span = int(np.floor(t_ns.max() / 1000.0)) + 2 - base
     idx_bits = max(1, int(n - 1).bit_length())
     if span * ncpus * SUB < (1 << (63 - idx_bits)) and not force_lexsort:
         key = sort_key(t_ns, cpu, follow, f_obj, n_alloc, ncpus, base, idx_bits)
         key.sort()
-        return decode_key(key, ncpus, base, idx_bits)  # type: ignore[no-any-return]
+        return key, idx_bits, base, e, e, np.empty(0, np.int32)
     t_us = np.floor(t_ns / 1000.0).astype(np.int64)
     sub = np.clip(((t_ns - t_us * 1000.0) * (SUB / 1000.0)).astype(np.int64), 0, SUB - 1)
     t_us[n_alloc:] = np.maximum(t_us[n_alloc:], t_us[f_obj] + 1)
     sub[n_alloc:] = SUB - 1
     order = np.lexsort((np.arange(n), sub, cpu, t_us))
-    return order, t_us[order], cpu[order].astype(np.int32)
+    return e, idx_bits, 0, order, t_us[order], cpu[order].astype(np.int32)
 
 
 def _generate_once(
@@ -414,7 +416,9 @@ def _generate_once(
     cpu = np.concatenate([x.a_cpu for x in streams] + [x.f_cpu for x in streams])
     f_obj = np.concatenate([x.f_obj + obj_base[i] for i, x in enumerate(streams)])
     follow = np.concatenate([x.a_follow for x in streams])
-    order, t_us, cpu_s = _merge_order(t_ns, cpu, follow, f_obj, n_alloc, ncpus)
+    key, idx_bits, base_us, order, t_us, cpu_s = _merge_order(
+        t_ns, cpu, follow, f_obj, n_alloc, ncpus
+    )
     del follow
     del t_ns, cpu
     # tag: stream << 4 | visible << 3 | fate << 1 | is_free
@@ -436,9 +440,23 @@ def _generate_once(
     say("assigning addresses", 0.6)
     from sheaftune.synth._replay import COUNT_NAMES, build_columns, walk
 
-    keep, slot, cnt, remote, slots_per_cache, walked = walk(
-        order, tag, f_obj, n_alloc, t_us, cpu_s, cache_of_stream, node_of, ncache, ncpus, target
+    keep, keep_t, keep_cpu, slot, cnt, remote, slots_per_cache = walk(
+        key,
+        idx_bits,
+        base_us,
+        order,
+        t_us,
+        cpu_s,
+        tag,
+        f_obj,
+        n_alloc,
+        cache_of_stream,
+        node_of,
+        ncache,
+        ncpus,
+        target,
     )
+    del key, order, t_us, cpu_s, f_obj
     if len(keep) < target:
         return None
     say("building the event table", 0.75)
@@ -476,11 +494,10 @@ def _generate_once(
     )
     cols = build_columns(
         keep,
+        keep_t,
+        keep_cpu,
         slot,
-        order,
         tag,
-        t_us,
-        cpu_s,
         a_site,
         a_bytes,
         n_alloc,
@@ -497,9 +514,9 @@ def _generate_once(
         np.asarray([c.object_size for c in spec.caches], dtype=np.int64),
     )
     columns = dict(zip(COLUMNS, cols, strict=True))
-    del a_site, a_bytes, order, tag
-    t0 = int(t_us[keep[0]])
-    t1 = int(t_us[keep[-1]])
+    del a_site, a_bytes, tag
+    t0 = int(keep_t[0])
+    t1 = int(keep_t[-1])
     for ci, h in hidden:
         # the walk counted records at or after time 0 up to the last kept row
         def inside(t_ns: np.ndarray) -> np.ndarray:
