@@ -463,6 +463,7 @@ def synthetic_stream(
     one per operation in CPU-major order), with ``background`` ordinary allocations each."""
     per_cpu = max(1, ops_total // cpus)
     n = per_cpu * cpus
+    period_ns = max(period_ns, 8 * upper)  # room for U pops between start and end
     k = np.broadcast_to(np.asarray(used, dtype=np.int64), (n,)).copy()
     k = np.clip(k, 0, upper)
     op_cpu = np.repeat(np.arange(cpus, dtype=np.int64), per_cpu)
@@ -962,7 +963,16 @@ def compare_events(
     else:
         cid = t.find_cache(cache)
         mine = ops.cache_id == cid
-        ops = OpTable(*(getattr(ops, f.name)[mine] for f in dataclasses.fields(ops)[:7]), source)
+        ops = OpTable(
+            ts_ns=ops.ts_ns[mine],
+            cpu=ops.cpu[mine],
+            cache_id=ops.cache_id[mine],
+            upper_bound=ops.upper_bound[mine],
+            used=ops.used[mine],
+            pid=ops.pid[mine],
+            site_id=ops.site_id[mine],
+            source=source,
+        )
         if upper_bound is not None:
             ops = dataclasses.replace(
                 ops, upper_bound=np.full(len(ops), upper_bound, dtype=np.uint32)
