@@ -590,22 +590,28 @@ def _op_table(
         cat = {k: np.empty(0, np.int64) for k in ("t", "cpu", "upper", "used", "site", "stream")}
         cat["t"] = np.empty(0, np.float64)
     t_us = np.floor(cat["t"] / 1000.0).astype(np.int64)
-    sel = (t_us >= t0_us) & (t_us <= t1_us)
-    order = np.lexsort((cat["cpu"][sel], t_us[sel]))
-    stream = cat["stream"][sel][order]
+    sel = np.flatnonzero((t_us >= t0_us) & (t_us <= t1_us))
+    # by (µs, CPU, position): one packed int64 sort, as for the events
+    n = len(sel)
+    bits = max(1, int(max(n - 1, 1)).bit_length())
+    if (t1_us - t0_us + 1) * ncpus < (1 << (63 - bits)):
+        key = ((t_us[sel] - t0_us) * ncpus + cat["cpu"][sel]) << bits | np.arange(n)
+        key.sort()
+        order = sel[key & ((1 << bits) - 1)]
+    else:
+        order = sel[np.lexsort((cat["cpu"][sel], t_us[sel]))]
+    stream = cat["stream"][order]
     cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
     comm_of_stream = np.asarray([comms.index(s.comm or spec.comm) for s in spec.streams])
-    cpu = cat["cpu"][sel][order]
+    cpu = cat["cpu"][order].astype(np.int64)
     return OpTable(
-        ts_ns=((t_us[sel][order] + START_S * 1_000_000) * 1000).astype(np.int64),
+        ts_ns=(t_us[order] + START_S * 1_000_000) * 1000,
         cpu=cpu.astype(np.uint16),
-        cache_id=cache_of_stream[stream].astype(np.int32) if len(stream) else np.empty(0, np.int32),
-        upper_bound=cat["upper"][sel][order].astype(np.uint32),
-        used=cat["used"][sel][order].astype(np.uint32),
-        pid=(spec.pid_base + cpu + ncpus * comm_of_stream[stream]).astype(np.int32)
-        if len(stream)
-        else np.empty(0, np.int32),
-        site_id=cat["site"][sel][order].astype(np.int32),
+        cache_id=cache_of_stream[stream].astype(np.int32),
+        upper_bound=cat["upper"][order].astype(np.uint32),
+        used=cat["used"][order].astype(np.uint32),
+        pid=(spec.pid_base + cpu + ncpus * comm_of_stream[stream]).astype(np.int32),
+        site_id=cat["site"][order].astype(np.int32),
         source="workload",
     )
 
