@@ -30,6 +30,7 @@ import mmap
 import os
 import re
 import struct
+import sys
 import tempfile
 import threading
 import zlib
@@ -674,12 +675,14 @@ class _TraceDat:
         return self._build(per_cpu, merge_cpus)
 
     def _engine(self, buf: _Buffer) -> str:
-        """The page walk for this buffer: numpy, or numba when there is so much page data that
-        its compiled walk repays the ~0.6 s numba costs to load (``SHEAFTUNE_PAGE_ENGINE``
-        overrides)."""
+        """The page walk for this buffer: numpy, or numba when numba is loaded already or there
+        is so much page data that its compiled walk repays the ~0.6 s numba costs to load
+        (``SHEAFTUNE_PAGE_ENGINE=numpy|numba`` overrides)."""
         forced = os.environ.get("SHEAFTUNE_PAGE_ENGINE")
         if forced in ("numpy", "numba"):
             return forced
+        if "numba" in sys.modules:  # already paid for (e.g. by the model's fast engine): free
+            return "numba"
         total = 0
         for _, off, size in buf.cpus:
             if not buf.compressed:
