@@ -165,11 +165,13 @@ def build_columns(  # type: ignore[no-untyped-def]
     c_base,
     c_stride,
     c_size,
+    c_id,
 ):
     """The EventTable columns of the kept records, in their final dtypes (one pass).
 
-    ``s_*`` are per-stream tables, ``c_*`` per-cache tables; ``site`` is per record, ``nbytes``
-    per allocation record.
+    ``s_*`` are per-stream tables, ``c_*`` per-cache tables (``c_id`` maps the internal cache
+    of kfree(NULL) calls to NO_CACHE); ``site`` is per record, ``nbytes`` per allocation
+    record.
     """
     n = len(keep)
     ts = np.empty(n, np.int64)
@@ -192,7 +194,7 @@ def build_columns(  # type: ignore[no-untyped-def]
         p = keep_cpu[j]
         ts[j] = (keep_t[j] * 1000) + ts_offset_ns
         ocpu[j] = p
-        cache_id[j] = c
+        cache_id[j] = c_id[c]
         ptr[j] = c_base[c] + np.uint64(keep_slot[j]) * np.uint64(c_stride[c])
         site_id[j] = site[r]
         comm[j] = s_comm[st]

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from sheaftune.errors import UsageError
-from sheaftune.events import COLUMNS, EventTable, Op, OpTable, TraceMeta
+from sheaftune.events import COLUMNS, NO_CACHE, EventTable, Op, OpTable, TraceMeta
 from sheaftune.synth.spec import MAX_CPUS, MAX_EVENTS, StreamSpec, WorkloadSpec
 
 #: Where the trace clock starts (seconds of uptime), as a real capture would.
@@ -135,7 +135,7 @@ def _check_size(spec: WorkloadSpec, ncpus: int, horizon_ns: float) -> None:
 
 
 def _visible_allocs_per_op(s: StreamSpec) -> float:
-    return 0.0 if s.kind == "bulk" else s.objects_per_op()
+    return 0.0 if s.kind in ("bulk", "kfree_null") else s.objects_per_op()
 
 
 def _visible_rate(spec: WorkloadSpec, ncpus: int) -> float:
@@ -284,6 +284,8 @@ def _gen_stream(
         f_t = np.where(a_fate == _RCU, f_t + fr.rcu_delay_us * 1000.0, f_t)
     if s.bytes_req is not None:
         a_bytes = s.bytes_req.sample(rng, n_obj).astype(np.int32)
+    elif s.kind == "kfree_null":
+        a_bytes = np.zeros(n_obj, dtype=np.int32)
     else:
         a_bytes = np.full(n_obj, spec.cache(s.cache).object_size, dtype=np.int32)
     hidden = None
@@ -376,7 +378,8 @@ def _generate_once(
     nodes = spec.nodes
     warm_ns = spec.warmup_ms * 1e6
     ncache = len(spec.caches)
-    cache_index = {c.name: i for i, c in enumerate(spec.caches)}
+    # kfree(NULL) streams belong to no cache: an extra, internal one (index ncache)
+    cache_index = {c.name: i for i, c in enumerate(spec.caches)} | {"": ncache}
     comms = list(dict.fromkeys([spec.comm] + [s.comm for s in spec.streams if s.comm]))
     sites: dict[str, int] = {}
     site_sizes: dict[str, int] = {}
@@ -424,7 +427,8 @@ def _generate_once(
     # tag: stream << 4 | visible << 3 | fate << 1 | is_free
     a_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_alloc_of)
     f_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_free_of)
-    bulk_stream = np.asarray([s.kind == "bulk" for s in spec.streams], dtype=bool)
+    # allocations no event shows: bulk users', and the pseudo-objects of kfree(NULL) calls
+    bulk_stream = np.asarray([s.kind in ("bulk", "kfree_null") for s in spec.streams], dtype=bool)
     a_fate = np.concatenate([x.a_fate for x in streams]).astype(np.int32)
     f_fate = np.concatenate([x.f_fate for x in streams]).astype(np.int32)
     tag = np.concatenate(
@@ -452,7 +456,7 @@ def _generate_once(
         n_alloc,
         cache_of_stream,
         node_of,
-        ncache,
+        ncache + 1,
         ncpus,
         target,
     )
@@ -462,10 +466,12 @@ def _generate_once(
     say("building the event table", 0.75)
 
     # Address layout: one region per cache, objects at a stride of their size (8-aligned).
-    strides = np.asarray([(c.object_size + 7) // 8 * 8 for c in spec.caches], dtype=np.int64)
+    # The internal kfree(NULL) cache comes last: base 0, stride 0, so its pointers are NULL.
+    strides = np.asarray([(c.object_size + 7) // 8 * 8 for c in spec.caches] + [0], dtype=np.int64)
     region = max(1 << 20, int((slots_per_cache * strides).max()))
     region = (region + (1 << 20) - 1) >> 20 << 20
-    cache_base = PTR_BASE + np.arange(ncache, dtype=np.uint64) * np.uint64(region)
+    cache_base = PTR_BASE + np.arange(ncache + 1, dtype=np.uint64) * np.uint64(region)
+    cache_base[ncache] = 0
 
     a_site = np.concatenate([x.a_site for x in streams] + [x.f_site for x in streams])
     a_bytes = np.concatenate([x.a_bytes for x in streams])
@@ -483,7 +489,7 @@ def _generate_once(
         {"name": st.name, "ops": x.ops} for st, x in zip(spec.streams, streams, strict=True)
     ]
     del streams
-    km = [c.kmalloc for c in spec.caches]
+    km = [c.kmalloc for c in spec.caches] + [False]
     s_op_alloc = np.asarray(
         [Op.KMALLOC if km[cache_index[s.cache]] else Op.KMEM_CACHE_ALLOC for s in spec.streams],
         dtype=np.uint8,
@@ -511,7 +517,8 @@ def _generate_once(
         ncpus,
         cache_base,
         strides,
-        np.asarray([c.object_size for c in spec.caches], dtype=np.int64),
+        np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
+        np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
     )
     columns = dict(zip(COLUMNS, cols, strict=True))
     del a_site, a_bytes, tag
@@ -561,6 +568,7 @@ def _generate_once(
             "prefill_used": int(ops.used.sum()),
             "prefill_returned": int(ops.upper_bound.sum() - ops.used.sum()),
         },
+        "kfree_null": int(cnt[ncache, COUNT_NAMES.index("free_visible")]),
         "frees_matched": int(remote[0]),
         "frees_remote_cpu": int(remote[1]),
         "frees_remote_node": int(remote[2]),
@@ -625,6 +633,8 @@ def expected_rates(spec: WorkloadSpec, cpus: int | None = None) -> dict[str, dic
     ncpus = spec.cpus if cpus is None else cpus
     out: dict[str, dict[str, float]] = {c.name: {"alloc": 0.0, "free": 0.0} for c in spec.caches}
     for s in spec.streams:
+        if s.kind == "kfree_null":
+            continue
         ops = s.rate * len(s.cpu_list(ncpus)) / ncpus
         out[s.cache]["alloc"] += ops * _visible_allocs_per_op(s)
         out[s.cache]["free"] += ops * s.objects_per_op() * s.free.visible

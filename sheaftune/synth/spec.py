@@ -205,8 +205,8 @@ class FreeSpec:
 @dataclass(frozen=True)
 class StreamSpec:
     name: str
-    cache: str
-    kind: str  # "alloc", "prefill", "bulk"
+    cache: str  # "" for kind kfree_null
+    kind: str  # "alloc", "prefill", "bulk", "kfree_null"
     cpus: str | tuple[int, ...]  # "all", "even", "odd" or explicit CPUs
     rate: float  # operations per second per CPU
     call_site: SiteMix
@@ -620,6 +620,8 @@ def _stream(v: Any, where: str, caches: dict[str, CacheSpec], cpus: int, nodes: 
     d = _mapping(v, where)
     _no_unknown(d, _STREAM, where)
     name = _str(_required(d, "name", where), _p(where, "name"))
+    if d.get("kind") == "kfree_null":
+        return _null_stream(d, where, name, cpus)
     cname = _str(_required(d, "cache", where), _p(where, "cache"))
     if cname not in caches:
         raise _Invalid(
@@ -628,7 +630,9 @@ def _stream(v: Any, where: str, caches: dict[str, CacheSpec], cpus: int, nodes: 
     cache = caches[cname]
     kind = _str(d.get("kind", "alloc"), _p(where, "kind"))
     if kind not in ("alloc", "prefill", "bulk"):
-        raise _Invalid(_p(where, "kind"), f"expected alloc, prefill or bulk, got {kind!r}")
+        raise _Invalid(
+            _p(where, "kind"), f"expected alloc, prefill, bulk or kfree_null, got {kind!r}"
+        )
     for other, owner in (("burst", "alloc"), ("prefill", "prefill"), ("bulk", "bulk")):
         if other in d and kind != owner:
             raise _Invalid(_p(where, other), f"only for kind: {owner} (this stream is {kind})")
@@ -695,6 +699,30 @@ def _stream(v: Any, where: str, caches: dict[str, CacheSpec], cpus: int, nodes: 
         used=used,
         bulk_size=bulk_size,
         spacing_ns=_int(d.get("spacing_ns", 300), _p(where, "spacing_ns"), 0, MAX_SPACING_NS),
+    )
+
+
+def _null_stream(d: dict[str, Any], where: str, name: str, cpus: int) -> StreamSpec:
+    """``kind: kfree_null``: kfree(NULL) calls, traced like any kfree but freeing nothing."""
+    allowed = {"name", "kind", "cpus", "rate", "call_site", "comm"}
+    for k in d:
+        if k not in allowed:
+            raise _Invalid(_p(where, k), "not for kind: kfree_null (it has no object)")
+    site = _site_mix(_required(d, "call_site", where), _p(where, "call_site"))
+    comm = _str(d["comm"], _p(where, "comm")) if "comm" in d else None
+    if comm is not None and len(comm) > 15:
+        raise _Invalid(_p(where, "comm"), f"task names have at most 15 characters: {comm!r}")
+    return StreamSpec(
+        name=name,
+        cache="",
+        kind="kfree_null",
+        cpus=_cpus(d.get("cpus", "all"), _p(where, "cpus"), cpus),
+        rate=_number(_required(d, "rate", where), _p(where, "rate"), 0.0, MAX_RATE, lo_open=True),
+        call_site=site,
+        gfp=0,
+        lifetime_us=Lifetime(None, {}, 0.0),
+        free=FreeSpec(call_site=site, event="kfree"),
+        comm=comm,
     )
 
 

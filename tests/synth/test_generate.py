@@ -257,3 +257,19 @@ def test_lexsort_fallback_generates_the_same_counts(monkeypatch: pytest.MonkeyPa
     slow = generate(spec, seed=2).events
     assert np.array_equal(fast.ts_ns, slow.ts_ns) and np.array_equal(fast.op, slow.op)
     assert np.array_equal(fast.ptr, slow.ptr)
+
+
+def test_kfree_null_calls() -> None:
+    null = {
+        "name": "null",
+        "kind": "kfree_null",
+        "rate": 20_000,
+        "call_site": "vm_area_free+0x1c/0x80",
+    }
+    t = generate(spec_of([VMA, null]), seed=6, events=20_000).events
+    rows = t.ptr == 0
+    assert np.all(t.op[rows] == Op.KFREE) and np.all(t.cache_id[rows] == -1)
+    assert int(rows.sum()) == t.meta.extra["synth"]["kfree_null"] > 0
+    # a NULL kfree is not a free of anything: vm_area_struct's counts are untouched
+    assert t.meta.extra["synth"]["by_cache"]["vm_area_struct"]["free_of_unseen_alloc"] == 0
+    assert int(rows.sum()) / len(t) == pytest.approx(20_000 / (20_000 + 2 * 50_000), abs=0.02)

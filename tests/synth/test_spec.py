@@ -119,7 +119,7 @@ BAD = [
     ("streams[0].rate", -1.0, "streams[0].rate", "> 0"),
     ("streams[0].rate", 1e12, "streams[0].rate", "<= 1e+09"),
     ("streams[0].rate", "fast", "streams[0].rate", "expected a number"),
-    ("streams[0].kind", "magic", "streams[0].kind", "alloc, prefill or bulk"),
+    ("streams[0].kind", "magic", "streams[0].kind", "alloc, prefill, bulk or kfree_null"),
     ("streams[0].gfp", "GFP_SOMETIMES", "streams[0].gfp", "unknown gfp flag"),
     ("streams[0].call_site", "not a site!", "streams[0].call_site", "not sym"),
     ("streams[0].call_site", "f+0x500/0x100", "streams[0].call_site", "inside the function"),
@@ -199,3 +199,16 @@ def test_yaml_problems(tmp_path: Path) -> None:
 def test_yaml_1e6_is_a_number(tmp_path: Path) -> None:
     d = mutate("streams[0].rate", "1e6")  # YAML 1.1 reads 1e6 as a string
     assert parse_spec(d).streams[0].rate == 1e6
+
+
+def test_kfree_null_streams() -> None:
+    d = copy.deepcopy(BASE)
+    d["streams"].append(
+        {"name": "null", "kind": "kfree_null", "rate": 10, "call_site": "vm_area_free+0x1c"}
+    )
+    spec = parse_spec(d, "x.yaml")
+    null = spec.streams[-1]
+    assert null.kind == "kfree_null" and null.cache == "" and null.free.event == "kfree"
+    d["streams"][-1]["cache"] = "maple_node"
+    with pytest.raises(InputError, match=r"streams\[3\]\.cache: not for kind: kfree_null"):
+        parse_spec(d, "x.yaml")
