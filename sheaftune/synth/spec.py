@@ -8,7 +8,8 @@ and how they die (visibly with ``kmem_cache_free``/``kfree``; invisibly through 
 a bulk free; or not within the trace), on which CPU (same, another, another node). A stream's
 operation is a single allocation, a burst (a batch of allocations freed together), a prefill
 operation (``kmem_cache_prefill_sheaf`` with an upper bound, then the objects actually used
-popped with ``GFP_NOWAIT``) or a bulk allocation (``kmem_cache_alloc_bulk``, invisible).
+popped with ``GFP_NOWAIT``), a bulk allocation (``kmem_cache_alloc_bulk``, invisible) or a
+``kfree(NULL)`` call (traced, frees nothing).
 
 The schema is documented in ``docs/workloads.md``; this module is its one implementation.
 Every problem is an :class:`~sheaftune.errors.InputError` naming the file and the key path
