@@ -1331,7 +1331,9 @@ def read_text(
             f"read {stats.lines} lines before the damage"
         )
     if options.buffer is not None and split_comm is None:
-        meta.warnings.append(f"--buffer {options.buffer} ignored: {meta.format} input has one buffer")
+        meta.warnings.append(
+            f"--buffer {options.buffer} ignored: {meta.format} input has one buffer"
+        )
     instances = [b for b in buffer_names if b is not None]
     if instances:
         meta.buffers = [""] + instances

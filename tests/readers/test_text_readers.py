@@ -643,3 +643,9 @@ def test_ftrace_raw_and_hex_dialects_are_refused(tmp_path: Path, body: bytes) ->
     p.write_bytes(b"# tracer: nop\n#\n" + body)
     msg = _one_line_error(p)
     assert "no kmem events" in msg and "options/raw" in msg
+
+
+def test_buffer_option_on_single_buffer_text() -> None:
+    t = read(TEXT / "perf-tid5.txt", buffer="slab")
+    assert len(t) == 3
+    assert t.meta.warnings == ["--buffer slab ignored: perf-script input has one buffer"]
