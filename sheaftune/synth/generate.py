@@ -538,7 +538,7 @@ def _generate_once(
         c.name: {name: int(cnt[ci, j]) for j, name in enumerate(COUNT_NAMES)}
         for ci, c in enumerate(spec.caches)
     }
-    counts = {name: cnt[:, j] for j, name in enumerate(COUNT_NAMES)}
+    counts = {name: cnt[:ncache, j] for j, name in enumerate(COUNT_NAMES)}  # not kfree(NULL)
     ops = _op_table(prefill_rows, spec, cache_index, t0, t1, ncpus, comms)
     meta = TraceMeta(
         source=spec.path or spec.name,

@@ -270,6 +270,7 @@ def test_kfree_null_calls() -> None:
     rows = t.ptr == 0
     assert np.all(t.op[rows] == Op.KFREE) and np.all(t.cache_id[rows] == -1)
     assert int(rows.sum()) == t.meta.extra["synth"]["kfree_null"] > 0
+    assert t.meta.extra["synth"]["invisible"]["bulk_alloc"] == 0
     # a NULL kfree is not a free of anything: vm_area_struct's counts are untouched
     assert t.meta.extra["synth"]["by_cache"]["vm_area_struct"]["free_of_unseen_alloc"] == 0
     assert int(rows.sum()) / len(t) == pytest.approx(20_000 / (20_000 + 2 * 50_000), abs=0.02)
