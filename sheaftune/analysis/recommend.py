@@ -607,6 +607,12 @@ def recommend(
             f"worst-case memory per node {_signed_kib(win['bytes_per_node'] - r['bytes_per_node'])}"
             f" ({_signed_kib(win['bytes_per_cpu'] - r['bytes_per_cpu'])} per CPU)"
         )
+    size_only = autotune_capacity(size)
+    if size_only != kernel_auto:
+        why.append(
+            f"7.3 autotuning gives a {size}-byte slot {size_only}; the cache's explicit "
+            f"request of {requested} is a floor, so the kernel uses {kernel_auto}"
+        )
     if win["wastes_bucket"]:
         why.append(
             f"note: {win['capacity']} does not fill its kmalloc bucket; its {win['sheaf_bytes']}-"
