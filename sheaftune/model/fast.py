@@ -126,32 +126,38 @@ SHRINK_PROMOTE_MAX = 32
 #: headroom checked before each command (a command allocates at most two sheaf structs)
 SHEAF_HEADROOM = 4
 
-_jit = njit(cache=True, nogil=True)
+#: No NRT: every array is allocated by ``_State`` in Python, and without NRT a call passing
+#: arrays costs no atomic reference-count updates (they dominated the replay's time before).
+_jit = njit(cache=True, nogil=True, _nrt=False)
+_jit_inline = _jit
 
 
 # ------------------------------------------------------------------ random (R4 gate)
 @_jit
+def mt_next(mt):
+    """One tempered 32-bit MT19937 output (CPython ``genrand_uint32``)."""
+    if mt[624] >= 624:
+        for kk in range(624):
+            y = (mt[kk] & 0x80000000) | (mt[(kk + 1) % 624] & 0x7FFFFFFF)
+            v = mt[(kk + 397) % 624] ^ (y >> 1)
+            if y & 1:
+                v ^= 0x9908B0DF
+            mt[kk] = v
+        mt[624] = 0
+    y = mt[mt[624]]
+    mt[624] += 1
+    y ^= y >> 11
+    y ^= (y << 7) & 0x9D2C5680
+    y ^= (y << 15) & 0xEFC60000
+    y ^= y >> 18
+    return y & 0xFFFFFFFF
+
+
+@_jit
 def mt_random(mt):
     """CPython ``random.random()`` on the MT19937 state ``mt[:624]``, index ``mt[624]``."""
-    out = np.empty(2, dtype=np.int64)
-    for j in range(2):
-        if mt[624] >= 624:
-            for kk in range(624):
-                y = (mt[kk] & 0x80000000) | (mt[(kk + 1) % 624] & 0x7FFFFFFF)
-                v = mt[(kk + 397) % 624] ^ (y >> 1)
-                if y & 1:
-                    v ^= 0x9908B0DF
-                mt[kk] = v
-            mt[624] = 0
-        y = mt[mt[624]]
-        mt[624] += 1
-        y ^= y >> 11
-        y ^= (y << 7) & 0x9D2C5680
-        y ^= (y << 15) & 0xEFC60000
-        y ^= y >> 18
-        out[j] = y & 0xFFFFFFFF
-    a = out[0] >> 5
-    b = out[1] >> 6
+    a = mt_next(mt) >> 5
+    b = mt_next(mt) >> 6
     return (a * 67108864.0 + b) * (1.0 / 9007199254740992.0)
 
 
@@ -163,12 +169,12 @@ def remote_gate_skips(P, mt):
 
 
 # ------------------------------------------------------------------ slab layer, shared
-@_jit
+@_jit_inline
 def obj_node(obj, P, slm, sidr):
     return slm[sidr[obj // P[P_OPS]], SL_NODE]
 
 
-@_jit
+@_jit_inline
 def list_lock(g):
     g[X_LIST_LOCK] += 1
 
@@ -283,36 +289,44 @@ def build_detached_freelist(p, size, P):
 
 
 @_jit
-def shrink_node(node, P, g, nd, slm, sidr, rfree):
+def shrink_node(node, P, g, nd, slm, sidr, rfree, bk):
     """L2 partial-list shrink (Slub73.shrink_node): discard free slabs, promote slabs with
-    1..32 free objects ordered by free count (reverse scan order within one count)."""
+    1..32 free objects to the head ordered by free count (``list_move`` to a bucket's head, so
+    reverse scan order within one count), the rest after them in scan order. ``bk`` holds the
+    bucket heads (``bk[f]``), then the rest's head and tail (``bk[33]``, ``bk[34]``)."""
     list_lock(g)
-    n = nd[node, ND_PN]
-    rows = np.empty(n, dtype=np.int64)
-    r = nd[node, ND_PH]
-    for i in range(n):
-        rows[i] = r
-        r = slm[r, SL_NEXT]
     ops = P[P_OPS]
+    for f in range(35):
+        bk[f] = -1
+    r = nd[node, ND_PH]
+    while r >= 0:
+        nxt = slm[r, SL_NEXT]
+        fr = slm[r, SL_NFREE]
+        if fr == ops:
+            slm[r, SL_NEXT] = -1
+            g[X_SLABS_SHRUNK] += 1
+            discard(r, g, slm, sidr, rfree)
+        elif fr <= SHRINK_PROMOTE_MAX:
+            f = fr if fr > 0 else SHRINK_PROMOTE_MAX  # the reference's promote[-1]
+            slm[r, SL_NEXT] = bk[f]
+            bk[f] = r
+        else:
+            slm[r, SL_NEXT] = -1
+            if bk[34] >= 0:
+                slm[bk[34], SL_NEXT] = r
+            else:
+                bk[33] = r
+            bk[34] = r
+        r = nxt
     nd[node, ND_PH] = -1
     nd[node, ND_PT] = -1
     nd[node, ND_PN] = 0
-    for f in range(1, SHRINK_PROMOTE_MAX + 1):
-        for i in range(n - 1, -1, -1):
-            r = rows[i]
-            fr = slm[r, SL_NFREE]
-            if fr == f and fr != ops:
-                add_partial(node, r, True, nd, slm)
-    for i in range(n):
-        r = rows[i]
-        fr = slm[r, SL_NFREE]
-        if fr != ops and fr > SHRINK_PROMOTE_MAX:
+    for f in range(1, SHRINK_PROMOTE_MAX + 2):
+        r = bk[f] if f <= SHRINK_PROMOTE_MAX else bk[33]
+        while r >= 0:
+            nxt = slm[r, SL_NEXT]
             add_partial(node, r, True, nd, slm)
-    for i in range(n):
-        r = rows[i]
-        if slm[r, SL_NFREE] == ops:
-            g[X_SLABS_SHRUNK] += 1
-            discard(r, g, slm, sidr, rfree)
+            r = nxt
 
 
 # ------------------------------------------------------------------ slab layer, 7.3
@@ -889,7 +903,7 @@ def barn_replace_full_sheaf(node, full, P, g, nd, shm):
 
 
 # ------------------------------------------------------------------ occupancy
-@_jit
+@_jit_inline
 def sample_node(n, g, nd):
     if nd[n, ND_FN] > g[X_BARN_FULL_MAX]:
         g[X_BARN_FULL_MAX] = nd[n, ND_FN]
@@ -905,7 +919,7 @@ def sample_node(n, g, nd):
     nd[n, ND_VAL] = v
 
 
-@_jit
+@_jit_inline
 def cpu_held(c, pc, shm):
     v = 0
     for f in (PC_MAIN, PC_SPARE, PC_RCU):
@@ -915,7 +929,7 @@ def cpu_held(c, pc, shm):
     return v
 
 
-@_jit
+@_jit_inline
 def sample_cpu(c, g, pc, shm):
     v = cpu_held(c, pc, shm)
     if v > pc[c, PC_MAX]:
@@ -927,7 +941,7 @@ def sample_cpu(c, g, pc, shm):
     pc[c, PC_VAL] = v
 
 
-@_jit
+@_jit_inline
 def sample_global(P, g):
     if P[P_V618]:
         hit_a = g[ALLOC_CPU_SHEAF]
@@ -944,7 +958,7 @@ def sample_global(P, g):
         g[X_SHEAVES_LIVE_MAX] = g[X_SHEAVES_LIVE]
 
 
-@_jit
+@_jit_inline
 def sample(cpu, P, cn, g, pc, nd, shm):
     """``_sample(cpu)``: peaks and lazy integrals of ``cpu`` and its node; ``cpu < 0``: of
     every CPU and node."""
@@ -963,7 +977,7 @@ def sample(cpu, P, cn, g, pc, nd, shm):
 @_jit
 def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ovo,
           ovfree, slm, slf, sidr, rfree, cfree, crq, crq2, mt, objs, pslot, skips, scr,
-          one, i0):  # fmt: skip
+          one, bk, i0):  # fmt: skip
     """Interpret ``plan[i0:]``; returns the index of the first command not run (status in
     ``g[G_STATUS]``: done, grow a pool, or a model error)."""
     cap = P[P_CAP]
@@ -1358,12 +1372,12 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
         if v618:
             for node in range(P[P_NODES]):
                 barn_shrink(ex, node)
-                shrink_node(node, P, g, nd, slm, sidr, rfree)
+                shrink_node(node, P, g, nd, slm, sidr, rfree, bk)
         else:
             for node in range(P[P_NODES]):
                 barn_shrink(ex, node)
             for node in range(P[P_NODES]):
-                shrink_node(node, P, g, nd, slm, sidr, rfree)
+                shrink_node(node, P, g, nd, slm, sidr, rfree, bk)
         sample(-1, P, cn, g, pc, nd, shm)
 
     def prefill(cp, size):
@@ -1765,6 +1779,7 @@ class _State:
         self.skips = np.zeros(len(SKIP_NAMES), dtype=np.int64)
         self.scr = np.zeros(max(max_bulk, cap, ov_width) + BATCH + 8, dtype=np.int64)
         self.one = np.zeros(1, dtype=np.int64)
+        self.bk = np.zeros(35, dtype=np.int64)
         # initial per-CPU sheaves (D9; D6 bootstrap sheaf for a 7.3 cache with cap 0; X1: none
         # for a 6.18 cache without sheaves)
         for cpu in range(p.cpus):
@@ -1866,7 +1881,7 @@ def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> 
     while True:
         i = ex(ts, cmd, cpu, a, b, c, aux, s.P, s.cn, s.g, s.pc, s.nd, s.shm, s.sho, s.sfree,
                s.ovm, s.ovo, s.ovfree, s.slm, s.slf, s.sidr, s.rfree, s.cfree, s.crq, s.crq2,
-               s.mt, s.objs, s.pslot, s.skips, s.scr, s.one, i)  # fmt: skip
+               s.mt, s.objs, s.pslot, s.skips, s.scr, s.one, s.bk, i)  # fmt: skip
         st = int(s.g[G_STATUS])
         if st == ST_DONE:
             break

@@ -325,7 +325,8 @@ def test_vma_small_two_nodes(kernel: str) -> None:
 def _busiest(name: str, k: int, prefix: str = "", first: int | None = None) -> list[str]:
     n = _norm(name, first)
     t = n.table
-    counts = np.bincount(t.cache_id, minlength=len(t.caches))
+    ids = t.cache_id[t.cache_id >= 0]
+    counts = np.bincount(ids, minlength=len(t.caches))
     order = np.argsort(-counts, kind="stable")
     names = [t.caches[i] for i in order if counts[i] and t.caches[i].startswith(prefix)]
     return names[:k]
