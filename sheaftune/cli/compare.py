@@ -15,7 +15,7 @@ PLOT_SUFFIXES = (".svg", ".png")
 Examples:
   sheaftune compare --upper-bound 30 --used uniform:1-3 --cpus 64
   sheaftune compare trace.dat --cache maple_node --format json -o cmp.json
-  sheaftune compare --workload workloads/prefill-heavy.yaml --plot cmp.svg""",
+  sheaftune compare --workload workloads/prefill-heavy.yaml --format yaml""",
 )
 @click.argument("trace", required=False, type=str)
 @click.option(
@@ -101,7 +101,8 @@ Examples:
     type=str,
     default=None,
     metavar="FILE.svg|png",
-    help="Draw cost per operation of both strategies against the used share.",
+    help="Also draw cost per operation of both strategies against the used share "
+    "(needs matplotlib: pip install 'sheaftune[plot]').",
 )
 @output_options(("table", "json", "yaml"))
 def command(
