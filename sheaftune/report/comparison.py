@@ -172,6 +172,18 @@ def plot_comparison(record: Record, path: str) -> None:
     fig, ax = plt.subplots(figsize=(7, 4.2))
     ax.plot(x, [p["prefill_ns_per_op"] for p in pts], marker="o", label="prefill + return")
     ax.plot(x, [p["bulk_ns_per_op"] for p in pts], marker="s", label="alloc_bulk + free_bulk")
+    mean_share = d["operations"].get("used_share_mean")
+    if mean_share is not None:
+        for s, marker in (("prefill", "o"), ("bulk", "s")):
+            ax.scatter(
+                [mean_share],
+                [d["strategies"][s]["cost_ns_per_op"]],
+                marker=marker,
+                facecolors="none",
+                edgecolors="black",
+                zorder=3,
+                label=f"{s}, this input (mean share used)",
+            )
     share = d["crossover_used_share"]
     if share is not None and 0 < share < 1:
         ax.axvline(share, color="grey", linestyle="--", linewidth=1)
@@ -179,7 +191,7 @@ def plot_comparison(record: Record, path: str) -> None:
             f"crossover {100 * share:.0f}%",
             (share, ax.get_ylim()[1]),
             textcoords="offset points",
-            xytext=(4, -14),
+            xytext=(4, -14) if share < 0.6 else (-86, -14),
             color="grey",
         )
     ax.set_xlabel(f"share of the upper bound used (U = {d['crossover'].get('upper_bound')})")
