@@ -91,12 +91,13 @@ def command(
         model = build_model_options(
             kernel, capacity, engine, unseen_free, sheaf_pops, rcu_gp_ms, upper_bound
         )
-        announce_compile(engine)
     results = []
     for path in paths:
         with read_options(path, salvage=salvage, buffer=buffer) as opts:
             table = load(path, input_format, opts)
         warn_meta(table.meta)
+        if model is not None:
+            announce_compile(engine)
         results.append(analyze_table(table, list(caches), model))
     record = results[0] if len(results) == 1 else AnalysisSet(results)
     with output_stream(output) as out:

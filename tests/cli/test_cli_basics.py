@@ -84,7 +84,7 @@ def test_native_round_trip_and_analysis(tmp_path: Path):
     p = run("analyze", str(f), "--format", "json")
     assert p.returncode == 0, p.stderr
     d = json.loads(p.stdout)
-    assert d["schema"] == "sheaftune/analysis" and d["version"] == 1
+    assert d["schema"] == "sheaftune/analysis" and d["version"] == 2
     st = d["caches"]["maple_node"]
     assert (st["alloc"], st["free"], st["matched_free"], st["cross_cpu_free"]) == (3, 3, 3, 1)
     for fmt in ("table", "yaml", "csv"):
