@@ -138,3 +138,23 @@ def test_help_ends_with_examples():
         tail = p.stdout.rstrip().splitlines()[-4:]
         assert tail[0].strip() == "Examples:", tail
         assert all(line.strip().startswith("sheaftune " + cmd) for line in tail[1:])
+
+
+def test_capture_records_with_their_trace(tmp_path: Path):
+    from sheaftune.events import save_native
+    from sheaftune.synth.generate import generate
+    from sheaftune.synth.spec import load_spec
+    from tests.analysis.test_compare import prefill_records_for
+
+    syn = generate(load_spec(str(ROOT / "workloads" / "maple-vma-churn.yaml")), events=3000)
+    trace, records = tmp_path / "t.npz", tmp_path / "prefill.tsv"
+    save_native(syn.events, trace)
+    records.write_text(prefill_records_for(syn.ops, syn.events.caches))
+    p = run("compare", str(trace), "--ops", str(records), "--format", "json")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["source"] == "capture"
+    assert d["operations"]["count"] == len(syn.ops)
+    assert any("prefill.tsv" in n for n in d["notes"])
+    p = run("compare", str(trace), "--ops", str(tmp_path / "absent.tsv"))
+    one_line_error(p, 3, "absent.tsv")
