@@ -26,7 +26,9 @@ call copies between a sheaf and the caller's array (``CostModel.bulk_object`` in
 single fast-path allocation's ``sheaf_fast``; Brouer's bulk measurements). The split of the
 sheaf hits between single calls and bulk calls uses a model invariant: with sheaves and memory
 that never runs out, every single allocation and (on one node) every single free is one sheaf
-hit, so the hits beyond the plan's single calls are the bulk calls'. On 7.3 with sheaves and one
+hit, so the hits beyond the plan's single calls are the bulk calls' (on 6.18 a non-blocking
+single allocation may miss when the barn has no full sheaf, X5: there the split can credit bulk
+with fewer hits than it had, never more). On 7.3 with sheaves and one
 node every ALLOC_SLOWPATH/FREE_SLOWPATH object is batch slab work (bulk remainders, oversize
 prefills, ``kfree_bulk``), priced as ``slab_batch_object``.
 
