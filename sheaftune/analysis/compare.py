@@ -4,8 +4,9 @@ A subsystem that must guarantee ``U`` objects inside a critical section and actu
 can either prefill a sheaf (``kmem_cache_prefill_sheaf(U)``, ``k`` x
 ``kmem_cache_alloc_from_sheaf``, ``kmem_cache_return_sheaf``) or allocate in bulk
 (``kmem_cache_alloc_bulk(U)``, then ``kmem_cache_free_bulk`` of the ``U - k`` it did not use).
-:func:`compare` answers which is cheaper, by how much, and from which used share ``k/U`` bulk
-catches up, for the user's own operations:
+:func:`run` (``sheaftune compare``; :func:`compare_events` for a trace or workload,
+:func:`compare_synthetic` without one) answers which is cheaper, by how much, and from which used
+share ``k/U`` bulk catches up, for the user's own operations:
 
 * The operations (an :class:`~sheaftune.events.OpTable`) come from a workload's prefill streams
   (``workload``), from a trace by inference from runs of sheaf pops (``inferred``,
@@ -28,9 +29,9 @@ sheaf hits between single calls and bulk calls uses a model invariant: with shea
 that never runs out, every single allocation and (on one node) every single free is one sheaf
 hit, so the hits beyond the plan's single calls are the bulk calls' (on 6.18 a non-blocking
 single allocation may miss when the barn has no full sheaf, X5: there the split can credit bulk
-with fewer hits than it had, never more). On 7.3 with sheaves and one
-node every ALLOC_SLOWPATH/FREE_SLOWPATH object is batch slab work (bulk remainders, oversize
-prefills, ``kfree_bulk``), priced as ``slab_batch_object``.
+with fewer hits than it had, never more). On 7.3 with sheaves and one node every
+ALLOC_SLOWPATH/FREE_SLOWPATH object is batch slab work (bulk remainders, oversize prefills,
+``kfree_bulk``), priced as ``slab_batch_object``.
 
 Crossover. The used share at which bulk catches up: synthetic streams with the same ``U`` and
 every ``k`` held constant, coarse grid over ``0..U`` then every integer ``k`` in the bracket where
