@@ -158,3 +158,11 @@ def test_capture_records_with_their_trace(tmp_path: Path):
     assert any("prefill.tsv" in n for n in d["notes"])
     p = run("compare", str(trace), "--ops", str(tmp_path / "absent.tsv"))
     one_line_error(p, 3, "absent.tsv")
+
+
+def test_cache_without_prefill_operations_exit_4():
+    trace = str(fixture_path("traces/vma-small.v7zstd.dat"))
+    p = run("compare", trace, "--cache", "vm_area_struct")
+    one_line_error(p, 4, "no prefill operation of vm_area_struct")
+    p = run("compare", trace, "--cache", "no_such_cache")
+    one_line_error(p, 4, "no_such_cache")
