@@ -649,3 +649,23 @@ def test_buffer_option_on_single_buffer_text() -> None:
     t = read(TEXT / "perf-tid5.txt", buffer="slab")
     assert len(t) == 3
     assert t.meta.warnings == ["--buffer slab ignored: perf-script input has one buffer"]
+
+
+def test_progress_is_reported() -> None:
+    seen: list[tuple[int, int | None]] = []
+    path = fixture_path("traces/kmalloc-small.ftrace.txt")
+    read_trace(
+        str(path), options=ReadOptions(progress=lambda done, total: seen.append((done, total)))
+    )
+    assert seen and seen[-1] == (path.stat().st_size, path.stat().st_size)
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+
+
+def test_endless_line_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sheaftune.readers import textscan
+
+    monkeypatch.setattr(textscan, "BLOCK_BYTES", 1 << 16)
+    monkeypatch.setattr(textscan, "MAX_LINE_BYTES", 1 << 18)
+    p = tmp_path / "oneline.txt"
+    p.write_bytes(b"# tracer: nop\n" + b"x" * (1 << 20))
+    assert "no line end" in _one_line_error(p)
