@@ -129,7 +129,6 @@ SHEAF_HEADROOM = 4
 #: No NRT: every array is allocated by ``_State`` in Python, and without NRT a call passing
 #: arrays costs no atomic reference-count updates (they dominated the replay's time before).
 _jit = njit(cache=True, nogil=True, _nrt=False)
-_jit_inline = _jit
 
 
 # ------------------------------------------------------------------ random (R4 gate)
@@ -169,12 +168,12 @@ def remote_gate_skips(P, mt):
 
 
 # ------------------------------------------------------------------ slab layer, shared
-@_jit_inline
+@_jit
 def obj_node(obj, P, slm, sidr):
     return slm[sidr[obj // P[P_OPS]], SL_NODE]
 
 
-@_jit_inline
+@_jit
 def list_lock(g):
     g[X_LIST_LOCK] += 1
 
@@ -393,8 +392,7 @@ def s73_refill_objects(cpu, k, out, P, cn, g, nd, slm, slf, sidr, rfree, mt):
                 if got >= k:
                     return got
     while got < k:
-        got = s73_alloc_from_new_slab(local, k - got, got, out, P, g, nd, slm, slf, sidr,
-                                      rfree)  # fmt: skip
+        got = s73_alloc_from_new_slab(local, k - got, got, out, P, g, nd, slm, slf, sidr, rfree)
     return got
 
 
@@ -678,8 +676,9 @@ def s618_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree,
     for j in range(k):
         n = pc[cpu, PC_CFN]
         if n == 0:
-            out[j] = s618_slab_alloc(cpu, NUMA_NO_NODE, P, cn, g, pc, nd, slm, slf, cfree,
-                                     sidr, rfree, mt)  # fmt: skip
+            out[j] = s618_slab_alloc(
+                cpu, NUMA_NO_NODE, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+            )
             continue
         pc[cpu, PC_CFN] = n - 1
         out[j] = cfree[cpu, n - 1]
@@ -775,8 +774,7 @@ def slab_free_bulk(cpu, p, size, P, g, pc, nd, slm, slf, cfree, sidr, rfree):
         size, sid = build_detached_freelist(p, size, P)
         row = sidr[sid]
         if P[P_V618]:
-            s618_do_slab_free(cpu, row, p, size, hi, P, g, pc, nd, slm, slf, cfree, sidr,
-                              rfree)  # fmt: skip
+            s618_do_slab_free(cpu, row, p, size, hi, P, g, pc, nd, slm, slf, cfree, sidr, rfree)
         else:
             s73_slab_free(row, p, size, hi, P, g, nd, slm, slf, sidr, rfree)
 
@@ -785,8 +783,7 @@ def slab_free_bulk(cpu, p, size, P, g, pc, nd, slm, slf, cfree, sidr, rfree):
 def slab_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt):
     """``__kmem_cache_alloc_bulk`` from slabs into ``out[:k]`` (7.3 ALLOC_SLOWPATH += k)."""
     if P[P_V618]:
-        return s618_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree,
-                               mt)  # fmt: skip
+        return s618_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt)
     got = s73_refill_objects(cpu, k, out, P, cn, g, nd, slm, slf, sidr, rfree, mt)
     g[ALLOC_SLOWPATH] += got
     return got
@@ -795,8 +792,7 @@ def slab_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree,
 @_jit
 def slab_refill_for_sheaf(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt):
     if P[P_V618]:
-        return s618_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree,
-                               mt)  # fmt: skip
+        return s618_bulk_alloc(cpu, k, out, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt)
     return s73_refill_objects(cpu, k, out, P, cn, g, nd, slm, slf, sidr, rfree, mt)
 
 
@@ -903,7 +899,7 @@ def barn_replace_full_sheaf(node, full, P, g, nd, shm):
 
 
 # ------------------------------------------------------------------ occupancy
-@_jit_inline
+@_jit
 def sample_node(n, g, nd):
     if nd[n, ND_FN] > g[X_BARN_FULL_MAX]:
         g[X_BARN_FULL_MAX] = nd[n, ND_FN]
@@ -919,7 +915,7 @@ def sample_node(n, g, nd):
     nd[n, ND_VAL] = v
 
 
-@_jit_inline
+@_jit
 def cpu_held(c, pc, shm):
     v = 0
     for f in (PC_MAIN, PC_SPARE, PC_RCU):
@@ -929,7 +925,7 @@ def cpu_held(c, pc, shm):
     return v
 
 
-@_jit_inline
+@_jit
 def sample_cpu(c, g, pc, shm):
     v = cpu_held(c, pc, shm)
     if v > pc[c, PC_MAX]:
@@ -941,7 +937,7 @@ def sample_cpu(c, g, pc, shm):
     pc[c, PC_VAL] = v
 
 
-@_jit_inline
+@_jit
 def sample_global(P, g):
     if P[P_V618]:
         hit_a = g[ALLOC_CPU_SHEAF]
@@ -949,8 +945,15 @@ def sample_global(P, g):
     else:
         hit_a = g[ALLOC_FASTPATH]
         hit_f = g[FREE_FASTPATH]
-    held = (g[SHEAF_REFILL] + hit_f + g[FREE_RCU_SHEAF] + g[X_OVERSIZE_OBJECTS] - hit_a
-            - g[SHEAF_FLUSH] - g[X_ALLOC_FROM_SHEAF])  # fmt: skip
+    held = (
+        g[SHEAF_REFILL]
+        + hit_f
+        + g[FREE_RCU_SHEAF]
+        + g[X_OVERSIZE_OBJECTS]
+        - hit_a
+        - g[SHEAF_FLUSH]
+        - g[X_ALLOC_FROM_SHEAF]
+    )
     g[X_HELD] = held
     if held > g[X_HELD_MAX]:
         g[X_HELD_MAX] = held
@@ -958,7 +961,7 @@ def sample_global(P, g):
         g[X_SHEAVES_LIVE_MAX] = g[X_SHEAVES_LIVE]
 
 
-@_jit_inline
+@_jit
 def sample(cpu, P, cn, g, pc, nd, shm):
     """``_sample(cpu)``: peaks and lazy integrals of ``cpu`` and its node; ``cpu < 0``: of
     every CPU and node."""
@@ -975,9 +978,41 @@ def sample(cpu, P, cn, g, pc, nd, shm):
 
 # ------------------------------------------------------------------ the engine proper
 @_jit
-def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ovo,
-          ovfree, slm, slf, sidr, rfree, cfree, crq, crq2, mt, objs, pslot, skips, scr,
-          one, bk, i0):  # fmt: skip
+def _exec(
+    ts,
+    cmd,
+    cpu,
+    a,
+    b,
+    c,
+    aux,
+    P,
+    cn,
+    g,
+    pc,
+    nd,
+    shm,
+    sho,
+    sfree,
+    ovm,
+    ovo,
+    ovfree,
+    slm,
+    slf,
+    sidr,
+    rfree,
+    cfree,
+    crq,
+    crq2,
+    mt,
+    objs,
+    pslot,
+    skips,
+    scr,
+    one,
+    bk,
+    i0,
+):
     """Interpret ``plan[i0:]``; returns the index of the first command not run (status in
     ``g[G_STATUS]``: done, grow a pool, or a model error)."""
     cap = P[P_CAP]
@@ -992,8 +1027,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
         want = cap - size
         if want <= 0:
             return True
-        got = slab_refill_for_sheaf(cp, want, sho[s, size:], P, cn, g, pc, nd, slm, slf,
-                                    cfree, sidr, rfree, mt)  # fmt: skip
+        got = slab_refill_for_sheaf(
+            cp, want, sho[s, size:], P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+        )
         shm[s, SH_SZ] = size + got
         g[SHEAF_REFILL] += got
         return got == want
@@ -1012,8 +1048,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
             size = shm[m, SH_SZ]
             batch = min(BATCH, size)
             shm[m, SH_SZ] = size - batch
-            slab_free_bulk(cp, sho[m, size - batch : size], batch, P, g, pc, nd, slm, slf,
-                           cfree, sidr, rfree)  # fmt: skip
+            slab_free_bulk(
+                cp, sho[m, size - batch : size], batch, P, g, pc, nd, slm, slf, cfree, sidr, rfree
+            )
             g[SHEAF_FLUSH] += batch
 
     def swap(cp):
@@ -1195,8 +1232,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
         while i < nloc:
             if not free_to_pcs_batch_prepare(cp):
                 rest = nloc - i
-                slab_free_bulk(cp, p[nr_remote + i : n], rest, P, g, pc, nd, slm, slf, cfree,
-                               sidr, rfree)  # fmt: skip
+                slab_free_bulk(
+                    cp, p[nr_remote + i : n], rest, P, g, pc, nd, slm, slf, cfree, sidr, rfree
+                )
                 g[FREE_SLOWPATH] += rest
                 break
             m = pc[cp, PC_MAIN]
@@ -1204,8 +1242,7 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
             push_to_main(cp, p, nr_remote + i, batch)
             i += batch
         if nr_remote:
-            slab_free_bulk(cp, p[:nr_remote], nr_remote, P, g, pc, nd, slm, slf, cfree, sidr,
-                           rfree)  # fmt: skip
+            slab_free_bulk(cp, p[:nr_remote], nr_remote, P, g, pc, nd, slm, slf, cfree, sidr, rfree)
             g[FREE_SLOWPATH] += nr_remote
 
     def free_to_pcs_bulk_618(cp, p, n, remote):
@@ -1235,8 +1272,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
                     continue
             while True:
                 if not free_to_pcs_batch_prepare(cp):
-                    slab_free_bulk(cp, p[off : off + size], size, P, g, pc, nd, slm, slf,
-                                   cfree, sidr, rfree)  # fmt: skip
+                    slab_free_bulk(
+                        cp, p[off : off + size], size, P, g, pc, nd, slm, slf, cfree, sidr, rfree
+                    )
                     break
                 m = pc[cp, PC_MAIN]
                 batch = min(size, cap - shm[m, SH_SZ])
@@ -1395,8 +1433,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
             o = ovfree[g[G_OVFREE_N]]
             ovm[o, OV_CAP] = size
             g[SHEAF_PREFILL_OVERSIZE] += 1
-            got = slab_bulk_alloc(cp, size, ovo[o], P, cn, g, pc, nd, slm, slf, cfree, sidr,
-                                  rfree, mt)  # fmt: skip
+            got = slab_bulk_alloc(
+                cp, size, ovo[o], P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+            )
             ovm[o, OV_SZ] = got
             g[X_OVERSIZE_OBJECTS] += size
             sample(cp, P, cn, g, pc, nd, shm)
@@ -1479,8 +1518,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
                 refill_sheaf(cp, h)
             else:
                 n = capacity - cur
-                got = slab_bulk_alloc(cp, n, ovo[o, cur:], P, cn, g, pc, nd, slm, slf, cfree,
-                                      sidr, rfree, mt)  # fmt: skip
+                got = slab_bulk_alloc(
+                    cp, n, ovo[o, cur:], P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+                )
                 ovm[o, OV_SZ] = cur + got
                 g[X_OVERSIZE_OBJECTS] += n
             sample(cp, P, cn, g, pc, nd, shm)
@@ -1493,22 +1533,28 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
     n_cmd = len(cmd)
     ncpus = P[P_CPUS]
     nnodes = P[P_NODES]
+    hit_a = ALLOC_CPU_SHEAF if v618 else ALLOC_FASTPATH
+    hit_f = FREE_CPU_SHEAF if v618 else FREE_FASTPATH
+    base_rows = cap // ops + 3
     for i in range(i0, n_cmd):
         k = cmd[i]
         cp = np.int64(cpu[i])
         # room for what this command may create (see run: pools grow, then we resume)
-        need_rows = cap // ops + 3
-        if k == C_ALLOC_BULK or k == C_PREFILL or k == C_REFILL_SHEAF:
-            need_rows += b[i] // ops + 2
-        if (
-            g[G_SFREE_N] < SHEAF_HEADROOM
-            or g[G_OVFREE_N] < 2
-            or g[G_RFREE_N] < need_rows
-            or len(sidr) - g[G_NSLABS] < need_rows
-            or (k == C_KFREE_RCU and g[G_CRQ_N] >= len(crq))
-        ):
+        if g[G_SFREE_N] < SHEAF_HEADROOM:
             g[G_STATUS] = ST_GROW
             return i
+        if k != C_FREE and k != C_RCU_GP:
+            need_rows = base_rows
+            if k == C_ALLOC_BULK or k == C_PREFILL or k == C_REFILL_SHEAF:
+                need_rows += b[i] // ops + 2
+            if (
+                g[G_OVFREE_N] < 2
+                or g[G_RFREE_N] < need_rows
+                or len(sidr) - g[G_NSLABS] < need_rows
+                or (k == C_KFREE_RCU and g[G_CRQ_N] >= len(crq))
+            ):
+                g[G_STATUS] = ST_GROW
+                return i
         # advance(ts): lazy occupancy integration (reference SheafModel.advance)
         t = ts[i]
         if g[G_T_SET] == 0:
@@ -1521,25 +1567,31 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
                 nd[x, ND_SINCE] = t
         elif t > g[G_T_LAST]:
             g[G_T_LAST] = t
+        now = g[G_T_LAST]
 
         if k == C_ALLOC:
             node = c[i]
-            obj = -1
-            if has_pcs:
+            if has_pcs and node == NUMA_NO_NODE:
                 m = pc[cp, PC_MAIN]
                 size = shm[m, SH_SZ]
-                if node == NUMA_NO_NODE and size > 0:  # A2 fast path, inline
+                if size > 0:
+                    # A2 hit, inline. Its _sample(cpu) reduces to the CPU's held objects going
+                    # down by one: no barn, sheaf struct or held peak can change.
                     obj = sho[m, size - 1]
                     shm[m, SH_SZ] = size - 1
-                    if v618:
-                        g[ALLOC_CPU_SHEAF] += 1
-                    else:
-                        g[ALLOC_FASTPATH] += 1
-                else:
-                    obj = alloc_from_pcs(cp, node, b[i] != 0)
+                    g[hit_a] += 1
+                    v = pc[cp, PC_VAL]
+                    pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
+                    pc[cp, PC_SINCE] = now
+                    pc[cp, PC_VAL] = v - 1
+                    g[X_HELD] -= 1
+                    objs[a[i]] = obj
+                    continue
+            obj = -1
+            if has_pcs:
+                obj = alloc_from_pcs(cp, node, b[i] != 0)
             if obj < 0:
-                obj = slab_alloc_one(cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr,
-                                     rfree, mt)  # fmt: skip
+                obj = slab_alloc_one(cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt)
             sample(cp, P, cn, g, pc, nd, shm)
             objs[a[i]] = obj
         elif k == C_FREE:
@@ -1547,23 +1599,38 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
             if obj < 0:
                 skips[K_FREE] += 1
                 continue
-            done = False
-            if has_pcs and obj_node(obj, P, slm, sidr) == cn[cp]:
+            objs[a[i]] = -1
+            local = has_pcs and (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp])
+            if local:
                 m = pc[cp, PC_MAIN]
-                if shm[m, SH_SZ] != cap or pcs_replace_full_main(cp):
-                    m = pc[cp, PC_MAIN]
-                    size = shm[m, SH_SZ]
+                size = shm[m, SH_SZ]
+                if size != cap:
+                    # F2 hit, inline; _sample(cpu) reduces to one more held object
                     sho[m, size] = obj
                     shm[m, SH_SZ] = size + 1
-                    if v618:
-                        g[FREE_CPU_SHEAF] += 1
-                    else:
-                        g[FREE_FASTPATH] += 1
-                    done = True
+                    g[hit_f] += 1
+                    v = pc[cp, PC_VAL]
+                    pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
+                    pc[cp, PC_SINCE] = now
+                    pc[cp, PC_VAL] = v + 1
+                    if v + 1 > pc[cp, PC_MAX]:
+                        pc[cp, PC_MAX] = v + 1
+                    held = g[X_HELD] + 1
+                    g[X_HELD] = held
+                    if held > g[X_HELD_MAX]:
+                        g[X_HELD_MAX] = held
+                    continue
+            done = False
+            if local and pcs_replace_full_main(cp):
+                m = pc[cp, PC_MAIN]
+                size = shm[m, SH_SZ]
+                sho[m, size] = obj
+                shm[m, SH_SZ] = size + 1
+                g[hit_f] += 1
+                done = True
             if not done:
                 slab_free_one(cp, obj, P, g, pc, nd, slm, slf, cfree, sidr, rfree, one)
             sample(cp, P, cn, g, pc, nd, shm)
-            objs[a[i]] = -1
         elif k == C_KFREE_RCU:
             obj = objs[a[i]]
             if obj < 0:
@@ -1653,8 +1720,9 @@ def _exec(ts, cmd, cpu, a, b, c, aux, P, cn, g, pc, nd, shm, sho, sfree, ovm, ov
                     else:
                         g[ALLOC_FASTPATH] += batch
             if got < kk:
-                got += slab_bulk_alloc(cp, kk - got, scr[got:], P, cn, g, pc, nd, slm, slf,
-                                       cfree, sidr, rfree, mt)  # fmt: skip
+                got += slab_bulk_alloc(
+                    cp, kk - got, scr[got:], P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+                )
             sample(cp, P, cn, g, pc, nd, shm)
             for j in range(got):
                 objs[aux[off + j]] = scr[j]
@@ -1879,9 +1947,41 @@ def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> 
     i = 0
     n = len(cmd)
     while True:
-        i = ex(ts, cmd, cpu, a, b, c, aux, s.P, s.cn, s.g, s.pc, s.nd, s.shm, s.sho, s.sfree,
-               s.ovm, s.ovo, s.ovfree, s.slm, s.slf, s.sidr, s.rfree, s.cfree, s.crq, s.crq2,
-               s.mt, s.objs, s.pslot, s.skips, s.scr, s.one, s.bk, i)  # fmt: skip
+        i = ex(
+            ts,
+            cmd,
+            cpu,
+            a,
+            b,
+            c,
+            aux,
+            s.P,
+            s.cn,
+            s.g,
+            s.pc,
+            s.nd,
+            s.shm,
+            s.sho,
+            s.sfree,
+            s.ovm,
+            s.ovo,
+            s.ovfree,
+            s.slm,
+            s.slf,
+            s.sidr,
+            s.rfree,
+            s.cfree,
+            s.crq,
+            s.crq2,
+            s.mt,
+            s.objs,
+            s.pslot,
+            s.skips,
+            s.scr,
+            s.one,
+            s.bk,
+            i,
+        )
         st = int(s.g[G_STATUS])
         if st == ST_DONE:
             break
@@ -1932,8 +2032,9 @@ def _result(s: _State, params: ModelParams) -> ReplayResult:
     snap_cpus = []
     now = int(g[G_T_LAST])
     for c in range(params.cpus):
-        held = sum(x or 0 for x in (size(pc[c, PC_MAIN]), size(pc[c, PC_SPARE]),
-                                     size(pc[c, PC_RCU])))  # fmt: skip
+        held = sum(
+            x or 0 for x in (size(pc[c, PC_MAIN]), size(pc[c, PC_SPARE]), size(pc[c, PC_RCU]))
+        )
         integral = int(pc[c, PC_INT])
         if t_set:
             integral += int(pc[c, PC_VAL]) * (now - int(pc[c, PC_SINCE]))
