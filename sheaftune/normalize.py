@@ -244,6 +244,7 @@ def sheaf_pop_runs(
     upper_bound: int | None = None,
     tree_height: int = DEFAULT_TREE_HEIGHT,
     gap_ns: int = DEFAULT_RUN_GAP_NS,
+    rows: np.ndarray | None = None,
 ) -> PopRuns:
     """Runs of sheaf pops of one task (by call site), each run one prefill operation.
 
@@ -257,13 +258,14 @@ def sheaf_pop_runs(
     empty = np.empty(0, dtype=np.int64)
     if cache not in t.caches:
         return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
-    cid = t.find_cache(cache)
-    rows = np.nonzero((t.cache_id == cid) & norm.is_alloc)[0]
-    funcs = [_site_func(s) for s in t.sites]
-    store_of_site = np.array([SHEAF_POP_SITES.get(f, "") for f in funcs] + [""], dtype=object)
+    if rows is None:
+        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+    rows = rows[norm.is_alloc[rows]]
+    store_of_site = _site_store_types(norm)
+    funcs_n = len(store_of_site) - 1
     site = t.site_id[rows]
     nowait = (t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0
-    store = store_of_site[np.where(site >= 0, site, len(funcs))]
+    store = store_of_site[np.where(site >= 0, site, funcs_n)]
     is_pop = nowait & (store != "")
     # each task's allocations of the cache, in time order
     by_pid = np.lexsort((np.arange(len(rows)), t.pid[rows]))
@@ -336,6 +338,17 @@ def infer_operations(
     for s in sorted(set(runs.store.tolist())):
         counts[f"pops_{s}"] = int(np.count_nonzero(runs.store == s))
     return ops, counts
+
+
+def _site_store_types(norm: Normalized) -> np.ndarray:
+    """Per call site, the store type of a sheaf pop there ("" for other sites), plus a last ""
+    for events without a site; computed once per trace."""
+    cached = norm.__dict__.get("_site_store")
+    if cached is None:
+        funcs = [_site_func(s) for s in norm.table.sites]
+        cached = np.array([SHEAF_POP_SITES.get(f, "") for f in funcs] + [""], dtype=object)
+        norm.__dict__["_site_store"] = cached
+    return cached
 
 
 def _site_func(site: str) -> str:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
-from sheaftune.analysis.tracereplay import ReplayPolicy, replay_cache
+from sheaftune.analysis.tracereplay import ReplayPolicy, cache_rows, replay_cache
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.normalize import Normalized, normalize
@@ -58,6 +58,7 @@ def analyze_table(
     norm: Normalized = normalize(table)
     result = characterize(norm, caches or None)
     if model is not None:
+        rows = cache_rows(norm)
         for name, st in result.caches.items():
             if st["alloc"] == 0:
                 continue
@@ -70,6 +71,7 @@ def analyze_table(
                 model.policy,
                 model.cpus,
                 model.nodes,
+                rows[name],
             )
     if caches and not result.caches:
         raise NothingToAnalyse(

@@ -55,66 +55,97 @@ def effective_capacity(kernel: str, cache: str, slot_size: int) -> int:
     return capacity_for(kernel, slot_size, EXPLICIT_CAPACITY.get(cache, 0))
 
 
-def build_plan(norm: Normalized, cache: str, policy: ReplayPolicy | None = None) -> Plan:
-    """Compile one cache's events into a plan (see the module docstring for the rules)."""
+def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
+    """Event indices of every cache, each in time order: one sort instead of a scan per cache."""
+    cid = norm.table.cache_id
+    order = np.argsort(cid, kind="stable")
+    bounds = np.searchsorted(cid[order], np.arange(len(norm.table.caches) + 1))
+    return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(norm.table.caches)}
+
+
+def build_plan(
+    norm: Normalized, cache: str, policy: ReplayPolicy | None = None, rows: np.ndarray | None = None
+) -> Plan:
+    """Compile one cache's events into a plan (see the module docstring for the rules).
+
+    ``rows``: the cache's event indices in time order (``cache_rows``), when already known.
+    """
     policy = policy or ReplayPolicy()
     t = norm.table
     pb = PlanBuilder()
     if cache not in t.caches:
         return pb.build()
-    cid = t.find_cache(cache)
-    is_alloc = norm.is_alloc
-    mine = t.cache_id == cid
-    allocs = np.nonzero(mine & is_alloc & ~norm.failed_alloc)[0]
-    slot_of = np.full(len(t), -1, dtype=np.int64)
-    slot_of[allocs] = pb.new_objects(len(allocs))
+    if rows is None:
+        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+    is_alloc = norm.is_alloc[rows]
+    allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
+    slots = pb.new_objects(len(allocs))
+
+    def slot_of(events: np.ndarray) -> np.ndarray:
+        """Object slot of allocation events (global indices) of this cache."""
+        return slots[np.searchsorted(allocs, events)]
+
     ts = t.ts_ns
     cpu = t.cpu
-    seq = 2 * np.arange(len(t), dtype=np.int64)
 
-    pop = np.zeros(len(t), dtype=bool)
+    def seq(events: np.ndarray) -> np.ndarray:
+        return 2 * events.astype(np.int64)
+
+    pop_rows = np.empty(0, dtype=np.int64)
     if policy.sheaf_pops == "prefill":
-        runs = sheaf_pop_runs(norm, cache, policy.upper_bound, policy.tree_height)
-        pop[runs.rows] = True
+        runs = sheaf_pop_runs(norm, cache, policy.upper_bound, policy.tree_height, rows=rows)
+        pop_rows = runs.rows
         if runs.n_runs:
             sheaf_slots = pb.new_sheaves(runs.n_runs)
             _, first = np.unique(runs.run, return_index=True)
             last = len(runs.run) - 1 - np.unique(runs.run[::-1], return_index=True)[1]
             fr, lr = runs.rows[first], runs.rows[last]
-            pb.add(ts[fr], seq[fr] - 1, Cmd.PREFILL, cpu[fr], sheaf_slots, runs.bound, 1)
+            pb.add(ts[fr], seq(fr) - 1, Cmd.PREFILL, cpu[fr], sheaf_slots, runs.bound, 1)
             pb.add(
                 ts[runs.rows],
-                seq[runs.rows],
+                seq(runs.rows),
                 Cmd.ALLOC_FROM_SHEAF,
                 cpu[runs.rows],
-                slot_of[runs.rows],
+                slot_of(runs.rows),
                 sheaf_slots[runs.run],
             )
-            pb.add(ts[lr], seq[lr] + 1, Cmd.RETURN_SHEAF, cpu[lr], sheaf_slots)
+            pb.add(ts[lr], seq(lr) + 1, Cmd.RETURN_SHEAF, cpu[lr], sheaf_slots)
             pb.assume("sheaf pops replayed as prefill operations", len(runs.rows))
             pb.assume("prefill operations", runs.n_runs)
 
-    plain = allocs[~pop[allocs]]
+    plain = allocs[~np.isin(allocs, pop_rows, assume_unique=True)] if len(pop_rows) else allocs
     blocking = (t.gfp[plain] & gfpmod.__GFP_DIRECT_RECLAIM) != 0
     pb.add(
         ts[plain],
-        seq[plain],
+        seq(plain),
         Cmd.ALLOC,
         cpu[plain],
-        slot_of[plain],
+        slot_of(plain),
         blocking,
         t.node[plain].astype(np.int64),
     )
 
-    frees = np.nonzero(mine & ~is_alloc & ~norm.null_free)[0]
-    matched = frees[norm.alloc_of[frees] >= 0]
-    pb.add(ts[matched], seq[matched], Cmd.FREE, cpu[matched], slot_of[norm.alloc_of[matched]])
-    pb.assume("frees of objects allocated before the trace (skipped)", len(frees) - len(matched))
+    frees = rows[~is_alloc & ~norm.null_free[rows]]
+    src = norm.alloc_of[frees]
+    # a free matched to an allocation this cache replays (a kmem_cache_free naming another
+    # cache than its allocation's stays with the cache it names, without an object)
+    pos = np.searchsorted(allocs, src)
+    ok = (src >= 0) & (pos < len(allocs))
+    ok[ok] = allocs[pos[ok]] == src[ok]
+    matched = frees[ok]
+    pb.add(ts[matched], seq(matched), Cmd.FREE, cpu[matched], slots[pos[ok]])
+    pb.assume(
+        "frees of objects allocated before the trace (skipped)", int(np.count_nonzero(src < 0))
+    )
+    pb.assume(
+        "frees of objects allocated as another cache (skipped)",
+        int(np.count_nonzero((src >= 0) & ~ok)),
+    )
 
     unseen = allocs[norm.unseen_free[allocs]]
     if policy.unseen_free == "rcu":
         reuse = norm.reused_by[unseen]
-        pb.add(ts[reuse], seq[reuse] - 1, Cmd.KFREE_RCU, cpu[unseen], slot_of[unseen])
+        pb.add(ts[reuse], seq(reuse) - 1, Cmd.KFREE_RCU, cpu[unseen], slot_of(unseen))
         pb.assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
     else:
         pb.assume("unseen frees left live (policy none)", len(unseen))
@@ -141,13 +172,14 @@ def params_for(
     capacity: int | None = None,
     cpus: int | None = None,
     nodes: int = 1,
+    rows: np.ndarray | None = None,
 ) -> ModelParams:
     """ModelParams for one cache of the trace: its slot size (``bytes_alloc``), the trace's
     CPUs, and the kernel's effective capacity unless ``capacity`` forces one."""
     t = norm.table
-    cid = t.find_cache(cache)
-    rows = (t.cache_id == cid) & norm.is_alloc
-    sizes = t.bytes_alloc[rows]
+    if rows is None:
+        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+    sizes = t.bytes_alloc[rows[norm.is_alloc[rows]]]
     slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
     ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)
@@ -211,12 +243,13 @@ def replay_cache(
     policy: ReplayPolicy | None = None,
     cpus: int | None = None,
     nodes: int = 1,
+    rows: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Replay one cache at the capacities ``capacities`` asks for (default: the kernel's own)
     and return the report dict: parameters, what was assumed, one row per capacity."""
     policy = policy or ReplayPolicy()
-    plan = build_plan(norm, cache, policy)
-    base = params_for(norm, cache, kernel, None, cpus, nodes)
+    plan = build_plan(norm, cache, policy, rows)
+    base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
     current = effective_capacity("6.18", cache, base.object_size)
     caps = capacities_for(
         capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
