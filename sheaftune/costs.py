@@ -49,7 +49,9 @@ class CostModel:
     # 79.5 ns across CCDs. Added to the service time of a lock under contention.
     handoff: float = 17.0
     # Objects moved between slabs and sheaves in refill/flush batches: kmem_cache_alloc_bulk +
-    # free_bulk per object 17-20 cycles at n=16..64 (Brouer 2015), halved for one direction.
+    # free_bulk per object 17-20 cycles at n=16..64 (Brouer 2015), i.e. about 9 cycles per
+    # direction, doubled because a refill walks a cold freelist (about one cache miss per
+    # object) that the hot benchmark loop never pays: 18 cycles, 5 ns, per object moved.
     slab_batch_object: float = 9.0 * CYCLE_NS * 2
     # A6 slow path, one object straight from a slab: bulk n=1, 49 cycles per alloc+free pair
     # (Brouer 2015), plus list_lock per object.
