@@ -3,9 +3,12 @@ sheaf model makes of it at the kernel's capacity or at the capacities asked for.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from sheaftune.cli.common import (
+    executor_options,
     input_format_option,
     model_options,
     output_options,
@@ -19,7 +22,8 @@ from sheaftune.cli.common import (
 Examples:
   sheaftune analyze --example
   sheaftune analyze trace.dat --cache maple_node --capacity buckets
-  sheaftune analyze trace.txt.zst --kernel 6.18 --format json -o analysis.json""",
+  sheaftune analyze trace.txt.zst --kernel 6.18 --format json -o analysis.json
+  sheaftune analyze trace.dat kmem.dat --capacity 4,32,60 --jobs 2 --format json""",
 )
 @click.argument("traces", nargs=-1, type=str)
 @click.option(
@@ -45,6 +49,7 @@ Examples:
     help="Read what can be read of a damaged input; the result says it is incomplete.",
 )
 @model_options
+@executor_options
 @output_options()
 def command(
     traces: tuple[str, ...],
@@ -61,6 +66,8 @@ def command(
     rcu_gp_ms: float,
     upper_bound: int | None,
     no_model: bool,
+    jobs: int | None,
+    scheduler: str | None,
     fmt: str,
     output: str | None,
 ) -> None:
@@ -72,16 +79,19 @@ def command(
     the capacity the chosen kernel gives the cache (or every --capacity): share of operations
     served by the per-CPU sheaves, barn and slab traffic, sheaf structs, objects held, the
     kernel's counters, and what the replay had to assume. TRACE may be `-` for standard input.
+
+    Many traces: TRACE may be a quoted glob or @FILE (a list of paths or globs, one a line).
+    Several traces run on all cores (--jobs N to choose), or on a dask.distributed cluster
+    with --scheduler; each trace is read where its work runs, and the report is the same as
+    one process would make (docs/fleet.md).
     """
     from sheaftune.analysis.characterize import AnalysisSet
-    from sheaftune.analysis.pipeline import analyze_table, example_path, load
-    from sheaftune.cli.common import announce_compile, build_model_options
-    from sheaftune.cli.console import warn_meta
-    from sheaftune.cli.progress import read_options
+    from sheaftune.analysis.pipeline import example_path
+    from sheaftune.cli.common import build_model_options, distributed, expand_trace_args
     from sheaftune.errors import UsageError
     from sheaftune.report import render
 
-    paths = list(traces)
+    paths = expand_trace_args(traces)
     if example:
         paths.insert(0, example_path())
     if not paths:
@@ -91,14 +101,60 @@ def command(
         model = build_model_options(
             kernel, capacity, engine, unseen_free, sheaf_pops, rcu_gp_ms, upper_bound
         )
+    if distributed(paths, jobs, scheduler):
+        results = _analyze_distributed(
+            paths, jobs, scheduler, input_format, salvage, buffer, caches, model
+        )
+    else:
+        results = _analyze_here(paths, input_format, salvage, buffer, caches, model)
+    record = results[0] if len(results) == 1 else AnalysisSet(results)
+    with output_stream(output) as out:
+        render(record, fmt, out)
+
+
+def _analyze_here(
+    paths: list[str],
+    input_format: str | None,
+    salvage: bool,
+    buffer: str | None,
+    caches: tuple[str, ...],
+    model: Any,
+) -> list[Any]:
+    """One trace after another in this process (the replay engine still uses every core
+    across the capacities of a sweep)."""
+    from sheaftune.analysis.pipeline import analyze_table, load
+    from sheaftune.cli.common import announce_compile
+    from sheaftune.cli.console import warn_meta
+    from sheaftune.cli.progress import read_options
+
     results = []
     for path in paths:
         with read_options(path, salvage=salvage, buffer=buffer) as opts:
             table = load(path, input_format, opts)
         warn_meta(table.meta)
         if model is not None:
-            announce_compile(engine)
+            announce_compile(model.engine)
         results.append(analyze_table(table, list(caches), model))
-    record = results[0] if len(results) == 1 else AnalysisSet(results)
-    with output_stream(output) as out:
-        render(record, fmt, out)
+    return results
+
+
+def _analyze_distributed(
+    paths: list[str],
+    jobs: int | None,
+    scheduler: str | None,
+    input_format: str | None,
+    salvage: bool,
+    buffer: str | None,
+    caches: tuple[str, ...],
+    model: Any,
+) -> list[Any]:
+    """Units of work (trace; trace x cache x capacity) on local processes or a cluster."""
+    from sheaftune.analysis.distribute import analyze_many, make_executor, trace_inputs
+    from sheaftune.cli.common import announce_compile
+    from sheaftune.cli.console import warn_meta
+
+    inputs = trace_inputs(paths, input_format, salvage, buffer)
+    if model is not None and scheduler is None:
+        announce_compile(model.engine)  # local workers share this machine's compiled cache
+    with make_executor(jobs, scheduler) as ex:
+        return analyze_many(inputs, ex, caches, model, on_meta=warn_meta)

@@ -173,3 +173,50 @@ def announce_compile(engine: str) -> None:
         from sheaftune.cli.console import stderr
 
         stderr.print("sheaftune: compiling the replay engine (first run only)...")
+
+
+def executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """``--jobs`` / ``--scheduler``: where the units of a many-trace run execute."""
+    f = click.option(
+        "--scheduler",
+        default=None,
+        metavar="ADDRESS",
+        help="Run on a dask.distributed cluster (e.g. tcp://host:8786); workers read the "
+        "traces by path. Needs the dask extra: pip install 'sheaftune[dask]'.",
+    )(f)
+    f = click.option(
+        "--jobs",
+        "-j",
+        type=click.IntRange(0, 4096),
+        default=None,
+        metavar="N",
+        help="Worker processes on this machine (0: all cores; default: all cores when there "
+        "are several traces, this process for one).",
+    )(f)
+    return f
+
+
+def expand_trace_args(traces: tuple[str, ...]) -> list[str]:
+    """TRACE arguments -> paths: files, globs (quoted, so the shell leaves them) and
+    ``@list.txt`` files of paths or globs, one a line."""
+    from sheaftune.analysis.distribute import expand_inputs
+
+    return expand_inputs(traces)
+
+
+def distributed(paths: list[str], jobs: int | None, scheduler: str | None) -> bool:
+    """Whether a run goes through an executor: --scheduler, --jobs other than 1, or several
+    traces without --jobs. One trace and no option keeps the in-process path."""
+    from sheaftune.errors import UsageError
+
+    if scheduler is not None:
+        if jobs not in (None, 0):
+            raise UsageError("--jobs and --scheduler exclude each other")
+        return True
+    if "-" in paths:
+        if jobs not in (None, 1):
+            raise UsageError("standard input (`-`) is read in this process; drop --jobs")
+        return False
+    if jobs is None:
+        return len(paths) > 1
+    return jobs != 1

@@ -1,0 +1,467 @@
+"""Many traces and large sweeps: the same work on local processes or a Dask cluster.
+
+A fleet run is a list of *units of work*, each a plain picklable call that names a trace by
+path, never by content: the trace is read where the unit runs (a worker process here, or a
+``dask.distributed`` worker elsewhere), so only paths go out and only result dicts come back.
+
+Units:
+
+* ``trace unit`` (one per trace): read, normalise, characterise; say which caches the model
+  will replay and at which capacities (the replay's header: slot size, kernel capacity,
+  plan counts, what the plan assumed). Everything that is *not* exactly mergeable (the lifetime
+  percentiles, the top call sites, the size statistics) is computed here, over the whole trace,
+  so nothing needs merging: the per-trace record is the same object a single-machine run makes.
+* ``replay unit`` (trace, cache, capacity): one replay of one cache's plan at one
+  ``sheaf_capacity``; returns the same row ``tracereplay.replay_cache`` makes. Rows are
+  counters and peaks of one deterministic replay, so "merging" is placing each row in its
+  cache's list, sorted by capacity as ``capacities_for`` sorts them: exact.
+* ``recommend unit`` (trace, cache): ``recommend.recommend_for_cache`` on one cache; its
+  candidates share a warm-up cut and the choice compares them, so the cache, not the
+  capacity, is the unit (see ``analysis.fleet``).
+
+A trace is not cut into time chunks: a replay carries the sheaves, barns and slabs of the
+whole trace from one event to the next, so a chunked replay would differ from the single-run
+one; the trace is the smallest unit that keeps results identical. A worker keeps its last
+few normalised traces and plans in memory (``_LRU``), so the units of one trace that land on
+the same worker read it once.
+
+Executors: :class:`SerialExecutor` (this process), :class:`LocalExecutor` (a process pool,
+default all cores), :class:`DaskExecutor` (a ``dask.distributed`` scheduler address; dask is
+the optional extra ``sheaftune[dask]``). Every executor returns results in the order of the
+units, so the merged record does not depend on which worker finished first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from sheaftune.errors import UsageError
+
+if TYPE_CHECKING:
+    from sheaftune.analysis.characterize import Analysis
+    from sheaftune.analysis.pipeline import ModelOptions
+    from sheaftune.analysis.recommend import Recommendation, RecommendOptions
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+    from sheaftune.events import TraceMeta
+    from sheaftune.normalize import Normalized
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: What `--scheduler` says when dask is not installed (one line, exit 2).
+DASK_MISSING = (
+    "--scheduler needs dask.distributed: pip install 'sheaftune[dask]' "
+    "(or: pip install 'dask[distributed]>=2024.1')"
+)
+
+
+# ------------------------------------------------------------------------------------ inputs
+@dataclass(frozen=True)
+class TraceInput:
+    """One trace as a unit of work names it.
+
+    ``path`` is the spelling the user gave (the record's ``trace.source``); ``location`` is the
+    absolute path the task opens, since a worker's working directory need not be ours.
+    """
+
+    path: str
+    location: str
+    input_format: str | None = None
+    salvage: bool = False
+    buffer: str | None = None
+
+
+def expand_inputs(items: Iterable[str]) -> list[str]:
+    """Files, globs and list files (``@list.txt``: one path or glob a line, ``#`` comments)
+    -> the paths in the order given. A glob that matches nothing is a usage error (a typo
+    would otherwise drop machines from a fleet silently); ``-`` stays standard input."""
+    out: list[str] = []
+    for item in items:
+        if item.startswith("@") and len(item) > 1:
+            listfile = item[1:]
+            try:
+                with open(listfile, encoding="utf-8") as fh:
+                    lines = [ln.strip() for ln in fh]
+            except OSError as e:
+                raise UsageError(f"{item}: cannot read the list file: {e.strerror}") from None
+            base = os.path.dirname(os.path.abspath(listfile))
+            entries = [
+                ln if os.path.isabs(ln) else os.path.join(base, ln)
+                for ln in lines
+                if ln and not ln.startswith("#")
+            ]
+            out += expand_inputs(entries)
+        elif glob.has_magic(item) and not os.path.exists(item):
+            found = sorted(glob.glob(item))
+            if not found:
+                raise UsageError(f"{item}: no file matches")
+            out += found
+        else:
+            out.append(item)
+    return out
+
+
+def trace_inputs(
+    paths: Sequence[str],
+    input_format: str | None = None,
+    salvage: bool = False,
+    buffer: str | None = None,
+) -> list[TraceInput]:
+    if "-" in paths:
+        raise UsageError("standard input (`-`) cannot be sent to workers; give a file")
+    return [TraceInput(p, os.path.abspath(p), input_format, salvage, buffer) for p in paths]
+
+
+# --------------------------------------------------------------------------------- executors
+class Executor(Protocol):
+    """Runs ``fn`` over ``items`` somewhere; results in the order of ``items``."""
+
+    jobs: int
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]: ...
+
+    def close(self) -> None: ...
+
+
+class SerialExecutor:
+    """Everything in this process, one unit after another (``--jobs 1``)."""
+
+    jobs = 1
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        return [fn(x) for x in items]
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> SerialExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class LocalExecutor:
+    """A pool of ``jobs`` worker processes on this machine (default: all cores).
+
+    Workers start by ``forkserver``, not ``fork``: the parent may hold numba's compiled code
+    and threads of its own, which a forked child must not inherit half-way. Each worker runs
+    the compiled engine on one thread, so ``jobs`` processes use ``jobs`` cores.
+    """
+
+    def __init__(self, jobs: int | None = None):
+        import multiprocessing
+
+        self.jobs = jobs or os.cpu_count() or 1
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["sheaftune.analysis.distribute"])
+        self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        # chunks of 1: units are coarse (a whole replay), and order comes back from map()
+        return list(self._pool.map(fn, items))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> LocalExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class DaskExecutor:
+    """Units submitted to a running ``dask.distributed`` scheduler at ``address``.
+
+    The workers must have sheaftune installed (the same version) and see the trace paths
+    (a shared file system, or the same layout on every host).
+    """
+
+    def __init__(self, address: str, timeout: float = 30.0):
+        try:
+            from distributed import Client
+        except ImportError:
+            raise UsageError(DASK_MISSING) from None
+        try:
+            self._client = Client(address, timeout=timeout, set_as_default=False)
+        except OSError as e:
+            raise UsageError(f"--scheduler {address}: cannot connect: {e}") from None
+        info = self._client.scheduler_info()
+        self.jobs = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+
+    def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
+        if not items:
+            return []
+        # pure=False: two units with equal arguments are still two replays to run (the key
+        # would otherwise deduplicate them, which is right only by accident)
+        futures = self._client.map(fn, list(items), pure=False)
+        return list(self._client.gather(futures))
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def make_executor(
+    jobs: int | None = None, scheduler: str | None = None
+) -> SerialExecutor | LocalExecutor | DaskExecutor:
+    """``--scheduler`` wins; ``--jobs 1``: this process; otherwise a local pool."""
+    if scheduler:
+        if jobs not in (None, 0):
+            raise UsageError("--jobs and --scheduler exclude each other")
+        return DaskExecutor(scheduler)
+    if jobs is not None and jobs < 0:
+        raise UsageError("--jobs must be 0 (all cores) or more")
+    n = jobs or os.cpu_count() or 1
+    return SerialExecutor() if n == 1 else LocalExecutor(n)
+
+
+# ------------------------------------------------------------------------- worker-side state
+class _LRU:
+    """The last few objects a worker built (normalised traces, plans), by key."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._d: OrderedDict[Any, Any] = OrderedDict()
+
+    def get(self, key: Any, make: Callable[[], Any]) -> Any:
+        if key in self._d:
+            self._d.move_to_end(key)
+            return self._d[key]
+        value = make()
+        self._d[key] = value
+        while len(self._d) > self.size:
+            self._d.popitem(last=False)
+        return value
+
+
+_TRACES = _LRU(2)
+_PLANS = _LRU(16)
+
+
+def _stamp(trace: TraceInput) -> tuple[Any, ...]:
+    # a file replaced between two units must not be served from memory
+    try:
+        st = os.stat(trace.location)
+        return (trace, st.st_size, st.st_mtime_ns)
+    except OSError:
+        return (trace, None, None)
+
+
+def _read(trace: TraceInput) -> tuple[Normalized, TraceMeta]:
+    from sheaftune.analysis.pipeline import load
+    from sheaftune.normalize import normalize
+    from sheaftune.readers import ReadOptions
+
+    def make() -> tuple[Normalized, TraceMeta]:
+        table = load(trace.location, trace.input_format, ReadOptions(trace.salvage, trace.buffer))
+        table.meta.source = trace.path  # the user's spelling, as a single-machine run has it
+        return normalize(table), table.meta
+
+    result: tuple[Normalized, TraceMeta] = _TRACES.get(_stamp(trace), make)
+    return result
+
+
+def _plan(trace: TraceInput, cache: str, policy: ReplayPolicy) -> Any:
+    from sheaftune.analysis.tracereplay import build_plan
+
+    norm, _ = _read(trace)
+    return _PLANS.get((_stamp(trace), cache, policy), lambda: build_plan(norm, cache, policy))
+
+
+# ------------------------------------------------------------------------------------- units
+@dataclass(frozen=True)
+class TraceUnit:
+    trace: TraceInput
+    caches: tuple[str, ...]
+    model: ModelOptions | None
+
+
+@dataclass(frozen=True)
+class TraceSummary:
+    """What a trace unit returns: the record without replays, and the replays to run."""
+
+    analysis: Analysis
+    meta: TraceMeta
+    #: cache -> (replay header, capacities), in the record's cache order
+    replays: dict[str, tuple[dict[str, Any], list[int]]]
+
+
+@dataclass(frozen=True)
+class ReplayUnit:
+    trace: TraceInput
+    cache: str
+    capacity: int
+    model: ModelOptions
+
+
+def run_trace_unit(unit: TraceUnit) -> TraceSummary:
+    """Characterise one trace; list each cache's replay header and capacities."""
+    from sheaftune.analysis.characterize import characterize
+    from sheaftune.analysis.sweep import capacities_for
+    from sheaftune.analysis.tracereplay import effective_capacity, params_for
+    from sheaftune.errors import NothingToAnalyse
+
+    norm, meta = _read(unit.trace)
+    result = characterize(norm, list(unit.caches) or None)
+    if unit.caches and not result.caches:
+        raise NothingToAnalyse(
+            f"{meta.source}: no event of cache {', '.join(unit.caches)} "
+            f"(the trace has {len(norm.table.caches)} caches; see `sheaftune analyze` without "
+            "--cache)"
+        )
+    replays: dict[str, tuple[dict[str, Any], list[int]]] = {}
+    m = unit.model
+    if m is not None:
+        for name, st in result.caches.items():
+            if st["alloc"] == 0:
+                continue
+            # the header replay_cache writes, field for field
+            plan = _plan(unit.trace, name, m.policy)
+            base = params_for(norm, name, m.kernel, None, m.cpus, m.nodes)
+            current = effective_capacity("6.18", name, base.object_size)
+            caps = capacities_for(
+                m.capacities, name, base.sheaf_capacity, base.object_size, current
+            )
+            header = {
+                "kernel": m.kernel,
+                "engine": m.engine,
+                "object_size": base.object_size,
+                "kernel_capacity": base.sheaf_capacity,
+                "traced_capacity": current,
+                "cpus": base.cpus,
+                "nodes": base.nodes,
+                "policy": dataclasses.asdict(m.policy),
+                "plan": plan.counts(),
+                "assumptions": plan.assumptions,
+            }
+            replays[name] = (header, caps)
+    return TraceSummary(result, meta, replays)
+
+
+def run_replay_unit(unit: ReplayUnit) -> dict[str, Any]:
+    """One cache of one trace replayed at one capacity: a ``replays`` row."""
+    from sheaftune.analysis.tracereplay import metrics, params_for
+    from sheaftune.model.replay import replay
+
+    m = unit.model
+    norm, _ = _read(unit.trace)
+    plan = _plan(unit.trace, unit.cache, m.policy)
+    base = params_for(norm, unit.cache, m.kernel, None, m.cpus, m.nodes)
+    params = dataclasses.replace(base, sheaf_capacity=unit.capacity)
+    res = replay(plan, params, m.engine)
+    return {
+        **metrics(plan, params, res),
+        "counters": res.counters,
+        "extras": res.extras,
+        "skipped": res.skipped,
+    }
+
+
+def analyze_many(
+    traces: Sequence[TraceInput],
+    executor: Executor,
+    caches: Sequence[str] = (),
+    model: ModelOptions | None = None,
+    on_meta: Callable[[TraceMeta], None] | None = None,
+) -> list[Analysis]:
+    """``analyze_table`` for every trace, spread over ``executor``, one Analysis per trace in
+    input order, identical in content to single-machine runs (the module docstring says why).
+    ``on_meta`` sees each trace's metadata as its unit returns (the CLI's reader warnings)."""
+    summaries = executor.map(run_trace_unit, [TraceUnit(t, tuple(caches), model) for t in traces])
+    if on_meta is not None:
+        for s in summaries:
+            on_meta(s.meta)
+    if model is None:
+        return [s.analysis for s in summaries]
+    units = [
+        ReplayUnit(t, name, cap, model)
+        for t, s in zip(traces, summaries, strict=True)
+        for name, (_, caps) in s.replays.items()
+        for cap in caps
+    ]
+    rows = iter(executor.map(run_replay_unit, units))
+    out = []
+    for s in summaries:
+        cache_stats = {name: dict(st) for name, st in s.analysis.caches.items()}
+        for name, (header, caps) in s.replays.items():
+            cache_stats[name]["replay"] = {**header, "replays": [next(rows) for _ in caps]}
+        out.append(
+            dataclasses.replace(
+                s.analysis,
+                caches=cache_stats,
+                model={
+                    "kernel": model.kernel,
+                    "engine": model.engine,
+                    "policy": dataclasses.asdict(model.policy),
+                    "note": f"replayed with Linux {model.kernel} sheaf semantics",
+                },
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------- recommend units
+@dataclass(frozen=True)
+class RecommendUnit:
+    trace: TraceInput
+    cache: str
+    options: RecommendOptions
+    policy: ReplayPolicy
+
+
+def run_recommend_unit(unit: RecommendUnit) -> Recommendation | str:
+    """One cache of one trace through ``recommend_for_cache``; a string says why it could not
+    be recommended on this machine (e.g. no allocator operation after the warm-up)."""
+    from sheaftune.analysis.recommend import recommend_for_cache
+    from sheaftune.errors import NothingToAnalyse
+
+    norm, _ = _read(unit.trace)
+    try:
+        return recommend_for_cache(norm, unit.cache, unit.options, unit.policy)
+    except NothingToAnalyse as e:
+        return str(e)
+
+
+def recommend_many(
+    traces: Sequence[TraceInput],
+    executor: Executor,
+    options: RecommendOptions,
+    policy: ReplayPolicy,
+    caches: Sequence[str] = (),
+    min_allocs: int = 1,
+    on_meta: Callable[[TraceMeta], None] | None = None,
+) -> list[dict[str, Recommendation | str]]:
+    """Per trace (in input order), cache -> its recommendation or the reason there is none.
+
+    Caches are those named, or every cache of the trace with at least ``min_allocs``
+    allocations."""
+    summaries = executor.map(run_trace_unit, [TraceUnit(t, tuple(caches), None) for t in traces])
+    if on_meta is not None:
+        for s in summaries:
+            on_meta(s.meta)
+    units = [
+        RecommendUnit(t, name, options, policy)
+        for t, s in zip(traces, summaries, strict=True)
+        for name, st in s.analysis.caches.items()
+        if st["alloc"] >= min_allocs
+    ]
+    recs = iter(executor.map(run_recommend_unit, units))
+    out: list[dict[str, Recommendation | str]] = []
+    for s in summaries:
+        names = [n for n, st in s.analysis.caches.items() if st["alloc"] >= min_allocs]
+        out.append({n: next(recs) for n in names})
+    return out
