@@ -28,6 +28,7 @@ COMMANDS: dict[str, str] = {
     "generate": "generate",
     "recommend": "recommend",
     "compare": "compare",
+    "fleet": "fleet",
     "costs": "costs",
     "record": "record",
     "capture_script": "capture-script",
