@@ -147,3 +147,18 @@ def test_help_ends_with_examples_and_imports_nothing_heavy() -> None:
     )
     q = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert q.stderr == ""
+
+
+def test_costs_file_and_time_objective(tmp_path: Path) -> None:
+    costs = tmp_path / "costs.yaml"
+    costs.write_text("barn_lock: 100\nhandoff: 50\n")
+    p = run("--upper-bound", "13", "--cpus", "2", "--costs", str(costs), "--objective", "time",
+            "--format", "json")  # fmt: skip
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["costs"]["barn_lock"] == 100.0 and d["objective"] == "time"
+    fastest = min(d["candidates"], key=lambda c: (c["cost_ns_per_op"], c["capacity"]))
+    assert d["recommended"] == fastest["capacity"]
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("no_such_cost: 1\n")
+    assert run("--upper-bound", "13", "--costs", str(bad)).returncode == 3
