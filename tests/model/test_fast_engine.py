@@ -285,23 +285,20 @@ def test_needs_compile_reports_a_cold_cache(tmp_path: Path) -> None:
 
 # ----------------------------------------------------------------------------- real fixtures
 @functools.cache
-def _norm(name: str, first: int | None = None):  # type: ignore[no-untyped-def]
+def _norm(name: str):  # type: ignore[no-untyped-def]
     from sheaftune.analysis.pipeline import load
     from sheaftune.normalize import normalize
 
     path = FIXTURES / name
     if not path.exists():
         pytest.skip(f"{path} is not available")
-    table = load(str(path))
-    if first is not None:
-        table = table.take(np.arange(min(first, len(table.columns["ts_ns"]))))
-    return normalize(table)
+    return normalize(load(str(path)))
 
 
 def _fixture_check(name: str, cache: str, kernel: str, caps: list[int | None], **kw) -> None:  # type: ignore[no-untyped-def]
     from sheaftune.analysis.tracereplay import build_plan, params_for
 
-    n = _norm(name, kw.pop("first", None))
+    n = _norm(name)
     plan = build_plan(n, cache)
     for cap in caps:
         params = params_for(n, cache, kernel, cap, nodes=kw.get("nodes", 1))
@@ -322,8 +319,8 @@ def test_vma_small_two_nodes(kernel: str) -> None:
         _fixture_check("traces/vma-small.v7zstd.dat", cache, kernel, [None, 4], nodes=2)
 
 
-def _busiest(name: str, k: int, prefix: str = "", first: int | None = None) -> list[str]:
-    n = _norm(name, first)
+def _busiest(name: str, k: int, prefix: str = "") -> list[str]:
+    n = _norm(name)
     t = n.table
     ids = t.cache_id[t.cache_id >= 0]
     counts = np.bincount(ids, minlength=len(t.caches))
@@ -339,13 +336,17 @@ def test_kmalloc_small_busiest_caches(kernel: str) -> None:
         _fixture_check(name, cache, kernel, [None, 4, 28])
 
 
-#: The reference replays ~100-300k commands per second; the large fixture's first 100k events
-#: keep this test to seconds while covering its busiest caches.
-LARGE_FIRST = 100_000
+@pytest.mark.parametrize("kernel", ["7.3", "6.18"])
+def test_large_build_biggest_caches(kernel: str) -> None:
+    """The whole 715k-event trace (the reference replays its biggest caches in seconds)."""
+    name = "large/build.v7zstd.dat"
+    for cache in _busiest(name, 3):
+        _fixture_check(name, cache, kernel, [None, 4, 60])
 
 
 @pytest.mark.parametrize("kernel", ["7.3", "6.18"])
-def test_large_build_biggest_caches(kernel: str) -> None:
+def test_large_build_all_caches_two_nodes(kernel: str) -> None:
+    """Every cache of the large trace at its kernel capacity, CPUs over two nodes."""
     name = "large/build.v7zstd.dat"
-    for cache in _busiest(name, 3, first=LARGE_FIRST):
-        _fixture_check(name, cache, kernel, [None, 12, 60], first=LARGE_FIRST)
+    for cache in _busiest(name, 100):
+        _fixture_check(name, cache, kernel, [None], nodes=2)
