@@ -78,27 +78,24 @@ def _help_examples() -> list[tuple[str, str]]:
         tail = text.split("Examples:", 1)
         if len(tail) == 2:
             out += [
-                (f"{name} --help", ln.strip())
+                (f"{name} --help", ln.strip().removeprefix("sudo "))
                 for ln in tail[1].splitlines()
-                if ln.strip().startswith("sheaftune ")
+                if ln.strip().removeprefix("sudo ").startswith("sheaftune ")
             ]
     return out
 
 
 def _prepare(cmd: str) -> str:
-    cmd = cmd.split("  #", 1)[0].strip()
+    cmd = cmd.split("  #", 1)[0].strip().removeprefix("sudo ")
     for pattern, repl in REWRITE:
         cmd = pattern.sub(repl, cmd)
     cmd = cmd.replace(".venv/bin/sheaftune", "sheaftune")
-    words = shlex.split(cmd, posix=True)
+    shell = any(c in cmd for c in "|<>&;")  # keep the shell syntax: substitute words only
+    words = cmd.split() if shell else shlex.split(cmd, posix=True)
     for i, w in enumerate(words):
-        if w in SUBSTITUTE and not (i and words[i - 1] in ("-o", "--output")):
+        if w in SUBSTITUTE and not (i and words[i - 1] in ("-o", "--output", ">", ">>")):
             words[i] = str(SUBSTITUTE[w])
-    return (
-        shlex.join(words)
-        if "|" not in cmd and ">" not in cmd
-        else " ".join(str(SUBSTITUTE.get(w, w)) for w in cmd.split())
-    )
+    return " ".join(words) if shell else shlex.join(words)
 
 
 EXAMPLES = [e for e in _doc_examples() + _help_examples() if not SYNOPSIS.search(e[1])]
@@ -116,9 +113,11 @@ def test_example_runs(where: str, cmd: str, tmp_path: Path):
         pytest.skip("sheaftune record needs root and tracefs (tests/capture runs it for real)")
     if "bpftrace kmem.bt" in cmd and not shutil.which("bpftrace"):
         pytest.skip("bpftrace is not installed")
-    if "capture-script bpftrace-prefill" in cmd:
+    if "capture-script bpftrace-prefill" in cmd and "--no-check" not in cmd:
         pytest.skip("the prefill script needs kprobes, which this kernel may lack")
+    # examples name repository paths (workloads/..., tests/data/...) relative to the checkout
     (tmp_path / "workloads").symlink_to(ROOT / "workloads")
+    (tmp_path / "tests").symlink_to(ROOT / "tests")
     env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", NO_COLOR="1", COLUMNS="120")
     p = subprocess.run(
         ["bash", "-o", "pipefail", "-c", _prepare(cmd)],

@@ -9,9 +9,8 @@ import click
     "capture-script",
     epilog="""\b
 Examples:
-  sheaftune capture-script bpftrace > kmem.bt && sudo bpftrace kmem.bt > kmem.tsv
+  sheaftune capture-script bpftrace > kmem.bt         # then: sudo bpftrace kmem.bt > kmem.tsv
   sheaftune capture-script bpftrace --cache maple_node --cache vm_area_struct > vma.bt
-  sheaftune capture-script bpftrace-prefill > prefill.bt
   sheaftune capture-script bpftrace-prefill --no-check > prefill.bt   # for another machine""",
 )
 @click.argument("script", type=click.Choice(("bpftrace", "bpftrace-prefill")))

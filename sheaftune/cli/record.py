@@ -19,15 +19,15 @@ if TYPE_CHECKING:
     # Everything after the first argument belongs to COMMAND (`record ./prog --its-flag`).
     context_settings={"allow_interspersed_args": False},
     epilog="""\b
+Exit status: 0 when the recording was written (also when the command failed: its status is
+reported); 130 when Ctrl-C (or SIGTERM/SIGHUP) cut a command or a --duration short (the file
+is still written); 3 when tracing is unavailable (not root, no tracefs) or busy.
+
+\b
 Examples:
   sudo sheaftune record -o vma.dat --cache maple_node --cache vm_area_struct -- make -j2
   sudo sheaftune record --duration 10 -o idle.dat
-  sudo sheaftune record --events kmem_cache_alloc,kmem_cache_free --buffer-kb 8192 -- ./bench
-
-\b
-Exit status: 0 when the recording was written (also when the command failed: its status is
-reported); 130 when Ctrl-C (or SIGTERM/SIGHUP) cut a command or a --duration short (the file
-is still written); 3 when tracing is unavailable (not root, no tracefs) or busy.""",
+  sudo sheaftune record --events kmem_cache_alloc,kmem_cache_free --buffer-kb 8192 -- ./bench""",
 )
 @click.option(
     "-o",
