@@ -1587,9 +1587,21 @@ def _exec(
                     g[X_HELD] -= 1
                     objs[a[i]] = obj
                     continue
-            obj = -1
-            if has_pcs:
-                obj = alloc_from_pcs(cp, node, b[i] != 0)
+            if not has_pcs:
+                # a 6.18 cache without sheaves: nothing the sample looks at can change (no
+                # sheaf, no barn, no term of the held-objects identity), so it is skipped
+                row = pc[cp, PC_CSLAB]
+                n = pc[cp, PC_CFN]
+                if n > 0 and row >= 0 and (node == NUMA_NO_NODE or slm[row, SL_NODE] == node):
+                    g[ALLOC_FASTPATH] += 1  # X4 CPU freelist, inline
+                    pc[cp, PC_CFN] = n - 1
+                    objs[a[i]] = cfree[cp, n - 1]
+                else:
+                    objs[a[i]] = s618_slab_alloc(
+                        cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
+                    )
+                continue
+            obj = alloc_from_pcs(cp, node, b[i] != 0)
             if obj < 0:
                 obj = slab_alloc_one(cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt)
             sample(cp, P, cn, g, pc, nd, shm)
@@ -1620,6 +1632,18 @@ def _exec(
                     if held > g[X_HELD_MAX]:
                         g[X_HELD_MAX] = held
                     continue
+            if not has_pcs:
+                # 6.18 without sheaves: X9 do_slab_free; the sample would be a no-op (above)
+                row = sidr[obj // ops]
+                if row == pc[cp, PC_CSLAB]:
+                    n = pc[cp, PC_CFN]
+                    cfree[cp, n] = obj
+                    pc[cp, PC_CFN] = n + 1
+                    g[FREE_FASTPATH] += 1
+                else:
+                    one[0] = obj
+                    s618_slab_free(cp, row, one, 0, 1, P, g, pc, nd, slm, slf, sidr, rfree)
+                continue
             done = False
             if local and pcs_replace_full_main(cp):
                 m = pc[cp, PC_MAIN]
