@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,6 +12,7 @@ from typing import IO, Any
 
 import click
 
+from sheaftune.errors import SheaftuneError, UsageError
 from sheaftune.readers import READER_NAMES
 
 FORMATS = ("table", "json", "yaml", "csv")
@@ -50,23 +52,73 @@ def output_options(formats: tuple[str, ...] = FORMATS) -> Callable[..., Any]:
     return deco
 
 
+def is_special_output(path: str) -> bool:
+    """True when ``path`` exists and is not a regular file (``/dev/null``, a FIFO, a tty).
+
+    Such a path is written in place: renaming a temporary file over it would replace the device
+    (as root, ``-o /dev/null`` would turn /dev/null into a regular file), and a partial write
+    to a device or pipe cannot pass for a complete report file anyway.
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    return not stat.S_ISREG(st.st_mode)
+
+
 @contextmanager
 def output_stream(path: str | None) -> Iterator[IO[str]]:
-    """Standard output, or FILE written atomically: a temporary file renamed on success only."""
+    """Standard output, or FILE written atomically: a temporary file renamed on success only.
+
+    The temporary file is in FILE's folder (so the rename is atomic), flushed and fsynced before
+    the rename (so a full disk fails here, not later in the page cache), and given the mode a new
+    file would have. On any error or interruption it is removed and FILE is left as it was.
+    """
     if path is None or path == "-":
         yield sys.stdout
         sys.stdout.flush()
         return
+    if is_special_output(path):
+        with open(path, "w", encoding="utf-8") as fh:
+            yield fh
+        return
     directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".sheaftune-", dir=directory)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".sheaftune-", dir=directory)
+    except OSError as e:
+        raise UsageError(f"cannot write {path}: {e.strerror}") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         if os.path.exists(tmp):
             os.unlink(tmp)
+        if isinstance(e, OSError) and e.filename is None:
+            raise SheaftuneError(f"cannot write {path}: {e.strerror or e}") from None
         raise
+
+
+def save_events(table: Any, path: str) -> None:
+    """Write an EventTable as a native .npz, atomically; one-line errors for unwritable paths."""
+    from sheaftune.events import save_native
+
+    if is_special_output(path):
+        # save_native renames a temporary file over the path: never over a device or FIFO
+        raise UsageError(f"-o {path}: an .npz must be written to a regular file")
+    try:
+        save_native(table, path)
+    except OSError as e:
+        raise SheaftuneError(f"cannot write {path}: {e.strerror or e}") from None
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:

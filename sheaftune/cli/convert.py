@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sheaftune.cli.common import input_format_option
+from sheaftune.cli.common import input_format_option, save_events
 
 
 @click.command(
@@ -27,9 +27,8 @@ Examples:
 def command(trace: str, output: str, input_format: str | None, salvage: bool) -> None:
     """Convert TRACE to the native columnar event file that every command reads fast."""
     from sheaftune.cli.console import warn_meta
-    from sheaftune.events import save_native
     from sheaftune.readers import ReadOptions, read_trace
 
     table = read_trace(trace, input_format, ReadOptions(salvage=salvage))
     warn_meta(table.meta)
-    save_native(table, output)
+    save_events(table, output)

@@ -97,9 +97,9 @@ def command(
 
 def _write(table: Any, output: str, fmt: str, ns_stamps: bool) -> None:
     if fmt == "npz":
-        from sheaftune.events import save_native
+        from sheaftune.cli.common import save_events
 
-        save_native(table, output)
+        save_events(table, output)
         return
     from sheaftune.cli.common import output_stream
     from sheaftune.synth.writers import write_ftrace, write_report

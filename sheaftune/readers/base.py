@@ -15,6 +15,7 @@ import lzma
 import os
 import stat
 import sys
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
@@ -86,7 +87,7 @@ class Source:
                 self.head = fh.read(HEAD_BYTES)
         except InputError:
             raise
-        except (OSError, EOFError, lzma.LZMAError, ValueError) as e:
+        except self.decompression_errors() as e:
             raise InputError(f"cannot decompress ({self.compression}): {e}", self.display) from None
 
     @property
@@ -118,7 +119,14 @@ class Source:
 
     def decompression_errors(self) -> tuple[type[BaseException], ...]:
         """Exceptions a truncated or corrupt compressed stream raises while reading."""
-        errs: list[type[BaseException]] = [EOFError, OSError, lzma.LZMAError, ValueError]
+        # zlib.error is what a corrupt deflate stream inside a valid gzip header raises
+        errs: list[type[BaseException]] = [
+            EOFError,
+            OSError,
+            lzma.LZMAError,
+            ValueError,
+            zlib.error,
+        ]
         if self.compression == "zstd":
             import zstandard
 
@@ -130,8 +138,13 @@ class _ZstdStream(io.RawIOBase):
     """Decompressed zstd content across frames; EOFError when the input ends inside a frame.
 
     zstandard's ``stream_reader`` returns a short read at a cut frame instead of failing, so a
-    truncated ``.zst`` would pass as a shorter trace; a decompression object tells us.
+    truncated ``.zst`` would pass as a shorter trace; a decompression object tells us. The
+    object has no bound on its output, so it is fed ``FEED_BYTES`` of input at a time: a
+    hostile stream of RLE blocks (128 KiB out of 4 bytes in) then yields at most ~64 MiB per
+    feed instead of gigabytes.
     """
+
+    FEED_BYTES = 2048
 
     def __init__(self, raw: BinaryIO):
         import zstandard
@@ -142,17 +155,21 @@ class _ZstdStream(io.RawIOBase):
         self._in_frame = False
         self._buf = b""
         self._pos = 0
+        self._pending = b""  # read from the file, not yet fed to the decompressor
 
     def readable(self) -> bool:
         return True
 
     def readinto(self, b: bytearray | memoryview) -> int:  # type: ignore[override]
         while self._pos >= len(self._buf):
-            chunk = self._raw.read(1 << 17)
-            if not chunk:
-                if self._in_frame:
-                    raise EOFError("zstd stream ends inside a frame (truncated)")
-                return 0
+            if not self._pending:
+                self._pending = self._raw.read(1 << 17)
+                if not self._pending:
+                    if self._in_frame:
+                        raise EOFError("zstd stream ends inside a frame (truncated)")
+                    return 0
+            chunk = self._pending[: self.FEED_BYTES]
+            self._pending = self._pending[self.FEED_BYTES :]
             self._feed(chunk)
         n = min(len(b), len(self._buf) - self._pos)
         b[:n] = memoryview(self._buf)[self._pos : self._pos + n]
