@@ -36,6 +36,7 @@ SUBSTITUTE = {
     "kmem.tsv": ROOT / "tests" / "data" / "bpftrace" / "vma-kmem-tsv.txt",
     "scenario.yaml": ROOT / "tests" / "data" / "scenarios" / "f3_e2big_flush_spare.yaml",
     "my-machine.yaml": ROOT / "tests" / "data" / "costs" / "my-machine.yaml",
+    "my-costs.yaml": ROOT / "tests" / "data" / "costs" / "my-costs.yaml",  # docs/costs.md
 }
 #: text replacements that keep an example's meaning but make it cheap or non-interactive
 REWRITE = (
@@ -128,3 +129,10 @@ def test_example_runs(where: str, cmd: str, tmp_path: Path):
         timeout=600,
     )
     assert p.returncode == 0, f"{where}: {cmd}\n{p.stderr[-2000:]}"
+
+
+def test_costs_doc_example_file_is_the_tested_one():
+    """The worked cost file shown in docs/costs.md is the file its examples run with."""
+    text = (ROOT / "docs" / "costs.md").read_text()
+    block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert block == SUBSTITUTE["my-costs.yaml"].read_text()
