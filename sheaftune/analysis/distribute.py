@@ -151,22 +151,30 @@ class SerialExecutor:
 class LocalExecutor:
     """A pool of ``jobs`` worker processes on this machine (default: all cores).
 
-    Workers start by ``forkserver``, not ``fork``: the parent may hold numba's compiled code
-    and threads of its own, which a forked child must not inherit half-way. Each worker runs
-    the compiled engine on one thread, so ``jobs`` processes use ``jobs`` cores.
+    Workers are forked when this process runs a single thread: they inherit the imported
+    modules and numba's loaded engine, so a worker costs milliseconds instead of the second or
+    more a fresh interpreter spends importing numba and loading the compiled engine. With
+    other threads alive (a fork would copy their locks mid-use) workers start from a
+    ``forkserver`` instead. Each worker runs the compiled engine on one thread, so ``jobs``
+    processes use ``jobs`` cores.
     """
 
     def __init__(self, jobs: int | None = None):
         import multiprocessing
+        import threading
 
         self.jobs = jobs or os.cpu_count() or 1
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["sheaftune.analysis.distribute"])
+        if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
+            ctx = multiprocessing.get_context("fork")
+        else:
+            ctx = multiprocessing.get_context("forkserver")
+            ctx.set_forkserver_preload(["sheaftune.analysis.distribute"])
         self._pool = ProcessPoolExecutor(max_workers=self.jobs, mp_context=ctx)
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
-        # chunks of 1: units are coarse (a whole replay), and order comes back from map()
-        return list(self._pool.map(fn, items))
+        # consecutive units (same trace) run as one batch on one worker, which reads the
+        # trace once; several batches per worker keep the load even
+        return _unbatch(self._pool.map(_apply, [(fn, b) for b in _batches(items, self.jobs)]))
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
@@ -202,8 +210,9 @@ class DaskExecutor:
             return []
         # pure=False: two units with equal arguments are still two replays to run (the key
         # would otherwise deduplicate them, which is right only by accident)
-        futures = self._client.map(fn, list(items), pure=False)
-        return list(self._client.gather(futures))
+        batches = [(fn, b) for b in _batches(items, self.jobs)]
+        futures = self._client.map(_apply, batches, pure=False)
+        return _unbatch(self._client.gather(futures))
 
     def close(self) -> None:
         self._client.close()
@@ -213,6 +222,28 @@ class DaskExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+#: batches per worker: enough to even out units of different cost, few enough that a worker
+#: sees a trace's units together and reads the trace once per batch
+BATCHES_PER_WORKER = 4
+
+
+def _batches(items: Sequence[T], workers: int) -> list[list[T]]:
+    """Consecutive runs of ``items`` (units are ordered by trace), about BATCHES_PER_WORKER
+    per worker."""
+    n = len(items)
+    size = max(1, -(-n // (workers * BATCHES_PER_WORKER)))
+    return [list(items[i : i + size]) for i in range(0, n, size)]
+
+
+def _apply(job: tuple[Callable[[T], R], list[T]]) -> list[R]:
+    fn, batch = job
+    return [fn(x) for x in batch]
+
+
+def _unbatch(results: Iterable[list[R]]) -> list[R]:
+    return [r for batch in results for r in batch]
 
 
 def make_executor(

@@ -1,0 +1,113 @@
+"""Scaling of a 16-trace capacity sweep with 1, 2 and 4 local worker processes.
+
+The sweep is ``sheaftune analyze`` over 16 traces (the 8 workload files, 2 seeds each,
+``--events`` visible events per trace) at the bucket capacities: one trace unit per trace, then
+one replay unit per (trace, cache, capacity). Each worker count is timed end to end (pool
+start-up, every worker's import of numba and load of the compiled engine included), best of
+``--repeat`` runs; the results of every run are checked equal to the 1-process run.
+
+    .venv/bin/python benchmarks/bench_fleet.py [--events 40000] [--jobs 1,2,4] [--repeat 1]
+
+On a machine with P cores, expect the wall time to fall with the workers up to P and to stay
+flat beyond (the extra processes wait for a core); the ratio to 1 process stays under the
+worker count because each worker pays its start-up once and the trace units run before the
+replay units.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from sheaftune.analysis.distribute import (  # noqa: E402
+    LocalExecutor,
+    SerialExecutor,
+    analyze_many,
+    trace_inputs,
+)
+from sheaftune.analysis.pipeline import ModelOptions  # noqa: E402
+from sheaftune.analysis.sweep import parse_capacities  # noqa: E402
+
+
+def _traces(folder: Path, events: int) -> list[str]:
+    from sheaftune.events import save_native
+    from sheaftune.synth.generate import generate
+    from sheaftune.synth.spec import load_spec
+
+    out = []
+    for seed in (1, 2):
+        for f in sorted((ROOT / "workloads").glob("*.yaml")):
+            p = folder / f"{f.stem}-{seed}.npz"
+            save_native(generate(load_spec(str(f)), seed=seed, events=events).events, str(p))
+            out.append(str(p))
+    return out
+
+
+def _cpu() -> float:
+    """CPU seconds of this process and its reaped children (the pool's workers)."""
+    me = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def _plain(analyses: list) -> list[dict]:
+    return [a.to_dict() for a in analyses]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--events", type=int, default=40_000)
+    ap.add_argument("--jobs", default="1,2,4")
+    ap.add_argument("--repeat", type=int, default=1)
+    args = ap.parse_args()
+    model = ModelOptions(capacities=parse_capacities(["buckets"]))
+    with tempfile.TemporaryDirectory() as tmp:
+        paths = _traces(Path(tmp), args.events)
+        inputs = trace_inputs(paths)
+        # warm-up in this process: numba's cached compile, so no run pays for it
+        analyze_many(inputs[:1], SerialExecutor(), (), model)
+        # on a shared machine the wall clock also counts other jobs' turns: say how busy it is
+        print(
+            f"{len(paths)} traces x {args.events:,d} events, bucket capacities; "
+            f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f}"
+        )
+        base_result = None
+        base_time = None
+        for jobs in [int(j) for j in args.jobs.split(",")]:
+            best = cpu = float("inf")
+            units = 0
+            for _ in range(args.repeat):
+                t0, c0 = time.perf_counter(), _cpu()
+                ex = SerialExecutor() if jobs == 1 else LocalExecutor(jobs)
+                with ex:
+                    got = _plain(analyze_many(inputs, ex, (), model))
+                best = min(best, time.perf_counter() - t0)
+                cpu = min(cpu, _cpu() - c0)
+                units = sum(
+                    len(c["replay"]["replays"])
+                    for a in got
+                    for c in a["caches"].values()
+                    if "replay" in c
+                )
+                if base_result is None:
+                    base_result = got
+                else:
+                    assert got == base_result, f"--jobs {jobs} differs from the 1-process run"
+            base_time = base_time or best
+            print(
+                f"  {jobs} worker process(es): {best:7.2f} s wall ({cpu:7.2f} s CPU)  "
+                f"x{base_time / best:4.2f} against 1  ({len(paths)} trace units, "
+                f"{units} replay units)"
+            )
+
+
+if __name__ == "__main__":
+    main()
