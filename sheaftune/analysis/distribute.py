@@ -164,6 +164,7 @@ class LocalExecutor:
         import threading
 
         self.jobs = jobs or os.cpu_count() or 1
+        ctx: Any
         if threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods():
             ctx = multiprocessing.get_context("fork")
         else:
