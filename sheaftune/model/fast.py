@@ -128,7 +128,7 @@ SHEAF_HEADROOM = 4
 
 #: No NRT: every array is allocated by ``_State`` in Python, and without NRT a call passing
 #: arrays costs no atomic reference-count updates (they dominated the replay's time before).
-_jit = njit(cache=True, nogil=True, _nrt=False)
+_jit = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 
 
 # ------------------------------------------------------------------ random (R4 gate)
@@ -1644,15 +1644,18 @@ def _exec(
                     one[0] = obj
                     s618_slab_free(cp, row, one, 0, 1, P, g, pc, nd, slm, slf, sidr, rfree)
                 continue
-            done = False
-            if local and pcs_replace_full_main(cp):
+            if not local or cap == 0:
+                # straight to the slab (a remote object; F3.1 with no sheaves): no sheaf
+                # changes, so the sample would be a no-op
+                slab_free_one(cp, obj, P, g, pc, nd, slm, slf, cfree, sidr, rfree, one)
+                continue
+            if pcs_replace_full_main(cp):
                 m = pc[cp, PC_MAIN]
                 size = shm[m, SH_SZ]
                 sho[m, size] = obj
                 shm[m, SH_SZ] = size + 1
                 g[hit_f] += 1
-                done = True
-            if not done:
+            else:
                 slab_free_one(cp, obj, P, g, pc, nd, slm, slf, cfree, sidr, rfree, one)
             sample(cp, P, cn, g, pc, nd, shm)
         elif k == C_KFREE_RCU:
