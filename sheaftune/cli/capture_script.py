@@ -29,7 +29,7 @@ Examples:
     "kprobes and symbols (to run it on another machine).",
 )
 def command(script: str, caches: tuple[str, ...], no_check: bool) -> None:
-    """Print SCRIPT on standard output.
+    """Print SCRIPT, a bpftrace capture script, on standard output.
 
     bpftrace: the four kmem tracepoints as kmem-tsv/1 lines, which `sheaftune analyze`
     reads (plain or with `bpftrace -f json`). bpftrace-prefill: kprobes on
