@@ -88,10 +88,11 @@ def _start(args: list[str], log: Path) -> subprocess.Popen[bytes]:
     )
 
 
-@pytest.fixture
-def dask_cluster(tmp_path: Path) -> Any:
+@pytest.fixture(scope="module")
+def dask_cluster(tmp_path_factory: pytest.TempPathFactory) -> Any:
     """A real scheduler and two single-threaded workers, each its own process, on loopback."""
     pytest.importorskip("distributed", reason="the dask extra is not installed (sheaftune[dask])")
+    tmp_path = tmp_path_factory.mktemp("dask")
     sched_file = tmp_path / "scheduler.json"
     procs = [
         _start(
