@@ -8,10 +8,10 @@ into one line on standard error and the error's exit code.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import importlib.util
 import os
-import signal
 import sys
 import traceback
 
@@ -80,11 +80,12 @@ def cli(ctx: click.Context, debug: bool) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: runs the group and maps errors to exit codes."""
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    # A closed output pipe (`sheaftune analyze ... | head`) is not an error.
-    if hasattr(signal, "SIGPIPE"):
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # A closed output pipe (`sheaftune analyze ... | head`) is not an error: SIGPIPE stays
+    # ignored (Python's default) so the write raises BrokenPipeError, caught below for a quiet
+    # exit 0; dying of SIGPIPE would give the shell status 141, an error under `pipefail`.
     try:
-        cli.main(args=argv, prog_name="sheaftune", standalone_mode=False)
+        _invoke(list(sys.argv[1:] if argv is None else argv))
+        sys.stdout.flush()  # a pipe closed under buffered output fails here, not at exit
     except click.exceptions.Exit as e:
         sys.exit(e.exit_code)
     except click.Abort:
@@ -100,15 +101,45 @@ def main(argv: list[str] | None = None) -> None:
         _fail(str(e), e.exit_code)
     except BrokenPipeError:
         _quiet_pipe()
+    except SystemExit as e:
+        # rich answers a closed pipe with SystemExit(1) raised while handling BrokenPipeError
+        if isinstance(e.__context__, BrokenPipeError):
+            _quiet_pipe()
+        raise
+    except OSError as e:
+        if e.errno not in _OUTPUT_ERRNOS:
+            _internal(e, debug)
+        # standard output on a full or failing device; files given with -o say their name
+        _fail(f"cannot write standard output: {e.strerror}", EXIT_INTERNAL)
     except Exception as e:  # the boundary: one line, traceback only with --debug
-        if debug:
-            traceback.print_exc()
-        msg = str(e).splitlines()[0] if str(e) else ""
-        _fail(
-            f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
-            EXIT_INTERNAL,
-        )
+        _internal(e, debug)
     sys.exit(0)
+
+
+def _invoke(args: list[str]) -> None:
+    """``cli.main`` without its own error handling, which this module's ``main`` replaces.
+
+    click's ``main`` turns a closed pipe (EPIPE) into exit 1 and prints an empty line to
+    standard error before re-raising Ctrl-C as ``Abort``; both would break the contract above
+    (a closed pipe exits 0, an interruption is one line).
+    """
+    cli._main_shell_completion({}, "sheaftune", "_SHEAFTUNE_COMPLETE")
+    with cli.make_context("sheaftune", args) as ctx:
+        cli.invoke(ctx)
+
+
+#: write errors that are the output's fault (full disk, quota, I/O error, file too big)
+_OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
+
+
+def _internal(e: BaseException, debug: bool) -> None:
+    if debug:
+        traceback.print_exc()
+    msg = str(e).splitlines()[0] if str(e) else ""
+    _fail(
+        f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
+        EXIT_INTERNAL,
+    )
 
 
 def _fail(message: str, code: int) -> None:
@@ -117,6 +148,8 @@ def _fail(message: str, code: int) -> None:
 
 
 def _quiet_pipe() -> None:
+    # Point stdout at /dev/null so the interpreter's final flush of what is still buffered
+    # does not raise (and print "Exception ignored") on the closed pipe.
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     sys.exit(0)

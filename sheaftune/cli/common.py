@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import sys
@@ -79,8 +80,13 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
         sys.stdout.flush()
         return
     if is_special_output(path):
-        with open(path, "w", encoding="utf-8") as fh:
-            yield fh
+        try:
+            with open(path, "w", encoding="utf-8") as fh:
+                yield fh
+        except OSError as e:
+            if e.filename is not None or e.errno == errno.EPIPE:
+                raise
+            raise SheaftuneError(f"cannot write {path}: {e.strerror or e}") from None
         return
     directory = os.path.dirname(os.path.abspath(path))
     try:

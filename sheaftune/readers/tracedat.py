@@ -634,6 +634,9 @@ class _TraceDat:
         meta.extra["page_engine"] = engine
         done = [0]  # file bytes of CPU data consumed, for the progress callback
         todo = sum(size for _, _, size in buf.cpus) or 1
+        # Set when the main thread is interrupted (Ctrl-C) or fails: the other CPU streams stop
+        # at their next window instead of decoding to the end while the process waits on them.
+        stop = threading.Event()
 
         def decode(cpu: int, off: int, size: int) -> Any:
             dec = PageDecoder(
@@ -653,6 +656,8 @@ class _TraceDat:
             else:
                 windows = self._plain_windows(cpu, off, size, page_size)
             for base, win, reached in windows:
+                if stop.is_set():
+                    return None
                 dec.feed(win, base)
                 if self.opts.progress is not None:
                     with self._lock:
@@ -669,9 +674,15 @@ class _TraceDat:
             # results (and a strict-mode error) are taken in CPU order
             from concurrent.futures import ThreadPoolExecutor
 
-            with ThreadPoolExecutor(workers) as pool:
+            pool = ThreadPoolExecutor(workers)
+            try:
                 futures = [(cpu, pool.submit(decode, cpu, off, size)) for cpu, off, size in jobs]
                 per_cpu = [(cpu, f.result()) for cpu, f in futures]
+            except BaseException:
+                stop.set()
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
         return self._build(per_cpu, merge_cpus)
 
     def _engine(self, buf: _Buffer) -> str:

@@ -141,9 +141,12 @@ def run_cli(
         if memory is not None:
             resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
 
+    if "stdout" in kw:
+        kw["stderr"] = subprocess.PIPE
+    else:
+        kw["capture_output"] = True
     return subprocess.run(
         [sys.executable, "-m", "sheaftune", *args],
-        capture_output=True,
         text=True,
         timeout=timeout,
         cwd=ROOT,
