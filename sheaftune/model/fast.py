@@ -19,14 +19,26 @@ State is plain int64 arrays (numba-friendly, proportional to live sheaves, live 
   singly linked rows; 6.18's per-CPU freelist is ``cfree[cpu]``.
 * counters: one int64 array ``g`` indexed by the 6.18 stat items (a superset of 7.3's), then the
   model's extras, then engine scalars.
+* the plan's slot tables (object slot -> handle, sheaf slot -> sheaf), one int64 per slot the
+  plan names, as in ``run_reference``: the one part sized by the plan rather than by live state
+  (slots are dense per allocation in ``tracereplay.build_plan``).
 
 The interpreter stops before a command when a pool might overflow; ``run`` grows the pool and
 resumes at that command, so no command is ever half done. The remote-partial gate's random draw
 (``remote_skip_probability``) is reproduced exactly: the reference's ``random.Random(seed)``
 Mersenne Twister state is copied in and stepped here.
 
-numba is imported lazily (only ``run``, ``run_many`` and ``needs_compile`` import it), so
-``sheaftune --help`` never loads it. Compiled code is cached on disk (``cache=True``).
+Where the reference samples occupancy after an API call (``_sample``), the engine does the same
+work incrementally: barn held counts are kept at each push and pop, and on a sheaf hit (or a
+call that touches no sheaf) the sample reduces to the CPU's held count moving by one (or to
+nothing), applied inline with the same lazy integrals.
+
+The compiled functions run without numba's reference counting (``_nrt=False``): every array is
+allocated here in Python, and per-call reference counting of array arguments cost more than the
+model itself. Compiled code is cached on disk (``cache=True``); ``needs_compile`` tells the CLI
+whether the next run will compile. This module imports numba at import time; nothing imports
+this module except ``replay.replay(engine="fast")`` and the commands that replay, lazily, so
+``sheaftune --help`` never loads numba.
 """
 
 from __future__ import annotations
