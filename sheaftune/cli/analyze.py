@@ -14,6 +14,7 @@ from sheaftune.cli.common import (
     output_options,
     output_stream,
 )
+from sheaftune.cli.completion import complete_path
 
 
 @click.command(
@@ -25,7 +26,7 @@ Examples:
   sheaftune analyze trace.txt.zst --kernel 6.18 --format json -o analysis.json
   sheaftune analyze trace.dat kmem.dat --capacity 4,32,60 --jobs 2 --format json""",
 )
-@click.argument("traces", nargs=-1, type=str)
+@click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
     "--example", is_flag=True, help="Analyse the real Linux 6.18 trace bundled with sheaftune."
 )

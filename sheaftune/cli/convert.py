@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sheaftune.cli.common import input_format_option, save_events
+from sheaftune.cli.completion import complete_path
 
 
 @click.command(
@@ -14,7 +15,7 @@ Examples:
   sheaftune convert trace.dat -o trace.npz
   sheaftune convert --input-format ftrace - -o live.npz < trace.txt""",
 )
-@click.argument("trace", type=str)
+@click.argument("trace", type=str, shell_complete=complete_path)
 @click.option(
     "-o",
     "--output",

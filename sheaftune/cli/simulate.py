@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sheaftune.cli.common import output_options, output_stream
+from sheaftune.cli.completion import complete_path
 
 
 @click.command(
@@ -15,7 +16,7 @@ Examples:
   sheaftune simulate scenario.yaml --format json -o result.json
   sheaftune simulate scenario.yaml --format yaml | less""",
 )
-@click.argument("scenario", type=str)
+@click.argument("scenario", type=str, shell_complete=complete_path)
 @click.option(
     "--engine",
     type=click.Choice(["reference"]),

@@ -60,8 +60,9 @@ def test_bash_completes_commands_options_and_choices():
     assert "plain,capture-script" in _bash("sheaftune ca", 1)
     assert "plain,--kernel" in _bash("sheaftune analyze --ker", 2)
     assert _bash("sheaftune analyze --kernel ", 3) == ["plain,7.3", "plain,6.18"]
-    # a path argument asks the shell to complete file names
-    assert _bash("sheaftune generate ", 2) == ["file,"]
+    # path arguments ask the shell to complete file names, also those typed str (`-`, globs)
+    for command in ("analyze", "convert", "simulate", "generate"):
+        assert _bash(f"sheaftune {command} ", 2) == ["file,"], command
 
 
 def test_zsh_and_fish_complete_with_help_text():
