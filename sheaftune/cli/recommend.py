@@ -112,7 +112,8 @@ Examples:
     type=click.Choice(("auto", "fast", "reference")),
     default="auto",
     show_default=True,
-    help="Replay engine; auto: the compiled engine when installed.",
+    help="Replay engine; auto: the compiled engine when installed (same results as the "
+    "reference model, much faster).",
 )
 @click.option(
     "--costs",
@@ -238,6 +239,10 @@ def command(
         costs=costs,
         tolerance=tolerance,
     )
+    from sheaftune.analysis.recommend import resolve_engine
+    from sheaftune.cli.common import announce_compile
+
+    announce_compile(resolve_engine(engine))
     if traces:
         record = _from_trace(traces[0], input_format, cache, options, rcu_gp_ms)
     elif workload:
