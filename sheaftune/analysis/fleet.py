@@ -7,7 +7,8 @@ A kernel ships one ``.sheaf_capacity`` per cache for all of them, so the fleet q
 * the *distribution of per-machine optima*: how many machines recommend each capacity, and
   the smallest, median and largest optimum;
 * the *fleet capacity*: the candidate that is *acceptable* on the largest share of machines,
-  ties to the smaller capacity (less memory on every CPU). A capacity is acceptable on a
+  ties to the smaller capacity (less memory on every CPU); when no candidate suits any
+  machine, the most common per-machine optimum. A capacity is acceptable on a
   machine when its estimated time per operation is within ``tolerance`` of that machine's
   fastest candidate, it does not make that machine's prefills oversize (it covers the upper
   bound, or fewer than ``oversize_rare`` of the prefills exceed it) and, with a memory budget,
@@ -86,6 +87,13 @@ def cache_view(
     n = len(recs)
     # most machines first, then the smaller capacity (less memory held on every CPU)
     fleet = min(caps, key=lambda cap: (-len(ok[cap]), cap))
+    counts = Counter(optima)
+    basis = "acceptable"
+    if not ok[fleet]:
+        # no candidate suits any machine (e.g. nothing fits the memory budget, so each
+        # machine took its least-memory candidate): the machines' own choices decide
+        fleet = min(counts, key=lambda cap: (-counts[cap], cap))
+        basis = "most common optimum"
     rows = []
     outliers = []
     for machine, r in recs:
@@ -102,7 +110,9 @@ def cache_view(
             "fleet_acceptable": machine in ok[fleet],
         }
         rows.append(row)
-        if machine not in ok[fleet]:
+        # without an acceptable capacity, an outlier is a machine that chose otherwise
+        suited = machine in ok[fleet] if basis == "acceptable" else r.recommended == fleet
+        if not suited:
             penalty = (
                 round(at_fleet["cost_ns_per_op"] / own["cost_ns_per_op"] - 1, 6)
                 if at_fleet and own["cost_ns_per_op"]
@@ -110,6 +120,8 @@ def cache_view(
             )
             if at_fleet is None:
                 why = f"{fleet} was not among its candidates"
+            elif basis != "acceptable":
+                why = f"no candidate suits any machine; its own choice is {r.recommended}"
             elif at_fleet["cost_ns_per_op"] > min(c["cost_ns_per_op"] for c in r.candidates) * (
                 1 + tolerance
             ):
@@ -128,7 +140,6 @@ def cache_view(
                     "reason": why,
                 }
             )
-    counts = Counter(optima)
     return {
         "machines": n,
         "optima": {str(cap): counts[cap] for cap in sorted(counts)},
@@ -138,6 +149,7 @@ def cache_view(
         "acceptable_share": {str(cap): round(len(ok[cap]) / n, 6) for cap in caps},
         "fleet_capacity": fleet,
         "fleet_share": round(len(ok[fleet]) / n, 6),
+        "fleet_basis": basis,
         "snippet": f".sheaf_capacity = {fleet},",
         "outliers": outliers,
         "per_machine": rows,

@@ -11,6 +11,7 @@ from sheaftune.cli.common import (
     output_options,
     output_stream,
 )
+from sheaftune.cli.completion import complete_path
 
 
 @click.command(
@@ -20,7 +21,7 @@ Examples:
   sheaftune fleet trace.dat kmem.dat --cache maple_node --jobs 2
   sheaftune fleet trace.dat kmem.dat --format json -o fleet.json""",
 )
-@click.argument("traces", nargs=-1, type=str)
+@click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
     "--cache",
     "caches",
@@ -67,6 +68,13 @@ Examples:
     "the machine's fastest candidate.",
 )
 @click.option(
+    "--memory-budget",
+    default=None,
+    metavar="BYTES",
+    help="Worst-case bytes per node the cache's sheaves may hold on every machine (e.g. 4M); "
+    "larger candidates are excluded from each machine's choice and suit no machine.",
+)
+@click.option(
     "--engine",
     type=click.Choice(("auto", "fast", "reference")),
     default="auto",
@@ -99,6 +107,7 @@ def command(
     kernel: str,
     objective: str,
     tolerance: float,
+    memory_budget: str | None,
     engine: str,
     costs_file: str | None,
     rcu_gp_ms: float,
@@ -127,6 +136,14 @@ def command(
     from sheaftune.errors import UsageError
     from sheaftune.report import render
 
+    budget = None
+    if memory_budget is not None:
+        from sheaftune.cli.recommend import parse_bytes
+
+        try:
+            budget = parse_bytes(memory_budget)
+        except click.BadParameter as e:
+            raise UsageError(f"--memory-budget: {e.message}") from None
     paths = expand_trace_args(traces)
     if not paths:
         raise UsageError("give at least one TRACE (one per machine); see `sheaftune fleet --help`")
@@ -135,6 +152,7 @@ def command(
         cpus=cpus,
         nodes=nodes,
         objective=objective,
+        memory_budget=budget,
         engine=engine,
         costs=CostModel.from_yaml(costs_file) if costs_file else CostModel(),
         tolerance=tolerance,

@@ -108,3 +108,17 @@ def test_real_traces_pool_equals_this_process() -> None:
     assert a.to_dict() == b.to_dict()
     assert a.caches["maple_node"]["machines"] == 2
     assert set(a.caches) >= {"maple_node", "vm_area_struct"}
+
+
+def test_no_capacity_suits_any_machine_takes_the_most_common_optimum() -> None:
+    def over(cap: int, ns: float) -> dict[str, Any]:
+        return _cand(cap, ns) | {"bytes_per_node": 10**9}
+
+    recs = []
+    for machine, own in (("a", 12), ("b", 12), ("c", 4)):
+        r = _rec(own, [over(4, 11.0), over(12, 10.0), over(60, 9.0)])
+        r.memory_budget = 1000
+        recs.append((machine, r))
+    v = cache_view("maple_node", recs, 0.05)
+    assert v["fleet_capacity"] == 12 and v["fleet_basis"] == "most common optimum"
+    assert [o["machine"] for o in v["outliers"]] == ["c"]
