@@ -135,6 +135,8 @@ class _Cursor:
 
     def need(self, n: int) -> None:
         if n < 0 or self.pos + n > self.end:
+            if self.pos > self.end:  # an offset read from the file points past the data
+                raise self.fail(f"truncated: offset lies {self.pos - self.end} bytes past the end")
             raise self.fail(f"truncated: {n} bytes needed, {self.end - self.pos} left")
 
     def take(self, n: int) -> bytes:
@@ -256,6 +258,7 @@ class _TraceDat:
         self.ts_offset = 0
         self.tsc2nsec: tuple[int, int] | None = None
         self.v6_cpus = 0
+        self.v7_end = 0  # end of the furthest v7 section or CPU data the options reference
         self._zstd = threading.local()  # a ZstdDecompressor per thread (they are not shared)
         self._lock = threading.Lock()
         self._set_endian(False)
@@ -491,6 +494,39 @@ class _TraceDat:
                     f"expected a flyrecord section (id 3), found id {sid}", b.section_offset
                 )
             b.compressed = bool(flags & 1)
+            hc.s32()
+            self.v7_end = max(self.v7_end, hc.pos + 8 + hc.u64())
+            for _, off, size in b.cpus:
+                self.v7_end = max(self.v7_end, off + size)
+        self._v7_trailing_sections()
+
+    def _v7_trailing_sections(self) -> None:
+        """Check the sections after the last one the options list (trace-cmd writes the
+        strings section there, referenced by no option): a file cut inside them would otherwise
+        read as complete, since nothing else needs those bytes."""
+        pos = self.v7_end
+        while pos < self.size:
+            if self.size - pos < 16:
+                problem = f"{self.size - pos} bytes after the last section: a cut section header"
+            else:
+                c = self.cur(pos, "trailing section")
+                sid = c.u16()
+                c.u16()
+                c.s32()
+                size = c.u64()
+                if sid not in _SECTION_NAMES:
+                    return  # not a section: data we do not know, leave it be
+                if size <= self.size - c.pos:
+                    pos = c.pos + size
+                    continue
+                problem = (
+                    f"{_SECTION_NAMES[sid]} section (id {sid}) of {size} bytes runs past the end "
+                    f"of the file ({self.size} bytes): file truncated"
+                )
+            if not self.opts.salvage:
+                raise self.error(problem, "trailing sections", pos)
+            self.lost("truncated trailing section", 1, f"byte offset {pos}: {problem}")
+            return
 
     def _section(self, offset: int, expect: int) -> _Cursor:
         """Cursor over a v7 section's payload (decompressed when flagged)."""
@@ -505,6 +541,7 @@ class _TraceDat:
             raise c.fail(f"expected section id {expect}, found {sid}", offset)
         start = c.pos
         c.need(size)
+        self.v7_end = max(self.v7_end, start + size)
         if not flags & 1:
             return self.cur(start, what, start + size)
         clen = c.u32()
@@ -593,6 +630,7 @@ class _TraceDat:
         if hp is None:
             raise self.error("no header_page in the file", "header info")
         buf = self._select_buffer()
+        self._check_other_buffers(buf)
         meta.buffers = [b.name for b in self.buffers]
         meta.buffer = buf.name or None
         # as trace-cmd: the buffer's sub-buffer size (v7 BUFFER option), else the file header's;
@@ -733,6 +771,25 @@ class _TraceDat:
             f"CPU {cpu}: {msg}; read the {have} bytes present",
         )
         return have
+
+    def _check_other_buffers(self, buf: _Buffer) -> None:
+        """A buffer not read (an instance beside the top one) whose CPU data runs past the end
+        of the file: the file was cut there, so the result must not read as complete even when
+        the buffer asked for is whole."""
+        for other in self.buffers:
+            if other is buf:
+                continue
+            for cpu, off, size in other.cpus:
+                if off + size <= self.size:
+                    continue
+                label = repr(other.name) if other.name else "top"
+                msg = (
+                    f"data of buffer {label} ({size} bytes at offset {off}) runs past the end "
+                    f"of the file ({self.size} bytes): file truncated"
+                )
+                if not self.opts.salvage:
+                    raise self.error(msg, f"CPU {cpu}", off)
+                self.lost(f"truncated CPU data of another buffer ({label})", 1, f"CPU {cpu}: {msg}")
 
     def _plain_windows(
         self, cpu: int, off: int, size: int, page_size: int
