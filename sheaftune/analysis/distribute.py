@@ -263,20 +263,29 @@ def make_executor(
 
 # ------------------------------------------------------------------------- worker-side state
 class _LRU:
-    """The last few objects a worker built (normalised traces, plans), by key."""
+    """The last few objects a worker built (normalised traces, plans), by key.
+
+    A Dask worker may run several units at once on threads: the dict is guarded by a lock,
+    while building (reading a trace) happens outside it, so two threads may build the same
+    object once each rather than wait for one another."""
 
     def __init__(self, size: int):
+        import threading
+
         self.size = size
         self._d: OrderedDict[Any, Any] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
-        if key in self._d:
-            self._d.move_to_end(key)
-            return self._d[key]
+        with self._lock:
+            if key in self._d:
+                self._d.move_to_end(key)
+                return self._d[key]
         value = make()
-        self._d[key] = value
-        while len(self._d) > self.size:
-            self._d.popitem(last=False)
+        with self._lock:
+            self._d[key] = value
+            while len(self._d) > self.size:
+                self._d.popitem(last=False)
         return value
 
 
