@@ -18,6 +18,8 @@ Units:
 * ``recommend unit`` (trace, cache): ``recommend.recommend_for_cache`` on one cache; its
   candidates share a warm-up cut and the choice compares them, so the cache, not the
   capacity, is the unit (see ``analysis.fleet``).
+* ``compare unit`` (trace): ``compare.run`` on one trace's prefill operations; prefill and
+  bulk replay the same operations against the same background, so they stay together.
 
 A trace is not cut into time chunks: a replay carries the sheaves, barns and slabs of the
 whole trace from one event to the next, so a chunked replay would differ from the single-run
@@ -46,6 +48,7 @@ from sheaftune.errors import UsageError
 
 if TYPE_CHECKING:
     from sheaftune.analysis.characterize import Analysis
+    from sheaftune.analysis.compare import CompareRequest, Comparison
     from sheaftune.analysis.pipeline import ModelOptions
     from sheaftune.analysis.recommend import Recommendation, RecommendOptions
     from sheaftune.analysis.tracereplay import ReplayPolicy
@@ -506,3 +509,31 @@ def recommend_many(
         names = [n for n, st in s.analysis.caches.items() if st["alloc"] >= min_allocs]
         out.append({n: next(recs) for n in names})
     return out
+
+
+# ------------------------------------------------------------------------------ compare units
+@dataclass(frozen=True)
+class CompareUnit:
+    trace: TraceInput
+    request: CompareRequest
+
+
+def run_compare_unit(unit: CompareUnit) -> Comparison:
+    """Prefill versus bulk on one trace (``compare.run``); both strategies replay the same
+    operations against the same background, so the trace is the unit."""
+    from sheaftune.analysis.compare import run
+
+    req = dataclasses.replace(
+        unit.request, trace=unit.trace.location, input_format=unit.trace.input_format
+    )
+    # the record names the input as the user spelled it, as a single-machine run does
+    return dataclasses.replace(run(req), input=unit.trace.path)
+
+
+def compare_many(
+    traces: Sequence[TraceInput], executor: Executor, request: CompareRequest
+) -> list[Comparison]:
+    """``compare.run`` for every trace, one Comparison per trace in input order."""
+    if request.ops_file:
+        raise UsageError("--ops belongs to one TRACE; compare several traces without it")
+    return executor.map(run_compare_unit, [CompareUnit(t, request) for t in traces])

@@ -217,3 +217,19 @@ def test_scheduler_without_dask_says_how_to_install(monkeypatch: pytest.MonkeyPa
     assert isinstance(r.exception, UsageError)
     assert "pip install 'sheaftune[dask]'" in str(r.exception)
     assert r.exception.exit_code == 2
+
+
+def test_compare_many_equals_single_process() -> None:
+    import dataclasses
+
+    from sheaftune.analysis.compare import CompareRequest, run
+    from sheaftune.analysis.distribute import compare_many
+
+    paths = [str(EXAMPLE), str(fixture_path("traces/vma-small.v7zstd.dat"))]
+    req = CompareRequest(engine="fast")
+    ref = [run(dataclasses.replace(req, trace=p)).to_dict() for p in paths]
+    with LocalExecutor(2) as ex:
+        got = [c.to_dict() for c in compare_many(trace_inputs(paths), ex, req)]
+    assert got == ref
+    with pytest.raises(UsageError, match="--ops"):
+        compare_many(trace_inputs(paths), SerialExecutor(), dataclasses.replace(req, ops_file="x"))
