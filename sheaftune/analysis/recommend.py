@@ -87,7 +87,7 @@ WARMUP_SHARE = 0.25
 #: Slot size when nothing says otherwise: maple_node (kernel-sheaves.md M1).
 DEFAULT_OBJECT_SIZE = 256
 #: Workloads: visible events generated per CPU (the replay grows with the CPU count).
-EVENTS_PER_CPU = 5000
+EVENTS_PER_CPU = 16000
 
 # Default demand model (``--upper-bound`` alone), from kernel-sheaves.md M5 (VMA-tree churn
 # measured with the kernel's own maple tree): ~62% of writes take one node with a plain

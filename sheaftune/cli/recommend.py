@@ -125,9 +125,10 @@ Examples:
 @click.option(
     "--events-per-cpu",
     type=click.IntRange(100, 10_000_000),
-    default=5000,
+    default=16000,
     show_default=True,
-    help="--workload: visible events generated per CPU.",
+    help="--workload: visible events generated per CPU (enough for several RCU grace periods "
+    "of the bundled workloads).",
 )
 @click.option(
     "--seed",
