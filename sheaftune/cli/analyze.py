@@ -23,8 +23,7 @@ from sheaftune.cli.completion import complete_path
 Examples:
   sheaftune analyze --example
   sheaftune analyze trace.dat --cache maple_node --capacity buckets
-  sheaftune analyze trace.txt.zst --kernel 6.18 --format json -o analysis.json
-  sheaftune analyze trace.dat kmem.dat --capacity 4,32,60 --jobs 2 --format json""",
+  sheaftune analyze trace.dat trace.txt.zst --kernel 6.18 --jobs 2 --format json -o analysis.json""",
 )
 @click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
