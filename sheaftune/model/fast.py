@@ -47,6 +47,7 @@ import os
 import random
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import numpy as np
 from numba import njit
@@ -91,9 +92,9 @@ _EXTRA_NAMES = (
     X_ALLOC_FROM_SHEAF, X_ALLOC_FROM_SHEAF_NULL, X_OVERSIZE_OBJECTS, X_KFREE_RCU_CLASSIC,
     # engine scalars
     G_SFREE_N, G_RFREE_N, G_OVFREE_N, G_NSLABS, G_RQ_HEAD, G_RQ_TAIL, G_T_FIRST, G_T_LAST,
-    G_T_SET, G_CRQ_N, G_STATUS, G_MTI,
+    G_T_SET, G_CRQ_N, G_STATUS, G_MTI, G_PSEQ,
     G_LEN,
-) = range(71)  # fmt: skip
+) = range(72)  # fmt: skip
 assert len(_STAT_NAMES) + len(_EXTRA_NAMES) == G_MTI - 11
 
 # ModelParams as ints (P)
@@ -107,10 +108,11 @@ PC_VAL, PC_SINCE, PC_MAX, PC_INT, PC_LEN = range(7, 12)
 # (head row, tail row, count), occupancy
 ND_FH, ND_FN, ND_EH, ND_EN, ND_BHELD, ND_PH, ND_PT, ND_PN = range(8)
 ND_VAL, ND_SINCE, ND_MAX, ND_INT, ND_LEN = range(8, 13)
-# per sheaf (shm): size, next in its list, rcu node, submitting cpu, callback (0 barn, 1 nobarn)
-SH_SZ, SH_NX, SH_NODE, SH_RCPU, SH_RKIND, SH_LEN = range(6)
+# per sheaf (shm): size, next in its list, rcu node, submitting cpu, callback (0 barn, 1 nobarn),
+# and for a prefilled sheaf its creation number (the reference's ``prefilled`` dict order)
+SH_SZ, SH_NX, SH_NODE, SH_RCPU, SH_RKIND, SH_PSEQ, SH_LEN = range(7)
 # per oversize sheaf (ovm)
-OV_SZ, OV_CAP, OV_LEN = range(3)
+OV_SZ, OV_CAP, OV_PSEQ, OV_LEN = range(4)
 # per slab row (slm)
 SL_NODE, SL_INUSE, SL_WHERE, SL_OWNER, SL_PREV, SL_NEXT, SL_NFREE, SL_SID, SL_LEN = range(9)
 # where a slab is (as slab.py)
@@ -1444,6 +1446,8 @@ def _exec(
             g[G_OVFREE_N] -= 1
             o = ovfree[g[G_OVFREE_N]]
             ovm[o, OV_CAP] = size
+            ovm[o, OV_PSEQ] = g[G_PSEQ]
+            g[G_PSEQ] += 1
             g[SHEAF_PREFILL_OVERSIZE] += 1
             got = slab_bulk_alloc(
                 cp, size, ovo[o], P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
@@ -1480,6 +1484,8 @@ def _exec(
                 free_empty_sheaf(s2, g, sfree)
                 sample(cp, P, cn, g, pc, nd, shm)
                 return -1
+        shm[s2, SH_PSEQ] = g[G_PSEQ]
+        g[G_PSEQ] += 1
         sample(cp, P, cn, g, pc, nd, shm)
         return s2
 
@@ -1896,6 +1902,7 @@ class _State:
             s = self.sfree[self.g[G_SFREE_N]]
             self.shm[s, SH_SZ] = 0
             self.shm[s, SH_NX] = -1
+            self.shm[s, SH_NODE] = -1
             self.pc[cpu, PC_MAIN] = s
             if cap > 0:
                 self.g[SHEAF_ALLOC] += 1
@@ -1979,6 +1986,10 @@ def _check(plan: Plan, params: ModelParams) -> None:
 
 
 def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> ReplayResult:
+    return _result(_run_state(cols, plan, params), params)
+
+
+def _run_state(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> _State:
     ex = _exec
     s = _State(plan, params)
     ts, cmd, cpu, a, b, c, aux = cols
@@ -2038,7 +2049,7 @@ def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> 
         s.grow(need)
         s.g[G_STATUS] = ST_DONE
     assert i == n
-    return _result(s, params)
+    return s
 
 
 def _result(s: _State, params: ModelParams) -> ReplayResult:
@@ -2107,6 +2118,104 @@ def _result(s: _State, params: ModelParams) -> ReplayResult:
         counters, extras, {"cpus": cpus, "nodes": nodes}, {"cpus": snap_cpus, "barns": barns},
         skipped,
     )  # fmt: skip
+
+
+def _walk(head: int, nxt: np.ndarray, col: int) -> list[int]:
+    out = []
+    while head >= 0:
+        out.append(int(head))
+        head = int(nxt[head, col])
+    return out
+
+
+def full_state(s: _State, params: ModelParams) -> dict[str, Any]:
+    """Every object's place, in the canonical form of ``SheafModel.full_state()`` (per-CPU
+    sheaves bottom first, barn lists head last, rcu sheaves in flight, classic kfree_rcu
+    batches, prefilled sheaves in creation order, the slab layer), for equality tests."""
+    shm, sho, slm, slf = s.shm, s.sho, s.slm, s.slf
+
+    def objs(sid: int) -> tuple[int, ...] | None:
+        return None if sid < 0 else tuple(int(x) for x in sho[sid, : shm[sid, SH_SZ]])
+
+    pcs = tuple(
+        (objs(s.pc[c, PC_MAIN]), objs(s.pc[c, PC_SPARE]), objs(s.pc[c, PC_RCU]))
+        for c in range(params.cpus)
+    )
+    barns = tuple(
+        (
+            tuple(objs(x) for x in reversed(_walk(s.nd[n, ND_FH], shm, SH_NX))),
+            int(s.nd[n, ND_EN]),
+        )
+        for n in range(params.nodes)
+    )
+    rcu = tuple(
+        (objs(x), int(shm[x, SH_RCPU]), ("barn", "nobarn")[shm[x, SH_RKIND]], int(shm[x, SH_NODE]))
+        for x in _walk(s.g[G_RQ_HEAD], shm, SH_NX)
+    )
+    nq = int(s.g[G_CRQ_N])
+    classic = tuple(
+        tuple(int(o) for cc, o in s.crq[:nq].tolist() if cc == c) for c in range(params.cpus)
+    )
+    pre = []
+    for h in s.pslot.tolist():
+        if h >= OV_BASE:
+            o = h - OV_BASE
+            n_o = s.ovm[o, OV_SZ]
+            pre.append(
+                (int(s.ovm[o, OV_PSEQ]), int(s.ovm[o, OV_CAP]), tuple(s.ovo[o, :n_o].tolist()))
+            )
+        elif h >= 0:
+            pre.append((int(shm[h, SH_PSEQ]), params.sheaf_capacity, objs(h)))
+    prefilled = tuple((cap, ob) for _, cap, ob in sorted(pre))
+    live = [sid for sid in range(int(s.g[G_NSLABS])) if s.sidr[sid] >= 0]
+    slabs = []
+    for sid in live:
+        r = s.sidr[sid]
+        slabs.append(
+            (
+                sid,
+                int(slm[r, SL_NODE]),
+                int(slm[r, SL_INUSE]),
+                tuple(slf[r, : slm[r, SL_NFREE]].tolist()),
+                int(slm[r, SL_WHERE]),
+                int(slm[r, SL_OWNER]),
+            )
+        )
+    slab: dict[str, object] = {
+        "slabs": tuple(slabs),
+        "partial": tuple(
+            tuple(int(slm[r, SL_SID]) for r in _walk(s.nd[n, ND_PH], slm, SL_NEXT))
+            for n in range(params.nodes)
+        ),
+    }
+    if params.kernel == "6.18":
+        slab["cpu_slab"] = tuple(
+            -1 if s.pc[c, PC_CSLAB] < 0 else int(slm[s.pc[c, PC_CSLAB], SL_SID])
+            for c in range(params.cpus)
+        )
+        slab["cpu_freelist"] = tuple(
+            tuple(s.cfree[c, : s.pc[c, PC_CFN]].tolist()) for c in range(params.cpus)
+        )
+        slab["cpu_partial"] = tuple(
+            tuple(int(slm[r, SL_SID]) for r in _walk(s.pc[c, PC_CPH], slm, SL_NEXT))
+            for c in range(params.cpus)
+        )
+    return {
+        "pcs": pcs,
+        "barns": barns,
+        "rcu_pending": rcu,
+        "classic_rcu": classic,
+        "prefilled": prefilled,
+        "online": (True,) * params.cpus,
+        "slab": slab,
+    }
+
+
+def run_with_state(plan: Plan, params: ModelParams) -> tuple[ReplayResult, dict[str, Any]]:
+    """``run`` plus the final :func:`full_state` (for tests holding the engines equal)."""
+    _check(plan, params)
+    s = _run_state(_columns(plan), plan, params)
+    return _result(s, params), full_state(s, params)
 
 
 def run(plan: Plan, params: ModelParams) -> ReplayResult:

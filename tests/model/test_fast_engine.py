@@ -36,16 +36,39 @@ def assert_same(ref: ReplayResult, got: ReplayResult) -> None:
     assert got.skipped == ref.skipped
 
 
-def check(plan: Plan, params: ModelParams) -> ReplayResult:
-    """Both engines on ``plan``; either both raise ModelError or both give the same result."""
+def reference_with_state(plan: Plan, params: ModelParams) -> tuple[ReplayResult, dict]:
+    """``run_reference`` and its model's final ``full_state()`` (every object's place): the
+    driver builds its SheafModel internally, so a recording subclass is swapped in."""
+    from sheaftune.model import reference
+
+    made: list[reference.SheafModel] = []
+
+    class Recording(reference.SheafModel):
+        def __init__(self, p: ModelParams) -> None:
+            super().__init__(p)
+            made.append(self)
+
+    orig = reference.SheafModel
+    reference.SheafModel = Recording  # type: ignore[misc]
     try:
-        ref = run_reference(plan, params)
+        res = run_reference(plan, params)
+    finally:
+        reference.SheafModel = orig  # type: ignore[misc]
+    return res, made[0].full_state()
+
+
+def check(plan: Plan, params: ModelParams) -> ReplayResult:
+    """Both engines on ``plan``: either both raise ModelError, or the same result and the same
+    final place of every object (sheaves, barns, rcu, slabs, freelists in order)."""
+    try:
+        ref, ref_state = reference_with_state(plan, params)
     except ModelError:
         with pytest.raises(ModelError):
             fast.run(plan, params)
         return ReplayResult({}, {}, {}, {})
-    got = fast.run(plan, params)
+    got, got_state = fast.run_with_state(plan, params)
     assert_same(ref, got)
+    assert got_state == ref_state
     return ref
 
 
