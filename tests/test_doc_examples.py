@@ -136,3 +136,24 @@ def test_costs_doc_example_file_is_the_tested_one():
     text = (ROOT / "docs" / "costs.md").read_text()
     block = text.split("```yaml\n", 1)[1].split("```", 1)[0]
     assert block == SUBSTITUTE["my-costs.yaml"].read_text()
+
+
+def test_reading_an_analysis_shows_the_real_output():
+    """The tables pasted in docs/reading-an-analysis.md are what the command prints today
+    (at 130 columns; the bundled trace's folder is shown as ``...``)."""
+    env = dict(os.environ, PATH=f"{BIN}:{os.environ['PATH']}", NO_COLOR="1", COLUMNS="130")
+    p = subprocess.run(
+        ["sheaftune", "analyze", "--example", "--capacity", "buckets"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert p.returncode == 0, p.stderr
+    out = "\n".join(line.rstrip() for line in p.stdout.splitlines())
+    out = re.sub(r"Trace \S*/sheaftune/data/", "Trace .../sheaftune/data/", out)
+    text = (ROOT / "docs" / "reading-an-analysis.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```text\n")[1:]]
+    assert len(blocks) >= 4
+    for block in blocks:
+        assert block.rstrip("\n") in out, f"not in the output of analyze:\n{block}"
