@@ -288,3 +288,21 @@ def test_published_case_4_cpus_is_not_contended(mmap2_4cpu: tuple) -> None:
     assert by[32]["contention_ns_per_op"] < CONTENTION_SHARE * by[32]["cost_ns_per_op"]
     assert by[32]["barn_utilisation"] < 0.3
     assert choose(cands, "scaling")[0]["capacity"] <= 32
+
+
+def test_published_case_regenerated_for_64_and_4_cpus() -> None:
+    """The docs/recommend.md sweep itself (6.18, 16,000 events per CPU), 64 and 4 CPUs."""
+    from sheaftune.synth.spec import load_spec
+
+    spec = load_spec(MMAP2)
+    opts = RecommendOptions(cpus=64, nodes=1, kernel="6.18", engine="fast")
+    d64 = recommend_for_workload(spec, "maple_node", opts, events_per_cpu=16_000).to_dict()
+    by = {c["capacity"]: c for c in d64["candidates"]}
+    assert by[32]["barn_utilisation"] > 0.9
+    assert by[32]["contention_ns_per_op"] > 0.5 * by[32]["cost_ns_per_op"]
+    assert d64["recommended"] >= 124 and by[124]["cost_ns_per_op"] < 0.9 * by[32]["cost_ns_per_op"]
+    opts4 = RecommendOptions(cpus=4, nodes=1, kernel="6.18", engine="fast")
+    d4 = recommend_for_workload(spec, "maple_node", opts4, events_per_cpu=16_000).to_dict()
+    by4 = {c["capacity"]: c for c in d4["candidates"]}
+    assert by4[32]["contention_ns_per_op"] < CONTENTION_SHARE * by4[32]["cost_ns_per_op"]
+    assert choose(d4["candidates"], "scaling")[0]["capacity"] <= 32
