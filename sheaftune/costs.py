@@ -168,30 +168,39 @@ def queue_wait(service_ns: float, utilisation: float) -> float:
 
 
 def closed_loop_time(
-    base_ns: float, locks: list[tuple[float, float]], cpus: int, iterations: int = 500
+    base_ns: float, locks: list[tuple[float, float]], cpus: int
 ) -> tuple[float, list[float], list[float]]:
     """Per-operation time when ``cpus`` CPUs of one node run the same operation mix back to back.
 
     ``base_ns`` is the time of one operation outside lock holds; ``locks`` lists, per shared
     lock, (acquisitions per operation, service time = hold + hand-off). A CPU waits only for
     the *other* CPUs, so with ``rho_i = (cpus - 1) * a_i * s_i / T`` the time solves
-    ``T = base + sum_i a_i * (s_i + wait(s_i, rho_i))`` (damped fixed-point iteration).
+    ``T = base + sum_i a_i * (s_i + wait(s_i, rho_i))``. The right side falls as T grows, so
+    the equation has exactly one root, in ``[lo, rhs(lo)]`` with ``lo`` the uncontended time;
+    it is found by bisection (a fixed-point iteration can stall far from it near saturation).
     Returns (T, utilisations, waits per acquisition).
     """
-    t = base_ns + sum(a * s for a, s in locks)
-    rhos = [0.0] * len(locks)
-    waits = [0.0] * len(locks)
-    if t <= 0:
-        return 0.0, rhos, waits
-    for _ in range(iterations):
-        rhos = [max(cpus - 1, 0) * a * s / t for a, s in locks]
-        waits = [queue_wait(s, r) for (a, s), r in zip(locks, rhos, strict=True)]
-        new_t = base_ns + sum(a * (s + w) for (a, s), w in zip(locks, waits, strict=True))
-        if abs(new_t - t) <= 1e-9 * t:
-            t = new_t
+    others = max(cpus - 1, 0)
+
+    def rhs(t: float) -> float:
+        return base_ns + sum(a * (s + queue_wait(s, others * a * s / t)) for a, s in locks)
+
+    lo = base_ns + sum(a * s for a, s in locks)
+    if lo <= 0:
+        return 0.0, [0.0] * len(locks), [0.0] * len(locks)
+    hi = rhs(lo)
+    for _ in range(200):
+        if hi - lo <= 1e-12 * hi:
             break
-        t = 0.5 * (t + new_t)
-    return t, [min(r, 0.99) for r in rhos], waits
+        mid = 0.5 * (lo + hi)
+        if mid < rhs(mid):
+            lo = mid
+        else:
+            hi = mid
+    t = 0.5 * (lo + hi)
+    rhos = [min(others * a * s / t, 0.99) for a, s in locks]
+    waits = [queue_wait(s, r) for (_, s), r in zip(locks, rhos, strict=True)]
+    return t, rhos, waits
 
 
 #: How lock contention is modelled (printed by ``sheaftune costs``; see the module docstring).

@@ -258,35 +258,11 @@ _CUMULATIVE_EXTRAS = (
 def solve_closed_loop(
     base_ns: float, locks: list[tuple[float, float]], cpus: int
 ) -> tuple[float, list[float]]:
-    """The fixed point of ``costs.closed_loop_time``'s equation, found by bisection.
+    """``costs.closed_loop_time`` without the waits: (T, utilisations)."""
+    from sheaftune.costs import closed_loop_time
 
-    ``T = base + sum_i a_i * (s_i + wait(s_i, (cpus - 1) * a_i * s_i / T))`` has exactly one
-    solution: the right side falls as T grows. The damped iteration of ``closed_loop_time``
-    can stop far from it when a lock nears saturation (64 CPUs per node: 90 ns instead of
-    64 ns for maple_node at capacity 60), so the recommendation solves the same equation by
-    bisection. Returns (T, utilisations).
-    """
-    from sheaftune.costs import queue_wait
-
-    def rhs(t: float) -> float:
-        return base_ns + sum(
-            a * (s + queue_wait(s, max(cpus - 1, 0) * a * s / t)) for a, s in locks
-        )
-
-    lo = base_ns + sum(a * s for a, s in locks)
-    if lo <= 0:
-        return 0.0, [0.0] * len(locks)
-    hi = rhs(lo)  # waits only shrink as T grows, so the root lies in [lo, rhs(lo)]
-    for _ in range(200):
-        mid = 0.5 * (lo + hi)
-        if mid < rhs(mid):
-            lo = mid
-        else:
-            hi = mid
-        if hi - lo <= 1e-9 * hi:
-            break
-    t = 0.5 * (lo + hi)
-    return t, [min(max(cpus - 1, 0) * a * s / t, 0.99) for a, s in locks]
+    t, rhos, _ = closed_loop_time(base_ns, locks, cpus)
+    return t, rhos
 
 
 def _window_ops(plan: Plan, k: int) -> tuple[int, int, set[int]]:
