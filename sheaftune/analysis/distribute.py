@@ -492,22 +492,33 @@ def recommend_many(
     """Per trace (in input order), cache -> its recommendation or the reason there is none.
 
     Caches are those named, or every cache of the trace with at least ``min_allocs``
-    allocations."""
-    summaries = executor.map(run_trace_unit, [TraceUnit(t, tuple(caches), None) for t in traces])
+    allocations. A named cache a machine never allocated from gets the reason, not an error:
+    one machine without the cache must not stop the fleet."""
+    # no cache filter in the trace unit: it would raise for a machine without the cache
+    summaries = executor.map(run_trace_unit, [TraceUnit(t, (), None) for t in traces])
     if on_meta is not None:
         for s in summaries:
             on_meta(s.meta)
+
+    def wanted(s: TraceSummary) -> list[str]:
+        return [
+            n
+            for n, st in s.analysis.caches.items()
+            if (n in caches if caches else True) and st["alloc"] >= min_allocs
+        ]
+
     units = [
         RecommendUnit(t, name, options, policy)
         for t, s in zip(traces, summaries, strict=True)
-        for name, st in s.analysis.caches.items()
-        if st["alloc"] >= min_allocs
+        for name in wanted(s)
     ]
     recs = iter(executor.map(run_recommend_unit, units))
     out: list[dict[str, Recommendation | str]] = []
     for s in summaries:
-        names = [n for n, st in s.analysis.caches.items() if st["alloc"] >= min_allocs]
-        out.append({n: next(recs) for n in names})
+        got: dict[str, Recommendation | str] = {n: next(recs) for n in wanted(s)}
+        for n in caches:
+            got.setdefault(n, f"no allocation of cache {n} in the trace")
+        out.append(got)
     return out
 
 

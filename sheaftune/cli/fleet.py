@@ -166,5 +166,10 @@ def command(
     record = fleet_report(
         paths, per_machine, kernel=kernel, objective=objective, tolerance=tolerance
     )
+    if not record.caches:
+        from sheaftune.errors import NothingToAnalyse
+
+        why = "; ".join(sorted({s["reason"] for s in record.skipped})) or "no cache qualified"
+        raise NothingToAnalyse(f"no machine could be recommended for: {why}")
     with output_stream(output) as out:
         render(record, fmt, out)

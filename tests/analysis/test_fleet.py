@@ -122,3 +122,22 @@ def test_no_capacity_suits_any_machine_takes_the_most_common_optimum() -> None:
     v = cache_view("maple_node", recs, 0.05)
     assert v["fleet_capacity"] == 12 and v["fleet_basis"] == "most common optimum"
     assert [o["machine"] for o in v["outliers"]] == ["c"]
+
+
+def test_named_cache_absent_on_a_machine_is_skipped_not_fatal() -> None:
+    paths = [
+        str(ROOT / "sheaftune" / "data" / "vma-small.dat"),
+        str(fixture_path("traces/kmalloc-small.v7zstd.dat")),
+    ]
+    per = recommend_many(
+        trace_inputs(paths), SerialExecutor(), RecommendOptions(), ReplayPolicy(), ("maple_node",)
+    )
+    rep = fleet_report(paths, per, kernel="7.3", objective="balanced", tolerance=0.05)
+    assert rep.caches["maple_node"]["machines"] == 1
+    assert rep.skipped == [
+        {
+            "machine": paths[1],
+            "cache": "maple_node",
+            "reason": "no allocation of cache maple_node in the trace",
+        }
+    ]
