@@ -48,6 +48,11 @@ class ModelOptions:
     policy: ReplayPolicy = field(default_factory=ReplayPolicy)
     cpus: int | None = None
     nodes: int = 1
+    #: recommend a capacity for the largest caches (at most ``recommend_caches`` of them, each
+    #: with at least ``recommend_min_allocs`` allocations), with recommend's own code
+    recommend: bool = True
+    recommend_caches: int = 5
+    recommend_min_allocs: int = 1000
 
 
 def analyze_table(
@@ -73,6 +78,8 @@ def analyze_table(
                 model.nodes,
                 rows[name],
             )
+    if model is not None and model.recommend:
+        _recommend(norm, result, model)
     if caches and not result.caches:
         raise NothingToAnalyse(
             f"{table.meta.source}: no event of cache {', '.join(caches)} "
@@ -90,3 +97,24 @@ def analyze_table(
             },
         )
     return result
+
+
+def _recommend(norm: Normalized, result: Analysis, model: ModelOptions) -> None:
+    """Attach ``recommend``'s answer to the largest caches of the analysis (in place)."""
+    from sheaftune.analysis.recommend import RecommendOptions, recommend_for_cache
+
+    ranked = sorted(result.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
+    chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
+    options = RecommendOptions(
+        kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
+    )
+    for name in chosen[: model.recommend_caches]:
+        rec = recommend_for_cache(norm, name, options, model.policy)
+        result.caches[name]["recommendation"] = {
+            "recommended": rec.recommended,
+            "kernel_autotune": rec.kernel_autotune,
+            "current": rec.current,
+            "objective": rec.objective,
+            "snippet": rec.snippet,
+            "rationale": rec.rationale,
+        }

@@ -161,7 +161,7 @@ class RecommendOptions:
     #: CPUs of the target machine; None: the trace's or workload's own
     cpus: int | None = None
     nodes: int | None = None
-    objective: str = "balanced"
+    objective: str = "scaling"
     #: worst-case bytes per node the sheaves may hold (None: no limit)
     memory_budget: int | None = None
     #: extra candidates (``--capacity``)

@@ -23,7 +23,7 @@ from sheaftune.cli.completion import complete_path
 Examples:
   sheaftune analyze --example
   sheaftune analyze trace.dat --cache maple_node --capacity buckets
-  sheaftune analyze trace.dat trace.txt.zst --kernel 6.18 --jobs 2 --format json -o analysis.json""",
+  sheaftune analyze trace.dat trace.txt.zst --kernel 6.18 --jobs 2 --format json -o out.json""",
 )
 @click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
@@ -66,6 +66,7 @@ def command(
     rcu_gp_ms: float,
     upper_bound: int | None,
     no_model: bool,
+    recommend: bool,
     jobs: int | None,
     scheduler: str | None,
     fmt: str,
@@ -99,7 +100,7 @@ def command(
     model = None
     if not no_model:
         model = build_model_options(
-            kernel, capacity, engine, unseen_free, sheaf_pops, rcu_gp_ms, upper_bound
+            kernel, capacity, engine, unseen_free, sheaf_pops, rcu_gp_ms, upper_bound, recommend
         )
     if distributed(paths, jobs, scheduler):
         results = _analyze_distributed(

@@ -131,6 +131,13 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options of every command that replays events through the sheaf model."""
     opts = [
         click.option(
+            "--recommend/--no-recommend",
+            default=True,
+            show_default=True,
+            help="Recommend a sheaf_capacity for the five largest caches (with at least 1000 "
+            "allocations), as `sheaftune recommend` would.",
+        ),
+        click.option(
             "--no-model",
             is_flag=True,
             help="Only the trace statistics; no replay through the sheaf model.",
@@ -201,6 +208,7 @@ def build_model_options(
     sheaf_pops: str,
     rcu_gp_ms: float,
     upper_bound: int | None,
+    recommend: bool = True,
 ) -> Any:
     """The library's ModelOptions from the model_options values."""
     from sheaftune.analysis.pipeline import ModelOptions
@@ -214,7 +222,11 @@ def build_model_options(
         upper_bound=upper_bound,
     )
     return ModelOptions(
-        kernel=kernel, capacities=parse_capacities(capacity), engine=engine, policy=policy
+        kernel=kernel,
+        capacities=parse_capacities(capacity),
+        engine=engine,
+        policy=policy,
+        recommend=recommend,
     )
 
 

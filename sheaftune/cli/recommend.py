@@ -81,7 +81,7 @@ Examples:
 @click.option(
     "--objective",
     type=click.Choice(("balanced", "time", "memory", "scaling")),
-    default="balanced",
+    default="scaling",
     show_default=True,
     help="balanced: the smallest capacity within --tolerance of the fastest; time: the "
     "fastest; memory: the least worst-case memory per node; scaling: the smallest capacity "

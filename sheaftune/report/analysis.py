@@ -246,6 +246,37 @@ def _render_replays(
                 fmt_bytes(row["held_bytes_max"]),
             )
     con.print(t)
+    recs = [(name, st["recommendation"]) for name, st in caches if st.get("recommendation")]
+    if recs:
+        rt = Table(
+            title="Recommended sheaf_capacity (sheaftune recommend; --no-recommend skips)",
+            title_justify="left",
+            box=box.SIMPLE_HEAD,
+        )
+        for col in (
+            "cache",
+            "recommended",
+            "kernel autotune",
+            "current",
+            "objective",
+            "kmem_cache_args",
+        ):
+            rt.add_column(
+                col, justify="left" if col in ("cache", "objective", "kmem_cache_args") else "right"
+            )
+        for name, rec in recs:
+            rt.add_row(
+                name,
+                str(rec["recommended"]),
+                str(rec["kernel_autotune"]),
+                str(rec["current"]),
+                rec["objective"],
+                rec["snippet"],
+            )
+        con.print(rt)
+        for name, rec in recs[:DETAIL_CACHES]:
+            if rec["rationale"]:
+                con.print(f"{name}: {rec['rationale'][0]}")
     for name, rep in replayed[:DETAIL_CACHES]:
         if rep["assumptions"]:
             con.print(
