@@ -208,6 +208,18 @@ class DaskExecutor:
             raise UsageError(f"--scheduler {address}: cannot connect: {e}") from None
         info = self._client.scheduler_info()
         self.jobs = max(1, sum(w.get("nthreads", 1) for w in info.get("workers", {}).values()))
+        # another sheaftune on a worker could replay other semantics: refuse, not mix
+        from sheaftune import __version__
+
+        theirs = self._client.run(_version)
+        odd = {w: v for w, v in theirs.items() if v != __version__}
+        if odd:
+            self._client.close()
+            w, v = next(iter(odd.items()))
+            raise UsageError(
+                f"--scheduler {address}: worker {w} runs sheaftune {v}, this is {__version__}; "
+                "install the same version on every worker"
+            )
 
     def map(self, fn: Callable[[T], R], items: Sequence[T]) -> list[R]:
         if not items:
@@ -248,6 +260,12 @@ def _apply(job: tuple[Callable[[T], R], list[T]]) -> list[R]:
 
 def _unbatch(results: Iterable[list[R]]) -> list[R]:
     return [r for batch in results for r in batch]
+
+
+def _version() -> str:
+    from sheaftune import __version__
+
+    return __version__
 
 
 def make_executor(
@@ -415,6 +433,29 @@ def run_replay_unit(unit: ReplayUnit) -> dict[str, Any]:
     }
 
 
+def _recommend_targets(analysis: Analysis, model: ModelOptions) -> list[str]:
+    """The caches ``pipeline.analyze_table`` recommends for: the largest by allocations."""
+    if not model.recommend:
+        return []
+    ranked = sorted(analysis.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
+    chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
+    return chosen[: model.recommend_caches]
+
+
+def _recommend_options(model: ModelOptions) -> RecommendOptions:
+    from sheaftune.analysis.recommend import RecommendOptions
+
+    return RecommendOptions(
+        kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
+    )
+
+
+def _run_any(unit: ReplayUnit | RecommendUnit) -> Any:
+    if isinstance(unit, ReplayUnit):
+        return run_replay_unit(unit)
+    return run_recommend_unit(unit)
+
+
 def analyze_many(
     traces: Sequence[TraceInput],
     executor: Executor,
@@ -437,12 +478,35 @@ def analyze_many(
         for name, (_, caps) in s.replays.items()
         for cap in caps
     ]
-    rows = iter(executor.map(run_replay_unit, units))
+    # replays and recommendations go out together, so one does not wait for the other
+    rec_units = [
+        RecommendUnit(t, name, _recommend_options(model), model.policy)
+        for t, s in zip(traces, summaries, strict=True)
+        for name in _recommend_targets(s.analysis, model)
+    ]
+    work: list[ReplayUnit | RecommendUnit] = [*units, *rec_units]
+    results = executor.map(_run_any, work)
+    rows = iter(results[: len(units)])
+    recs = iter(results[len(units) :])
     out = []
     for s in summaries:
         cache_stats = {name: dict(st) for name, st in s.analysis.caches.items()}
         for name, (header, caps) in s.replays.items():
             cache_stats[name]["replay"] = {**header, "replays": [next(rows) for _ in caps]}
+        for name in _recommend_targets(s.analysis, model):
+            rec = next(recs)
+            if isinstance(rec, str):
+                from sheaftune.errors import NothingToAnalyse
+
+                raise NothingToAnalyse(rec)  # as analyze_table would have raised it
+            cache_stats[name]["recommendation"] = {
+                "recommended": rec.recommended,
+                "kernel_autotune": rec.kernel_autotune,
+                "current": rec.current,
+                "objective": rec.objective,
+                "snippet": rec.snippet,
+                "rationale": rec.rationale,
+            }
         out.append(
             dataclasses.replace(
                 s.analysis,

@@ -73,6 +73,10 @@ def single(traces: list[str]) -> list[dict[str, Any]]:
 def test_serial_units_equal_single_process(traces: list[str], single: list[dict]) -> None:
     got = analyze_many(trace_inputs(traces), SerialExecutor(), (), MODEL)
     assert _plain(got) == single
+    # the sweep replays and analyze's recommendations both went through units
+    caches = [c for a in single for c in a["caches"].values()]
+    assert sum(len(c["replay"]["replays"]) for c in caches if "replay" in c) > 20
+    assert sum("recommendation" in c for c in caches) >= 4
 
 
 def test_process_pool_equals_single_process(traces: list[str], single: list[dict]) -> None:
