@@ -12,7 +12,7 @@ A kernel ships one ``.sheaf_capacity`` per cache for all of them, so the fleet q
   machine when its estimated time per operation is within ``tolerance`` of that machine's
   fastest candidate, it does not make that machine's prefills oversize (it covers the upper
   bound, or fewer than ``oversize_rare`` of the prefills exceed it) and, with a memory budget,
-  it fits the budget: the same tests the machine's own ``balanced`` choice applies;
+  it fits the budget (whatever objective chose the machine's own optimum);
 * the *outliers*: machines on which the fleet capacity is not acceptable, with their own
   optimum and what the fleet capacity costs them.
 

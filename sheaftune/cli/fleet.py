@@ -55,9 +55,10 @@ Examples:
 @click.option(
     "--objective",
     type=click.Choice(("balanced", "time", "memory", "scaling")),
-    default="balanced",
+    default="scaling",
     show_default=True,
-    help="How each machine's own recommendation is chosen (docs/recommend.md).",
+    help="How each machine's own recommendation is chosen, as `sheaftune recommend` chooses "
+    "(docs/recommend.md).",
 )
 @click.option(
     "--tolerance",
