@@ -14,6 +14,23 @@ import yaml
 
 from sheaftune.results import Record
 
+
+def console_for(stream: IO[str], width: int = 120) -> Any:
+    """The rich console every table renderer writes through: no markup or highlighting (trace
+    strings are data), NO_COLOR honoured; files and pipes get ``COLUMNS`` or ``width``
+    columns rather than rich's 80."""
+    import os
+
+    from rich.console import Console
+
+    cols = None
+    if not (hasattr(stream, "isatty") and stream.isatty()):
+        cols = int(os.environ.get("COLUMNS", "0") or 0) or width
+    return Console(
+        file=stream, width=cols, highlight=False, markup=False, emoji=False, soft_wrap=False
+    )
+
+
 TableRenderer = Callable[[Record, IO[str]], None]
 CsvRenderer = Callable[[Record, IO[str]], None]
 _TABLES: dict[str, TableRenderer] = {}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import os
 from typing import IO, Any
 
 from rich import box
@@ -11,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from sheaftune.report import (
+    console_for,
     fmt_bytes,
     fmt_count,
     fmt_ns,
@@ -26,13 +26,7 @@ CACHE_ROWS = 25
 
 
 def _console(stream: IO[str]) -> Console:
-    """A console on ``stream``; files and pipes get COLUMNS or 120 columns, not rich's 80."""
-    width = None
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        width = int(os.environ.get("COLUMNS", "0") or 0) or 120
-    return Console(
-        file=stream, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False
-    )
+    return console_for(stream, 120)  # type: ignore[no-any-return]
 
 
 def _largest_first(caches: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

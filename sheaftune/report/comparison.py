@@ -9,27 +9,20 @@ computed here beyond formatting.
 
 from __future__ import annotations
 
-import os
 from typing import IO, Any
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sheaftune.report import fmt_bytes, fmt_count, fmt_share, register_table
+from sheaftune.report import console_for, fmt_bytes, fmt_count, fmt_share, register_table
 from sheaftune.results import Record
 
 STRATEGIES = ("prefill", "bulk")
 
 
 def _console(stream: IO[str]) -> Console:
-    """A console on ``stream``; files and pipes get COLUMNS or 120 columns, not rich's 80."""
-    width = None
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        width = int(os.environ.get("COLUMNS", "0") or 0) or 120
-    return Console(
-        file=stream, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False
-    )
+    return console_for(stream, 120)  # type: ignore[no-any-return]
 
 
 def fmt_ns1(x: Any) -> str:

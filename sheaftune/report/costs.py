@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from typing import IO
 
 from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from sheaftune.report import register_table
+from sheaftune.report import console_for, register_table
 from sheaftune.results import Record
 
 
 def _console(stream: IO[str]) -> Console:
-    width = None
-    if not (hasattr(stream, "isatty") and stream.isatty()):
-        width = int(os.environ.get("COLUMNS", "0") or 0) or 140
-    return Console(
-        file=stream, width=width, highlight=False, markup=False, emoji=False, soft_wrap=False
-    )
+    return console_for(stream, 140)  # type: ignore[no-any-return]
 
 
 @register_table("sheaftune/costs")

@@ -14,12 +14,12 @@ from typing import IO, Any
 from rich.console import Console
 from rich.table import Table
 
-from sheaftune.report import fmt_bytes, register_table
+from sheaftune.report import console_for, fmt_bytes, register_table
 from sheaftune.results import Record
 
 
 def _console(stream: IO[str]) -> Console:
-    return Console(file=stream, highlight=False, markup=False, emoji=False, soft_wrap=False)
+    return console_for(stream, 120)  # type: ignore[no-any-return]
 
 
 def _mark(c: dict[str, Any], d: dict[str, Any]) -> str:
