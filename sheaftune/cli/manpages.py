@@ -31,8 +31,8 @@ ENVIRONMENT = [
     ("NO_COLOR", "When set, no colour in terminal output."),
     (
         "COLUMNS",
-        "Width of the tables. When standard output is not a terminal, analyze and compare "
-        "default to 120 columns and costs to 140.",
+        "Width of the tables. When standard output is not a terminal the tables are 120 "
+        "columns wide (costs: 140) unless COLUMNS says otherwise.",
     ),
     (
         "NUMBA_CACHE_DIR",
@@ -141,7 +141,10 @@ DESCRIPTION_EXTRA: dict[str, str] = {
         "free@pcs (share served by the per-CPU sheaves), barn/k and fail/k (successful and "
         "failed barn exchanges per 1000 operations), refilled and flushed (objects moved "
         "between slabs and sheaves), sheaves (sheaf structs allocated), held and held bytes "
-        "(peak objects in all sheaves). docs/reading-an-analysis.md explains every column."
+        "(peak objects in all sheaves). For the five largest caches with at least 1000 "
+        "allocations it then shows the capacity sheaftune recommend would choose for the "
+        "traced machine (--no-recommend skips it). docs/reading-an-analysis.md explains every "
+        "column."
     ),
     "convert": (
         "The native file is a NumPy .npz of the event columns, the cache and call-site "
