@@ -8,6 +8,10 @@ start-up, every worker's import of numba and load of the compiled engine include
 
     .venv/bin/python benchmarks/bench_fleet.py [--events 40000] [--jobs 1,2,4] [--repeat 1]
 
+Beside each worker count, a control: the speed-up of the same number of pure busy loops in
+as many processes, i.e. the parallelism the machine gives at that moment (on a shared machine,
+other jobs take their share of the cores).
+
 On a machine with P cores, expect the wall time to fall with the workers up to P and to stay
 flat beyond (the extra processes wait for a core); the ratio to 1 process stays under the
 worker count because each worker pays its start-up once and the trace units run before the
@@ -58,6 +62,27 @@ def _cpu() -> float:
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
 
+def _busy(n: int) -> int:
+    s = 0
+    for i in range(n):
+        s += i * i
+    return s
+
+
+def _control(jobs: int) -> float:
+    """Speed-up of ``jobs`` pure-Python busy loops in ``jobs`` processes over one process:
+    how much parallelism this machine gives right now (other jobs share its cores)."""
+    n = [3_000_000] * (2 * jobs)
+    t0 = time.perf_counter()
+    SerialExecutor().map(_busy, n)
+    one = time.perf_counter() - t0
+    with LocalExecutor(jobs) as ex:
+        t0 = time.perf_counter()
+        ex.map(_busy, n)
+        many = time.perf_counter() - t0
+    return one / many
+
+
 def _plain(analyses: list) -> list[dict]:
     return [a.to_dict() for a in analyses]
 
@@ -102,10 +127,11 @@ def main() -> None:
                 else:
                     assert got == base_result, f"--jobs {jobs} differs from the 1-process run"
             base_time = base_time or best
+            control = f"; busy-loop control x{_control(jobs):4.2f}" if jobs > 1 else ""
             print(
                 f"  {jobs} worker process(es): {best:7.2f} s wall ({cpu:7.2f} s CPU)  "
                 f"x{base_time / best:4.2f} against 1  ({len(paths)} trace units, "
-                f"{units} replay units)"
+                f"{units} replay units{control})"
             )
 
 
