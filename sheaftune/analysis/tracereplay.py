@@ -254,9 +254,9 @@ def replay_cache(
     caps = capacities_for(
         capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
     )
-    rows = []
+    replays = []
     for params, res in replay_capacities(plan, base, caps, engine):
-        rows.append(
+        replays.append(
             {
                 **metrics(plan, params, res),
                 "counters": res.counters,
@@ -275,5 +275,5 @@ def replay_cache(
         "policy": dataclasses.asdict(policy),
         "plan": plan.counts(),
         "assumptions": plan.assumptions,
-        "replays": rows,
+        "replays": replays,
     }
