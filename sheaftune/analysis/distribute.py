@@ -23,9 +23,9 @@ Units:
 
 A trace is not cut into time chunks: a replay carries the sheaves, barns and slabs of the
 whole trace from one event to the next, so a chunked replay would differ from the single-run
-one; the trace is the smallest unit that keeps results identical. A worker keeps its last
-few normalised traces and plans in memory (``_LRU``), so the units of one trace that land on
-the same worker read it once.
+one; the trace is the smallest unit that keeps results identical. A worker keeps the
+normalised traces and plans it built last in memory, up to ``WORKER_CACHE_BYTES`` (``_LRU``),
+so the units of one trace that land on the same worker read it once.
 
 Executors: :class:`SerialExecutor` (this process), :class:`LocalExecutor` (a process pool,
 default all cores), :class:`DaskExecutor` (a ``dask.distributed`` scheduler address; dask is
@@ -283,35 +283,60 @@ def make_executor(
 
 
 # ------------------------------------------------------------------------- worker-side state
+def _nbytes(obj: Any) -> int:
+    """Bytes of the numpy columns an object holds (itself, or its attributes two levels down:
+    a Normalized and its EventTable, a Plan)."""
+    import numpy as np
+
+    def arrays(o: Any) -> int:
+        return sum(v.nbytes for v in vars(o).values() if isinstance(v, np.ndarray))
+
+    if isinstance(obj, tuple):
+        return sum(_nbytes(o) for o in obj)
+    if not hasattr(obj, "__dict__"):
+        return 0
+    inner = [v for v in vars(obj).values() if hasattr(v, "__dict__")]
+    return arrays(obj) + sum(arrays(v) for v in inner)
+
+
 class _LRU:
-    """The last few objects a worker built (normalised traces, plans), by key.
+    """The objects a worker built last (normalised traces, plans), by key, up to ``budget``
+    bytes of columns (the most recent one is kept whatever its size).
 
-    A Dask worker may run several units at once on threads: the dict is guarded by a lock,
-    while building (reading a trace) happens outside it, so two threads may build the same
-    object once each rather than wait for one another."""
+    Units of one trace run on several workers and in several batches; a worker that keeps the
+    traces it read serves their later units without reading them again. A Dask worker may run
+    units on threads: the dict is guarded by a lock, while building (reading a trace) happens
+    outside it, so two threads may build the same object once each rather than wait."""
 
-    def __init__(self, size: int):
+    def __init__(self, budget: int):
         import threading
 
-        self.size = size
-        self._d: OrderedDict[Any, Any] = OrderedDict()
+        self.budget = budget
+        self._d: OrderedDict[Any, tuple[Any, int]] = OrderedDict()
+        self._used = 0
         self._lock = threading.Lock()
 
     def get(self, key: Any, make: Callable[[], Any]) -> Any:
         with self._lock:
             if key in self._d:
                 self._d.move_to_end(key)
-                return self._d[key]
+                return self._d[key][0]
         value = make()
+        size = _nbytes(value)
         with self._lock:
-            self._d[key] = value
-            while len(self._d) > self.size:
-                self._d.popitem(last=False)
+            if key not in self._d:
+                self._d[key] = (value, size)
+                self._used += size
+            while self._used > self.budget and len(self._d) > 1:
+                _, (_, old) = self._d.popitem(last=False)
+                self._used -= old
         return value
 
 
-_TRACES = _LRU(2)
-_PLANS = _LRU(16)
+#: bytes of trace columns a worker keeps between units (SHEAFTUNE_WORKER_CACHE_MB overrides)
+WORKER_CACHE_BYTES = int(os.environ.get("SHEAFTUNE_WORKER_CACHE_MB", "1024")) << 20
+_TRACES = _LRU(WORKER_CACHE_BYTES)
+_PLANS = _LRU(WORKER_CACHE_BYTES // 4)
 
 
 def _stamp(trace: TraceInput) -> tuple[Any, ...]:
