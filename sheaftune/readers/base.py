@@ -20,8 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import BinaryIO, Protocol
 
+import numpy as np
+
 from sheaftune.errors import InputError
-from sheaftune.events import EventTable
+from sheaftune.events import EventTable, TraceMeta
 
 #: How many decompressed bytes ``Source.head`` holds for sniffing.
 HEAD_BYTES = 1 << 16
@@ -193,6 +195,38 @@ class _ZstdStream(io.RawIOBase):
     def close(self) -> None:
         self._raw.close()
         super().close()
+
+
+def backwards_per_cpu(ts: np.ndarray, cpu: np.ndarray) -> dict[int, int]:
+    """How many times each CPU's timestamps step backwards, in file (recording) order.
+
+    A CPU's events are recorded in time order, so a step back means a clock problem (an
+    unstable TSC, a clock changed mid-trace) or damaged data; the table is still sorted by
+    time, but the user should know. One stable sort by CPU (a radix sort for uint16, linear)
+    and one comparison of neighbours: no Python work per event.
+    """
+    if len(ts) < 2:
+        return {}
+    order = np.argsort(cpu, kind="stable")
+    c = cpu[order]
+    t = ts[order]
+    back = (t[1:] < t[:-1]) & (c[1:] == c[:-1])
+    if not back.any():
+        return {}
+    counts = np.bincount(c[1:][back])
+    return {int(k): int(counts[k]) for k in np.nonzero(counts)[0]}
+
+
+def note_backwards(meta: TraceMeta, counts: dict[int, int]) -> None:
+    """Record backward timestamp steps per CPU in ``meta.extra`` and one warning."""
+    if not counts:
+        return
+    meta.extra["ts_backwards"] = {str(k): v for k, v in sorted(counts.items())}
+    per_cpu = ", ".join(f"CPU {k}: {v}" for k, v in sorted(counts.items()))
+    meta.warnings.append(
+        f"timestamps step backwards {sum(counts.values())} times within a CPU ({per_cpu}): "
+        "clock problem or damaged data; events are sorted by time"
+    )
 
 
 class Reader(Protocol):

@@ -42,7 +42,7 @@ import numpy as np
 
 from sheaftune.errors import InputError, UsageError
 from sheaftune.events import COLUMNS, NO_CACHE, EventTable, EventTableBuilder, TraceMeta
-from sheaftune.readers.base import ReadOptions, Source
+from sheaftune.readers.base import ReadOptions, Source, note_backwards
 from sheaftune.readers.eventformat import (
     EventFormat,
     FormatError,
@@ -866,6 +866,7 @@ class _TraceDat:
         names: dict[int, str] = {}  # name_key -> cache name, shared by the CPUs' decoders
         ts_list: list[np.ndarray] = []
         pages = records = 0
+        backwards: dict[int, int] = {}
         for cpu, d in per_cpu:
             names.update(d.names)
             ts = d.columns["ts"]
@@ -875,6 +876,9 @@ class _TraceDat:
                 ts = ts + np.int64(self.ts_offset)
             d.columns["ts"] = ts
             ts_list.append(ts)
+            back = int(np.count_nonzero(ts[1:] < ts[:-1])) if len(ts) > 1 else 0
+            if back:
+                backwards[cpu] = back
             pages += d.pages
             records += d.records
             if d.bad_pages:
@@ -896,6 +900,7 @@ class _TraceDat:
                         dropped.append({"cpu": cpu, "ts": int(t), "count": int(n)})
         meta.extra["pages"] = pages
         meta.extra["records"] = records
+        note_backwards(meta, backwards)
         if "dropped" in meta.extra:
             meta.extra["dropped"].sort(key=lambda m: (m["ts"], m["cpu"]))
         if not per_cpu:
