@@ -20,11 +20,53 @@ DATE = "2026"
 
 EXIT_STATUS = [
     ("0", "Success."),
-    ("1", "Unexpected internal error (one line; --debug shows the traceback)."),
+    (
+        "1",
+        "Unexpected internal error (one line; --debug shows the traceback), or an output that "
+        "cannot be written (a full disk: one line naming the file).",
+    ),
     ("2", "Usage error: a bad option or combination."),
     ("3", "Input unreadable, invalid or unsupported; the message names the file and the place."),
     ("4", "Nothing to analyse, for example a --cache filter that matched no event."),
     ("130", "Interrupted (Ctrl-C)."),
+]
+
+#: What every command promises about failures; the tests under tests/hardening hold it.
+GUARANTEES = [
+    (
+        "Atomic outputs",
+        "A file given with -o (reports, converted and generated traces) is written to a "
+        "temporary file in the same folder and renamed over FILE only when complete; an error, "
+        "Ctrl-C or a full disk leaves FILE as it was and no temporary file behind. A device or "
+        "FIFO (-o /dev/null) is written in place, never replaced.",
+    ),
+    (
+        "Interruption",
+        "Ctrl-C stops the command promptly with exit status 130 and the one line "
+        "'sheaftune: error: interrupted'.",
+    ),
+    (
+        "Pipes",
+        "A closed output pipe (sheaftune analyze ... | head -1) is not an error: exit status 0, "
+        "nothing on standard error.",
+    ),
+    (
+        "Damaged input",
+        "Every error is one line naming the file and the place (line, section, CPU, byte "
+        "offset), exit status 3, never a traceback; a trace cut short is never read as "
+        "complete. With --salvage the readable part is kept, what was lost is counted, and "
+        "the report says complete: false. Lengths read from a file are checked before "
+        "anything is allocated for them; memory and time stay proportional to the input.",
+    ),
+    (
+        "Clocks",
+        "Timestamps that step backwards within a CPU are counted per CPU and warned about; the "
+        "events are still analysed in time order.",
+    ),
+    (
+        "Reproducibility",
+        "The same input and options give byte-identical JSON (sorted keys, no time of the run).",
+    ),
 ]
 
 ENVIRONMENT = [
@@ -304,6 +346,9 @@ def page(name: str, command: click.Command, ctx: click.Context) -> str:
     out.append(".SH EXIT STATUS")
     for code, text in EXIT_STATUS:
         out += [".TP", f".B {code}", _esc(text)]
+    out.append(".SH GUARANTEES")
+    for title, text in GUARANTEES:
+        out += [".TP", f".B {_esc(title)}", _esc(text)]
     out.append(".SH ENVIRONMENT")
     for var, text in ENVIRONMENT:
         out += [".TP", f".B {var}", _esc(text)]
