@@ -8,11 +8,13 @@ A kernel ships one ``.sheaf_capacity`` per cache for all of them, so the fleet q
   the smallest, median and largest optimum;
 * the *fleet capacity*: the candidate that is *acceptable* on the largest share of machines,
   ties to the smaller capacity (less memory on every CPU); when no candidate suits any
-  machine, the most common per-machine optimum. A capacity is acceptable on a
-  machine when its estimated time per operation is within ``tolerance`` of that machine's
-  fastest candidate, it does not make that machine's prefills oversize (it covers the upper
+  machine, the most common per-machine optimum. A capacity is acceptable on a machine when
+  its estimated time per operation is at most ``tolerance`` above that at the machine's own
+  recommendation (so "acceptable" follows whatever objective chose it: under ``scaling`` a
+  machine whose own choice is 28 accepts 28 and anything as fast or faster, not only the
+  fastest candidate), it does not make that machine's prefills oversize (it covers the upper
   bound, or fewer than ``oversize_rare`` of the prefills exceed it) and, with a memory budget,
-  it fits the budget (whatever objective chose the machine's own optimum);
+  it fits the budget;
 * the *outliers*: machines on which the fleet capacity is not acceptable, with their own
   optimum and what the fleet capacity costs them.
 
@@ -57,13 +59,20 @@ class FleetReport(Record):
 
 
 def acceptable(cand: dict[str, Any], rec: Recommendation, tolerance: float) -> bool:
-    """Whether candidate ``cand`` of machine ``rec`` is as good as its best (module docstring)."""
-    best = min(c["cost_ns_per_op"] for c in rec.candidates)
-    if cand["cost_ns_per_op"] > best * (1 + tolerance):
+    """Whether candidate ``cand`` serves machine ``rec`` as well as its own choice (module
+    docstring)."""
+    if cand["cost_ns_per_op"] > _own_cost(rec) * (1 + tolerance):
         return False
     if not (cand["covers_upper_bound"] or cand["oversize_share"] < rec.oversize_rare):
         return False
     return rec.memory_budget is None or cand["bytes_per_node"] <= rec.memory_budget
+
+
+def _own_cost(rec: Recommendation) -> float:
+    """Estimated time per operation at the machine's own recommendation."""
+    return float(
+        next(c for c in rec.candidates if c["capacity"] == rec.recommended)["cost_ns_per_op"]
+    )
 
 
 def _lower_median(values: list[int]) -> int:
@@ -122,10 +131,11 @@ def cache_view(
                 why = f"{fleet} was not among its candidates"
             elif basis != "acceptable":
                 why = f"no candidate suits any machine; its own choice is {r.recommended}"
-            elif at_fleet["cost_ns_per_op"] > min(c["cost_ns_per_op"] for c in r.candidates) * (
-                1 + tolerance
-            ):
-                why = f"{fleet} is more than {tolerance:.0%} slower than its fastest candidate"
+            elif at_fleet["cost_ns_per_op"] > _own_cost(r) * (1 + tolerance):
+                why = (
+                    f"{fleet} is more than {tolerance:.0%} slower than its own choice "
+                    f"{r.recommended}"
+                )
             elif not (
                 at_fleet["covers_upper_bound"] or at_fleet["oversize_share"] < r.oversize_rare
             ):

@@ -66,7 +66,7 @@ Examples:
     default=0.05,
     show_default=True,
     help="A capacity suits a machine when its time per operation is within this share of "
-    "the machine's fastest candidate.",
+    "its time at the machine's own recommendation.",
 )
 @click.option(
     "--memory-budget",
@@ -122,7 +122,7 @@ def command(
 
     Each machine gets its own recommendation per cache (as `sheaftune recommend` makes it);
     the report gives, per cache, how many machines recommend each capacity, the capacity that
-    suits the largest share of machines (within --tolerance of each one's fastest candidate,
+    suits the largest share of machines (time within --tolerance of each one's own choice,
     no oversize prefills; ties to the smaller), and the outliers it does not suit. TRACE may
     be a quoted glob or @FILE (a list of paths or globs, one a line). The work runs on all
     cores (--jobs N) or on a dask.distributed cluster (--scheduler); docs/fleet.md.

@@ -10,21 +10,16 @@ from __future__ import annotations
 import csv
 from typing import IO
 
-from rich.console import Console
 from rich.table import Table
 
-from sheaftune.report import register_csv, register_table
+from sheaftune.report import console_for, register_csv, register_table
 from sheaftune.results import Record
-
-
-def _console(stream: IO[str]) -> Console:
-    return Console(file=stream, highlight=False, markup=False, emoji=False, soft_wrap=False)
 
 
 @register_table("sheaftune/fleet")
 def render_fleet(record: Record, stream: IO[str]) -> None:
     d = record.to_dict()
-    con = _console(stream)
+    con = console_for(stream)
     con.print(
         f"{len(d['machines'])} machine(s), Linux {d['kernel']} semantics, objective "
         f"{d['objective']}, tolerance {d['tolerance']:.0%}"

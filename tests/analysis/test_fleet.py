@@ -50,7 +50,7 @@ def test_fleet_capacity_suits_most_machines_and_names_outliers() -> None:
     v = cache_view("maple_node", recs, 0.05)
     assert v["optima"] == {"12": 2, "60": 1}
     assert (v["optimum_min"], v["optimum_median"], v["optimum_max"]) == (12, 12, 60)
-    # 60 suits all three (the fastest everywhere); 12 only two
+    # 60 suits all three (as fast as each one's own choice); 12 only two
     assert v["acceptable_share"] == {"4": 0.0, "12": round(2 / 3, 6), "60": 1.0}
     assert v["fleet_capacity"] == 60 and v["fleet_share"] == 1.0
     assert v["outliers"] == []
