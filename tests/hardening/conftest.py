@@ -86,6 +86,7 @@ def seeds() -> dict[str, bytes]:
         native = _native_seed()
         if native is not None:
             _SEEDS["native/example.npz"] = native
+            _SEEDS["compressed/example.npz.gz"] = gzip.compress(native, mtime=0)
     return _SEEDS
 
 

@@ -210,3 +210,42 @@ def test_cli_on_mutants(tmp_path: Path, name: str, ops: list[tuple]) -> None:
         r2 = run_cli("analyze", "--no-model", str(out), "--format", "json", memory=4 << 30)
         assert r2.returncode in (0, 4), r2.stderr
         assert "Traceback" not in r2.stderr
+
+
+# --- hostile native files: lengths and types the .npz layout cannot check by itself --------
+
+
+def _npz(tmp_path: Path, header: object, arrays: dict[str, np.ndarray]) -> Path:
+    import json
+
+    p = tmp_path / "hostile.npz"
+    with open(p, "wb") as fh:
+        np.savez(fh, __header__=np.frombuffer(json.dumps(header).encode(), np.uint8), **arrays)
+    return p
+
+
+def test_native_huge_shape_is_refused(tmp_path: Path, bounded_memory: int) -> None:
+    import re
+
+    data = seeds()["native/example.npz"]
+    m = re.search(rb"'shape': \((\d+),\), \}( +)", data)
+    assert m is not None
+    new = b"'shape': (999999999999,), }"
+    hostile = data[: m.start()] + new.ljust(len(m.group(0))) + data[m.end() :]
+    p = tmp_path / "huge.npz"
+    p.write_bytes(hostile)
+    # refused (by the header check, or by the zip's CRC), never a 7 TiB allocation
+    with pytest.raises(InputError):
+        read_trace(str(p))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [[1, 2], {"magic": "sheaftune-events", "version": 1, "caches": 5, "sites": [], "comms": []}],
+    ids=["list", "caches-not-a-list"],
+)
+def test_native_header_of_the_wrong_shape(tmp_path: Path, header: object) -> None:
+    cols = {name: np.zeros(1, dtype=dtype) for name, dtype in COLUMNS.items()}
+    p = _npz(tmp_path, header, cols)
+    with pytest.raises(InputError):
+        read_trace(str(p))
