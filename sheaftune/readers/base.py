@@ -15,6 +15,8 @@ import lzma
 import os
 import stat
 import sys
+import tempfile
+import weakref
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -68,10 +70,10 @@ class Source:
     def __init__(self, path: str):
         self.path = path
         self.display = "<stdin>" if path == "-" else path
-        self._stdin_data: bytes | None = None
+        self._spool: str | None = None
         if path == "-":
-            self._stdin_data = sys.stdin.buffer.read()
-            self.size: int | None = len(self._stdin_data)
+            self._spool, self.size = _spool_stdin()
+            weakref.finalize(self, _unlink_quietly, self._spool)
         else:
             try:
                 st = os.stat(path)
@@ -94,15 +96,13 @@ class Source:
 
     @property
     def mmap_path(self) -> str | None:
-        if self.compression is None and self._stdin_data is None and self.size is not None:
-            return self.path
+        if self.compression is None and self.size is not None:
+            return self._spool or self.path
         return None
 
     def _open_raw(self) -> BinaryIO:
-        if self._stdin_data is not None:
-            return io.BytesIO(self._stdin_data)
         try:
-            return open(self.path, "rb")
+            return open(self._spool or self.path, "rb")
         except OSError as e:
             raise InputError(f"cannot open: {e.strerror}", self.path) from None
 
@@ -134,6 +134,33 @@ class Source:
 
             errs.append(zstandard.ZstdError)
         return tuple(errs)
+
+
+def _spool_stdin() -> tuple[str, int]:
+    """Copy standard input to a temporary file, 1 MiB at a time; (its path, its size).
+
+    Standard input cannot be reopened, and readers open their source more than once (sniffing,
+    then reading); a file on disk instead of a copy in memory keeps a large piped trace out of
+    RAM and lets the trace.dat reader map it like any file.
+    """
+    fd, path = tempfile.mkstemp(prefix="sheaftune-stdin-")
+    size = 0
+    try:
+        with os.fdopen(fd, "wb") as out:
+            while chunk := sys.stdin.buffer.read(1 << 20):
+                out.write(chunk)
+                size += len(chunk)
+    except BaseException:
+        _unlink_quietly(path)
+        raise
+    return path, size
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
 
 
 class _ZstdStream(io.RawIOBase):

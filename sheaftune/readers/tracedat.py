@@ -206,12 +206,16 @@ class _mapped:
         if path is None:
             fd, self.tmp = tempfile.mkstemp(suffix=".dat")
             errs = self.source.decompression_errors()
-            with os.fdopen(fd, "wb") as out, self.source.open() as fh:
-                try:
-                    while chunk := fh.read(1 << 20):
-                        out.write(chunk)
-                except errs as e:
-                    raise InputError(f"cannot decompress: {e}", self.source.display) from None
+            try:
+                with os.fdopen(fd, "wb") as out, self.source.open() as fh:
+                    try:
+                        while chunk := fh.read(1 << 20):
+                            out.write(chunk)
+                    except errs as e:
+                        raise InputError(f"cannot decompress: {e}", self.source.display) from None
+            except BaseException:
+                os.unlink(self.tmp)  # __exit__ does not run when __enter__ fails
+                raise
             path = self.tmp
         try:
             self.fh = open(path, "rb")

@@ -237,3 +237,30 @@ def test_same_input_gives_identical_json(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         outs.append(out.read_bytes())
     assert outs[0] == outs[1]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["sheaftune/data/vma-small.dat", "garbage"],
+    ids=["trace.dat", "garbage"],
+)
+def test_stdin_is_spooled_to_disk_and_cleaned_up(tmp_path: Path, name: str) -> None:
+    """`-` is copied to a temporary file (not memory), removed however the run ends."""
+    spool = tmp_path / "tmp"
+    spool.mkdir()
+    data = (ROOT / name).read_bytes() if name != "garbage" else b"\x00\x01 not a trace" * 100
+    r = subprocess.run(
+        [sys.executable, "-m", "sheaftune", "analyze", "--no-model", "--format", "json", "-"],
+        input=data,
+        capture_output=True,
+        cwd=ROOT,
+        env=dict(_env(), TMPDIR=str(spool)),
+        timeout=120,
+    )
+    if name == "garbage":
+        assert r.returncode == 3
+        assert "<stdin>" in one_error_line(r.stderr.decode())
+    else:
+        assert r.returncode == 0, r.stderr
+        assert b'"complete": true' in r.stdout
+    assert list(spool.iterdir()) == []
