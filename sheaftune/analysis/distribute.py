@@ -240,6 +240,9 @@ class DaskExecutor:
         self.close()
 
 
+#: traces per worker from which analyze runs each trace's units together (no trace is read
+#: twice; the traces alone balance the load)
+WHOLE_TRACE_SHARE = 3
 #: batches per worker: enough to even out units of different cost, few enough that a worker
 #: sees a trace's units together and reads the trace once per batch
 BATCHES_PER_WORKER = 4
@@ -481,6 +484,29 @@ def _run_any(unit: ReplayUnit | RecommendUnit) -> Any:
     return run_recommend_unit(unit)
 
 
+def _trace_work(
+    trace: TraceInput, s: TraceSummary, model: ModelOptions
+) -> list[ReplayUnit | RecommendUnit]:
+    """One trace's replay units (cache by cache, capacities ascending), then its
+    recommendation units: the order the merge reads them back in."""
+    replays: list[ReplayUnit | RecommendUnit] = [
+        ReplayUnit(trace, name, cap, model) for name, (_, caps) in s.replays.items() for cap in caps
+    ]
+    recs = [
+        RecommendUnit(trace, name, _recommend_options(model), model.policy)
+        for name in _recommend_targets(s.analysis, model)
+    ]
+    return [*replays, *recs]
+
+
+def run_whole_trace(unit: TraceUnit) -> tuple[TraceSummary, list[Any]]:
+    """A trace unit followed, in the same process, by all of that trace's replay and
+    recommendation units: the same functions, so the same results, with one read."""
+    s = run_trace_unit(unit)
+    assert unit.model is not None
+    return s, [_run_any(u) for u in _trace_work(unit.trace, s, unit.model)]
+
+
 def analyze_many(
     traces: Sequence[TraceInput],
     executor: Executor,
@@ -490,36 +516,38 @@ def analyze_many(
 ) -> list[Analysis]:
     """``analyze_table`` for every trace, spread over ``executor``, one Analysis per trace in
     input order, identical in content to single-machine runs (the module docstring says why).
-    ``on_meta`` sees each trace's metadata as its unit returns (the CLI's reader warnings)."""
-    summaries = executor.map(run_trace_unit, [TraceUnit(t, tuple(caches), model) for t in traces])
+    ``on_meta`` sees each trace's metadata as its unit returns (the CLI's reader warnings).
+
+    With at least ``WHOLE_TRACE_SHARE`` traces per worker, each trace's units run together
+    where its trace unit ran (``run_whole_trace``): the traces alone keep every worker busy,
+    and no trace is read twice. With fewer traces, the (trace, cache, capacity) units are
+    spread over the workers after the trace units, so a large sweep of one trace uses them all.
+    """
+    tunits = [TraceUnit(t, tuple(caches), model) for t in traces]
+    results: list[list[Any]]
+    if model is not None and len(traces) >= WHOLE_TRACE_SHARE * executor.jobs:
+        whole = executor.map(run_whole_trace, tunits)
+        summaries = [w[0] for w in whole]
+        results = [w[1] for w in whole]
+    else:
+        summaries = executor.map(run_trace_unit, tunits)
+        if model is not None:
+            per_trace = [_trace_work(t, s, model) for t, s in zip(traces, summaries, strict=True)]
+            flat = iter(executor.map(_run_any, [u for work in per_trace for u in work]))
+            results = [[next(flat) for _ in work] for work in per_trace]
     if on_meta is not None:
         for s in summaries:
             on_meta(s.meta)
     if model is None:
         return [s.analysis for s in summaries]
-    units = [
-        ReplayUnit(t, name, cap, model)
-        for t, s in zip(traces, summaries, strict=True)
-        for name, (_, caps) in s.replays.items()
-        for cap in caps
-    ]
-    # replays and recommendations go out together, so one does not wait for the other
-    rec_units = [
-        RecommendUnit(t, name, _recommend_options(model), model.policy)
-        for t, s in zip(traces, summaries, strict=True)
-        for name in _recommend_targets(s.analysis, model)
-    ]
-    work: list[ReplayUnit | RecommendUnit] = [*units, *rec_units]
-    results = executor.map(_run_any, work)
-    rows = iter(results[: len(units)])
-    recs = iter(results[len(units) :])
     out = []
-    for s in summaries:
+    for s, res in zip(summaries, results, strict=True):
+        it = iter(res)
         cache_stats = {name: dict(st) for name, st in s.analysis.caches.items()}
         for name, (header, caps) in s.replays.items():
-            cache_stats[name]["replay"] = {**header, "replays": [next(rows) for _ in caps]}
+            cache_stats[name]["replay"] = {**header, "replays": [next(it) for _ in caps]}
         for name in _recommend_targets(s.analysis, model):
-            rec = next(recs)
+            rec = next(it)
             if isinstance(rec, str):
                 from sheaftune.errors import NothingToAnalyse
 
