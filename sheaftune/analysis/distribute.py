@@ -597,6 +597,32 @@ def run_recommend_unit(unit: RecommendUnit) -> Recommendation | str:
         return str(e)
 
 
+@dataclass(frozen=True)
+class FleetTraceUnit:
+    trace: TraceInput
+    caches: tuple[str, ...]
+    min_allocs: int
+    options: RecommendOptions
+    policy: ReplayPolicy
+
+
+def _wanted(s: TraceSummary, caches: Sequence[str], min_allocs: int) -> list[str]:
+    return [
+        n
+        for n, st in s.analysis.caches.items()
+        if (n in caches if caches else True) and st["alloc"] >= min_allocs
+    ]
+
+
+def run_fleet_trace(unit: FleetTraceUnit) -> tuple[TraceSummary, list[Recommendation | str]]:
+    """A trace unit and, in the same process, the recommendation of each wanted cache."""
+    s = run_trace_unit(TraceUnit(unit.trace, (), None))
+    return s, [
+        run_recommend_unit(RecommendUnit(unit.trace, n, unit.options, unit.policy))
+        for n in _wanted(s, unit.caches, unit.min_allocs)
+    ]
+
+
 def recommend_many(
     traces: Sequence[TraceInput],
     executor: Executor,
@@ -610,29 +636,33 @@ def recommend_many(
 
     Caches are those named, or every cache of the trace with at least ``min_allocs``
     allocations. A named cache a machine never allocated from gets the reason, not an error:
-    one machine without the cache must not stop the fleet."""
+    one machine without the cache must not stop the fleet. As in ``analyze_many``, with
+    ``WHOLE_TRACE_SHARE`` traces per worker a trace's units run where it was read."""
     # no cache filter in the trace unit: it would raise for a machine without the cache
-    summaries = executor.map(run_trace_unit, [TraceUnit(t, (), None) for t in traces])
+    results: list[list[Recommendation | str]]
+    if len(traces) >= WHOLE_TRACE_SHARE * executor.jobs:
+        whole = executor.map(
+            run_fleet_trace,
+            [FleetTraceUnit(t, tuple(caches), min_allocs, options, policy) for t in traces],
+        )
+        summaries = [w[0] for w in whole]
+        results = [w[1] for w in whole]
+    else:
+        summaries = executor.map(run_trace_unit, [TraceUnit(t, (), None) for t in traces])
+        per_trace = [
+            [RecommendUnit(t, n, options, policy) for n in _wanted(s, caches, min_allocs)]
+            for t, s in zip(traces, summaries, strict=True)
+        ]
+        flat = iter(executor.map(run_recommend_unit, [u for us in per_trace for u in us]))
+        results = [[next(flat) for _ in us] for us in per_trace]
     if on_meta is not None:
         for s in summaries:
             on_meta(s.meta)
-
-    def wanted(s: TraceSummary) -> list[str]:
-        return [
-            n
-            for n, st in s.analysis.caches.items()
-            if (n in caches if caches else True) and st["alloc"] >= min_allocs
-        ]
-
-    units = [
-        RecommendUnit(t, name, options, policy)
-        for t, s in zip(traces, summaries, strict=True)
-        for name in wanted(s)
-    ]
-    recs = iter(executor.map(run_recommend_unit, units))
     out: list[dict[str, Recommendation | str]] = []
-    for s in summaries:
-        got: dict[str, Recommendation | str] = {n: next(recs) for n in wanted(s)}
+    for s, recs in zip(summaries, results, strict=True):
+        got: dict[str, Recommendation | str] = dict(
+            zip(_wanted(s, caches, min_allocs), recs, strict=True)
+        )
         for n in caches:
             got.setdefault(n, f"no allocation of cache {n} in the trace")
         out.append(got)
