@@ -25,7 +25,9 @@ A trace is not cut into time chunks: a replay carries the sheaves, barns and sla
 whole trace from one event to the next, so a chunked replay would differ from the single-run
 one; the trace is the smallest unit that keeps results identical. A worker keeps the
 normalised traces and plans it built last in memory, up to ``WORKER_CACHE_BYTES`` (``_LRU``),
-so the units of one trace that land on the same worker read it once.
+so the units of one trace that land on the same worker read it once; and with enough traces
+to keep every worker busy (``WHOLE_TRACE_SHARE`` per worker), a trace's units run together
+where it was read, so no trace is read twice.
 
 Executors: :class:`SerialExecutor` (this process), :class:`LocalExecutor` (a process pool,
 default all cores), :class:`DaskExecutor` (a ``dask.distributed`` scheduler address; dask is
