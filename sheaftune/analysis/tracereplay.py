@@ -63,6 +63,63 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
     return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(norm.table.caches)}
 
 
+#: dtypes of the plan's columns (as ``PlanBuilder`` casts them): ts, seq, cmd, cpu, a, b, c
+_PLAN_DTYPES = (np.int64, np.int64, np.uint8, np.uint16, np.int64, np.int64, np.int64)
+
+
+class _LeanPlanBuilder(PlanBuilder):
+    """``PlanBuilder`` with the same plan at a third of its peak memory on big traces.
+
+    ``PlanBuilder`` copies every chunk on ``add``, concatenates the chunks while they are alive,
+    then sorts into a third set of columns (~140 bytes per command at the peak). Here ``add``
+    keeps the caller's fresh arrays (scalars stay scalars), ``build`` fills one preallocated
+    column at a time from the chunks and releases each chunk's part as soon as it is copied,
+    and the sort permutes one column at a time (~60 bytes per command). The result is
+    identical: same dtypes, same stable (time, sequence) order.
+    """
+
+    def add(
+        self,
+        ts: np.ndarray,
+        seq: np.ndarray,
+        cmd: int | np.ndarray,
+        cpu: np.ndarray,
+        a: np.ndarray | int = 0,
+        b: np.ndarray | int = 0,
+        c: np.ndarray | int = 0,
+    ) -> None:
+        if len(ts) == 0:
+            return
+        self._parts.append((ts, seq, cmd, cpu, a, b, c))
+
+    def build(self) -> Plan:
+        n = sum(len(p[0]) for p in self._parts)
+        sizes = [len(p[0]) for p in self._parts]
+        parts: list[list[Any]] = [list(p) for p in self._parts]
+        self._parts = []
+        cols: list[np.ndarray] = []
+        for i, dtype in enumerate(_PLAN_DTYPES):
+            col = np.empty(n, dtype=dtype)
+            at = 0
+            for part, size in zip(parts, sizes, strict=True):
+                col[at : at + size] = part[i]  # a scalar broadcasts, as PlanBuilder's col()
+                part[i] = None  # release the chunk's column now, not at the end
+                at += size
+            cols.append(col)
+        ts, seq = cols[0], cols[1]
+        order = np.lexsort((seq, ts))
+        del cols[1], seq
+        for i, col in enumerate(cols):
+            cols[i] = col[order]
+            del col
+        del order
+        ts, cmd, cpu, a, b, c = cols
+        aux = np.concatenate(self._aux) if self._aux else np.empty(0, dtype=np.int64)
+        return Plan(
+            ts, cmd, cpu, a, b, c, aux, self.n_objects, self.n_sheaves, dict(self.assumptions)
+        )
+
+
 def build_plan(
     norm: Normalized, cache: str, policy: ReplayPolicy | None = None, rows: np.ndarray | None = None
 ) -> Plan:
@@ -72,7 +129,7 @@ def build_plan(
     """
     policy = policy or ReplayPolicy()
     t = norm.table
-    pb = PlanBuilder()
+    pb = _LeanPlanBuilder()
     if cache not in t.caches:
         return pb.build()
     if rows is None:
