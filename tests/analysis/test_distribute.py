@@ -237,3 +237,25 @@ def test_compare_many_equals_single_process() -> None:
     assert got == ref
     with pytest.raises(UsageError, match="--ops"):
         compare_many(trace_inputs(paths), SerialExecutor(), dataclasses.replace(req, ops_file="x"))
+
+
+def test_dask_fleet_equals_single_process(dask_cluster: str, traces: list[str]) -> None:
+    from sheaftune.analysis.distribute import recommend_many
+    from sheaftune.analysis.fleet import fleet_report
+    from sheaftune.analysis.recommend import RecommendOptions
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+
+    def report(ex: Any) -> dict[str, Any]:
+        per = recommend_many(
+            trace_inputs(traces[:3]), ex, RecommendOptions(), ReplayPolicy(), ("maple_node",)
+        )
+        rep = fleet_report(traces[:3], per, kernel="7.3", objective="scaling", tolerance=0.05)
+        return rep.to_dict()
+
+    ex = make_executor(scheduler=dask_cluster)
+    try:
+        there = report(ex)
+    finally:
+        ex.close()
+    here = report(SerialExecutor())
+    assert there == here and here["caches"]["maple_node"]["machines"] == 2
