@@ -35,7 +35,7 @@ Examples:
     default="trace.dat",
     show_default=True,
     type=click.Path(dir_okay=False),
-    help="The trace.dat (version 6) file to write.",
+    help="The trace.dat (version 6) file to write (atomically).",
 )
 @click.option(
     "--cache",
@@ -85,7 +85,13 @@ def command(
     counted per CPU and reported.
     """
     from sheaftune.capture.record import RecordOptions, record
+    from sheaftune.cli.common import is_special_output
     from sheaftune.cli.console import stderr, warn
+    from sheaftune.errors import UsageError
+
+    if is_special_output(output):
+        # the writer renames a temporary file over the path: never over a device or FIFO
+        raise UsageError(f"-o {output}: a trace.dat must be written to a regular file")
 
     def say(message: str) -> None:
         stderr.print(f"sheaftune: {message}", soft_wrap=True)

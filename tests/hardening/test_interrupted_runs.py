@@ -264,3 +264,11 @@ def test_stdin_is_spooled_to_disk_and_cleaned_up(tmp_path: Path, name: str) -> N
         assert r.returncode == 0, r.stderr
         assert b'"complete": true' in r.stdout
     assert list(spool.iterdir()) == []
+
+
+def test_record_refuses_a_device_output() -> None:
+    """record's writer renames a temporary file over -o: never over /dev/null."""
+    r = run_cli("record", "-o", os.devnull, "--duration", "0.1")
+    assert r.returncode == 2
+    assert "regular file" in one_error_line(r.stderr)
+    assert Path(os.devnull).is_char_device()
