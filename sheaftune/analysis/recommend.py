@@ -50,6 +50,7 @@ from sheaftune.analysis.tracereplay import (
     EXPLICIT_CAPACITY,
     ReplayPolicy,
     build_plan,
+    fit_plan_to_nodes,
     params_for,
 )
 from sheaftune.costs import CostModel
@@ -654,6 +655,7 @@ def recommend_for_cache(
     base = dataclasses.replace(
         base, nodes=replay_nodes, cpu_node=contiguous_cpu_nodes(base.cpus, replay_nodes)
     )
+    fit_plan_to_nodes(plan, base.nodes)
     cpus = options.cpus or base.cpus
     nodes = options.nodes or 1
     if nodes > cpus:

@@ -222,6 +222,21 @@ def build_plan(
     return pb.build()
 
 
+def fit_plan_to_nodes(plan: Plan, nodes: int) -> Plan:
+    """Node-specific allocations for nodes the modelled machine lacks become "any node".
+
+    A trace from a NUMA machine replayed on fewer modelled nodes would otherwise name a node
+    the model does not have; the count is kept in the plan's assumptions.
+    """
+    bad = (plan.cmd == Cmd.ALLOC) & (plan.c >= nodes)
+    n = int(np.count_nonzero(bad))
+    if n:
+        plan.c[bad] = -1
+        what = f"node-specific allocations for nodes beyond the {nodes} modelled (any node)"
+        plan.assumptions[what] = plan.assumptions.get(what, 0) + n
+    return plan
+
+
 def params_for(
     norm: Normalized,
     cache: str,
@@ -307,6 +322,7 @@ def replay_cache(
     policy = policy or ReplayPolicy()
     plan = build_plan(norm, cache, policy, rows)
     base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
+    fit_plan_to_nodes(plan, base.nodes)
     current = effective_capacity("6.18", cache, base.object_size)
     caps = capacities_for(
         capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current

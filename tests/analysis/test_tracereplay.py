@@ -119,3 +119,14 @@ def test_replay_of_the_real_trace_is_consistent():
     # a smaller sheaf means more barn traffic
     assert small["barn_get_per_k"] > big["barn_get_per_k"]
     assert small["held_objects_max"] < big["held_objects_max"]
+
+
+def test_node_specific_allocations_beyond_the_modelled_nodes_become_any_node():
+    t = table([(10, 0, A, 0x100, 0, K, 1), (20, 1, A, 0x200, 0, K, 1)])
+    t.node[:] = [1, 0]  # recorded on a two-node machine
+    n = normalize(t)
+    rep = replay_cache(n, "maple_node", "7.3", engine="reference")
+    assert rep["nodes"] == 1
+    assert any("node-specific" in k for k in rep["assumptions"])
+    two = replay_cache(n, "maple_node", "7.3", engine="reference", nodes=2)
+    assert not any("node-specific" in k for k in two["assumptions"])
