@@ -30,6 +30,15 @@ Examples:
     "--example", is_flag=True, help="Analyse the real Linux 6.18 trace bundled with sheaftune."
 )
 @click.option(
+    "--workload",
+    "workloads",
+    multiple=True,
+    metavar="FILE.yaml",
+    type=click.Path(dir_okay=False),
+    help="Analyse a synthetic workload (workloads/*.yaml, generated with seed 0) as if it were "
+    "a trace. Repeatable.",
+)
+@click.option(
     "--cache",
     "caches",
     multiple=True,
@@ -54,6 +63,7 @@ Examples:
 def command(
     traces: tuple[str, ...],
     example: bool,
+    workloads: tuple[str, ...],
     caches: tuple[str, ...],
     input_format: str | None,
     buffer: str | None,
@@ -87,7 +97,7 @@ def command(
     one process would make (docs/fleet.md).
     """
     from sheaftune.analysis.characterize import AnalysisSet
-    from sheaftune.analysis.pipeline import example_path
+    from sheaftune.analysis.pipeline import WORKLOAD_PREFIX, example_path
     from sheaftune.cli.common import build_model_options, distributed, expand_trace_args
     from sheaftune.errors import UsageError
     from sheaftune.report import render
@@ -95,8 +105,11 @@ def command(
     paths = expand_trace_args(traces)
     if example:
         paths.insert(0, example_path())
+    paths += [WORKLOAD_PREFIX + w for w in workloads]
     if not paths:
-        raise UsageError("give at least one TRACE (or --example); see `sheaftune analyze --help`")
+        raise UsageError(
+            "give at least one TRACE (or --example, --workload); see `sheaftune analyze --help`"
+        )
     model = None
     if not no_model:
         model = build_model_options(

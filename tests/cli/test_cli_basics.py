@@ -147,3 +147,20 @@ def test_output_file_is_written_atomically(tmp_path: Path):
     out2 = tmp_path / "out2.json"
     p = run("analyze", str(tmp_path / "missing"), "--format", "json", "-o", str(out2))
     assert p.returncode == 3 and not out2.exists()
+
+
+def test_analyze_accepts_a_workload_like_a_trace():
+    p = run(
+        "analyze",
+        "--workload",
+        "workloads/maple-vma-churn.yaml",
+        "--no-recommend",
+        "--format",
+        "json",
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["trace"]["format"] == "workload"
+    assert d["caches"]["maple_node"]["alloc"] > 0 and "replay" in d["caches"]["maple_node"]
+    p = run("analyze", "--workload", "no-such.yaml")
+    assert p.returncode in (2, 3) and "Traceback" not in p.stderr
