@@ -95,6 +95,20 @@ class _Ctx:
         return InputError(msg, path=self.path, where=loc or None)
 
 
+#: Largest object count one op may name: a scenario pins rules with small numbers; a huge one
+#: would make the model allocate that many objects.
+MAX_COUNT = 10_000_000
+#: Upper bounds of the scalar keys (a sheaf of 65535 pointers is 512 KiB; more is no sheaf).
+MAX_VALUE = {
+    "object_size": 1 << 22,
+    "sheaf_capacity": 65535,
+    "capacity": 65535,
+    "objects_per_slab": 65536,
+    "cpus": 4096,
+    "nodes": 1024,
+}
+
+
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
@@ -154,8 +168,9 @@ def parse_scenario(text: str, path: str = "<scenario>") -> Scenario:
         if key not in d or d[key] is None:
             return default
         v = d[key]
-        if not _is_int(v) or v < lo:
-            raise ctx.err(f"{key} must be an integer >= {lo}, not {v!r}", line, keypath)
+        hi = MAX_VALUE.get(key, MAX_COUNT)
+        if not _is_int(v) or not lo <= v <= hi:
+            raise ctx.err(f"{key} must be an integer >= {lo} and <= {hi}, not {v!r}", line, keypath)
         return int(v)
 
     cache = data.get("cache") or {}
@@ -247,7 +262,7 @@ def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int, nodes: i
     blocking = True
     if name in OPTIONAL_GFP and len(args) == len(kinds) + 1:
         gfp = args[-1]
-        if gfp not in GFPS:
+        if not isinstance(gfp, str) or gfp not in GFPS:
             raise ctx.err(
                 f"gfp must be one of {', '.join(GFPS)}, not {gfp!r}",
                 line,
@@ -272,8 +287,10 @@ def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int, nodes: i
                 raise ctx.err(f"node {v!r} out of range (nodes: {nodes})", line, w)
             out.append(int(v))
         else:
-            if not _is_int(v) or v < 0:
-                raise ctx.err(f"count must be an integer >= 0, not {v!r}", line, w)
+            if not _is_int(v) or not 0 <= v <= MAX_COUNT:
+                raise ctx.err(
+                    f"count must be an integer in 0..{MAX_COUNT}, not {v!r}", line, w
+                )
             out.append(int(v))
     return ScenarioOp(i, line or 0, cpu, name, tuple(out), blocking)
 

@@ -164,11 +164,6 @@ def _has_huge_int(tree: Any) -> bool:
     return isinstance(tree, int) and not isinstance(tree, bool) and tree > 10**6
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sheaftune/model/scenario.py (model owners): no upper bound on op counts or the "
-    "capacity; 2^31 is accepted and the replay tries to allocate that much",
-)
 @pytest.mark.parametrize(
     "cache, op",
     [
