@@ -34,7 +34,7 @@ from numba import njit
 from sheaftune.errors import InputError
 from sheaftune.events import EventTable, EventTableBuilder, Op, TraceMeta
 from sheaftune.gfp import parse as parse_gfp
-from sheaftune.readers.base import ReadOptions, Source
+from sheaftune.readers.base import ReadOptions, Source, backwards_per_cpu, note_backwards
 
 # --- line status codes (the kernels' vocabulary; SKIP_REASONS names them for TraceMeta) ----
 
@@ -1353,7 +1353,10 @@ def read_text(
                 source.display,
             )
         _nothing_read(source, stats, what, meta)
-    table = builder.build(sort=True)
+    # file order per CPU first (the chunks keep it within each CPU), to count clock steps back
+    table = builder.build(sort=False)
+    note_backwards(meta, backwards_per_cpu(table.ts_ns, table.cpu))
+    table = table.sorted_by_time()
     facts = TextFacts(
         stats=stats,
         frac_digits=frac_digits,

@@ -161,11 +161,6 @@ def read_trace_bytes(data: bytes, fmt: str) -> EventTable:
         return read_trace(fh.name, fmt)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="text readers (textscan.py, another helper's until 13:50) do not count backward "
-    "steps yet",
-)
 @pytest.mark.parametrize("fmt", ["ftrace", "trace-cmd-report", "perf-script"])
 def test_timestamps_backwards_on_a_cpu_are_counted(tmp_path: Path, fmt: str) -> None:
     data = source(fmt)
