@@ -90,7 +90,8 @@ class _LeanPlanBuilder(PlanBuilder):
     ) -> None:
         if len(ts) == 0:
             return
-        self._parts.append((ts, seq, cmd, cpu, a, b, c))
+        # scalars stay scalars until build() broadcasts them (PlanBuilder's parts are arrays)
+        self._parts.append((ts, seq, cmd, cpu, a, b, c))  # type: ignore[arg-type]
 
     def build(self) -> Plan:
         n = sum(len(p[0]) for p in self._parts)

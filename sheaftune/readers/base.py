@@ -71,6 +71,7 @@ class Source:
         self.path = path
         self.display = "<stdin>" if path == "-" else path
         self._spool: str | None = None
+        self.size: int | None
         if path == "-":
             self._spool, self.size = _spool_stdin()
             weakref.finalize(self, _unlink_quietly, self._spool)
