@@ -9,6 +9,7 @@ held before, no temporary file is left behind, and standard error says what happ
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -19,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from sheaftune.readers import read_trace
 from tests.conftest import FIXTURES, ROOT
 from tests.hardening.conftest import one_error_line, run_cli
 
@@ -70,8 +72,14 @@ def test_sigint_analyze_leaves_no_report(tmp_path: Path, delay: float) -> None:
     code, err, took = interrupt_after(
         ["analyze", str(LARGE), "--format", "json", "-o", str(out)], delay
     )
-    if code == 0:  # the run beat the signal: then the report is whole
-        assert out.read_text().rstrip().endswith("}")
+    if code == 0 or (code == -signal.SIGINT and out.exists()):
+        # The run beat the signal, or the signal came during interpreter teardown, after the
+        # report was renamed into place (Python restores SIGINT's default action there; a shell
+        # shows status 130 all the same): either way the report must be whole.
+        json.loads(out.read_text())
+        return
+    if code == -signal.SIGINT:  # before sheaftune's main ran (interpreter start-up, imports)
+        assert leftovers(tmp_path, set()) == []
         return
     assert code == 130, err
     assert one_error_line(err) == "sheaftune: error: interrupted"
@@ -85,9 +93,12 @@ def test_sigint_keeps_the_previous_report(tmp_path: Path) -> None:
     out = tmp_path / "report.json"
     out.write_text("previous report\n")
     code, err, _ = interrupt_after(["analyze", str(LARGE), "--format", "json", "-o", str(out)], 1.5)
-    assert code in (0, 130), err
-    if code == 130:
-        assert out.read_text() == "previous report\n"
+    assert code in (0, 130, -signal.SIGINT), err
+    # the previous report, or a whole new one; never anything in between
+    text = out.read_text()
+    if text != "previous report\n":
+        assert code != 130
+        json.loads(text)
     assert leftovers(tmp_path, {"report.json"}) == []
 
 
@@ -104,10 +115,12 @@ def test_sigint_generate_and_convert(tmp_path: Path, fmt: str) -> None:
     if not LARGE.exists():
         return
     code, err, took = interrupt_after(["convert", str(LARGE), "-o", str(out)], 1.0)
-    assert code in (0, 130), err
+    assert code in (0, 130, -signal.SIGINT), err  # -SIGINT: during teardown, file complete
     if code == 130:
         assert leftovers(tmp_path, set()) == []
         assert took < PROMPT_S
+    else:
+        assert read_trace(str(out)).meta.complete
 
 
 def test_error_keeps_the_previous_report(tmp_path: Path) -> None:
