@@ -1132,3 +1132,15 @@ def run(req: CompareRequest, say: Callable[[str], None] | None = None) -> Compar
         notes=notes,
         **common,
     )
+
+
+@dataclass(frozen=True)
+class ComparisonSet(Record):
+    """Several traces compared in one run (``compare TRACE...``), in the order given."""
+
+    # Version history:
+    # 1 - first schema.
+    SCHEMA: ClassVar[str] = "sheaftune/comparison-set"
+    VERSION: ClassVar[int] = 1
+
+    comparisons: list[Comparison]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sheaftune.cli.common import output_options, output_stream
+from sheaftune.cli.common import executor_options, output_options, output_stream
 
 PLOT_SUFFIXES = (".svg", ".png")
 
@@ -17,7 +17,7 @@ Examples:
   sheaftune compare trace.dat --cache maple_node --format json -o cmp.json
   sheaftune compare --workload workloads/prefill-heavy.yaml --format yaml""",
 )
-@click.argument("trace", required=False, type=str)
+@click.argument("traces", nargs=-1, type=str)
 @click.option(
     "--workload",
     type=click.Path(dir_okay=False),
@@ -104,9 +104,10 @@ Examples:
     help="Also draw cost per operation of both strategies against the used share "
     "(needs matplotlib: pip install 'sheaftune[plot]').",
 )
+@executor_options
 @output_options(("table", "json", "yaml"))
 def command(
-    trace: str | None,
+    traces: tuple[str, ...],
     workload: str | None,
     ops_file: str | None,
     cache: str,
@@ -120,6 +121,8 @@ def command(
     seed: int,
     events: int | None,
     plot: str | None,
+    jobs: int | None,
+    scheduler: str | None,
     fmt: str,
     output: str | None,
 ) -> None:
@@ -133,7 +136,15 @@ def command(
     the kernel's counters; the winner and margin; and the crossover: the share of U used at
     which bulk catches up. Operations come from TRACE (inferred from its sheaf pops, or --ops),
     from --workload, or, with neither, from --upper-bound and --used alone (a synthetic stream).
+
+    Several TRACEs (files, quoted globs, @FILE lists) give one comparison per trace, run on all
+    cores (--jobs N) or a dask.distributed cluster (--scheduler); docs/fleet.md.
     """
+    from sheaftune.cli.common import expand_trace_args
+
+    paths = expand_trace_args(traces)
+    many = len(paths) > 1 or scheduler is not None
+    trace = paths[0] if paths else None
     from sheaftune.analysis.compare import CompareRequest, run
     from sheaftune.cli.console import stderr
     from sheaftune.costs import CostModel
@@ -166,6 +177,17 @@ def command(
         events=events,
     )
     req.check()
+    if many:
+        from sheaftune.analysis.compare import ComparisonSet
+        from sheaftune.analysis.distribute import compare_many, make_executor, trace_inputs
+
+        if plot is not None:
+            raise UsageError("--plot draws one comparison; give one TRACE")
+        with make_executor(jobs, scheduler) as ex:
+            records = compare_many(trace_inputs(paths), ex, req)
+        with output_stream(output) as out:
+            render(ComparisonSet(records), fmt, out)
+        return
 
     def say(msg: str) -> None:
         if stderr.is_terminal:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
-from sheaftune.cli.common import input_format_option, output_options, output_stream
+from sheaftune.cli.common import (
+    executor_options,
+    input_format_option,
+    output_options,
+    output_stream,
+)
 
 if TYPE_CHECKING:
     from sheaftune.analysis.recommend import Recommendation, RecommendOptions
@@ -152,6 +157,7 @@ Examples:
     help="Also draw estimated time and memory against capacity to FILE (png, svg, pdf); "
     "needs matplotlib (pip install 'sheaftune[plot]').",
 )
+@executor_options
 @output_options(("table", "json", "yaml"))
 def command(
     traces: tuple[str, ...],
@@ -173,6 +179,8 @@ def command(
     rcu_gp_ms: float,
     input_format: str | None,
     plot: str | None,
+    jobs: int | None,
+    scheduler: str | None,
     fmt: str,
     output: str | None,
 ) -> None:
@@ -187,6 +195,11 @@ def command(
     gives, and the line for struct kmem_cache_args. Demand comes from one TRACE (replayed as
     is; --cpus scales the contention), a --workload (regenerated for --cpus), or
     --upper-bound alone (the default demand model).
+
+    Several TRACEs (files, quoted globs, @FILE lists), one per machine, give the fleet report
+    for the cache (as `sheaftune fleet --cache`): the distribution of the machines' own
+    recommendations, the capacity that suits most of them, and the outliers; the work runs on
+    all cores (--jobs N) or a dask.distributed cluster (--scheduler); docs/fleet.md.
     """
     from sheaftune.analysis.recommend import (
         RecommendOptions,
@@ -203,8 +216,13 @@ def command(
             raise UsageError(
                 "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
             ) from None
-    if len(traces) > 1:
-        raise UsageError("give one TRACE at a time")
+    from sheaftune.cli.common import expand_trace_args
+
+    paths = expand_trace_args(traces)
+    traces = tuple(paths)  # an empty @list is no TRACE
+    fleet = len(paths) > 1 or scheduler is not None
+    if fleet and (workload or plot is not None):
+        raise UsageError("several TRACEs give a fleet report: drop --workload and --plot")
     if traces and workload:
         raise UsageError("give a TRACE or --workload, not both")
     if not traces and not workload and upper_bound is None:
@@ -244,8 +262,11 @@ def command(
     from sheaftune.cli.common import announce_compile
 
     announce_compile(resolve_engine(engine))
-    if traces:
-        record = _from_trace(traces[0], input_format, cache, options, rcu_gp_ms)
+    record: Any
+    if fleet:
+        record = _fleet(paths, input_format, cache, options, rcu_gp_ms, jobs, scheduler)
+    elif paths:
+        record = _from_trace(paths[0], input_format, cache, options, rcu_gp_ms)
     elif workload:
         from sheaftune.synth.spec import load_spec
 
@@ -286,3 +307,32 @@ def _from_trace(
     warn_meta(table.meta)
     policy = ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6))
     return recommend_for_cache(normalize(table), cache, options, policy)
+
+
+def _fleet(
+    paths: list[str],
+    input_format: str | None,
+    cache: str,
+    options: RecommendOptions,
+    rcu_gp_ms: float,
+    jobs: int | None,
+    scheduler: str | None,
+) -> Any:
+    """One recommendation per machine (trace) for ``cache``, summarised as a FleetReport."""
+    from sheaftune.analysis.distribute import make_executor, recommend_many, trace_inputs
+    from sheaftune.analysis.fleet import fleet_report
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+    from sheaftune.cli.console import warn_meta
+
+    policy = ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6))
+    with make_executor(jobs, scheduler) as ex:
+        per_machine = recommend_many(
+            trace_inputs(paths, input_format), ex, options, policy, (cache,), 1, on_meta=warn_meta
+        )
+    return fleet_report(
+        paths,
+        per_machine,
+        kernel=options.kernel,
+        objective=options.objective,
+        tolerance=options.tolerance,
+    )

@@ -1,4 +1,5 @@
-"""Terminal table and CSV for the fleet report (records of schema sheaftune/fleet).
+"""Terminal table and CSV for the fleet report (records of schema sheaftune/fleet), and the
+table of several comparisons (sheaftune/comparison-set): each comparison's own table in turn.
 
 Per cache: the fleet capacity and the share of machines it suits, the distribution of the
 machines' own optima, the acceptable share of every candidate, and the outliers. Nothing is
@@ -90,3 +91,11 @@ def csv_fleet(record: Record, stream: IO[str]) -> None:
                     r["fleet_acceptable"],
                 ]
             )
+
+
+@register_table("sheaftune/comparison-set")
+def render_comparison_set(record: Record, stream: IO[str]) -> None:
+    from sheaftune.report.comparison import render_comparison
+
+    for c in record.comparisons:  # type: ignore[attr-defined]
+        render_comparison(c, stream)

@@ -73,3 +73,37 @@ def test_analyze_glob_on_local_workers_equals_one_process(tmp_path: Path) -> Non
         for a in d["analyses"]:
             a["trace"].pop("page_engine", None)
     assert x == y and len(x["analyses"]) == 2
+
+
+def test_recommend_many_traces_is_the_fleet_report(tmp_path: Path) -> None:
+    b = str(fixture_path("traces/vma-small.v7zstd.dat"))
+    p = run(
+        "recommend", str(EXAMPLE), b, "--cache", "maple_node", "--jobs", "2", "--format", "json"
+    )
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["schema"] == "sheaftune/fleet" and d["machines"] == [str(EXAMPLE), b]
+    one = run("recommend", str(EXAMPLE), "--cache", "maple_node", "--format", "json")
+    assert one.returncode == 0, one.stderr
+    own = json.loads(one.stdout)["recommended"]
+    assert d["caches"]["maple_node"]["per_machine"][0]["recommended"] == own
+    p = run("recommend", str(EXAMPLE), b, "--workload", "x.yaml")
+    assert p.returncode == 2 and "fleet report" in p.stderr
+
+
+def test_compare_many_traces(tmp_path: Path) -> None:
+    b = str(fixture_path("traces/vma-small.v7zstd.dat"))
+    args = ["compare", "--engine", "fast", "--format", "json"]
+    p = run(*args, str(EXAMPLE), b, "--jobs", "2")
+    assert p.returncode == 0, p.stderr
+    d = json.loads(p.stdout)
+    assert d["schema"] == "sheaftune/comparison-set"
+    singles = []
+    for t in (str(EXAMPLE), b):
+        q = run(*args, t)
+        assert q.returncode == 0, q.stderr
+        singles.append(json.loads(q.stdout))
+    got = d["comparisons"]
+    for c in singles:
+        c.pop("schema"), c.pop("version")
+    assert got == singles

@@ -79,7 +79,8 @@ def test_memory_budget_limits_the_choice() -> None:
     [
         ((), "give a TRACE, --workload, or --upper-bound"),
         (("a.dat", "--workload", "w.yaml"), "not both"),
-        (("a.dat", "b.dat"), "one TRACE at a time"),
+        # several TRACEs are a fleet (docs/fleet.md): one recommendation per machine
+        (("a.dat", "b.dat", "--workload", "w.yaml"), "fleet report"),
         (("--workload", "workloads/will-it-scale-mmap2.yaml", "--object-size", "64"), "demand"),
         (("--upper-bound", "13", "--memory-budget", "lots"), "--memory-budget"),
         (("--upper-bound", "13", "--capacity", "x"), "--capacity"),
