@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from sheaftune.cli.common import executor_options, output_options, output_stream
+from sheaftune.cli.completion import complete_path
 
 PLOT_SUFFIXES = (".svg", ".png")
 
@@ -17,7 +18,7 @@ Examples:
   sheaftune compare trace.dat --cache maple_node --format json -o cmp.json
   sheaftune compare --workload workloads/prefill-heavy.yaml --format yaml""",
 )
-@click.argument("traces", nargs=-1, type=str)
+@click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
     "--workload",
     type=click.Path(dir_okay=False),

@@ -13,6 +13,7 @@ from sheaftune.cli.common import (
     output_options,
     output_stream,
 )
+from sheaftune.cli.completion import complete_path
 
 if TYPE_CHECKING:
     from sheaftune.analysis.recommend import Recommendation, RecommendOptions
@@ -37,7 +38,7 @@ Examples:
   sheaftune recommend trace.dat --cache maple_node --cpus 128 --nodes 2 --format json
   sheaftune recommend --upper-bound 13 --object-size 256 --cpus 16 --plot capacity.png""",
 )
-@click.argument("traces", nargs=-1, type=str)
+@click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
 @click.option(
     "--workload",
     type=click.Path(dir_okay=False),

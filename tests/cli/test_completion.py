@@ -61,7 +61,7 @@ def test_bash_completes_commands_options_and_choices():
     assert "plain,--kernel" in _bash("sheaftune analyze --ker", 2)
     assert _bash("sheaftune analyze --kernel ", 3) == ["plain,7.3", "plain,6.18"]
     # path arguments ask the shell to complete file names, also those typed str (`-`, globs)
-    for command in ("analyze", "convert", "simulate", "generate"):
+    for command in ("analyze", "convert", "simulate", "generate", "compare", "recommend", "fleet"):
         assert _bash(f"sheaftune {command} ", 2) == ["file,"], command
 
 
