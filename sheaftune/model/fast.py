@@ -2156,7 +2156,7 @@ def full_state(s: _State, params: ModelParams) -> dict[str, Any]:
     classic = tuple(
         tuple(int(o) for cc, o in s.crq[:nq].tolist() if cc == c) for c in range(params.cpus)
     )
-    pre = []
+    pre: list[tuple[int, int, tuple[int, ...] | None]] = []
     for h in s.pslot.tolist():
         if h >= OV_BASE:
             o = h - OV_BASE
