@@ -44,7 +44,9 @@ def render_analysis(record: Record, stream: IO[str]) -> None:
     d = record.to_dict()
     tr = d["trace"]
     con = _console(stream)
-    head = Table(title=f"Trace {tr['source']}", show_header=False, title_justify="left")
+    # the path on a line of its own that never wraps: a long path must not break the table
+    con.print(f"Trace {tr['source']}", soft_wrap=True)
+    head = Table(show_header=False)
     head.add_column("what")
     head.add_column("value")
     head.add_row(
