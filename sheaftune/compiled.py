@@ -1,0 +1,503 @@
+"""Ahead-of-time compiled numba kernels, cached per machine, with a JIT fallback.
+
+numba stays the single source of the hot loops, but a run should not pay for ``import numba``
+and numba's CPU-target start-up (about 1.4 s together). So each kernel module is compiled once
+with ``numba.pycc`` into an ordinary CPython extension, cached on disk, and later runs import
+that extension without importing numba at all.
+
+Contract
+--------
+Kernel module (e.g. ``sheaftune.model._engine_kernels``):
+
+* defines its ``@njit`` functions (``_nrt=False`` is expected: arrays are allocated by the
+  Python caller, the AOT build does not link numba's runtime) and a module-level literal
+  ``AOT_EXPORTS: dict[str, str]`` mapping each exported function's attribute name to one numba
+  signature string, e.g. ``{"scan": "i8(u1[::1], i8[::1])"}``. Use ``[::1]`` (C-contiguous) in
+  signatures for speed; the AOT function then rejects non-contiguous arrays and arrays of
+  another dtype with ``TypeError`` (no implicit casts: callers pass exactly those dtypes).
+* Constants its callers need live in a numba-free module (the kernel module may import them
+  from there); callers must not import the kernel module themselves.
+* Every ``sheaftune`` module the kernel module imports (transitively, found by reading the
+  source with :mod:`ast`, not by importing it) is part of the cache key, so kernels inlined
+  from another module, and constants baked in, rebuild when that module changes.
+
+:func:`kernels` (``kernels("sheaftune.model._engine_kernels")``) returns an object whose
+attributes are the exported functions (called exactly like the njit functions with the
+exported signature):
+
+1. ``SHEAFTUNE_AOT=0`` in the environment: the kernel module itself (numba JIT, its own
+   ``cache=True`` on-disk cache). Tests and debugging use this.
+2. Otherwise, if the cache holds a verified build for the current key: that extension (numba
+   is not imported).
+3. Otherwise it builds one (a subprocess running ``numba.pycc`` in a temporary directory beside
+   the final one, renamed into place atomically; an exclusive ``flock`` on a lock file keeps
+   concurrent processes from building the same key twice, and the rename makes a half-written
+   build invisible) and returns it.
+4. If building or loading is impossible (no C compiler, numba missing, a pycc error, an
+   extension that does not import), one line is written to standard error once per process
+   and the kernel module is imported instead (same attribute names): results never depend on
+   AOT, only start-up time. A failed build is remembered for a day (per key and ``$CC``) so
+   every run does not retry it; a build removed from the cache, or one whose checksum no longer
+   matches, is simply rebuilt.
+
+The result is memoised per process; it is safe to call from several threads.
+
+:func:`needs_build` tells whether the next :func:`kernels` call for that module will run an AOT
+build (False with ``SHEAFTUNE_AOT=0``, after a recent failure, or once loaded: whether the JIT
+module will compile is the kernel module's own business), so a command line can announce
+"compiling ... (first run only)" first; :data:`build_seconds` records what a build cost.
+:func:`build_status` describes the cache entry (for diagnostics and tests).
+
+Cache key: sha256 over this module's build-format number, the module name, the source bytes of
+the kernel module and of the ``sheaftune`` modules it imports, the numba, llvmlite and numpy
+versions (read from package metadata, without importing them), the Python version, its ABI
+tag and extension suffix, and the platform. A changed numpy (ABI) or numba therefore means a
+new key and a rebuild, never the import of a stale extension. The extension's module name
+embeds the key, so two builds never share an init symbol in one process.
+
+Cache directory: ``$SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune``, else
+``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>``. Builds live in
+``aot/<module>/<key>/`` (the extension, ``meta.json`` with its sha256 and exported names); the
+newest few keys per module are kept, older ones removed after each build.
+
+Builds target the generic CPU model of the architecture (``numba.pycc`` default), so a cache
+directory shared by machines of one architecture stays valid. The exported entry points release
+the GIL while they run (as ``nogil=True`` JIT functions do), so threads can replay in parallel.
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import hashlib
+import importlib.util
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+#: Bump when the build procedure or the layout of a cache entry changes (history:
+#: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT).
+BUILD_FORMAT = 1
+#: Keys kept per module (the current one and the newest others).
+KEEP = 3
+#: A failed build is not retried for this long (seconds), unless ``$CC`` changes.
+FAILED_TTL = 24 * 3600
+#: Seconds a build may take before it is abandoned (then the JIT fallback is used).
+BUILD_TIMEOUT = 900
+
+_lock = threading.Lock()
+_loaded: dict[str, Any] = {}
+_warned = False
+#: What the last build of each module cost (seconds), for benchmarks and the CLI.
+build_seconds: dict[str, float] = {}
+
+
+class BuildError(RuntimeError):
+    """The AOT build of a kernel module failed (the message is one line)."""
+
+
+# ----------------------------------------------------------------------------- public API
+def kernels(module_name: str) -> Any:
+    """The exported kernels of ``module_name``: its AOT extension, or the module itself."""
+    with _lock:
+        k = _loaded.get(module_name)
+        if k is None:
+            k = _loaded[module_name] = _resolve(module_name)
+        return k
+
+
+def needs_build(module_name: str) -> bool:
+    """True when the next :func:`kernels` call for ``module_name`` will run an AOT build."""
+    if module_name in _loaded or not aot_enabled():
+        return False
+    try:
+        entry = _entry(module_name)
+    except Exception:  # noqa: BLE001 - the module cannot be found: kernels() will say so
+        return False
+    return _verified_so(entry) is None and _recent_failure(entry) is None
+
+
+def aot_enabled() -> bool:
+    """False when ``SHEAFTUNE_AOT=0`` forces the JIT kernels."""
+    return os.environ.get("SHEAFTUNE_AOT", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def build_status(module_name: str) -> dict[str, Any]:
+    """Where the build of ``module_name`` for the current key lives and whether it is usable."""
+    entry = _entry(module_name)
+    return {
+        "module": module_name,
+        "key": entry.key,
+        "dir": str(entry.dir),
+        "built": _verified_so(entry) is not None,
+        "failed": _recent_failure(entry),
+    }
+
+
+def cache_dir() -> Path:
+    """The cache root (see the module docstring); created if needed."""
+    env = os.environ.get("SHEAFTUNE_CACHE_DIR")
+    if env:
+        root = Path(env)
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        root = Path(xdg) / "sheaftune" if xdg else Path.home() / ".cache" / "sheaftune"
+    if _writable(root):
+        return root
+    uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
+    tmp = Path(tempfile.gettempdir()) / f"sheaftune-{uid}"
+    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return tmp
+
+
+# ----------------------------------------------------------------------------- internals
+class _Entry:
+    """One module's cache entry for the current key."""
+
+    def __init__(self, module_name: str, key: str, root: Path, sources: list[Path]) -> None:
+        self.module_name = module_name
+        self.key = key
+        self.sources = sources
+        self.base = root / "aot" / module_name
+        self.dir = self.base / key[:32]
+        self.ext_name = "_st_" + module_name.replace(".", "_") + "_" + key[:16]
+        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
+        self.so = self.dir / (self.ext_name + suffix)
+        self.meta = self.dir / "meta.json"
+        self.failed = self.base / (key[:32] + ".failed")
+        self.lockfile = self.base / (key[:32] + ".lock")
+
+
+def _writable(root: Path) -> bool:
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return False
+    return os.access(root, os.W_OK | os.X_OK)
+
+
+def _resolve(module_name: str) -> Any:
+    if not aot_enabled():
+        return importlib.import_module(module_name)
+    try:
+        entry = _entry(module_name)
+        so = _verified_so(entry)
+        if so is not None:
+            try:
+                return _load(entry)
+            except Exception:  # noqa: BLE001 - stale or corrupt: rebuild below
+                _discard(entry.dir)
+        failed = _recent_failure(entry)
+        if failed is not None:
+            raise BuildError(failed)
+        _build(entry)
+        return _load(entry)
+    except Exception as e:  # noqa: BLE001 - any failure: the JIT kernels, one warning
+        _warn_once(module_name, e)
+        return importlib.import_module(module_name)
+
+
+def _warn_once(module_name: str, e: BaseException) -> None:
+    global _warned
+    if _warned:
+        return
+    _warned = True
+    reason = " ".join(str(e).split())[:300] or type(e).__name__
+    sys.stderr.write(
+        f"sheaftune: warning: no ahead-of-time build of {module_name} ({reason}); "
+        "using numba JIT, which starts slower\n"
+    )
+    sys.stderr.flush()
+
+
+def _origin(module_name: str) -> Path:
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+        raise BuildError(f"cannot find the source of {module_name}")
+    return Path(spec.origin)
+
+
+def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
+    """The ``sheaftune`` modules ``path`` imports at any level (read, not imported)."""
+    tree = ast.parse(path.read_bytes(), str(path))
+    package = module_name.rpartition(".")[0]
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name.split(".")[0] == "sheaftune")
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                up = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(up + ([base] if base else []))
+            if base.split(".")[0] != "sheaftune":
+                continue
+            out.add(base)
+            for a in node.names:  # "from sheaftune.model import x" may name a module
+                out.add(base + "." + a.name)
+    return out
+
+
+def _sources(module_name: str) -> list[tuple[str, Path]]:
+    """The kernel module and every sheaftune module it imports, transitively."""
+    seen: dict[str, Path] = {}
+    todo = [module_name]
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        try:
+            path = _origin(name)
+        except (BuildError, ImportError, ValueError):
+            if name == module_name:
+                raise
+            continue  # a name imported from a module, not a module
+        seen[name] = path
+        todo.extend(sorted(_imported_sheaftune(path, name) - seen.keys()))
+    return sorted(seen.items())
+
+
+def _dist_version(name: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(name)
+    except metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _entry(module_name: str) -> _Entry:
+    h = hashlib.sha256()
+    parts = [
+        f"format={BUILD_FORMAT}",
+        f"module={module_name}",
+        f"numba={_dist_version('numba')}",
+        f"llvmlite={_dist_version('llvmlite')}",
+        f"numpy={_numpy_version()}",
+        f"python={sys.version}",
+        f"abi={sys.implementation.cache_tag}{sysconfig.get_config_var('EXT_SUFFIX')}",
+        f"platform={sys.platform}-{platform.machine()}",
+    ]
+    for p in parts:
+        h.update(p.encode() + b"\0")
+    srcs = _sources(module_name)
+    for name, path in srcs:
+        h.update(name.encode() + b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return _Entry(module_name, h.hexdigest(), cache_dir(), [p for _, p in srcs])
+
+
+def _numpy_version() -> str:
+    np = sys.modules.get("numpy")
+    return str(np.__version__) if np is not None else _dist_version("numpy")
+
+
+def _file_sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _read_meta(entry: _Entry) -> dict[str, Any] | None:
+    try:
+        meta = json.loads(entry.meta.read_text())
+    except (OSError, ValueError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def _verified_so(entry: _Entry) -> Path | None:
+    """The cached extension if it exists and matches the checksum recorded at build time."""
+    meta = _read_meta(entry)
+    if meta is None or meta.get("key") != entry.key:
+        return None
+    try:
+        if _file_sha(entry.so) != meta.get("sha256"):
+            return None
+    except OSError:
+        return None
+    return entry.so
+
+
+def _load(entry: _Entry) -> Any:
+    meta = _read_meta(entry)
+    if meta is None or _verified_so(entry) is None:
+        raise BuildError(f"the build of {entry.module_name} is missing or corrupt")
+    spec = importlib.util.spec_from_file_location(entry.ext_name, entry.so)
+    if spec is None or spec.loader is None:
+        raise BuildError(f"cannot load {entry.so}")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    missing = [n for n in meta.get("exports", []) if not hasattr(mod, n)]
+    if missing or not meta.get("exports"):
+        raise BuildError(f"{entry.so} lacks {', '.join(missing) or 'its exports'}")
+    return mod
+
+
+def _recent_failure(entry: _Entry) -> str | None:
+    """The reason of a recent failed build of this key with the same ``$CC``, if any."""
+    try:
+        st = entry.failed.stat()
+        info = json.loads(entry.failed.read_text())
+    except (OSError, ValueError):
+        return None
+    if time.time() - st.st_mtime > FAILED_TTL or info.get("cc") != os.environ.get("CC"):
+        return None
+    return str(info.get("reason", "an earlier build failed"))
+
+
+def _discard(path: Path) -> None:
+    """Remove a cache directory: renamed aside first, so readers never see half of it."""
+    if not path.exists():
+        return
+    aside = path.with_name(f".trash-{path.name}-{os.getpid()}-{threading.get_ident()}")
+    with contextlib.suppress(OSError):
+        os.rename(path, aside)
+        shutil.rmtree(aside, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: the rename-based publish alone keeps builds whole
+        yield
+        return
+    with open(path, "a+b") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+#: Run in a fresh interpreter: import the kernel module, export AOT_EXPORTS with pycc.
+_BUILD_SCRIPT = r"""
+import importlib, sys
+module_name, ext_name, out_dir = sys.argv[1:4]
+import numba.core.compiler as _ncc
+import numba.pycc.compiler as _pcc
+from numba.pycc import CC
+
+class _NoGilFlags(_ncc.Flags):
+    # the pycc entry points get numba's CPython wrapper; with release_gil it drops the GIL
+    # around the call, as @njit(nogil=True) dispatchers do
+    def __init__(self, *a, **k):
+        super().__init__(*a, **k)
+        self.release_gil = True
+
+_pcc.Flags = _NoGilFlags
+mod = importlib.import_module(module_name)
+exports = getattr(mod, "AOT_EXPORTS", None)
+if not isinstance(exports, dict) or not exports:
+    sys.exit(f"{module_name} defines no AOT_EXPORTS")
+cc = CC(ext_name, source_module=mod)
+cc.output_dir = out_dir
+cc._use_nrt = False  # the kernels are compiled with _nrt=False; no runtime to link
+for name, sig in exports.items():
+    fn = getattr(mod, name)
+    cc.export(name, sig)(getattr(fn, "py_func", fn))
+cc.compile()
+print(cc.output_file)
+print(",".join(exports))
+"""
+
+
+def _build(entry: _Entry) -> None:
+    entry.base.mkdir(parents=True, exist_ok=True)
+    with _locked(entry.lockfile):
+        if _verified_so(entry) is not None:
+            return  # another process built it while we waited
+        failed = _recent_failure(entry)
+        if failed is not None:
+            raise BuildError(failed)
+        _discard(entry.dir)  # a corrupt or partial build of this key
+        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.base))
+        try:
+            t0 = time.perf_counter()
+            try:
+                out = _run_pycc(entry, tmp)
+            except BuildError as e:
+                _record_failure(entry, str(e))
+                raise
+            build_seconds[entry.module_name] = time.perf_counter() - t0
+            lines = out.strip().splitlines()
+            so_name, exports = lines[-2], lines[-1].split(",")
+            so = tmp / so_name
+            if so.name != entry.so.name:
+                os.replace(so, tmp / entry.so.name)
+                so = tmp / entry.so.name
+            meta = {
+                "key": entry.key,
+                "module": entry.module_name,
+                "sha256": _file_sha(so),
+                "exports": exports,
+                "sources": [str(p) for p in entry.sources],
+                "build_seconds": round(build_seconds[entry.module_name], 3),
+                "created": time.time(),
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            os.rename(tmp, entry.dir)  # the publish: atomic, and fails if the dir exists
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    _prune(entry)
+
+
+def _run_pycc(entry: _Entry, out_dir: Path) -> str:
+    # the child must import the same sheaftune: put its root first on its path
+    root = _origin(entry.module_name)
+    for _ in entry.module_name.split("."):
+        root = root.parent
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env.pop("NUMBA_DISABLE_JIT", None)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", _BUILD_SCRIPT, entry.module_name, entry.ext_name, str(out_dir)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_TIMEOUT,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise BuildError(f"pycc did not run: {e}") from e
+    if proc.returncode != 0:
+        lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
+        raise BuildError(lines[-1].strip() if lines else f"pycc exited with {proc.returncode}")
+    return proc.stdout
+
+
+def _record_failure(entry: _Entry, reason: str) -> None:
+    with contextlib.suppress(OSError):
+        entry.failed.write_text(json.dumps({"reason": reason, "cc": os.environ.get("CC")}))
+
+
+def _prune(entry: _Entry) -> None:
+    """Keep the newest :data:`KEEP` builds of this module (always the current one)."""
+    try:
+        dirs = [d for d in entry.base.iterdir() if d.is_dir() and not d.name.startswith(".")]
+    except OSError:
+        return
+    others = sorted((d for d in dirs if d != entry.dir), key=_mtime, reverse=True)
+    for d in others[KEEP - 1 :]:
+        _discard(d)
+        for ext in (".lock", ".failed"):
+            with contextlib.suppress(OSError):
+                (entry.base / (d.name + ext)).unlink()
+
+
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:
+        return 0.0
