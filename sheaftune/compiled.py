@@ -13,8 +13,12 @@ Kernel module (e.g. ``sheaftune.model._engine_kernels``):
   Python caller, the AOT build does not link numba's runtime) and a module-level literal
   ``AOT_EXPORTS: dict[str, str]`` mapping each exported function's attribute name to one numba
   signature string, e.g. ``{"scan": "i8(u1[::1], i8[::1])"}``. Use ``[::1]`` (C-contiguous) in
-  signatures for speed; the AOT function then rejects non-contiguous arrays and arrays of
-  another dtype with ``TypeError`` (no implicit casts: callers pass exactly those dtypes).
+  signatures for speed. Callers pass exactly those dtypes, dimensions and layouts: pycc's own
+  entry points check only the item size (a float64 array passes as int64, a strided view is
+  read as contiguous), so :func:`kernels` wraps each AOT function in a check that raises
+  ``TypeError`` on an array of another dtype, ndim or (for ``::1``) a non-contiguous one, and
+  on a wrong argument count (about 0.3 us per array argument; the JIT module would instead
+  compile another specialisation, so no implicit casts anywhere).
 * Constants its callers need live in a numba-free module (the kernel module may import them
   from there); callers must not import the kernel module themselves.
 * Every ``sheaftune`` module the kernel module imports (transitively, found by reading the
@@ -86,8 +90,9 @@ from pathlib import Path
 from typing import Any
 
 #: Bump when the build procedure or the layout of a cache entry changes (history:
-#: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT).
-BUILD_FORMAT = 1
+#: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT;
+#: 2 meta.json records each export's argument types, checked at every call).
+BUILD_FORMAT = 2
 #: Keys kept per module (the current one and the newest others).
 KEEP = 3
 #: A failed build is not retried for this long (seconds), unless ``$CC`` changes.
@@ -337,10 +342,63 @@ def _load(entry: _Entry) -> Any:
         raise BuildError(f"cannot load {entry.so}")
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    missing = [n for n in meta.get("exports", []) if not hasattr(mod, n)]
-    if missing or not meta.get("exports"):
-        raise BuildError(f"{entry.so} lacks {', '.join(missing) or 'its exports'}")
-    return mod
+    exports = meta.get("exports")
+    if not isinstance(exports, dict) or not exports:
+        raise BuildError(f"{entry.so} has no exports recorded")
+    missing = [n for n in exports if not hasattr(mod, n)]
+    if missing:
+        raise BuildError(f"{entry.so} lacks {', '.join(missing)}")
+    return Kernels(entry.module_name, mod, exports)
+
+
+class Kernels:
+    """The AOT functions of one kernel module, each behind an argument check."""
+
+    def __init__(self, module_name: str, ext: Any, exports: dict[str, list[Any]]) -> None:
+        self.__name__ = module_name
+        self.__file__ = getattr(ext, "__file__", None)
+        self.extension = ext
+        for name, args in exports.items():
+            setattr(self, name, _checked(name, getattr(ext, name), args))
+
+    def __repr__(self) -> str:
+        return f"<AOT kernels of {self.__name__} from {self.__file__}>"
+
+
+def _checked(name: str, fn: Any, args: list[Any]) -> Any:
+    """``fn`` refusing arrays its compiled signature would misread."""
+    import numpy as np
+
+    n = len(args)
+    checks = [
+        (i, np.dtype(a[1]), int(a[2]), a[3] == "C")
+        for i, a in enumerate(args)
+        if isinstance(a, list) and a[0] == "array"
+    ]
+    ndarray = np.ndarray
+
+    def call(*argv: Any) -> Any:
+        if len(argv) != n:
+            raise TypeError(f"{name}() takes {n} arguments ({len(argv)} given)")
+        for i, dt, nd, contig in checks:
+            x = argv[i]
+            if (
+                not isinstance(x, ndarray)
+                or x.dtype != dt
+                or x.ndim != nd
+                or (contig and not x.flags.c_contiguous)
+            ):
+                got = f"{x.dtype}[{x.ndim}d]" if isinstance(x, ndarray) else type(x).__name__
+                raise TypeError(
+                    f"{name}() argument {i}: expected a {'contiguous ' if contig else ''}"
+                    f"{dt}[{nd}d] array, got {got}"
+                    + ("" if not isinstance(x, ndarray) or x.flags.c_contiguous else " (strided)")
+                )
+        return fn(*argv)
+
+    call.__name__ = call.__qualname__ = name
+    call.__wrapped__ = fn  # type: ignore[attr-defined]
+    return call
 
 
 def _recent_failure(entry: _Entry) -> str | None:
@@ -382,7 +440,7 @@ def _locked(path: Path) -> Iterator[None]:
 
 #: Run in a fresh interpreter: import the kernel module, export AOT_EXPORTS with pycc.
 _BUILD_SCRIPT = r"""
-import importlib, sys
+import importlib, json, sys
 module_name, ext_name, out_dir = sys.argv[1:4]
 import numba.core.compiler as _ncc
 import numba.pycc.compiler as _pcc
@@ -407,8 +465,18 @@ for name, sig in exports.items():
     fn = getattr(mod, name)
     cc.export(name, sig)(getattr(fn, "py_func", fn))
 cc.compile()
+from numba.core import sigutils, types
+from numba.np.numpy_support import as_dtype
+spec = {}
+for name, sig in exports.items():
+    args, _ = sigutils.normalize_signature(sig)
+    spec[name] = [
+        ["array", as_dtype(t.dtype).str, t.ndim, t.layout] if isinstance(t, types.Array)
+        else ["scalar", str(t)]
+        for t in args
+    ]
 print(cc.output_file)
-print(",".join(exports))
+print(json.dumps(spec))
 """
 
 
@@ -431,7 +499,7 @@ def _build(entry: _Entry) -> None:
                 raise
             build_seconds[entry.module_name] = time.perf_counter() - t0
             lines = out.strip().splitlines()
-            so_name, exports = lines[-2], lines[-1].split(",")
+            so_name, exports = lines[-2], json.loads(lines[-1])
             so = tmp / so_name
             if so.name != entry.so.name:
                 os.replace(so, tmp / entry.so.name)
