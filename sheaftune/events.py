@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import mmap
 import os
 import zipfile
 from collections.abc import Iterable, Sequence
@@ -124,7 +125,7 @@ class EventTable:
     ``0x...`` address), ``comms[comm_id]`` a task name. Columns are attributes (``t.ts_ns``).
     """
 
-    __slots__ = ("columns", "caches", "sites", "comms", "meta")
+    __slots__ = ("columns", "caches", "sites", "comms", "meta", "_maps")
 
     def __init__(
         self,
@@ -150,8 +151,27 @@ class EventTable:
         self.sites = list(sites)
         self.comms = list(comms)
         self.meta = meta if meta is not None else TraceMeta()
+        # the file mappings behind columns read by load_native (release() drops their pages)
+        maps = {id(m): m for m in (_mapping_of(a) for a in cols.values()) if m is not None}
+        self._maps: list[mmap.mmap] = list(maps.values())
+
+    def release(self) -> None:
+        """Drop the resident pages of file-mapped columns (a native file read with ``mmap``).
+
+        The columns stay valid: a page touched again is read back from the page cache. Stages
+        that sweep whole columns call this when they are done, so a 50-million-event file
+        costs resident memory only for the columns a stage is using (issue 10's 2 GB bound).
+        A table built in memory has nothing to release.
+        """
+        for m in self._maps:
+            try:
+                m.madvise(mmap.MADV_DONTNEED)
+            except (AttributeError, ValueError, OSError):  # closed map, or no madvise here
+                pass
 
     def __getattr__(self, name: str) -> np.ndarray:
+        if name.startswith("_"):
+            raise AttributeError(name)
         try:
             return self.columns[name]
         except KeyError:
@@ -190,6 +210,18 @@ class EventTable:
     def events_by_type(self) -> dict[str, int]:
         counts = np.bincount(self.columns["op"], minlength=len(Op))
         return {op.tracepoint: int(counts[op]) for op in Op}
+
+
+def _mapping_of(arr: np.ndarray) -> mmap.mmap | None:
+    """The file mapping an array is a view of (through its ``base`` chain), if any."""
+    x: Any = arr
+    for _ in range(8):
+        if isinstance(x, mmap.mmap):
+            return x
+        x = getattr(x, "base", None)
+        if x is None:
+            return None
+    return None
 
 
 class StringTable:
@@ -309,7 +341,12 @@ def is_native(head: bytes) -> bool:
 
 
 def load_native(path: str) -> EventTable:
-    """Read a native file written by :func:`save_native`; every problem is an InputError."""
+    """Read a native file written by :func:`save_native`; every problem is an InputError.
+
+    Columns stored uncompressed (as ``save_native`` writes them) are memory-mapped read-only,
+    not read: a stage touches only the pages it uses and :meth:`EventTable.release` gives them
+    back. A file rewritten while a run maps it is the user's race (as with ``perf report``).
+    """
     try:
         with np.load(path, allow_pickle=False) as z:
             if "__header__" not in z.files:
@@ -326,7 +363,8 @@ def load_native(path: str) -> EventTable:
                 )
             if version < 1:
                 raise InputError(f"event file version {version} is invalid", path)
-            cols = {k: z[k] for k in COLUMNS}
+            mapped = _map_members(path)
+            cols = {k: mapped[k] if k in mapped else z[k] for k in COLUMNS}
     except InputError:
         raise
     except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as e:
@@ -336,3 +374,51 @@ def load_native(path: str) -> EventTable:
         return EventTable(cols, header["caches"], header["sites"], header["comms"], meta)
     except (ValueError, KeyError) as e:
         raise InputError(f"corrupt event file: {e}", path) from None
+
+
+def _map_members(path: str) -> dict[str, np.ndarray]:
+    """The column members of an .npz that are stored uncompressed, as read-only memory maps.
+
+    A member is mapped only when its .npy header is a plain C-ordered array of a column's own
+    dtype that fits inside the member; anything else (compressed, other dtype, a damaged
+    header) is left to ``np.load``, which reads it, or fails with its own error.
+    """
+    from numpy.lib import format as npformat
+
+    out: dict[str, np.ndarray] = {}
+    size = os.path.getsize(path)
+    with zipfile.ZipFile(path) as zf, open(path, "rb") as fh:
+        for info in zf.infolist():
+            name = info.filename[:-4] if info.filename.endswith(".npy") else ""
+            if name not in COLUMNS or info.compress_type != zipfile.ZIP_STORED:
+                continue
+            if info.flag_bits & 0x1:  # encrypted
+                continue
+            fh.seek(info.header_offset)
+            local = fh.read(30)
+            if len(local) < 30 or local[:4] != b"PK\x03\x04":
+                continue
+            start = info.header_offset + 30 + int.from_bytes(local[26:28], "little")
+            start += int.from_bytes(local[28:30], "little")
+            fh.seek(start)
+            try:
+                version = npformat.read_magic(fh)
+                if version == (1, 0):
+                    shape, fortran, dtype = npformat.read_array_header_1_0(fh)
+                elif version == (2, 0):
+                    shape, fortran, dtype = npformat.read_array_header_2_0(fh)
+                else:
+                    continue
+            except ValueError:
+                continue
+            data = fh.tell()
+            if fortran or len(shape) != 1 or dtype != COLUMNS[name]:
+                continue
+            nbytes = int(shape[0]) * dtype.itemsize
+            if data - start + nbytes > info.file_size or data + nbytes > size:
+                continue
+            if nbytes == 0:
+                out[name] = np.empty(0, dtype=dtype)
+                continue
+            out[name] = np.memmap(path, dtype=dtype, mode="r", offset=data, shape=(shape[0],))
+    return out

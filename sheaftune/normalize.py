@@ -47,11 +47,13 @@ class Normalized:
     was allocated again without a visible free, and ``reused_by[i]`` is that reallocation's
     index (-1 otherwise). ``live_at_end[i]`` marks allocations with no later event on their
     pointer.
+
+    Index arrays are int32 when the table has fewer than 2**31 rows (half the memory of int64
+    on the huge traces issue 10 is about), else int64; ``freed_by`` is derived on first use.
     """
 
     table: EventTable
     alloc_of: np.ndarray
-    freed_by: np.ndarray
     unseen_free: np.ndarray
     live_at_end: np.ndarray
     reused_by: np.ndarray
@@ -64,6 +66,16 @@ class Normalized:
         op = self.table.op
         return (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
 
+    @property
+    def freed_by(self) -> np.ndarray:
+        cached = self.__dict__.get("_freed_by")
+        if cached is None:
+            cached = np.full(len(self.alloc_of), -1, dtype=self.alloc_of.dtype)
+            frees = np.nonzero(self.alloc_of >= 0)[0]
+            cached[self.alloc_of[frees]] = frees
+            self.__dict__["_freed_by"] = cached
+        return cached
+
 
 def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
     """0 normal, 1 cg (accounted), 2 rcl (reclaimable), 3 dma, as ``kmalloc_type()`` decides."""
@@ -74,101 +86,205 @@ def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
     return fam
 
 
+#: Rows per step of the passes that sweep whole columns: bounds their temporaries.
+CHUNK_ROWS = 1 << 22
+#: Events per pointer bucket of the matching sort (more events: more buckets).
+BUCKET_EVENTS = 1 << 22
+
+
+def index_dtype(n: int) -> type:
+    """int32 row indices when they fit (half the memory), else int64."""
+    return np.int32 if n < 2**31 - 1 else np.int64
+
+
 def normalize(table: EventTable) -> Normalized:
-    """Resolve kmalloc caches, match frees to allocations, attribute kfree to caches."""
+    """Resolve kmalloc caches, match frees to allocations, attribute kfree to caches.
+
+    Memory: a few bytes per event beyond the table (int32 indices, bool flags); column sweeps
+    go in chunks of ``CHUNK_ROWS`` and the pointer sort in buckets of about ``BUCKET_EVENTS``
+    events, so no step allocates an int64 temporary as long as the trace. File-mapped columns
+    are released when done (``EventTable.release``).
+    """
     n = len(table)
     op = table.op
     ptr = table.ptr
-    cache_id = table.cache_id.copy()
+    cache_id = np.array(table.cache_id, dtype=np.int32)
     caches = list(table.caches)
     name_ids = {name: i for i, name in enumerate(caches)}
+    hashed = table.meta.pointers_hashed
 
-    # kmalloc: cache from size bucket and gfp family, resolved once per distinct pair
-    km = np.nonzero(op == Op.KMALLOC)[0]
-    if len(km):
-        key = table.bytes_alloc[km].astype(np.int64) * 4 + kmalloc_family(table.gfp[km])
-        uniq, inverse = np.unique(key, return_inverse=True)
-        ids = np.empty(len(uniq), dtype=np.int32)
-        for j, k in enumerate(uniq.tolist()):
-            size, fam = divmod(k, 4)
-            name = _FAMILY_PREFIX[fam] + gfpmod._size_name(size)
-            if name not in name_ids:
-                name_ids[name] = len(caches)
-                caches.append(name)
-            ids[j] = name_ids[name]
-        cache_id[km] = ids[inverse]
+    is_alloc = np.empty(n, dtype=bool)
+    null_free = np.empty(n, dtype=bool)
+    failed_alloc = np.empty(n, dtype=bool)
+    valid = np.empty(n, dtype=bool)  # takes part in matching
+    zero_size_n = 0
+    km_keys = []
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        o = op[lo:hi]
+        p = ptr[lo:hi]
+        a = (o == Op.KMEM_CACHE_ALLOC) | (o == Op.KMALLOC)
+        is_alloc[lo:hi] = a
+        null = p == 0
+        null_free[lo:hi] = null & ~a
+        failed_alloc[lo:hi] = null & a
+        zero = (p == ZERO_SIZE_PTR) & ~a
+        if hashed:
+            zero[:] = False  # %p hashes 0x10: it cannot be recognised in kernel text
+        zero_size_n += int(np.count_nonzero(zero))
+        valid[lo:hi] = ~null & ~zero
+        km_keys.append(np.unique(_kmalloc_key(table, lo, hi)[1]))
 
-    is_alloc = (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
-    null = ptr == 0
-    null_free = null & ~is_alloc
-    failed_alloc = null & is_alloc
-    zero_size = (ptr == ZERO_SIZE_PTR) & ~is_alloc
-    if table.meta.pointers_hashed:
-        zero_size[:] = False  # %p hashes 0x10: it cannot be recognised in kernel text
-    candidates = np.nonzero(~null & ~zero_size)[0]
+    # kmalloc: cache from size bucket and gfp family, resolved once per distinct pair (in key
+    # order, so cache ids do not depend on the chunking)
+    uniq = np.unique(np.concatenate(km_keys)) if km_keys else np.empty(0, dtype=np.int64)
+    ids = np.empty(len(uniq), dtype=np.int32)
+    for j, k in enumerate(uniq.tolist()):
+        size, fam = divmod(k, 4)
+        name = _FAMILY_PREFIX[fam] + gfpmod._size_name(size)
+        if name not in name_ids:
+            name_ids[name] = len(caches)
+            caches.append(name)
+        ids[j] = name_ids[name]
+    if len(uniq):
+        for lo in range(0, n, CHUNK_ROWS):
+            hi = min(n, lo + CHUNK_ROWS)
+            km, key = _kmalloc_key(table, lo, hi)
+            cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
 
-    # group each pointer's events, in time order (stable sort keeps the table's order)
-    order = candidates[np.argsort(ptr[candidates], kind="stable")]
-    p = ptr[order]
-    a = is_alloc[order]
-    same_prev = np.zeros(len(order), dtype=bool)
-    same_prev[1:] = p[1:] == p[:-1]
-    prev_is_alloc = np.zeros(len(order), dtype=bool)
-    prev_is_alloc[1:] = a[:-1]
-    matched = ~a & same_prev & prev_is_alloc
-    same_next = np.zeros(len(order), dtype=bool)
-    same_next[:-1] = same_prev[1:]
-    next_is_alloc = np.zeros(len(order), dtype=bool)
-    next_is_alloc[:-1] = a[1:]
-
-    alloc_of = np.full(n, -1, dtype=np.int64)
-    freed_by = np.full(n, -1, dtype=np.int64)
-    pos = np.nonzero(matched)[0]
-    alloc_of[order[pos]] = order[pos - 1]
-    freed_by[order[pos - 1]] = order[pos]
-    unseen_free = np.zeros(n, dtype=bool)
-    reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
-    unseen_free[order[reuse_pos]] = True
-    reused_by = np.full(n, -1, dtype=np.int64)
-    reused_by[order[reuse_pos]] = order[reuse_pos + 1]
-    live_at_end = np.zeros(n, dtype=bool)
-    live_at_end[order[a & ~same_next]] = True
+    alloc_of, reused_by, unseen_free, live_at_end = _match_pointers(ptr, is_alloc, valid)
+    del valid
+    table.release()
 
     # a kfree belongs to the cache of the allocation it frees; a named free keeps its name
-    frees = np.nonzero(alloc_of >= 0)[0]
-    kfrees = frees[op[frees] == Op.KFREE]
-    cache_id[kfrees] = cache_id[alloc_of[kfrees]]
-    named = frees[op[frees] == Op.KMEM_CACHE_FREE]
-    unnamed = named[cache_id[named] == NO_CACHE]  # pre-5.12 kmem_cache_free has no name
-    cache_id[unnamed] = cache_id[alloc_of[unnamed]]
-    cache_mismatch = int(np.count_nonzero(cache_id[named] != cache_id[alloc_of[named]]))
+    matched_n = 0
+    cache_mismatch = 0
+    unmatched_kfree = 0
+    unmatched_named = 0
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        src = alloc_of[lo:hi]
+        o = op[lo:hi]
+        has = src >= 0
+        matched_n += int(np.count_nonzero(has))
+        kf = np.nonzero(has & (o == Op.KFREE))[0]
+        cache_id[lo + kf] = cache_id[src[kf]]
+        named = np.nonzero(has & (o == Op.KMEM_CACHE_FREE))[0]
+        own = cache_id[lo + named]
+        unnamed = named[own == NO_CACHE]  # pre-5.12 kmem_cache_free has no name
+        cache_id[lo + unnamed] = cache_id[src[unnamed]]
+        cache_mismatch += int(np.count_nonzero(cache_id[lo + named] != cache_id[src[named]]))
+        unmatched = ~is_alloc[lo:hi] & ~has & ~null_free[lo:hi] & (ptr[lo:hi] != 0)
+        if not hashed:
+            unmatched &= ptr[lo:hi] != ZERO_SIZE_PTR
+        unmatched_kfree += int(np.count_nonzero(unmatched & (o == Op.KFREE)))
+        unmatched_named += int(np.count_nonzero(unmatched & (o == Op.KMEM_CACHE_FREE)))
+    table.release()
 
-    unmatched = ~is_alloc & (alloc_of < 0) & ~null_free & ~zero_size
     counts = {
         "null_free": int(np.count_nonzero(null_free)),
-        "zero_size_free": int(np.count_nonzero(zero_size)),
+        "zero_size_free": zero_size_n,
         "failed_alloc": int(np.count_nonzero(failed_alloc)),
-        "matched_free": len(frees),
-        "unmatched_kfree": int(np.count_nonzero(unmatched & (op == Op.KFREE))),
-        "unmatched_kmem_cache_free": int(np.count_nonzero(unmatched & (op == Op.KMEM_CACHE_FREE))),
+        "matched_free": matched_n,
+        "unmatched_kfree": unmatched_kfree,
+        "unmatched_kmem_cache_free": unmatched_named,
         "unseen_free": int(np.count_nonzero(unseen_free)),
         "live_at_end": int(np.count_nonzero(live_at_end)),
         "free_cache_mismatch": cache_mismatch,
     }
+    del is_alloc
     out = EventTable(
         {**table.columns, "cache_id": cache_id}, caches, table.sites, table.comms, table.meta
     )
     return Normalized(
-        out,
-        alloc_of,
-        freed_by,
-        unseen_free,
-        live_at_end,
-        reused_by,
-        null_free,
-        failed_alloc,
-        counts,
+        out, alloc_of, unseen_free, live_at_end, reused_by, null_free, failed_alloc, counts
     )
+
+
+def _kmalloc_key(table: EventTable, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
+    """kmalloc events among rows lo..hi (offsets from lo) and their (size, family) keys."""
+    km = np.nonzero(table.op[lo:hi] == Op.KMALLOC)[0]
+    key = table.bytes_alloc[lo:hi][km].astype(np.int64) * 4 + kmalloc_family(table.gfp[lo:hi][km])
+    return km, key
+
+
+def _bucket_of(ptr: np.ndarray, nbuckets: int) -> np.ndarray:
+    """A pointer's bucket (0..nbuckets-1, a power of two): the top bits of a multiplicative
+    hash, so aligned slab addresses still spread evenly."""
+    h = ptr * np.uint64(0x9E3779B97F4A7C15)
+    return (h >> np.uint64(64 - nbuckets.bit_length() + 1)).astype(np.uint16)
+
+
+def _match_pointers(
+    ptr: np.ndarray, is_alloc: np.ndarray, valid: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(alloc_of, reused_by, unseen_free, live_at_end) by grouping each pointer's events.
+
+    Every event of one pointer falls in the same bucket, so buckets are matched one at a time:
+    a stable sort by pointer groups each pointer's events in time order (the table's order) and
+    neighbour comparisons inside the groups do the matching.
+    """
+    n = len(ptr)
+    idx = index_dtype(n)
+    alloc_of = np.full(n, -1, dtype=idx)
+    reused_by = np.full(n, -1, dtype=idx)
+    unseen_free = np.zeros(n, dtype=bool)
+    live_at_end = np.zeros(n, dtype=bool)
+    nb = 1
+    while nb * BUCKET_EVENTS < n and nb < 4096:
+        nb *= 2
+    if nb == 1:
+        groups = [np.nonzero(valid)[0].astype(idx)]
+    else:
+        bucket = np.empty(n, dtype=np.uint16)
+        for lo in range(0, n, CHUNK_ROWS):
+            hi = min(n, lo + CHUNK_ROWS)
+            b = _bucket_of(ptr[lo:hi], nb)
+            b[~valid[lo:hi]] = nb  # out of every bucket
+            bucket[lo:hi] = b
+        # rows of every bucket, in row order, without a sort as long as the trace
+        counts = np.bincount(bucket, minlength=nb + 1)
+        starts = np.concatenate([[0], np.cumsum(counts)])
+        rows = np.empty(n, dtype=idx)
+        fill = starts[:-1].copy()
+        for lo in range(0, n, CHUNK_ROWS):
+            hi = min(n, lo + CHUNK_ROWS)
+            b = bucket[lo:hi]
+            order = np.argsort(b, kind="stable")
+            sb = b[order]
+            first = np.searchsorted(sb, np.arange(nb + 1))
+            last = np.searchsorted(sb, np.arange(nb + 1), side="right")
+            for k in range(nb + 1):
+                m = int(last[k] - first[k])
+                if m:
+                    rows[fill[k] : fill[k] + m] = lo + order[first[k] : last[k]]
+                    fill[k] += m
+        del bucket
+        groups = [rows[starts[k] : starts[k + 1]] for k in range(nb)]
+    for g in groups:
+        if len(g) == 0:
+            continue
+        order = g[np.argsort(ptr[g], kind="stable")]
+        p = ptr[order]
+        a = is_alloc[order]
+        m = len(order)
+        same_prev = np.zeros(m, dtype=bool)
+        same_prev[1:] = p[1:] == p[:-1]
+        del p
+        prev_is_alloc = np.zeros(m, dtype=bool)
+        prev_is_alloc[1:] = a[:-1]
+        matched = ~a & same_prev & prev_is_alloc
+        same_next = np.zeros(m, dtype=bool)
+        same_next[:-1] = same_prev[1:]
+        next_is_alloc = np.zeros(m, dtype=bool)
+        next_is_alloc[:-1] = a[1:]
+        pos = np.nonzero(matched)[0]
+        alloc_of[order[pos]] = order[pos - 1]
+        reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
+        unseen_free[order[reuse_pos]] = True
+        reused_by[order[reuse_pos]] = order[reuse_pos + 1]
+        live_at_end[order[a & ~same_next]] = True
+    return alloc_of, reused_by, unseen_free, live_at_end
 
 
 # --- operation inference (prefill users) ----------------------------------------------------

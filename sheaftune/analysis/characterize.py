@@ -16,7 +16,7 @@ import numpy as np
 
 from sheaftune import gfp as gfpmod
 from sheaftune.events import NO_CACHE, Op
-from sheaftune.normalize import Normalized
+from sheaftune.normalize import CHUNK_ROWS, Normalized
 from sheaftune.results import Record
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
@@ -71,56 +71,118 @@ class AnalysisSet(Record):
 
 
 def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Analysis:
-    """Statistics per cache (all caches, or those named in ``cache_filter``) and per trace."""
+    """Statistics per cache (all caches, or those named in ``cache_filter``) and per trace.
+
+    Counts accumulate over chunks of ``CHUNK_ROWS`` rows, so the temporaries stay bounded on
+    huge traces (file-mapped columns are released after each chunk); only the matched frees'
+    lifetimes are kept whole, because percentiles need them all.
+    """
     t = norm.table
     meta = t.meta
     n = len(t)
-    op = t.op
     ts = t.ts_ns
-    cpu = t.cpu.astype(np.int64)
-    cache_id = t.cache_id
-    is_alloc = (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
-    is_free = ~is_alloc
     ncaches = len(t.caches)
-    ncpus = max(int(meta.cpus), int(cpu.max()) + 1 if n else 0)
     span_ns = int(ts[-1] - ts[0]) if n else 0
     scale = 1e-9 if meta.ts_is_ns else 1.0
+    nops = len(Op)
+    site_funcs = [site_function(s) for s in t.sites]
+    func_names, func_of_site = np.unique(np.array(site_funcs, dtype=object), return_inverse=True)
+    func_of_site = func_of_site.astype(np.int64)
+    nfuncs = len(func_names)
 
-    counted = (cache_id != NO_CACHE) & ~norm.null_free & ~norm.failed_alloc
-    cid = np.where(counted, cache_id, ncaches).astype(np.int64)  # ncaches: "not attributed"
+    by_op_n = np.zeros((ncaches + 1) * nops, dtype=np.int64)
+    matched = np.zeros(ncaches + 1, dtype=np.int64)
+    unseen = np.zeros(ncaches + 1, dtype=np.int64)
+    live = np.zeros(ncaches + 1, dtype=np.int64)
+    nowait = np.zeros(ncaches + 1, dtype=np.int64)
+    cross_by_cache = np.zeros(ncaches + 1, dtype=np.int64)
+    req_sum = np.zeros(ncaches + 1, dtype=np.int64)
+    cpu_max = -1
+    cpu_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (key, count) per chunk
+    site_pairs: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}
+    size_pairs: list[tuple[np.ndarray, np.ndarray]] = []
+    lifetimes: list[np.ndarray] = []
+    lifetime_caches: list[np.ndarray] = []
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        op = t.op[lo:hi]
+        cpu = t.cpu[lo:hi].astype(np.int64)
+        cpu_max = max(cpu_max, int(cpu.max()))
+        cache_id = t.cache_id[lo:hi]
+        is_alloc = (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
+        is_free = ~is_alloc
+        counted = (cache_id != NO_CACHE) & ~norm.null_free[lo:hi] & ~norm.failed_alloc[lo:hi]
+        cid = np.where(counted, cache_id, ncaches).astype(np.int64)  # ncaches: "not attributed"
+        src = norm.alloc_of[lo:hi]
 
-    def per_cache(mask: np.ndarray) -> np.ndarray:
-        return np.bincount(cid[mask], minlength=ncaches + 1)[:ncaches]
+        def per_cache(mask: np.ndarray, cid: np.ndarray = cid) -> np.ndarray:
+            return np.bincount(cid[mask], minlength=ncaches + 1)
 
-    by_op = {o: per_cache(op == o) for o in Op}
-    allocs = per_cache(is_alloc)
-    frees = per_cache(is_free)
-    matched = per_cache(is_free & (norm.alloc_of >= 0))
-    unseen = per_cache(norm.unseen_free)
-    live = per_cache(norm.live_at_end)
-    nowait = per_cache(is_alloc & ((t.gfp & gfpmod.__GFP_DIRECT_RECLAIM) == 0))
+        by_op_n += np.bincount(cid * nops + op, minlength=(ncaches + 1) * nops)
+        has_src = is_free & (src >= 0)
+        matched += per_cache(has_src)
+        unseen += per_cache(norm.unseen_free[lo:hi])
+        live += per_cache(norm.live_at_end[lo:hi])
+        nowait += per_cache(is_alloc & ((t.gfp[lo:hi] & gfpmod.__GFP_DIRECT_RECLAIM) == 0))
 
-    mf = np.nonzero(is_free & (norm.alloc_of >= 0) & counted)[0]
-    src = norm.alloc_of[mf]
-    lifetime = ts[mf] - ts[src]
-    cross = t.cpu[mf] != t.cpu[src]
-    mf_cache = cid[mf]
-    cross_by_cache = np.bincount(mf_cache[cross], minlength=ncaches + 1)[:ncaches]
+        mf = np.nonzero(has_src & counted)[0]
+        msrc = src[mf]
+        lifetimes.append(ts[lo + mf] - ts[msrc])
+        mf_cache = cid[mf]
+        lifetime_caches.append(mf_cache.astype(np.int32))
+        cross = t.cpu[lo + mf] != t.cpu[msrc]
+        cross_by_cache += np.bincount(mf_cache[cross], minlength=ncaches + 1)
 
-    # per-cache per-CPU split
+        # per-cache per-CPU split: (cache, cpu, is_free) keys, counted per chunk
+        key = (cid * 65536 + cpu) * 2 + is_free
+        cpu_pairs.append(np.unique(key, return_counts=True))
+
+        site = t.site_id[lo:hi]
+        for alloc_side in (True, False):
+            idx = np.nonzero((is_alloc if alloc_side else is_free) & counted & (site >= 0))[0]
+            if len(idx) and nfuncs:
+                k = cid[idx] * nfuncs + func_of_site[site[idx]]
+                site_pairs[alloc_side].append(np.unique(k, return_counts=True))
+
+        idx = np.nonzero(is_alloc & counted)[0]
+        if len(idx):
+            sk = cid[idx] * (1 << 32) + t.bytes_alloc[lo:hi][idx].astype(np.int64)
+            size_pairs.append(np.unique(sk, return_counts=True))
+            # exact integer sums through float bincounts: 16-bit halves never reach 2**53
+            req = t.bytes_req[lo:hi][idx]
+            for shift in (0, 16):
+                half = ((req >> shift) & 0xFFFF).astype(np.float64)
+                part = np.bincount(cid[idx], weights=half, minlength=ncaches + 1)
+                req_sum += part.astype(np.int64) << shift
+        del op, cpu, cache_id, is_alloc, is_free, counted, cid, src
+        t.release()
+
+    by_op_arr = by_op_n.reshape(ncaches + 1, nops)[:ncaches]
+    by_op = {o: by_op_arr[:, int(o)] for o in Op}
+    allocs = by_op_arr[:, int(Op.KMEM_CACHE_ALLOC)] + by_op_arr[:, int(Op.KMALLOC)]
+    frees = by_op_arr[:, int(Op.KMEM_CACHE_FREE)] + by_op_arr[:, int(Op.KFREE)]
+    ncpus = max(int(meta.cpus), cpu_max + 1)
     width = ncpus if ncpus else 1
-    a_cpu = np.bincount(cid[is_alloc] * width + cpu[is_alloc], minlength=(ncaches + 1) * width)
-    f_cpu = np.bincount(cid[is_free] * width + cpu[is_free], minlength=(ncaches + 1) * width)
+    a_cpu = np.zeros((ncaches + 1) * width, dtype=np.int64)
+    f_cpu = np.zeros((ncaches + 1) * width, dtype=np.int64)
+    keys, counts = _merge_counts(cpu_pairs)
+    side = keys % 2
+    flat = (keys // 2 // 65536) * width + (keys // 2) % 65536
+    np.add.at(a_cpu, flat[side == 0], counts[side == 0])
+    np.add.at(f_cpu, flat[side == 1], counts[side == 1])
 
     # lifetimes grouped by cache: one sort, then slices
+    lifetime = np.concatenate(lifetimes) if lifetimes else np.empty(0, dtype=np.int64)
+    mf_cache = np.concatenate(lifetime_caches) if lifetime_caches else np.empty(0, dtype=np.int32)
+    del lifetimes, lifetime_caches
     lt_order = np.lexsort((lifetime, mf_cache))
     lt_sorted = lifetime[lt_order]
     lt_bounds = np.searchsorted(mf_cache[lt_order], np.arange(ncaches + 1))
+    del lt_order, lifetime, mf_cache
 
-    site_funcs = [site_function(s) for s in t.sites]
-    alloc_sites = _top_sites(cid, t.site_id, is_alloc & counted, site_funcs)
-    free_sites = _top_sites(cid, t.site_id, is_free & counted, site_funcs)
-    sizes = _sizes(cid, t.bytes_alloc, t.bytes_req, is_alloc & counted)
+    alloc_sites = _top_sites(_merge_counts(site_pairs[True]), func_names)
+    free_sites = _top_sites(_merge_counts(site_pairs[False]), func_names)
+    sizes = _sizes(_merge_counts(size_pairs), req_sum)
 
     wanted = set(cache_filter) if cache_filter else None
     caches: dict[str, dict[str, Any]] = {}
@@ -236,19 +298,27 @@ def _percentiles(values: np.ndarray, is_ns: bool) -> dict[str, int] | None:
     return out
 
 
+def _merge_counts(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """Sum (keys, counts) pairs from several chunks into one sorted (keys, counts)."""
+    if not pairs:
+        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+    keys = np.concatenate([k for k, _ in pairs])
+    counts = np.concatenate([c for _, c in pairs])
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+
+
 def _top_sites(
-    cid: np.ndarray, site_id: np.ndarray, mask: np.ndarray, funcs: list[str]
+    merged: tuple[np.ndarray, np.ndarray], func_names: np.ndarray
 ) -> dict[int, list[dict[str, Any]]]:
-    """Per cache, the TOP_SITES call-site functions by event count."""
-    idx = np.nonzero(mask & (site_id >= 0))[0]
-    if len(idx) == 0 or not funcs:
+    """Per cache, the TOP_SITES call-site functions by event count (keys: cache * nfuncs +
+    function)."""
+    keys, counts = merged
+    if len(keys) == 0:
         return {}
-    # map site ids to function ids once (many offsets share one function)
-    func_names, func_of_site = np.unique(np.array(funcs, dtype=object), return_inverse=True)
-    key = cid[idx] * len(func_names) + func_of_site[site_id[idx]]
-    keys, counts = np.unique(key, return_counts=True)
+    nf = len(func_names)
     out: dict[int, list[dict[str, Any]]] = {}
-    caches_of = keys // len(func_names)
+    caches_of = keys // nf
     for c in np.unique(caches_of).tolist():
         sel = caches_of == c
         k, cnt = keys[sel], counts[sel]
@@ -256,7 +326,7 @@ def _top_sites(
         top = np.argsort(-cnt, kind="stable")[:TOP_SITES]
         out[c] = [
             {
-                "site": str(func_names[int(k[j]) % len(func_names)]),
+                "site": str(func_names[int(k[j]) % nf]),
                 "count": int(cnt[j]),
                 "share": round(int(cnt[j]) / total, 6),
             }
@@ -265,24 +335,23 @@ def _top_sites(
     return out
 
 
-def _sizes(
-    cid: np.ndarray, bytes_alloc: np.ndarray, bytes_req: np.ndarray, mask: np.ndarray
-) -> dict[int, dict[str, Any]]:
-    idx = np.nonzero(mask)[0]
+def _sizes(merged: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray) -> dict[int, dict[str, Any]]:
+    """Per cache: the most common slot size (the smallest of equals), its range, and the mean
+    requested size (keys: cache * 2**32 + bytes_alloc)."""
+    keys, counts = merged
     out: dict[int, dict[str, Any]] = {}
-    if len(idx) == 0:
+    if len(keys) == 0:
         return out
-    order = idx[np.argsort(cid[idx], kind="stable")]
-    c_sorted = cid[order]
-    bounds = np.flatnonzero(np.r_[True, c_sorted[1:] != c_sorted[:-1], True])
+    caches_of = keys >> 32
+    bounds = np.flatnonzero(np.r_[True, caches_of[1:] != caches_of[:-1], True])
     for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-        rows = order[s:e]
-        ba = bytes_alloc[rows]
-        vals, cnts = np.unique(ba, return_counts=True)
-        out[int(c_sorted[s])] = {
+        c = int(caches_of[s])
+        vals = keys[s:e] & 0xFFFFFFFF
+        cnts = counts[s:e]
+        out[c] = {
             "bytes_alloc": int(vals[np.argmax(cnts)]),
-            "bytes_alloc_min": int(ba.min()),
-            "bytes_alloc_max": int(ba.max()),
-            "bytes_req_mean": round(float(bytes_req[rows].mean()), 3),
+            "bytes_alloc_min": int(vals.min()),
+            "bytes_alloc_max": int(vals.max()),
+            "bytes_req_mean": round(float(req_sum[c] / cnts.sum()), 3),
         }
     return out
