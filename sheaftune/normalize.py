@@ -226,15 +226,15 @@ def _match_pointers(
     """
     n = len(ptr)
     idx = index_dtype(n)
-    alloc_of = np.full(n, -1, dtype=idx)
-    reused_by = np.full(n, -1, dtype=idx)
+    alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
+    reused_by: np.ndarray = np.full(n, -1, dtype=idx)
     unseen_free = np.zeros(n, dtype=bool)
     live_at_end = np.zeros(n, dtype=bool)
     nb = 1
     while nb * BUCKET_EVENTS < n and nb < 4096:
         nb *= 2
     if nb == 1:
-        groups = [np.nonzero(valid)[0].astype(idx)]
+        groups: list[np.ndarray] = [np.nonzero(valid)[0].astype(idx)]
     else:
         bucket = np.empty(n, dtype=np.uint16)
         for lo in range(0, n, CHUNK_ROWS):
@@ -245,7 +245,7 @@ def _match_pointers(
         # rows of every bucket, in row order, without a sort as long as the trace
         counts = np.bincount(bucket, minlength=nb + 1)
         starts = np.concatenate([[0], np.cumsum(counts)])
-        rows = np.empty(n, dtype=idx)
+        rows: np.ndarray = np.empty(n, dtype=idx)
         fill = starts[:-1].copy()
         for lo in range(0, n, CHUNK_ROWS):
             hi = min(n, lo + CHUNK_ROWS)
