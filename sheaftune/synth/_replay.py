@@ -23,6 +23,197 @@ COUNT_NAMES = (
 )
 
 
+#: Fates of an operation's objects (as in :mod:`sheaftune.synth.generate`).
+VISIBLE, RCU, BULK, NEVER = 0, 1, 2, 3
+#: A kept row's ``ptr`` holds ``cache << SLOT_BITS | slot`` until :func:`place_pointers`.
+SLOT_BITS = 40
+
+
+@numba.njit(cache=True, nogil=True)
+def stream_extent(op_t, k, life_ns, fate, spacing, fspacing, rcu_add, hide):  # type: ignore[no-untyped-def]  # noqa: E501
+    """(allocation records, free records, earliest and latest time) of one stream's records.
+
+    ``k`` is the objects of each operation (empty: one each); ``hide`` drops the operations
+    whose objects are not freed visibly (a bulk user's, which no event shows). The times are
+    those :func:`fill_stream` computes, float for float.
+    """
+    has_k = len(k) > 0
+    n_a = 0
+    n_f = 0
+    tmin = np.inf
+    tmax = -np.inf
+    for i in range(len(op_t)):
+        ki = k[i] if has_k else 1
+        fi = np.int64(fate[i])
+        if ki <= 0 or (hide and fi != VISIBLE):
+            continue
+        n_a += ki
+        t = op_t[i]
+        last = t + max(ki - 1, 0) * spacing
+        tmin = min(tmin, t + 0 * spacing)
+        tmax = max(tmax, last)
+        if fi != NEVER:
+            n_f += ki
+            first = (last + life_ns[i]) + 0 * fspacing
+            f = (last + life_ns[i]) + (ki - 1) * fspacing
+            if fi == RCU:
+                first = first + rcu_add
+                f = f + rcu_add
+            tmin = min(tmin, first)
+            tmax = max(tmax, f)
+    return n_a, n_f, tmin, tmax
+
+
+@numba.njit(cache=True, nogil=True)
+def fill_stream(  # type: ignore[no-untyped-def]
+    op_t,
+    k,
+    life_ns,
+    fate,
+    op_cpu,
+    op_fcpu,
+    op_site,
+    op_fsite,
+    obj_bytes,
+    const_bytes,
+    spacing,
+    fspacing,
+    rcu_add,
+    hide,
+    follow_kind,
+    tag_base,
+    alloc_visible,
+    a0,
+    f0,
+    n_alloc,
+    packed,
+    ncpus,
+    base_us,
+    idx_bits,
+    lead,
+    key,
+    t_ns,
+    cpu,
+    follow,
+    tag,
+    site,
+    nbytes,
+    f_obj,
+):
+    """Expand one stream's operations into its records, straight into the merged arrays.
+
+    Allocation ``j`` of an operation is at ``op_t + j * spacing``; its free (unless the fate
+    is "never") at ``op_t + (k - 1) * spacing + lifetime + j * fspacing``, plus ``rcu_add``
+    for kfree_rcu. Allocation records go at ``a0...`` (record index = object id), frees at
+    ``n_alloc + f0...``. ``packed``: write each record's sort key (exactly
+    :func:`sort_key`'s, ``lead`` carrying the burst/prefill leader from stream to stream);
+    otherwise the times, CPUs and follow flags the lexsort fallback sorts. ``tag``, ``site``,
+    ``nbytes`` (per allocation) and ``f_obj`` are as :func:`walk` reads them.
+    """
+    has_k = len(k) > 0
+    per_obj = len(obj_bytes) > 0
+    lead_us = lead[0]
+    lead_sub = lead[1]
+    a = a0
+    fr = f0
+    ob = 0
+    for i in range(len(op_t)):
+        ki = k[i] if has_k else 1
+        fi = np.int64(fate[i])
+        if hide and fi != VISIBLE:
+            ob += max(ki, 0)
+            continue
+        t = op_t[i]
+        fbase = (t + max(ki - 1, 0) * spacing) + life_ns[i]
+        dies = fi != NEVER
+        atag = tag_base | (np.int64(alloc_visible) << 3) | (fi << 1)
+        ftag = tag_base | (np.int64(fi == VISIBLE) << 3) | (fi << 1) | 1
+        c = op_cpu[i]
+        fc = op_fcpu[i]
+        asite = op_site[i]
+        fsite = op_fsite[i]
+        for j in range(ki):
+            at = t + j * spacing
+            tag[a] = atag
+            site[a] = asite
+            nbytes[a] = obj_bytes[ob] if per_obj else const_bytes
+            tu = np.int64(np.floor(at / 1000.0))
+            au = tu + 1
+            fol = follow_kind if j > 0 else 0
+            if packed:
+                sub = np.int64((at - tu * 1000.0) * (SUB / 1000.0))
+                if sub < 0:
+                    sub = 0
+                elif sub > SUB - 1:
+                    sub = SUB - 1
+                if fol == 2:
+                    tu = lead_us
+                    sub = lead_sub
+                elif fol == 1:
+                    sub = lead_sub if tu == lead_us else 0
+                else:
+                    lead_us = tu
+                    lead_sub = sub
+                key[a] = ((((tu - base_us) * ncpus + c) * SUB + sub) << idx_bits) | a
+            else:
+                t_ns[a] = at
+                cpu[a] = c
+                follow[a] = fol
+            if dies:
+                ft = fbase + j * fspacing
+                if fi == RCU:
+                    ft = ft + rcu_add
+                r = n_alloc + fr
+                tag[r] = ftag
+                site[r] = fsite
+                f_obj[fr] = a
+                if packed:
+                    fu = np.int64(np.floor(ft / 1000.0))
+                    if fu < au:
+                        fu = au
+                    key[r] = ((((fu - base_us) * ncpus + fc) * SUB + (SUB - 1)) << idx_bits) | r
+                else:
+                    t_ns[r] = ft
+                    cpu[r] = fc
+                fr += 1
+            a += 1
+            ob += 1
+    lead[0] = lead_us
+    lead[1] = lead_sub
+
+
+@numba.njit(cache=True, nogil=True)
+def count_hidden(op_t, k, life_ns, fate, spacing, fspacing, rcu_add, t1):  # type: ignore[no-untyped-def]  # noqa: E501
+    """(allocations, kfree_rcu frees, bulk frees) of a bulk user's hidden objects whose
+    microsecond is in ``[0, t1]``: the ones :func:`fill_stream` left out with ``hide``."""
+    has_k = len(k) > 0
+    n_a = 0
+    n_rcu = 0
+    n_bulk = 0
+    for i in range(len(op_t)):
+        fi = np.int64(fate[i])
+        if fi == VISIBLE:
+            continue
+        ki = k[i] if has_k else 1
+        t = op_t[i]
+        fbase = (t + max(ki - 1, 0) * spacing) + life_ns[i]
+        for j in range(ki):
+            us = np.floor((t + j * spacing) / 1000.0)
+            if us >= 0 and us <= t1:
+                n_a += 1
+            if fi != NEVER:
+                ft = fbase + j * fspacing
+                if fi == RCU:
+                    ft = ft + rcu_add
+                us = np.floor(ft / 1000.0)
+                if us >= 0 and us <= t1:
+                    if fi == RCU:
+                        n_rcu += 1
+                    else:
+                        n_bulk += 1
+    return n_a, n_rcu, n_bulk
+
+
 @numba.njit(cache=True, nogil=True)
 def walk(  # type: ignore[no-untyped-def]
     key,
@@ -38,10 +229,34 @@ def walk(  # type: ignore[no-untyped-def]
     node_of,
     ncaches,
     ncpus,
-    target,
+    site,
+    nbytes,
+    ts_offset_ns,
+    s_op_alloc,
+    s_op_free,
+    s_gfp,
+    s_comm,
+    pid_base,
+    c_size,
+    c_id,
+    o_ts,
+    o_cpu,
+    o_op,
+    o_cache,
+    o_ptr,
+    o_breq,
+    o_balloc,
+    o_gfp,
+    o_site,
+    o_pid,
+    o_comm,
 ):
-    """Walk the records in time order; returns (record, µs and CPU of each kept row, slot of
-    each kept row, counts[cache, COUNT_NAMES], remote counts, slots per cache).
+    """Walk the records in time order, writing the kept rows' EventTable columns.
+
+    Returns (rows kept, µs of the first and last kept row, counts[cache, COUNT_NAMES],
+    remote counts, slots per cache). The window is the first ``len(o_ts)`` visible records at
+    or after time 0. ``o_ptr`` gets ``cache << SLOT_BITS | slot``: the addresses depend on
+    every cache's slot count, known only at the end (:func:`place_pointers`).
 
     The order is either ``key`` (sorted packed keys, see :func:`sort_key`, decoded here so no
     full-size order, time and CPU arrays are ever built) or, when ``key`` is empty, the arrays
@@ -49,34 +264,36 @@ def walk(  # type: ignore[no-untyped-def]
 
     ``tag`` per record (unsorted): stream << 4 | visible << 3 | fate << 1 | is_free; fate 1 is
     kfree_rcu, 2 bulk. A record index below ``n_alloc`` is the allocation of object = index; a
-    free record r names its object in ``f_obj[r - n_alloc]``.
+    free record r names its object in ``f_obj[r - n_alloc]``. ``site`` is per record,
+    ``nbytes`` per allocation; ``s_*`` are per-stream tables, ``c_*`` per-cache ones (``c_id``
+    maps the internal cache of kfree(NULL) calls to NO_CACHE).
     """
     packed = len(key) > 0
     n = len(key) if packed else len(order)
+    target = len(o_ts)
     mask = (np.int64(1) << idx_bits) - 1
-    head = np.full(ncaches * ncpus, -1, dtype=np.int64)
-    nxt = np.full(n_alloc, -1, dtype=np.int64)  # free-list links, indexed by slot id
-    slot_local = np.zeros(n_alloc, dtype=np.int64)
+    head = np.full(ncaches * ncpus, -1, dtype=np.int32)
+    nxt = np.empty(n_alloc, dtype=np.int32)  # free-list links, indexed by slot id
+    slot_local = np.empty(n_alloc, dtype=np.int32)
     next_local = np.zeros(ncaches, dtype=np.int64)
-    slot_of = np.full(n_alloc, -1, dtype=np.int64)
+    slot_of = np.empty(n_alloc, dtype=np.int32)
     seen = np.zeros(n_alloc, dtype=np.bool_)
-    alloc_cpu = np.zeros(n_alloc, dtype=np.int32)
-    keep = np.empty(target, dtype=np.int64)
-    keep_t = np.empty(target, dtype=np.int64)
-    keep_cpu = np.empty(target, dtype=np.int32)
-    keep_slot = np.empty(target, dtype=np.int64)
+    alloc_cpu = np.empty(n_alloc, dtype=np.int32)
     counts = np.zeros((ncaches, 6), dtype=np.int64)
     remote = np.zeros(3, dtype=np.int64)  # matched frees, on another CPU, on another node
     nslots = 0
     nkeep = 0
+    first_us = np.int64(0)
+    last_us = np.int64(0)
     i = 0
     while i < n and nkeep < target:
         if packed:
             k = key[i]
             r = k & mask
             rest = (k >> idx_bits) // SUB
-            p = rest % ncpus
-            tu = rest // ncpus + base_us
+            tq = rest // ncpus
+            p = rest - tq * ncpus
+            tu = tq + base_us
         else:
             r = order[i]
             p = cpu[i]
@@ -84,7 +301,6 @@ def walk(  # type: ignore[no-untyped-def]
         tg = tag[r]
         is_free = (tg & 1) != 0
         visible = (tg & 8) != 0
-        fate = (tg >> 1) & 3
         c = cache_of_stream[tg >> 4]
         lst = c * ncpus + p
         if not is_free:
@@ -106,10 +322,27 @@ def walk(  # type: ignore[no-untyped-def]
             head[lst] = s
         if tu >= 0:
             if visible:
-                keep[nkeep] = r
-                keep_t[nkeep] = tu
-                keep_cpu[nkeep] = p
-                keep_slot[nkeep] = slot_local[s]
+                if nkeep == 0:
+                    first_us = tu
+                last_us = tu
+                st = tg >> 4
+                o_ts[nkeep] = tu * 1000 + ts_offset_ns
+                o_cpu[nkeep] = p
+                o_cache[nkeep] = c_id[c]
+                o_ptr[nkeep] = (np.uint64(c) << np.uint64(SLOT_BITS)) | np.uint64(slot_local[s])
+                o_site[nkeep] = site[r]
+                o_comm[nkeep] = s_comm[st]
+                o_pid[nkeep] = pid_base + p + ncpus * s_comm[st]
+                if not is_free:
+                    o_op[nkeep] = s_op_alloc[st]
+                    o_breq[nkeep] = nbytes[r]
+                    o_balloc[nkeep] = c_size[c]
+                    o_gfp[nkeep] = s_gfp[st]
+                else:
+                    o_op[nkeep] = s_op_free[st]
+                    o_breq[nkeep] = 0
+                    o_balloc[nkeep] = 0
+                    o_gfp[nkeep] = 0
                 nkeep += 1
             if not is_free:
                 if visible:
@@ -128,88 +361,24 @@ def walk(  # type: ignore[no-untyped-def]
                             remote[2] += 1
                 else:
                     counts[c, 5] += 1
-            elif fate == 1:
-                counts[c, 3] += 1
-            elif fate == 2:
-                counts[c, 4] += 1
+            else:
+                fate = (tg >> 1) & 3
+                if fate == 1:
+                    counts[c, 3] += 1
+                elif fate == 2:
+                    counts[c, 4] += 1
         i += 1
-    return (
-        keep[:nkeep],
-        keep_t[:nkeep],
-        keep_cpu[:nkeep],
-        keep_slot[:nkeep],
-        counts,
-        remote,
-        next_local,
-    )
+    return nkeep, first_us, last_us, counts, remote, next_local
 
 
 @numba.njit(cache=True, nogil=True)
-def build_columns(  # type: ignore[no-untyped-def]
-    keep,
-    keep_t,
-    keep_cpu,
-    keep_slot,
-    tag,
-    site,
-    nbytes,
-    n_alloc,
-    ts_offset_ns,
-    s_cache,
-    s_op_alloc,
-    s_op_free,
-    s_gfp,
-    s_comm,
-    pid_base,
-    ncpus,
-    c_base,
-    c_stride,
-    c_size,
-    c_id,
-):
-    """The EventTable columns of the kept records, in their final dtypes (one pass).
-
-    ``s_*`` are per-stream tables, ``c_*`` per-cache tables (``c_id`` maps the internal cache
-    of kfree(NULL) calls to NO_CACHE); ``site`` is per record, ``nbytes`` per allocation
-    record.
-    """
-    n = len(keep)
-    ts = np.empty(n, np.int64)
-    ocpu = np.empty(n, np.uint16)
-    op = np.empty(n, np.uint8)
-    cache_id = np.empty(n, np.int32)
-    ptr = np.empty(n, np.uint64)
-    breq = np.empty(n, np.uint32)
-    balloc = np.empty(n, np.uint32)
-    gfp = np.empty(n, np.uint32)
-    node = np.full(n, -1, np.int16)
-    site_id = np.empty(n, np.int32)
-    pid = np.empty(n, np.int32)
-    comm = np.empty(n, np.int32)
-    for j in range(n):
-        r = keep[j]
-        tg = tag[r]
-        st = tg >> 4
-        c = s_cache[st]
-        p = keep_cpu[j]
-        ts[j] = (keep_t[j] * 1000) + ts_offset_ns
-        ocpu[j] = p
-        cache_id[j] = c_id[c]
-        ptr[j] = c_base[c] + np.uint64(keep_slot[j]) * np.uint64(c_stride[c])
-        site_id[j] = site[r]
-        comm[j] = s_comm[st]
-        pid[j] = pid_base + p + ncpus * s_comm[st]
-        if (tg & 1) == 0:
-            op[j] = s_op_alloc[st]
-            breq[j] = nbytes[r]
-            balloc[j] = c_size[c]
-            gfp[j] = s_gfp[st]
-        else:
-            op[j] = s_op_free[st]
-            breq[j] = 0
-            balloc[j] = 0
-            gfp[j] = 0
-    return ts, ocpu, op, cache_id, ptr, breq, balloc, gfp, node, site_id, pid, comm
+def place_pointers(ptr, c_base, c_stride):  # type: ignore[no-untyped-def]
+    """Turn the walk's ``cache << SLOT_BITS | slot`` into addresses: base + slot * stride."""
+    low = (np.uint64(1) << np.uint64(SLOT_BITS)) - np.uint64(1)
+    for j in range(len(ptr)):
+        v = np.uint64(ptr[j])
+        c = np.int64(v >> np.uint64(SLOT_BITS))
+        ptr[j] = c_base[c] + (v & low) * np.uint64(c_stride[c])
 
 
 #: Sub-microsecond order within one CPU's microsecond, in steps of 100 ns.

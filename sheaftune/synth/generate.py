@@ -36,7 +36,15 @@ from typing import Any
 import numpy as np
 
 from sheaftune.errors import UsageError
-from sheaftune.events import COLUMNS, NO_CACHE, EventTable, Op, OpTable, TraceMeta
+from sheaftune.events import (
+    COLUMNS,
+    NO_CACHE,
+    NUMA_NO_NODE,
+    EventTable,
+    Op,
+    OpTable,
+    TraceMeta,
+)
 from sheaftune.synth.spec import MAX_CPUS, MAX_EVENTS, StreamSpec, WorkloadSpec
 
 #: Where the trace clock starts (seconds of uptime), as a real capture would.
@@ -199,22 +207,46 @@ def _free_cpus(
 
 @dataclass
 class _Stream:
-    """One stream's records: allocations (one per object) and the frees of those that die."""
+    """One stream's operations, drawn; :func:`~sheaftune.synth._replay.fill_stream` expands them
+    into records (allocations, one per object, and the frees of those that die)."""
 
-    a_t: np.ndarray  # float64 ns
-    a_cpu: np.ndarray  # int32
-    a_fate: np.ndarray  # int8
-    a_site: np.ndarray  # int32
-    a_bytes: np.ndarray  # int32
-    a_follow: np.ndarray  # int8: 1 a later object of a burst, 2 a later pop of a prefill op
-    f_t: np.ndarray
-    f_cpu: np.ndarray
-    f_fate: np.ndarray
-    f_site: np.ndarray
-    f_obj: np.ndarray  # int64: index of the object within this stream's allocations
+    op_t: np.ndarray  # float64 ns
+    k: np.ndarray  # int64 objects per operation; empty: one each
+    life_ns: np.ndarray  # float64
+    fate: np.ndarray  # int8
+    op_cpu: np.ndarray  # int32
+    op_fcpu: np.ndarray  # int32: the CPU that frees
+    op_site: np.ndarray  # int32
+    op_fsite: np.ndarray  # int32
+    obj_bytes: np.ndarray  # int32 per object (hidden ones too); empty: const_bytes each
+    const_bytes: int
+    spacing: float  # ns between the allocations of one operation
+    fspacing: float  # ns between its frees
+    rcu_add: float  # ns a kfree_rcu free waits before the object can be reused
+    hide: bool  # a bulk user's objects not freed visibly have no record at all
+    follow: int  # 1 a later object of a burst, 2 a later pop of a prefill op
+    alloc_visible: bool
     prefill: dict[str, np.ndarray] | None
     ops: int
-    hidden: dict[str, np.ndarray] | None = None  # bulk objects with no event at all
+    n_alloc: int = 0  # records, filled in by _extent
+    n_free: int = 0
+    tmin: float = 0.0
+    tmax: float = 0.0
+
+    def extent(self) -> None:
+        from sheaftune.synth._replay import stream_extent
+
+        n_a, n_f, tmin, tmax = stream_extent(
+            self.op_t,
+            self.k,
+            self.life_ns,
+            self.fate,
+            self.spacing,
+            self.fspacing,
+            self.rcu_add,
+            self.hide,
+        )
+        self.n_alloc, self.n_free, self.tmin, self.tmax = int(n_a), int(n_f), tmin, tmax
 
 
 def _gen_stream(
@@ -263,69 +295,163 @@ def _gen_stream(
         op_fsite = np.full(m, -1, dtype=np.int32)
     life_ns = s.lifetime_us.sample(rng, m) * 1000.0
     op_fcpu = _free_cpus(s, op_cpu, rng, ncpus, nodes).astype(np.int32)
-    if k is None:
-        n_obj = m
-        a_t = op_t
-        f_t = op_t + life_ns
-        a_cpu, a_fate, a_site, f_cpu, f_site = op_cpu, fate, op_site, op_fcpu, op_fsite
-        a_follow = np.zeros(n_obj, dtype=np.int8)
-    else:
-        n_obj = int(k.sum())
-        op_of = np.repeat(np.arange(m), k)
-        first = np.cumsum(k) - k
-        j = np.arange(n_obj) - np.repeat(first, k)
-        a_t = op_t[op_of] + j * float(s.spacing_ns)
-        last_alloc = op_t + np.maximum(k - 1, 0) * float(s.spacing_ns)
-        f_t = (last_alloc + life_ns)[op_of] + j * float(fr.spacing_ns)
-        a_cpu, a_fate, a_site = op_cpu[op_of], fate[op_of], op_site[op_of]
-        f_cpu, f_site = op_fcpu[op_of], op_fsite[op_of]
-        a_follow = (j > 0).astype(np.int8) * (2 if s.kind == "prefill" else 1)
-    if fr.kfree_rcu > 0:
-        f_t = np.where(a_fate == _RCU, f_t + fr.rcu_delay_us * 1000.0, f_t)
+    n_obj = m if k is None else int(k.sum())
+    const_bytes = 0
     if s.bytes_req is not None:
-        a_bytes = s.bytes_req.sample(rng, n_obj).astype(np.int32)
-    elif s.kind == "kfree_null":
-        a_bytes = np.zeros(n_obj, dtype=np.int32)
+        obj_bytes = s.bytes_req.sample(rng, n_obj).astype(np.int32)
     else:
-        a_bytes = np.full(n_obj, spec.cache(s.cache).object_size, dtype=np.int32)
-    hidden = None
-    if s.kind == "bulk" and fr.visible < 1.0:
-        # Objects a bulk user allocates and frees invisibly never show: they only held an
-        # address for a while. Leave them out of the merge (the costly part) and count them.
-        vis = a_fate == _VISIBLE
-        gone = ~vis & (a_fate != _NEVER)
-        hidden = {"a_t": a_t[~vis], "f_t": f_t[gone], "f_fate": a_fate[gone]}
-        a_t, a_cpu, a_fate, a_site, a_bytes, a_follow = (
-            x[vis] for x in (a_t, a_cpu, a_fate, a_site, a_bytes, a_follow)
-        )
-        f_t, f_cpu, f_site = f_t[vis], f_cpu[vis], f_site[vis]
-    dies = np.flatnonzero(a_fate != _NEVER)
+        obj_bytes = np.empty(0, dtype=np.int32)
+        const_bytes = 0 if s.kind == "kfree_null" else spec.cache(s.cache).object_size
     prefill = None
     if s.kind == "prefill":
         assert upper is not None and k is not None
         prefill = {"t": op_t, "cpu": op_cpu, "upper": upper, "used": k, "site": op_site}
-    return _Stream(
-        a_t=a_t,
-        a_cpu=a_cpu,
-        a_fate=a_fate,
-        a_site=a_site,
-        a_bytes=a_bytes,
-        a_follow=a_follow,
-        f_t=f_t[dies],
-        f_cpu=f_cpu[dies],
-        f_fate=a_fate[dies],
-        f_site=f_site[dies],
-        f_obj=dies,
+    out = _Stream(
+        op_t=op_t,
+        k=np.empty(0, dtype=np.int64) if k is None else k.astype(np.int64, copy=False),
+        life_ns=life_ns,
+        fate=fate,
+        op_cpu=op_cpu,
+        op_fcpu=op_fcpu,
+        op_site=op_site,
+        op_fsite=op_fsite,
+        obj_bytes=obj_bytes,
+        const_bytes=const_bytes,
+        spacing=float(s.spacing_ns),
+        fspacing=float(fr.spacing_ns),
+        rcu_add=fr.rcu_delay_us * 1000.0,
+        # Objects a bulk user allocates and frees invisibly never show: they only held an
+        # address for a while. Leave them out of the merge (the costly part) and count them.
+        hide=s.kind == "bulk" and fr.visible < 1.0,
+        follow=0 if k is None else (2 if s.kind == "prefill" else 1),
+        alloc_visible=s.kind not in ("bulk", "kfree_null"),
         prefill=prefill,
         ops=m,
-        hidden=hidden,
     )
+    out.extent()
+    return out
 
 
 def _pick(ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
     if len(ids) == 1:
         return np.full(n, ids[0], dtype=np.int32)
     return ids[np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")].astype(np.int32)
+
+
+#: The EventTable columns the walk writes, in its argument order.
+_WALK_COLUMNS = (
+    "ts_ns",
+    "cpu",
+    "op",
+    "cache_id",
+    "ptr",
+    "bytes_req",
+    "bytes_alloc",
+    "gfp",
+    "site_id",
+    "pid",
+    "comm_id",
+)
+
+
+def _packed_fits(span_us: int, ncpus: int, idx_bits: int) -> bool:
+    """Whether one int64 holds every record's (µs, CPU, 100-ns step, record index) key."""
+    from sheaftune.synth._replay import SUB
+
+    return span_us * ncpus * SUB < (1 << (63 - idx_bits))
+
+
+@dataclass
+class _Records:
+    """All streams' records, unsorted: allocations (record index = object id), then frees.
+
+    ``key`` (when ``packed``) holds each record's sort key; otherwise ``t_ns``, ``cpu`` and
+    ``follow`` are what the lexsort fallback sorts.
+    """
+
+    n_alloc: int
+    packed: bool
+    idx_bits: int
+    base_us: int
+    key: np.ndarray
+    t_ns: np.ndarray
+    cpu: np.ndarray
+    follow: np.ndarray
+    tag: np.ndarray  # stream << 4 | visible << 3 | fate << 1 | is_free
+    site: np.ndarray
+    nbytes: np.ndarray
+    f_obj: np.ndarray
+
+
+def _fill(streams: list[_Stream], ncpus: int, packed: bool | None = None) -> _Records:
+    """Expand every stream's operations into the records, in one pass per stream (numba)."""
+    from sheaftune.synth._replay import fill_stream
+
+    n_alloc = sum(x.n_alloc for x in streams)
+    n_free = sum(x.n_free for x in streams)
+    n = n_alloc + n_free
+    live = [x for x in streams if x.n_alloc > 0]
+    idx_bits = max(1, int(max(n, 1) - 1).bit_length())
+    base_us = int(np.floor(min((x.tmin for x in live), default=0.0) / 1000.0))
+    span = int(np.floor(max((x.tmax for x in live), default=0.0) / 1000.0)) + 2 - base_us
+    if packed is None:
+        packed = _packed_fits(span, ncpus, idx_bits)
+    m = 0 if packed else 1
+    rec = _Records(
+        n_alloc=n_alloc,
+        packed=packed,
+        idx_bits=idx_bits,
+        base_us=base_us,
+        key=np.empty(n * (1 - m), dtype=np.int64),
+        t_ns=np.empty(n * m),
+        cpu=np.empty(n * m, dtype=np.int32),
+        follow=np.empty(n_alloc * m, dtype=np.int8),
+        tag=np.empty(n, dtype=np.int32),
+        site=np.empty(n, dtype=np.int32),
+        nbytes=np.empty(n_alloc, dtype=np.int32),
+        f_obj=np.empty(n_free, dtype=np.int32 if n < 1 << 31 else np.int64),
+    )
+    lead = np.zeros(2, dtype=np.int64)
+    a0 = f0 = 0
+    for si, x in enumerate(streams):
+        fill_stream(
+            x.op_t,
+            x.k,
+            x.life_ns,
+            x.fate,
+            x.op_cpu,
+            x.op_fcpu,
+            x.op_site,
+            x.op_fsite,
+            x.obj_bytes,
+            x.const_bytes,
+            x.spacing,
+            x.fspacing,
+            x.rcu_add,
+            x.hide,
+            x.follow,
+            si << 4,
+            x.alloc_visible,
+            a0,
+            f0,
+            n_alloc,
+            packed,
+            ncpus,
+            base_us,
+            idx_bits,
+            lead,
+            rec.key,
+            rec.t_ns,
+            rec.cpu,
+            rec.follow,
+            rec.tag,
+            rec.site,
+            rec.nbytes,
+            rec.f_obj,
+        )
+        a0 += x.n_alloc
+        f0 += x.n_free
+    return rec
 
 
 def _merge_order(
@@ -410,41 +536,39 @@ def _generate_once(
         )
 
     say("merging by time", 0.4)
-    # Records: every stream's allocations (record index = object id), then every stream's frees.
-    n_alloc_of = np.asarray([len(x.a_t) for x in streams], dtype=np.int64)
-    n_free_of = np.asarray([len(x.f_t) for x in streams], dtype=np.int64)
-    obj_base = np.concatenate([[0], np.cumsum(n_alloc_of)])
-    n_alloc = int(obj_base[-1])
-    t_ns = np.concatenate([x.a_t for x in streams] + [x.f_t for x in streams])
-    cpu = np.concatenate([x.a_cpu for x in streams] + [x.f_cpu for x in streams])
-    f_obj = np.concatenate([x.f_obj + obj_base[i] for i, x in enumerate(streams)])
-    follow = np.concatenate([x.a_follow for x in streams])
-    key, idx_bits, base_us, order, t_us, cpu_s = _merge_order(
-        t_ns, cpu, follow, f_obj, n_alloc, ncpus
-    )
-    del follow
-    del t_ns, cpu
-    # tag: stream << 4 | visible << 3 | fate << 1 | is_free
-    a_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_alloc_of)
-    f_stream = np.repeat(np.arange(len(streams), dtype=np.int32), n_free_of)
-    # allocations no event shows: bulk users', and the pseudo-objects of kfree(NULL) calls
-    bulk_stream = np.asarray([s.kind in ("bulk", "kfree_null") for s in spec.streams], dtype=bool)
-    a_fate = np.concatenate([x.a_fate for x in streams]).astype(np.int32)
-    f_fate = np.concatenate([x.f_fate for x in streams]).astype(np.int32)
-    tag = np.concatenate(
-        [
-            (a_stream << 4) | ((~bulk_stream[a_stream]).astype(np.int32) << 3) | (a_fate << 1),
-            (f_stream << 4) | ((f_fate == _VISIBLE).astype(np.int32) << 3) | (f_fate << 1) | 1,
-        ]
-    )
-    del a_stream, f_stream, a_fate, f_fate
+    from sheaftune.synth._replay import COUNT_NAMES, count_hidden, place_pointers, walk
+
+    rec = _fill(streams, ncpus)
+    n_alloc, tag, site, nbytes, f_obj = rec.n_alloc, rec.tag, rec.site, rec.nbytes, rec.f_obj
+    idx_bits, base_us, key = rec.idx_bits, rec.base_us, rec.key
+    if rec.packed:
+        key.sort()
+        order = t_us = np.empty(0, np.int64)
+        cpu_s = np.empty(0, np.int32)
+    else:
+        _, _, _, order, t_us, cpu_s = _merge_order(
+            rec.t_ns, rec.cpu, rec.follow, f_obj, n_alloc, ncpus, force_lexsort=True
+        )
+    del rec
     cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
     node_of = spec.cpu_node(ncpus)
+    comm_of_stream = np.asarray(
+        [comms.index(s.comm or spec.comm) for s in spec.streams], dtype=np.int64
+    )
+    km = [c.kmalloc for c in spec.caches] + [False]
+    s_op_alloc = np.asarray(
+        [Op.KMALLOC if km[cache_index[s.cache]] else Op.KMEM_CACHE_ALLOC for s in spec.streams],
+        dtype=np.uint8,
+    )
+    s_op_free = np.asarray(
+        [Op.KFREE if s.free.event == "kfree" else Op.KMEM_CACHE_FREE for s in spec.streams],
+        dtype=np.uint8,
+    )
 
     say("assigning addresses", 0.6)
-    from sheaftune.synth._replay import COUNT_NAMES, build_columns, walk
-
-    keep, keep_t, keep_cpu, slot, cnt, remote, slots_per_cache = walk(
+    columns = {name: np.empty(target, dtype=dtype) for name, dtype in COLUMNS.items()}
+    columns["node"].fill(NUMA_NO_NODE)
+    nkeep, t0, t1, cnt, remote, slots_per_cache = walk(
         key,
         idx_bits,
         base_us,
@@ -458,12 +582,23 @@ def _generate_once(
         node_of,
         ncache + 1,
         ncpus,
-        target,
+        site,
+        nbytes,
+        START_S * 1_000_000_000,
+        s_op_alloc,
+        s_op_free,
+        np.asarray([s.gfp for s in spec.streams], dtype=np.int64),
+        comm_of_stream,
+        spec.pid_base,
+        np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
+        np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
+        *(columns[c] for c in _WALK_COLUMNS),
     )
-    del key, order, t_us, cpu_s, f_obj
-    if len(keep) < target:
+    del key, order, t_us, cpu_s, f_obj, tag, site, nbytes
+    if nkeep < target:
         return None
     say("building the event table", 0.75)
+    t0, t1 = int(t0), int(t1)
 
     # Address layout: one region per cache, objects at a stride of their size (8-aligned).
     # The internal kfree(NULL) cache comes last: base 0, stride 0, so its pointers are NULL.
@@ -472,68 +607,27 @@ def _generate_once(
     region = (region + (1 << 20) - 1) >> 20 << 20
     cache_base = PTR_BASE + np.arange(ncache + 1, dtype=np.uint64) * np.uint64(region)
     cache_base[ncache] = 0
+    place_pointers(columns["ptr"], cache_base, strides)
 
-    a_site = np.concatenate([x.a_site for x in streams] + [x.f_site for x in streams])
-    a_bytes = np.concatenate([x.a_bytes for x in streams])
     prefill_rows = [
         {**x.prefill, "stream": np.full(x.ops, si, np.int64)}
         for si, x in enumerate(streams)
         if x.prefill is not None
     ]
-    hidden = [
-        (cache_index[st.cache], x.hidden)
-        for st, x in zip(spec.streams, streams, strict=True)
-        if x.hidden is not None
-    ]
+    for st, x in zip(spec.streams, streams, strict=True):
+        if x.hide:
+            # the walk counted records at or after time 0 up to the last kept row
+            ci = cache_index[st.cache]
+            h_a, h_rcu, h_bulk = count_hidden(
+                x.op_t, x.k, x.life_ns, x.fate, x.spacing, x.fspacing, x.rcu_add, t1
+            )
+            cnt[ci, COUNT_NAMES.index("alloc_bulk")] += int(h_a)
+            cnt[ci, COUNT_NAMES.index("free_kfree_rcu")] += int(h_rcu)
+            cnt[ci, COUNT_NAMES.index("free_bulk")] += int(h_bulk)
     stream_ops = [
         {"name": st.name, "ops": x.ops} for st, x in zip(spec.streams, streams, strict=True)
     ]
     del streams
-    km = [c.kmalloc for c in spec.caches] + [False]
-    s_op_alloc = np.asarray(
-        [Op.KMALLOC if km[cache_index[s.cache]] else Op.KMEM_CACHE_ALLOC for s in spec.streams],
-        dtype=np.uint8,
-    )
-    s_op_free = np.asarray(
-        [Op.KFREE if s.free.event == "kfree" else Op.KMEM_CACHE_FREE for s in spec.streams],
-        dtype=np.uint8,
-    )
-    cols = build_columns(
-        keep,
-        keep_t,
-        keep_cpu,
-        slot,
-        tag,
-        a_site,
-        a_bytes,
-        n_alloc,
-        START_S * 1_000_000_000,
-        cache_of_stream,
-        s_op_alloc,
-        s_op_free,
-        np.asarray([s.gfp for s in spec.streams], dtype=np.int64),
-        np.asarray([comms.index(s.comm or spec.comm) for s in spec.streams], dtype=np.int64),
-        spec.pid_base,
-        ncpus,
-        cache_base,
-        strides,
-        np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
-        np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
-    )
-    columns = dict(zip(COLUMNS, cols, strict=True))
-    del a_site, a_bytes, tag
-    t0 = int(keep_t[0])
-    t1 = int(keep_t[-1])
-    for ci, h in hidden:
-        # the walk counted records at or after time 0 up to the last kept row
-        def inside(t_ns: np.ndarray) -> np.ndarray:
-            us = np.floor(t_ns / 1000.0)
-            return (us >= 0) & (us <= t1)
-
-        cnt[ci, COUNT_NAMES.index("alloc_bulk")] += int(inside(h["a_t"]).sum())
-        fin = inside(h["f_t"])
-        cnt[ci, COUNT_NAMES.index("free_kfree_rcu")] += int((fin & (h["f_fate"] == _RCU)).sum())
-        cnt[ci, COUNT_NAMES.index("free_bulk")] += int((fin & (h["f_fate"] == _BULK)).sum())
     by_cache = {
         c.name: {name: int(cnt[ci, j]) for j, name in enumerate(COUNT_NAMES)}
         for ci, c in enumerate(spec.caches)

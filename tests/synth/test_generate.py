@@ -252,9 +252,17 @@ def test_lexsort_fallback_generates_the_same_counts(monkeypatch: pytest.MonkeyPa
 
     spec = spec_of([VMA], events=5000)
     fast = generate(spec, seed=2).events
+    calls = []
     real = gen._merge_order
-    monkeypatch.setattr(gen, "_merge_order", lambda *a: real(*a, force_lexsort=True))
+
+    def spy(*a: Any, **kw: Any) -> Any:
+        calls.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(gen, "_packed_fits", lambda *a: False)
+    monkeypatch.setattr(gen, "_merge_order", spy)
     slow = generate(spec, seed=2).events
+    assert calls  # the fallback did run
     assert np.array_equal(fast.ts_ns, slow.ts_ns) and np.array_equal(fast.op, slow.op)
     assert np.array_equal(fast.ptr, slow.ptr)
 
@@ -274,3 +282,59 @@ def test_kfree_null_calls() -> None:
     # a NULL kfree is not a free of anything: vm_area_struct's counts are untouched
     assert t.meta.extra["synth"]["by_cache"]["vm_area_struct"]["free_of_unseen_alloc"] == 0
     assert int(rows.sum()) / len(t) == pytest.approx(20_000 / (20_000 + 2 * 50_000), abs=0.02)
+
+
+def test_fused_records_equal_the_reference_sort_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The records one numba pass per stream writes (keys packed as it goes) are those of the
+    reference: the times, CPUs and follow flags it writes for the fallback, packed by
+    ``sort_key``. Bursts, prefill pops, kfree_rcu delays and a bulk user's hidden objects."""
+    import sheaftune.synth.generate as gen
+    from sheaftune.synth._replay import sort_key
+
+    seen: list[Any] = []
+    real = gen._fill
+
+    def spy(streams: Any, ncpus: int, packed: Any = None) -> Any:
+        seen.append((streams, ncpus))
+        return real(streams, ncpus, packed)
+
+    monkeypatch.setattr(gen, "_fill", spy)
+    spec = spec_of(
+        [
+            {**VMA, "burst": {"size": {"dist": "poisson", "mu": 4, "min": 1}}, "spacing_ns": 250},
+            {
+                "name": "pops",
+                "cache": "maple_node",
+                "kind": "prefill",
+                "rate": 20_000,
+                "call_site": "mas_wr_bnode+0x103b/0x1770",
+                "prefill": {"upper_bound": 7, "used": {"choice": {0: 1, 2: 5, 3: 2}}},
+                "lifetime_us": {"dist": "lognorm", "s": 1.0, "scale": 50},
+                "free": {"kfree_rcu": 0.7, "bulk": 0.1, "call_site": "f+0x1/0x10"},
+            },
+            {
+                "name": "bulk",
+                "cache": "maple_node",
+                "kind": "bulk",
+                "rate": 5_000,
+                "call_site": "b+0x1/0x10",
+                "bulk": {"size": 6},
+                "lifetime_us": {"dist": "expon", "scale": 30},
+                "free": {"call_site": "g+0x1/0x10", "bulk": 0.6, "never": 0.1},
+            },
+        ],
+        events=20_000,
+    )
+    generate(spec, seed=5)
+    streams, ncpus = seen[-1]
+    fast = real(streams, ncpus, packed=True)
+    ref = real(streams, ncpus, packed=False)
+    assert fast.packed and not ref.packed and len(fast.key) == len(ref.tag) > 20_000
+    for name in ("tag", "site", "nbytes", "f_obj"):
+        assert np.array_equal(getattr(fast, name), getattr(ref, name)), name
+    key = sort_key(
+        ref.t_ns, ref.cpu, ref.follow, ref.f_obj, ref.n_alloc, ncpus, ref.base_us, ref.idx_bits
+    )
+    assert np.array_equal(fast.key, key)
+    assert ref.base_us == int(np.floor(ref.t_ns.min() / 1000.0))
+    assert set(ref.follow.tolist()) == {0, 1, 2}
