@@ -1,10 +1,15 @@
-"""Compiled (numba) kernels of the binary readers: ring-buffer page walk, kallsyms scan, merge.
+"""Compiled (numba) kernels of the binary readers: ring-buffer page walk, row count, k-way
+merge, call-site factorizing, kallsyms lookup.
 
-Imported only from inside ``read()`` paths (``sheaftune.readers.ringbuffer`` and
-``sheaftune.readers.kallsyms`` import it lazily), so ``import sheaftune.readers`` and
-``sheaftune --help`` never pay for numba. Every kernel bounds-checks each length it reads against
-the bytes that remain, so a hostile page can stop a walk but never send it out of its buffer or
-into an endless loop (every step advances by at least four bytes).
+Nothing imports this module but :mod:`sheaftune.compiled` (and tests): callers get the kernels
+from ``sheaftune.readers.tracedat_fast.reader_kernels()``, which is the ahead-of-time build of
+``AOT_EXPORTS`` (numba is not imported) or, failing that, this module under numba's JIT. The
+exported kernels allocate nothing (``_nrt=False``: every array comes from the caller, with the
+exact dtypes the signatures fix) and release the GIL, so the reader runs them on threads. The
+constants shared with callers live in :mod:`sheaftune.readers._kconst`. Every kernel
+bounds-checks each length it reads against the bytes that remain, so a hostile page can stop a
+walk but never send it out of its buffer or into an endless loop (every step advances by at
+least four bytes).
 """
 
 from __future__ import annotations
@@ -12,45 +17,40 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-# field slots of a compiled layout (rows of ``layouts[i]``)
-F_PID = 0
-F_SITE = 1
-F_PTR = 2
-F_REQ = 3
-F_ALLOC = 4
-F_GFP = 5
-F_NODE = 6
-F_NAME = 7
-NFIELDS = 8
+from sheaftune.readers._kconst import (
+    E_COMMIT,
+    E_HEADER,
+    E_LEN0,
+    E_LENGTH,
+    F_ALLOC,
+    F_GFP,
+    F_NAME,
+    F_NODE,
+    F_PID,
+    F_PTR,
+    F_REQ,
+    F_SITE,
+    K_ABSENT,
+    K_CHARS,
+    K_DATA_LOC16,
+    K_REL_LOC,
+    K_SINT,
+    S_BAD_PAGES,
+    S_DISCARDED,
+    S_ERR,
+    S_ERR_OFF,
+    S_ERR_PAGE,
+    S_MARKS,
+    S_NAMES,
+    S_NEXT_PAGE,
+    S_RECORDS,
+    S_ROWS,
+    S_SHORT,
+    S_UNKNOWN_ID,
+)
 
-# field kinds (column 2 of a layout row)
-K_ABSENT = 0
-K_UINT = 1
-K_SINT = 2
-K_DATA_LOC = 3  # u32: offset | len << 16, offset from payload start
-K_REL_LOC = 4  # u32: offset | len << 16, offset from the end of the field
-K_DATA_LOC16 = 5  # u16 offset only (very old kernels): data runs to the end of the payload
-K_CHARS = 6  # fixed char array
-
-# stats slots
-S_ROWS = 0
-S_NEXT_PAGE = 1
-S_ERR = 2  # 0 ok, else one of E_*
-S_ERR_PAGE = 3
-S_ERR_OFF = 4
-S_MARKS = 5
-S_UNKNOWN_ID = 6
-S_SHORT = 7
-S_BAD_PAGES = 8
-S_RECORDS = 9
-S_DISCARDED = 10
-S_ROWS_LOST_BAD = 11  # not used by the kernel; room for callers
-NSTATS = 12
-
-E_COMMIT = 1  # page commit size larger than the page
-E_HEADER = 2  # record header runs past the committed data
-E_LENGTH = 3  # record length runs past the committed data
-E_LEN0 = 4  # type_len 0 record with a length word below 4
+#: kernels exported ahead of time: no NRT (every array comes from the caller), GIL released
+_kjit = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
@@ -58,7 +58,7 @@ _M27 = np.uint64(0x07FFFFFF)
 _TOP5 = np.uint64(0x1F) << np.uint64(59)
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
 def _rd(buf, p, size, big):  # type: ignore[no-untyped-def]
     # explicit shifts per width: LLVM folds them into single (byte-swapped) loads
     if size == 8:
@@ -117,7 +117,7 @@ def _rd(buf, p, size, big):  # type: ignore[no-untyped-def]
     return v
 
 
-@njit(cache=True, nogil=True, inline="always")
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
 def _sext(v, size):  # type: ignore[no-untyped-def]
     bits = size * 8
     if bits >= 64:
@@ -127,7 +127,7 @@ def _sext(v, size):  # type: ignore[no-untyped-def]
     return np.int64(v)
 
 
-@njit(cache=True, nogil=True)
+@_kjit
 def walk_pages(  # type: ignore[no-untyped-def]
     buf,
     first_page,
@@ -153,6 +153,11 @@ def walk_pages(  # type: ignore[no-untyped-def]
     o_nhash,
     o_npos,
     o_nlen,
+    o_name,
+    t_keys,
+    t_slot,
+    t_pos,
+    t_len,
     m_ts,
     m_cnt,
     m_row,
@@ -163,7 +168,19 @@ def walk_pages(  # type: ignore[no-untyped-def]
     Stops early, before a page, when the outputs could overflow; ``stats[S_NEXT_PAGE]`` says
     where to resume. In strict mode the first corrupt page stops the walk with ``stats[S_ERR]``
     set; with ``salvage`` the rest of that page is skipped and counted in ``S_BAD_PAGES``.
+
+    Cache names: with an empty ``t_slot`` each row gets the FNV hash, start and length of its
+    name (``o_nhash``/``o_npos``/``o_nlen``; hash 0: none). Otherwise they are interned exactly
+    here: ``o_name`` gets 0 (none) or 1 + the index of the distinct name in order of first
+    appearance, whose bytes are ``buf[t_pos[i]:t_pos[i] + t_len[i]]``; ``t_keys``/``t_slot`` are
+    the open-addressing table (a power-of-two size, ``t_slot`` all -1). Equal hashes are
+    compared byte by byte, so a collision never merges two names. ``stats[S_NAMES]``: the names
+    interned, or -1 when the table was too small (the walk stops; call again, larger).
     """
+    intern = t_slot.shape[0] > 0
+    tmask = t_slot.shape[0] - 1
+    tcap = t_slot.shape[0]
+    nu = 0
     cap = o_ts.shape[0]
     mcap = m_ts.shape[0]
     n = 0
@@ -197,10 +214,10 @@ def walk_pages(  # type: ignore[no-untyped-def]
         end = base + size
         p = base
         first = True
-        err = 0
+        err = np.int64(0)
         while p < end:
             if p + 4 > end:
-                err = E_HEADER
+                err = np.int64(E_HEADER)
                 break
             w = _rd(buf, p, 4, big)
             if big:
@@ -213,13 +230,13 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 if tl == 29 and d == 0:
                     break  # padding: the rest of the page is unused
                 if p + 8 > end:
-                    err = E_HEADER
+                    err = np.int64(E_HEADER)
                     break
                 a0 = _rd(buf, p + 4, 4, big)
                 if tl == 29:  # discarded record: skip it, keep its delta
                     ln = np.int64(a0)
                     if p + 4 + ln > end:
-                        err = E_LENGTH
+                        err = np.int64(E_LENGTH)
                         break
                     ts += d
                     p += 4 + ln
@@ -234,19 +251,19 @@ def walk_pages(  # type: ignore[no-untyped-def]
             ts += d
             if tl == 0:
                 if p + 8 > end:
-                    err = E_HEADER
+                    err = np.int64(E_HEADER)
                     break
-                a0 = np.int64(_rd(buf, p + 4, 4, big))
-                if a0 < 4:
-                    err = E_LEN0
+                a1 = np.int64(_rd(buf, p + 4, 4, big))
+                if a1 < 4:
+                    err = np.int64(E_LEN0)
                     break
-                ln = (a0 - 4 + 3) & ~np.int64(3)
+                ln = (a1 - 4 + 3) & ~np.int64(3)
                 pl = p + 8
             else:
                 ln = tl * 4
                 pl = p + 4
             if pl + ln > end:
-                err = E_LENGTH
+                err = np.int64(E_LENGTH)
                 break
             p = pl + ln
             stats[S_RECORDS] += 1
@@ -332,9 +349,40 @@ def walk_pages(  # type: ignore[no-untyped-def]
                             h = (h ^ np.uint64(buf[spos + j])) * _FNV_PRIME
                         if h == 0:
                             h = np.uint64(1)
-            o_nhash[n] = h
-            o_npos[n] = spos
-            o_nlen[n] = slen
+            if not intern:
+                o_nhash[n] = h
+                o_npos[n] = spos
+                o_nlen[n] = slen
+            else:
+                code = 0
+                if slen > 0:
+                    j = _mix(h, tmask)
+                    while True:
+                        s = t_slot[j]
+                        if s < 0:
+                            if 2 * (nu + 1) > tcap or nu >= t_pos.shape[0]:
+                                stats[S_NAMES] = -1
+                                stats[S_ROWS] = n
+                                return n
+                            t_slot[j] = nu
+                            t_keys[j] = h
+                            t_pos[nu] = spos
+                            t_len[nu] = slen
+                            nu += 1
+                            code = nu
+                            break
+                        if t_keys[j] == h and t_len[s] == slen:
+                            q = t_pos[s]
+                            same = True
+                            for b in range(slen):
+                                if buf[spos + b] != buf[q + b]:
+                                    same = False
+                                    break
+                            if same:
+                                code = s + 1
+                                break
+                        j = (j + 1) & tmask
+                o_name[n] = code
             n += 1
         if err != 0:
             if not salvage:
@@ -347,6 +395,66 @@ def walk_pages(  # type: ignore[no-untyped-def]
     stats[S_ROWS] = n
     stats[S_MARKS] = nm
     stats[S_NEXT_PAGE] = pg
+    stats[S_NAMES] = nu
+    return n
+
+
+@_kjit
+def count_rows(buf, npages, page_size, hdr_len, long_size, big, evmap, lay_min):  # type: ignore[no-untyped-def]
+    """The rows :func:`walk_pages` writes for ``npages`` pages of ``buf`` (at most that many
+    when a page is corrupt): the same record walk, without decoding any field, so the caller
+    can size the outputs exactly."""
+    n = 0
+    data_len = page_size - hdr_len
+    nev = evmap.shape[0]
+    for pg in range(npages):
+        p0 = pg * page_size
+        size = np.int64(_rd(buf, p0 + 8, long_size, big) & _M27)
+        if size > data_len:
+            continue
+        p = p0 + hdr_len
+        end = p + size
+        while p + 4 <= end:
+            w = _rd(buf, p, 4, big)
+            if big:
+                tl = np.int64(w >> np.uint64(27))
+                d = w & _M27
+            else:
+                tl = np.int64(w & np.uint64(31))
+                d = w >> np.uint64(5)
+            if tl >= 29:
+                if (tl == 29 and d == 0) or p + 8 > end:
+                    break
+                if tl == 29:
+                    ln = np.int64(_rd(buf, p + 4, 4, big))
+                    if p + 4 + ln > end:
+                        break
+                    p += 4 + ln
+                else:
+                    p += 8
+                continue
+            if tl == 0:
+                if p + 8 > end:
+                    break
+                a1 = np.int64(_rd(buf, p + 4, 4, big))
+                if a1 < 4:
+                    break
+                ln = (a1 - 4 + 3) & ~np.int64(3)
+                pl = p + 8
+            else:
+                ln = tl * 4
+                pl = p + 4
+            if pl + ln > end:
+                break
+            p = pl + ln
+            if ln < 2:
+                continue
+            etype = np.int64(_rd(buf, pl, 2, big))
+            if etype >= nev:
+                continue
+            li = evmap[etype]
+            if li >= 0 and ln >= lay_min[li]:
+                n += 1
     return n
 
 
@@ -375,108 +483,267 @@ def merge_order(ts, bounds):  # type: ignore[no-untyped-def]
     return out
 
 
-@njit(cache=True, nogil=True)
-def scan_kallsyms(data):  # type: ignore[no-untyped-def]
-    """Lines ``ADDR TYPE NAME[\\t[MODULE]]`` -> (addr, type, name start, name end, in module).
-
-    Malformed lines are skipped. Names are not materialised here: only the few symbols that
-    call sites hit become Python strings.
-    """
-    n = data.shape[0]
-    lines = 1
-    for i in range(n):
-        if data[i] == 10:
-            lines += 1
-    addr = np.empty(lines, dtype=np.uint64)
-    typ = np.empty(lines, dtype=np.uint8)
-    ns = np.empty(lines, dtype=np.int64)
-    ne = np.empty(lines, dtype=np.int64)
-    cnt = 0
-    i = 0
-    while i < n:
-        # one line: [i, j)
-        j = i
-        while j < n and data[j] != 10:
-            j += 1
-        p = i
-        a = np.uint64(0)
-        digits = 0
-        while p < j:
-            c = data[p]
-            if 48 <= c <= 57:
-                dv = c - 48
-            elif 97 <= c <= 102:
-                dv = c - 87
-            elif 65 <= c <= 70:
-                dv = c - 55
-            else:
-                break
-            a = (a << np.uint64(4)) | np.uint64(dv)
-            digits += 1
-            p += 1
-        if 0 < digits <= 16 and p + 2 < j and data[p] == 32 and data[p + 2] == 32:
-            t = data[p + 1]
-            q = p + 3
-            s = q
-            while q < j and data[q] != 9 and data[q] != 32 and data[q] != 13:
-                q += 1
-            if q > s:
-                addr[cnt] = a
-                typ[cnt] = t
-                ns[cnt] = s
-                ne[cnt] = q
-                cnt += 1
-        i = j + 1
-    return addr[:cnt], typ[:cnt], ns[:cnt], ne[:cnt]
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _mix(h, mask):  # type: ignore[no-untyped-def]
+    return np.int64(((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & np.uint64(mask))
 
 
-@njit(cache=True, nogil=True)
-def factorize(vals):  # type: ignore[no-untyped-def]
-    """(codes, first index of each distinct value) in order of first appearance: O(n) hashing.
-
-    The distinct values are ``vals[first]``; ``codes[i]`` indexes them. Faster than a sort-based
-    ``np.unique`` on the few-distinct-values columns of a trace (call sites, caches, pids).
-    """
+@_kjit
+def factorize_u64(vals, codes, first, tkeys, tslot):  # type: ignore[no-untyped-def]
+    """``codes[i]`` = index of ``vals[i]`` among the distinct values in order of first
+    appearance, ``first[j]`` = the row where value ``j`` first occurs. ``tkeys``/``tslot``: the
+    open-addressing table (power-of-two size, ``tslot`` all -1). Returns the number of distinct
+    values, or -1 when the table (or ``first``) is too small."""
     n = vals.shape[0]
-    bits = 10
-    cap = 1 << bits
-    keys = np.empty(cap, dtype=np.uint64)
-    slot = np.full(cap, -1, dtype=np.int64)
-    first = np.empty(max(n, 1), dtype=np.int64)
-    codes = np.empty(n, dtype=np.int32)
+    cap = tslot.shape[0]
+    mask = cap - 1
+    nfirst = first.shape[0]
     nu = 0
     for i in range(n):
-        v = np.uint64(vals[i])
-        mask = cap - 1
-        j = np.int64((v * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits))
+        v = vals[i]
+        j = _mix(v, mask)
         while True:
-            c = slot[j]
-            if c < 0:
-                slot[j] = nu
-                keys[j] = v
+            s = tslot[j]
+            if s < 0:
+                if 2 * (nu + 1) > cap or nu >= nfirst:
+                    return -1
+                tslot[j] = nu
+                tkeys[j] = v
                 first[nu] = i
                 codes[i] = nu
                 nu += 1
-                if nu * 2 > cap:  # grow and rehash
-                    bits += 1
-                    cap = 1 << bits
-                    nkeys = np.empty(cap, dtype=np.uint64)
-                    nslot = np.full(cap, -1, dtype=np.int64)
-                    for k in range(cap >> 1):
-                        if slot[k] >= 0:
-                            kv = keys[k]
-                            jj = np.int64(
-                                (kv * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(64 - bits)
-                            )
-                            while nslot[jj] >= 0:
-                                jj = (jj + 1) & (cap - 1)
-                            nslot[jj] = slot[k]
-                            nkeys[jj] = kv
-                    keys = nkeys
-                    slot = nslot
                 break
-            if keys[j] == v:
-                codes[i] = c
+            if tkeys[j] == v:
+                codes[i] = s
                 break
             j = (j + 1) & mask
-    return codes, first[:nu]
+    return nu
+
+
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _heap_less(a, b, head):  # type: ignore[no-untyped-def]
+    return head[a] < head[b] or (head[a] == head[b] and a < b)
+
+
+@_kjit
+def merge_rows(  # type: ignore[no-untyped-def]
+    seg_start,
+    seg_end,
+    seg_next,
+    cpu_first,
+    cpu_id,
+    heap,
+    cur,
+    pos,
+    head,
+    back,
+    ts,
+    op,
+    pid,
+    site,
+    ptr,
+    req,
+    alloc,
+    gfp,
+    node,
+    name,
+    o_ts,
+    o_cpu,
+    o_op,
+    o_pid,
+    o_site,
+    o_ptr,
+    o_req,
+    o_alloc,
+    o_gfp,
+    o_node,
+    o_name,
+):
+    """Merge per-CPU row streams into the output columns as trace-cmd does (``merge_order``).
+
+    Stream ``c`` (CPUs in ascending order) is the chain of segments ``cpu_first[c]``,
+    ``seg_next[...]``, each the rows ``seg_start[s]:seg_end[s]`` of the input columns. At each
+    step the stream whose next row has the smallest time wins, ties to the lower stream (a
+    binary heap keyed by (time, stream)), so non-monotonic streams merge as trace-cmd merges
+    them. ``back[c]`` counts the rows of stream ``c`` earlier than the row before them.
+    ``heap``, ``cur``, ``pos``, ``head``: scratch of one entry per stream. Returns rows written.
+    """
+    k = cpu_first.shape[0]
+    nh = 0
+    for c in range(k):
+        back[c] = 0
+        s = cpu_first[c]
+        while s >= 0 and seg_start[s] >= seg_end[s]:
+            s = seg_next[s]
+        cur[c] = s
+        if s < 0:
+            continue
+        pos[c] = seg_start[s]
+        head[c] = ts[seg_start[s]]
+        # sift up
+        i = nh
+        heap[i] = c
+        nh += 1
+        while i > 0:
+            p = (i - 1) >> 1
+            if _heap_less(heap[i], heap[p], head):
+                t = heap[i]
+                heap[i] = heap[p]
+                heap[p] = t
+                i = p
+            else:
+                break
+    n = 0
+    while nh > 0:
+        c = heap[0]
+        r = pos[c]
+        o_ts[n] = ts[r]
+        o_cpu[n] = cpu_id[c]
+        o_op[n] = op[r]
+        o_pid[n] = pid[r]
+        o_site[n] = site[r]
+        o_ptr[n] = ptr[r]
+        o_req[n] = req[r]
+        o_alloc[n] = alloc[r]
+        o_gfp[n] = gfp[r]
+        o_node[n] = node[r]
+        o_name[n] = name[r]
+        n += 1
+        # advance stream c
+        r += 1
+        s = cur[c]
+        if r >= seg_end[s]:
+            s = seg_next[s]
+            while s >= 0 and seg_start[s] >= seg_end[s]:
+                s = seg_next[s]
+            cur[c] = s
+            if s >= 0:
+                r = seg_start[s]
+        if s < 0:  # stream exhausted: the last heap entry replaces the top
+            nh -= 1
+            heap[0] = heap[nh]
+        else:
+            pos[c] = r
+            t = ts[r]
+            if t < head[c]:
+                back[c] += 1
+            head[c] = t
+        # sift down from the top
+        i = 0
+        while True:
+            lft = 2 * i + 1
+            if lft >= nh:
+                break
+            m = lft
+            if lft + 1 < nh and _heap_less(heap[lft + 1], heap[lft], head):
+                m = lft + 1
+            if _heap_less(heap[m], heap[i], head):
+                t2 = heap[i]
+                heap[i] = heap[m]
+                heap[m] = t2
+                i = m
+            else:
+                break
+    return n
+
+
+@_kjit
+def kallsyms_lookup(data, width, queries, best_sym, best_addr, info):  # type: ignore[no-untyped-def]
+    """Resolve ascending distinct ``queries`` against ``/proc/kallsyms`` text, in one pass.
+
+    Lines are ``ADDR TYPE NAME...`` with ``width`` hex digits (the first line's); malformed
+    lines, absolute symbols (type ``a``/``A``) and ARM mapping symbols (``$...``) are skipped,
+    exactly as :func:`sheaftune.readers.kallsyms._scan`. ``best_sym[j]``: where the name of the
+    symbol with the greatest address at or below ``queries[j]`` starts (the last of equal
+    addresses in file order), -1 for none; ``best_addr[j]`` its address. ``info[0]``: symbols
+    kept, ``info[1]``: their greatest address.
+    """
+    n = data.shape[0]
+    nq = queries.shape[0]
+    for j in range(nq):
+        best_sym[j] = -1
+        best_addr[j] = 0
+    kept = 0
+    amax = np.uint64(0)
+    i = 0
+    while i < n:
+        j = i
+        while j < n and data[j] != 10:
+            j += 1
+        # line [i, j)
+        if j - i >= width + 4 and data[i + width] == 32 and data[i + width + 2] == 32:
+            a = np.uint64(0)
+            ok = True
+            for p in range(i, i + width):
+                c = data[p]
+                if 48 <= c <= 57:
+                    dv = c - 48
+                elif 97 <= c <= 102:
+                    dv = c - 87
+                elif 65 <= c <= 70:
+                    dv = c - 55
+                else:
+                    ok = False
+                    break
+                a = (a << np.uint64(4)) | np.uint64(dv)
+            t = data[i + width + 1]
+            ns = i + width + 3
+            if ok and t != 97 and t != 65 and data[ns] != 36:
+                if kept == 0 or a > amax:
+                    amax = a
+                kept += 1
+                # the first query at or above a
+                lo = 0
+                hi = nq
+                while lo < hi:
+                    mid = (lo + hi) >> 1
+                    if queries[mid] < a:
+                        lo = mid + 1
+                    else:
+                        hi = mid
+                if lo < nq and (best_sym[lo] < 0 or a >= best_addr[lo]):
+                    best_sym[lo] = ns
+                    best_addr[lo] = a
+        i = j + 1
+    # a symbol at or below query j-1 is at or below query j too, and any candidate of j lies
+    # above query j-1
+    for j in range(1, nq):
+        if best_sym[j] < 0 and best_sym[j - 1] >= 0:
+            best_sym[j] = best_sym[j - 1]
+            best_addr[j] = best_addr[j - 1]
+    info[0] = kept
+    info[1] = amax
+    return kept
+
+
+# fmt: off
+_B = "u1[::1]"
+_WALK_ARGS = (
+    _B, "i8", "i8", "i8", "i8", "i8", "b1",  # buf, first_page, npages, page_size, hdr, long, big
+    "i2[::1]", "i8[:, :, ::1]", "u1[::1]", "i8[::1]", "b1",  # evmap, layouts, op, min, salvage
+    "i8[::1]", "u1[::1]", "i4[::1]", "u8[::1]", "u8[::1]",  # ts, op, pid, site, ptr
+    "u4[::1]", "u4[::1]", "u4[::1]", "i2[::1]",  # req, alloc, gfp, node
+    "u8[::1]", "i8[::1]", "i8[::1]",  # name hash, pos, len
+    "i4[::1]", "u8[::1]", "i8[::1]", "i8[::1]", "i8[::1]",  # name code; keys, slots, pos, len
+    "i8[::1]", "i8[::1]", "i8[::1]", "i8[::1]",  # marker ts, count, row; stats
+)
+_ROW_COLS = (
+    "i8[::1]", "u1[::1]", "i4[::1]", "u8[::1]", "u8[::1]",  # ts, op, pid, site, ptr
+    "u4[::1]", "u4[::1]", "u4[::1]", "i2[::1]", "i4[::1]",  # req, alloc, gfp, node, name
+)
+_MERGE_ARGS = (
+    ("i8[::1]",) * 5  # seg_start, seg_end, seg_next, cpu_first, cpu_id
+    + ("i8[::1]",) * 5  # heap, cur, pos, head, back
+    + _ROW_COLS
+    + ("i8[::1]", "u2[::1]") + _ROW_COLS[1:]  # outputs: ts, cpu, op, ..., name
+)
+# fmt: on
+#: What ``sheaftune.compiled`` builds ahead of time (attribute -> numba signature): exactly the
+#: dtypes and layouts ``ringbuffer`` and ``tracedat`` pass.
+AOT_EXPORTS = {
+    "walk_pages": "i8(" + ", ".join(_WALK_ARGS) + ")",
+    "count_rows": "i8(u1[::1], i8, i8, i8, i8, b1, i2[::1], i8[::1])",
+    "factorize_u64": "i8(u8[::1], i4[::1], i8[::1], u8[::1], i8[::1])",
+    "merge_rows": "i8(" + ", ".join(_MERGE_ARGS) + ")",
+    "kallsyms_lookup": "i8(u1[::1], i8, u8[::1], i8[::1], u8[::1], u8[::1])",
+}

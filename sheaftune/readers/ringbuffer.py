@@ -335,7 +335,11 @@ class PageDecoder:
 
 
 def _walk_numba(data: np.ndarray, dec: PageDecoder) -> list[_Window]:
-    from sheaftune.readers import _jit
+    from sheaftune.readers import _kconst as K
+    from sheaftune.readers.tracedat_fast import reader_kernels
+
+    k = reader_kernels()
+    data = np.ascontiguousarray(data, dtype=np.uint8)
 
     npages = len(data) // dec.page_size
     cap = dec.window_rows
@@ -346,25 +350,28 @@ def _walk_numba(data: np.ndarray, dec: PageDecoder) -> list[_Window]:
     m_ts = np.empty(npages + 1, dtype=np.int64)
     m_cnt = np.empty(npages + 1, dtype=np.int64)
     m_row = np.empty(npages + 1, dtype=np.int64)
-    st = np.zeros(_jit.NSTATS, dtype=np.int64)
+    st = np.zeros(K.NSTATS, dtype=np.int64)
+    no_i4 = np.empty(0, dtype=np.int32)  # no interning table: the walk hashes the names
+    no_u8 = np.empty(0, dtype=np.uint64)
+    no_i8 = np.empty(0, dtype=np.int64)
     lay = dec.layout
     windows = []
     first = 0
     while first < npages:
         st[:] = 0
-        n = _jit.walk_pages(
+        n = k.walk_pages(
             data,
             first,
             npages,
             dec.page_size,
             dec.hdr_len,
             dec.long_size,
-            dec.big,
+            bool(dec.big),
             lay.evmap,
             lay.layouts,
             lay.lay_op,
             lay.lay_min,
-            dec.salvage,
+            bool(dec.salvage),
             out["ts"],
             out["op"],
             out["pid"],
@@ -377,15 +384,20 @@ def _walk_numba(data: np.ndarray, dec: PageDecoder) -> list[_Window]:
             nhash,
             npos,
             nlen,
+            no_i4,
+            no_u8,
+            no_i8,
+            no_i8,
+            no_i8,
             m_ts,
             m_cnt,
             m_row,
             st,
         )
-        nm = int(st[_jit.S_MARKS])
+        nm = int(st[K.S_MARKS])
         err = None
-        if st[_jit.S_ERR]:
-            err = (int(st[_jit.S_ERR]), int(st[_jit.S_ERR_PAGE]), int(st[_jit.S_ERR_OFF]))
+        if st[K.S_ERR]:
+            err = (int(st[K.S_ERR]), int(st[K.S_ERR_PAGE]), int(st[K.S_ERR_OFF]))
         windows.append(
             _Window(
                 cols={k: v[:n].copy() for k, v in out.items()},
@@ -396,15 +408,15 @@ def _walk_numba(data: np.ndarray, dec: PageDecoder) -> list[_Window]:
                 marker_ts=m_ts[:nm].copy(),
                 marker_count=m_cnt[:nm].copy(),
                 marker_row=m_row[:nm].copy(),
-                records=int(st[_jit.S_RECORDS]),
-                discarded=int(st[_jit.S_DISCARDED]),
-                unknown_ids=int(st[_jit.S_UNKNOWN_ID]),
-                short_records=int(st[_jit.S_SHORT]),
-                bad_pages=int(st[_jit.S_BAD_PAGES]),
+                records=int(st[K.S_RECORDS]),
+                discarded=int(st[K.S_DISCARDED]),
+                unknown_ids=int(st[K.S_UNKNOWN_ID]),
+                short_records=int(st[K.S_SHORT]),
+                bad_pages=int(st[K.S_BAD_PAGES]),
                 error=err,
             )
         )
-        nxt = int(st[_jit.S_NEXT_PAGE])
+        nxt = int(st[K.S_NEXT_PAGE])
         if err is not None:
             break
         if nxt <= first:  # cannot happen (the output holds at least one page); never spin

@@ -670,6 +670,15 @@ class _TraceDat:
         except ValueError as e:
             raise self.error(str(e), "event formats") from None
 
+        k = self._kernels(buf)
+        if k is not None:
+            from sheaftune.readers.tracedat_fast import read_fast
+
+            fast = read_fast(self, buf, page_size, hp.long_size, layout, k)
+            if fast is not None:
+                meta.extra["page_engine"] = "numba"
+                return self._build_fast(fast, k)
+        # the streaming reader: window by window, exact reports of every damage
         per_cpu: list[tuple[int, Any]]
         name_keys: dict[str, int] = {}
         engine = self._engine(buf)
@@ -726,6 +735,20 @@ class _TraceDat:
                 raise
             pool.shutdown()
         return self._build(per_cpu, merge_cpus)
+
+    def _kernels(self, buf: _Buffer) -> Any:
+        """The compiled kernels for the whole-stream path, or None for the streaming reader:
+        always when an ahead-of-time build is (or can be) at hand; with numba JIT only where
+        the streaming reader would load numba anyway (``SHEAFTUNE_PAGE_ENGINE=numba`` forces
+        them, ``=numpy`` the streaming numpy walk)."""
+        forced = os.environ.get("SHEAFTUNE_PAGE_ENGINE")
+        if forced == "numpy":
+            return None
+        if forced != "numba" and not _aot_usable() and self._engine(buf) == "numpy":
+            return None
+        from sheaftune.readers.tracedat_fast import reader_kernels
+
+        return reader_kernels()
 
     def _engine(self, buf: _Buffer) -> str:
         """The page walk for this buffer: numpy, or numba when numba is loaded already or there
@@ -869,7 +892,6 @@ class _TraceDat:
         builder = EventTableBuilder(meta)
         names: dict[int, str] = {}  # name_key -> cache name, shared by the CPUs' decoders
         ts_list: list[np.ndarray] = []
-        pages = records = 0
         backwards: dict[int, int] = {}
         for cpu, d in per_cpu:
             names.update(d.names)
@@ -883,30 +905,7 @@ class _TraceDat:
             back = int(np.count_nonzero(ts[1:] < ts[:-1])) if len(ts) > 1 else 0
             if back:
                 backwards[cpu] = back
-            pages += d.pages
-            records += d.records
-            if d.bad_pages:
-                self.lost(
-                    "corrupt ring-buffer pages",
-                    d.bad_pages,
-                    f"CPU {cpu}: {d.bad_pages} corrupt pages (or page tails) skipped",
-                )
-            if d.unknown_ids:
-                meta.skip("records with an event ID no format describes", d.unknown_ids)
-            if d.short_records:
-                meta.skip("kmem records shorter than their format", d.short_records)
-            if d.lost_markers:
-                meta.lost_markers[cpu] = d.lost_markers
-                meta.lost_events[cpu] = d.lost_events
-                dropped = meta.extra.setdefault("dropped", [])
-                for t, n in zip(d.marker_ts.tolist(), d.marker_count.tolist(), strict=True):
-                    if len(dropped) < MAX_MARKERS_KEPT:
-                        dropped.append({"cpu": cpu, "ts": int(t), "count": int(n)})
-        meta.extra["pages"] = pages
-        meta.extra["records"] = records
-        note_backwards(meta, backwards)
-        if "dropped" in meta.extra:
-            meta.extra["dropped"].sort(key=lambda m: (m["ts"], m["cpu"]))
+        self._account(per_cpu, backwards)
         if not per_cpu:
             return builder.build()
         order = merge_cpus(ts_list)
@@ -935,11 +934,90 @@ class _TraceDat:
         site_names = self._resolve_sites(sites)
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
         cols["site_id"] = site_ids[codes]
+        return self._finish(builder, cols, col("name_key"), names)
+
+    def _build_fast(self, f: Any, k: Any) -> EventTable:
+        """The table from the compiled path's merged columns (same result as ``_build``)."""
+        from sheaftune.readers.tracedat_fast import factorize_sites, resolve_sites
+
+        meta = self.meta
+        builder = EventTableBuilder(meta)
+        self._account(f.summaries, f.backwards)
+        if not f.summaries:
+            return builder.build()
+        raw = f.cols
+        cols: dict[str, np.ndarray] = {
+            name: raw[key]
+            for name, key in (
+                ("ts_ns", "ts"),
+                ("cpu", "cpu"),
+                ("op", "op"),
+                ("ptr", "ptr"),
+                ("bytes_req", "bytes_req"),
+                ("bytes_alloc", "bytes_alloc"),
+                ("gfp", "gfp"),
+                ("node", "node"),
+                ("pid", "pid"),
+            )
+        }
+        # distinct call sites (first-appearance order) -> ascending -> kallsyms, once each
+        codes, sites = factorize_sites(k, raw["call_site"])
+        order = np.argsort(sites)
+        site_names: list[str] = []
+        if len(sites):
+            site_names, warning = resolve_sites(k, self.kallsyms_text, sites[order])
+            if warning:
+                meta.warnings.append(warning)
+        lut = np.empty(len(sites), dtype=np.int32)
+        lut[order] = [builder.sites.intern(s) for s in site_names]
+        cols["site_id"] = lut[codes]
+        return self._finish(builder, cols, raw["name_key"], f.names)
+
+    def _account(self, per_cpu: list[tuple[int, Any]], backwards: dict[int, int]) -> None:
+        """Per-CPU facts of the page walks into the meta: pages, records, what was skipped,
+        lost-event markers, backward timestamp steps."""
+        meta = self.meta
+        pages = records = 0
+        for cpu, d in per_cpu:
+            pages += d.pages
+            records += d.records
+            if d.bad_pages:
+                self.lost(
+                    "corrupt ring-buffer pages",
+                    d.bad_pages,
+                    f"CPU {cpu}: {d.bad_pages} corrupt pages (or page tails) skipped",
+                )
+            if d.unknown_ids:
+                meta.skip("records with an event ID no format describes", d.unknown_ids)
+            if d.short_records:
+                meta.skip("kmem records shorter than their format", d.short_records)
+            if d.lost_markers:
+                meta.lost_markers[cpu] = d.lost_markers
+                meta.lost_events[cpu] = d.lost_events
+                dropped = meta.extra.setdefault("dropped", [])
+                for t, n in zip(d.marker_ts.tolist(), d.marker_count.tolist(), strict=True):
+                    if len(dropped) < MAX_MARKERS_KEPT:
+                        dropped.append({"cpu": cpu, "ts": int(t), "count": int(n)})
+        meta.extra["pages"] = pages
+        meta.extra["records"] = records
+        note_backwards(meta, backwards)
+        if "dropped" in meta.extra:
+            meta.extra["dropped"].sort(key=lambda m: (m["ts"], m["cpu"]))
+
+    def _finish(
+        self,
+        builder: EventTableBuilder,
+        cols: dict[str, np.ndarray],
+        name_key: np.ndarray,
+        names: dict[int, str],
+    ) -> EventTable:
+        """Cache ids from the name keys, comms from the pids; the table, sorted by time."""
+        meta = self.meta
         # cache-name keys -> cache ids
         cache_of_key = np.full(max(names, default=0) + 1, NO_CACHE, dtype=np.int32)
         for k, name in sorted(names.items()):
             cache_of_key[k] = builder.caches.intern(name)
-        cols["cache_id"] = cache_of_key[col("name_key")]
+        cols["cache_id"] = cache_of_key[name_key]
         # distinct pids -> comm from the saved cmdlines
         codes, pids = _factorize(cols["pid"])
         comms = self._comms()
@@ -979,6 +1057,27 @@ class _TraceDat:
             if pid.isdigit() and comm:
                 out[int(pid)] = comm
         return out
+
+
+_AOT_OK: dict[str | None, bool] = {}
+
+
+def _aot_usable() -> bool:
+    """True when the reader kernels come (or will come) from an ahead-of-time build: enabled,
+    and no recent failed build (numba JIT would cost its start-up instead). Asked once per
+    process (and value of ``SHEAFTUNE_AOT``)."""
+    env = os.environ.get("SHEAFTUNE_AOT")
+    ok = _AOT_OK.get(env)
+    if ok is None:
+        from sheaftune import compiled
+        from sheaftune.readers.tracedat_fast import KERNELS_MODULE
+
+        try:
+            ok = compiled.aot_enabled() and not compiled.build_status(KERNELS_MODULE)["failed"]
+        except Exception:  # noqa: BLE001 - no usable build: the streaming reader
+            ok = False
+        _AOT_OK[env] = ok
+    return ok
 
 
 def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
