@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat
 import sys
 import tempfile
@@ -127,42 +128,101 @@ def _umask() -> int:
     return mask
 
 
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def stack(*decorators: Decorator) -> Decorator:
+    """One decorator of several click options, listed in --help in the order given."""
+
+    def deco(f: Callable[..., Any]) -> Callable[..., Any]:
+        for d in reversed(decorators):
+            f = d(f)
+        return f
+
+    return deco
+
+
+# One factory per option that several commands take with the same type and default; the help
+# text is the command's own where the option means something particular to it.
+
+
+def kernel_option(help: str = "Whose sheaf semantics the replay applies.") -> Decorator:
+    return click.option(
+        "--kernel",
+        type=click.Choice(("7.3", "6.18")),
+        default="7.3",
+        show_default=True,
+        help=help,
+    )
+
+
+def cpus_option(help: str) -> Decorator:
+    return click.option("--cpus", type=click.IntRange(1, 8192), default=None, help=help)
+
+
+def upper_bound_option(help: str, metavar: str | None = None) -> Decorator:
+    return click.option(
+        "--upper-bound",
+        type=click.IntRange(1, 65535),
+        default=None,
+        metavar=metavar,
+        help=help,
+    )
+
+
+def rcu_gp_ms_option(help: str = "An RCU grace period ends every this many ms.") -> Decorator:
+    return click.option(
+        "--rcu-gp-ms",
+        type=click.FloatRange(0.001, 1e6),
+        default=10.0,
+        show_default=True,
+        help=help,
+    )
+
+
+def seed_option(help: str) -> Decorator:
+    return click.option(
+        "--seed",
+        type=click.IntRange(0, 2**63 - 1),
+        default=0,
+        show_default=True,
+        help=help,
+    )
+
+
+def workload_option(help: str) -> Decorator:
+    return click.option("--workload", type=click.Path(dir_okay=False), default=None, help=help)
+
+
+def events_option(help: str) -> Decorator:
+    return click.option("--events", type=click.IntRange(1, 2_000_000_000), default=None, help=help)
+
+
+def costs_yaml_option(help: str) -> Decorator:
+    """``--costs FILE.yaml`` of `compare` and `costs`."""
+    return click.option(
+        "--costs", "costs_file", type=str, default=None, metavar="FILE.yaml", help=help
+    )
+
+
 def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
     """Options of every command that replays events through the sheaf model."""
-    opts = [
+    return stack(
+        kernel_option(),
         click.option(
-            "--recommend/--no-recommend",
-            default=True,
+            "--capacity",
+            multiple=True,
+            metavar="N[,N...]|buckets|CACHE=N",
+            help="Replay at these sheaf capacities instead of the kernel's own; "
+            "'buckets' = 4,12,28,60,124,252,508 plus the current and autotuned "
+            "values; CACHE=N for one cache. Repeatable.",
+        ),
+        click.option(
+            "--engine",
+            type=click.Choice(("fast", "reference")),
+            default="fast",
             show_default=True,
-            help="Recommend a sheaf_capacity for the five largest caches (with at least 1000 "
-            "allocations), as `sheaftune recommend` would.",
-        ),
-        click.option(
-            "--no-model",
-            is_flag=True,
-            help="Only the trace statistics; no replay through the sheaf model.",
-        ),
-        click.option(
-            "--upper-bound",
-            type=click.IntRange(1, 65535),
-            default=None,
-            help="Prefill size of every inferred prefill operation (default: the "
-            "maple tree's request rule for the store type).",
-        ),
-        click.option(
-            "--rcu-gp-ms",
-            type=click.FloatRange(0.001, 1e6),
-            default=10.0,
-            show_default=True,
-            help="An RCU grace period ends every this many ms.",
-        ),
-        click.option(
-            "--sheaf-pops",
-            type=click.Choice(("prefill", "plain")),
-            default="prefill",
-            show_default=True,
-            help="Replay pops at the maple tree's store helpers as prefilled-sheaf "
-            "operations, or as ordinary allocations.",
+            help="Compiled engine, or the readable reference model (slow).",
         ),
         click.option(
             "--unseen-free",
@@ -173,31 +233,38 @@ def model_options(f: Callable[..., Any]) -> Callable[..., Any]:
             "the allocating CPU before the reuse (rcu), or leaked (none).",
         ),
         click.option(
-            "--engine",
-            type=click.Choice(("fast", "reference")),
-            default="fast",
+            "--sheaf-pops",
+            type=click.Choice(("prefill", "plain")),
+            default="prefill",
             show_default=True,
-            help="Compiled engine, or the readable reference model (slow).",
+            help="Replay pops at the maple tree's store helpers as prefilled-sheaf "
+            "operations, or as ordinary allocations.",
+        ),
+        rcu_gp_ms_option(),
+        upper_bound_option(
+            "Prefill size of every inferred prefill operation (default: the "
+            "maple tree's request rule for the store type)."
         ),
         click.option(
-            "--capacity",
-            multiple=True,
-            metavar="N[,N...]|buckets|CACHE=N",
-            help="Replay at these sheaf capacities instead of the kernel's own; "
-            "'buckets' = 4,12,28,60,124,252,508 plus the current and autotuned "
-            "values; CACHE=N for one cache. Repeatable.",
+            "--no-model",
+            is_flag=True,
+            help="Only the trace statistics; no replay through the sheaf model.",
         ),
         click.option(
-            "--kernel",
-            type=click.Choice(("7.3", "6.18")),
-            default="7.3",
+            "--recommend/--no-recommend",
+            default=True,
             show_default=True,
-            help="Whose sheaf semantics the replay applies.",
+            help="Recommend a sheaf_capacity for the five largest caches (with at least 1000 "
+            "allocations), as `sheaftune recommend` would.",
         ),
-    ]
-    for opt in opts:
-        f = opt(f)
-    return f
+    )(f)
+
+
+def replay_policy(rcu_gp_ms: float, **kwargs: Any) -> Any:
+    """The library's ReplayPolicy, with the grace period given in ms (--rcu-gp-ms)."""
+    from sheaftune.analysis.tracereplay import ReplayPolicy
+
+    return ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6), **kwargs)
 
 
 def build_model_options(
@@ -213,13 +280,9 @@ def build_model_options(
     """The library's ModelOptions from the model_options values."""
     from sheaftune.analysis.pipeline import ModelOptions
     from sheaftune.analysis.sweep import parse_capacities
-    from sheaftune.analysis.tracereplay import ReplayPolicy
 
-    policy = ReplayPolicy(
-        unseen_free=unseen_free,
-        sheaf_pops=sheaf_pops,
-        rcu_gp_ns=int(rcu_gp_ms * 1e6),
-        upper_bound=upper_bound,
+    policy = replay_policy(
+        rcu_gp_ms, unseen_free=unseen_free, sheaf_pops=sheaf_pops, upper_bound=upper_bound
     )
     return ModelOptions(
         kernel=kernel,
@@ -228,6 +291,153 @@ def build_model_options(
         policy=policy,
         recommend=recommend,
     )
+
+
+def recommend_options(
+    *, cpus_help: str, objective_help: str, tolerance_help: str, memory_budget_help: str
+) -> Decorator:
+    """The target machine and the objective of `recommend` and `fleet`: --cpus, --nodes,
+    --kernel, --objective, --tolerance, --memory-budget."""
+    return stack(
+        cpus_option(cpus_help),
+        click.option(
+            "--nodes", type=click.IntRange(1, 1024), default=None, help="NUMA nodes [default: 1]."
+        ),
+        kernel_option("Whose sheaf semantics the replays apply."),
+        click.option(
+            "--objective",
+            type=click.Choice(("balanced", "time", "memory", "scaling")),
+            default="scaling",
+            show_default=True,
+            help=objective_help,
+        ),
+        click.option(
+            "--tolerance",
+            type=click.FloatRange(0.0, 10.0),
+            default=0.05,
+            show_default=True,
+            help=tolerance_help,
+        ),
+        click.option("--memory-budget", default=None, metavar="BYTES", help=memory_budget_help),
+    )
+
+
+def recommend_engine_options(*, engine_help: str, costs_help: str) -> Decorator:
+    """--engine and --costs of `recommend` and `fleet`."""
+    return stack(
+        click.option(
+            "--engine",
+            type=click.Choice(("auto", "fast", "reference")),
+            default="auto",
+            show_default=True,
+            help=engine_help,
+        ),
+        click.option(
+            "--costs",
+            "costs_file",
+            type=click.Path(dir_okay=False),
+            default=None,
+            help=costs_help,
+        ),
+    )
+
+
+_SUFFIX = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+
+def parse_bytes(value: str) -> int:
+    """``65536``, ``64K``, ``64KiB``, ``1.5M``, ``2G`` -> bytes (binary units)."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*", value)
+    if not m:
+        raise click.BadParameter(f"{value!r} is not a size (e.g. 65536, 512K, 4M, 1G)")
+    return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
+
+
+def parse_memory_budget(value: str | None) -> int | None:
+    """--memory-budget in bytes (None: no limit); a usage error for what is not a size."""
+    if value is None:
+        return None
+    try:
+        return parse_bytes(value)
+    except click.BadParameter as e:
+        raise UsageError(f"--memory-budget: {e.message}") from None
+
+
+def load_costs(path: str | None) -> Any:
+    """The cost model: the built-in one, with the overrides of the YAML file at ``path``."""
+    from sheaftune.costs import CostModel
+
+    return CostModel.from_yaml(path) if path else CostModel()
+
+
+def build_recommend_options(
+    *,
+    kernel: str,
+    cpus: int | None,
+    nodes: int | None,
+    objective: str,
+    tolerance: float,
+    memory_budget: int | None,
+    engine: str,
+    costs_file: str | None,
+    capacities: tuple[int, ...] = (),
+    upper_bound: int | None = None,
+) -> Any:
+    """The library's RecommendOptions from the recommend_options values (the budget parsed)."""
+    from sheaftune.analysis.recommend import RecommendOptions
+
+    return RecommendOptions(
+        kernel=kernel,
+        cpus=cpus,
+        nodes=nodes,
+        objective=objective,
+        memory_budget=memory_budget,
+        capacities=capacities,
+        upper_bound=upper_bound,
+        engine=engine,
+        costs=load_costs(costs_file),
+        tolerance=tolerance,
+    )
+
+
+def recommend_fleet(
+    paths: list[str],
+    input_format: str | None,
+    options: Any,
+    rcu_gp_ms: float,
+    caches: tuple[str, ...],
+    min_allocs: int,
+    jobs: int | None,
+    scheduler: str | None,
+) -> Any:
+    """One recommendation per machine (trace) and cache, summarised as a FleetReport."""
+    from sheaftune.analysis.distribute import make_executor, recommend_many, trace_inputs
+    from sheaftune.analysis.fleet import fleet_report
+    from sheaftune.cli.console import warn_meta
+
+    policy = replay_policy(rcu_gp_ms)
+    inputs = trace_inputs(paths, input_format)
+    with make_executor(jobs, scheduler) as ex:
+        per_machine = recommend_many(
+            inputs, ex, options, policy, caches, min_allocs, on_meta=warn_meta
+        )
+    return fleet_report(
+        paths,
+        per_machine,
+        kernel=options.kernel,
+        objective=options.objective,
+        tolerance=options.tolerance,
+    )
+
+
+def require_matplotlib() -> None:
+    """A usage error, before any work, when --plot cannot be drawn."""
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
+        ) from None
 
 
 def announce_compile(engine: str) -> None:

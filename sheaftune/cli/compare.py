@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from sheaftune.cli.common import executor_options, output_options, output_stream
+from sheaftune.cli.common import (
+    costs_yaml_option,
+    cpus_option,
+    events_option,
+    executor_options,
+    kernel_option,
+    output_options,
+    output_stream,
+    seed_option,
+    upper_bound_option,
+    workload_option,
+)
 from sheaftune.cli.completion import complete_path
 
 PLOT_SUFFIXES = (".svg", ".png")
@@ -19,12 +30,7 @@ Examples:
   sheaftune compare --workload workloads/prefill-heavy.yaml --format yaml""",
 )
 @click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
-@click.option(
-    "--workload",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Generate the events and prefill operations from this workload file instead.",
-)
+@workload_option("Generate the events and prefill operations from this workload file instead.")
 @click.option(
     "--ops",
     "ops_file",
@@ -34,13 +40,10 @@ Examples:
     "(default: inferred from the trace's sheaf pops).",
 )
 @click.option("--cache", default="maple_node", show_default=True, help="The cache to compare.")
-@click.option(
-    "--upper-bound",
-    type=click.IntRange(1, 65535),
-    default=None,
-    metavar="U",
-    help="Objects each operation must be guaranteed (replaces the input's bounds; with --used "
+@upper_bound_option(
+    "Objects each operation must be guaranteed (replaces the input's bounds; with --used "
     "and no input, builds a synthetic stream).",
+    metavar="U",
 )
 @click.option(
     "--used",
@@ -55,20 +58,11 @@ Examples:
     default=None,
     help="Force this sheaf capacity (default: the kernel's own for the cache).",
 )
-@click.option(
-    "--cpus",
-    type=click.IntRange(1, 8192),
-    default=None,
-    help="CPUs per node for the contention estimate, and the CPUs of a synthetic stream "
-    "(default: the input's CPUs; 4 for a synthetic stream).",
+@cpus_option(
+    "CPUs per node for the contention estimate, and the CPUs of a synthetic stream "
+    "(default: the input's CPUs; 4 for a synthetic stream)."
 )
-@click.option(
-    "--kernel",
-    type=click.Choice(("7.3", "6.18")),
-    default="7.3",
-    show_default=True,
-    help="Whose sheaf semantics the replay applies.",
-)
+@kernel_option()
 @click.option(
     "--engine",
     type=click.Choice(("fast", "reference")),
@@ -76,27 +70,9 @@ Examples:
     show_default=True,
     help="The readable reference model, or the compiled engine.",
 )
-@click.option(
-    "--costs",
-    "costs_file",
-    type=str,
-    default=None,
-    metavar="FILE.yaml",
-    help="Replace cost-model defaults (see `sheaftune costs`).",
-)
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**63 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of --workload generation and of --used draws.",
-)
-@click.option(
-    "--events",
-    type=click.IntRange(1, 2_000_000_000),
-    default=None,
-    help="Visible events to generate from --workload (default: its own, at most 50,000).",
-)
+@costs_yaml_option("Replace cost-model defaults (see `sheaftune costs`).")
+@seed_option("Seed of --workload generation and of --used draws.")
+@events_option("Visible events to generate from --workload (default: its own, at most 50,000).")
 @click.option(
     "--plot",
     type=str,
@@ -141,7 +117,7 @@ def command(
     Several TRACEs (files, quoted globs, @FILE lists) give one comparison per trace, run on all
     cores (--jobs N) or a dask.distributed cluster (--scheduler); docs/fleet.md.
     """
-    from sheaftune.cli.common import expand_trace_args
+    from sheaftune.cli.common import expand_trace_args, require_matplotlib
 
     paths = expand_trace_args(traces)
     many = len(paths) > 1 or scheduler is not None
@@ -155,12 +131,7 @@ def command(
     if plot is not None:
         if not plot.lower().endswith(PLOT_SUFFIXES):
             raise UsageError(f"--plot {plot!r}: give a .svg or .png file")
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
-            ) from None
+        require_matplotlib()
     costs = CostModel.from_yaml(costs_file) if costs_file else None
     req = CompareRequest(
         trace=trace,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from sheaftune.cli.common import output_options, output_stream
+from sheaftune.cli.common import costs_yaml_option, output_options, output_stream
 
 
 @click.command(
@@ -15,14 +15,7 @@ Examples:
   sheaftune costs --costs my-machine.yaml --format yaml
   sheaftune costs --format json -o costs.json""",
 )
-@click.option(
-    "--costs",
-    "costs_file",
-    type=str,
-    default=None,
-    metavar="FILE.yaml",
-    help="A YAML mapping of cost names to ns that replaces those defaults.",
-)
+@costs_yaml_option("A YAML mapping of cost names to ns that replaces those defaults.")
 @output_options(("table", "json", "yaml"))
 def command(costs_file: str | None, fmt: str, output: str | None) -> None:
     """Print the cost model the estimates use: ns per allocator path, each default's source.
@@ -32,9 +25,10 @@ def command(costs_file: str | None, fmt: str, output: str | None) -> None:
     --costs FILE.yaml (the same file `sheaftune compare --costs` takes) replaces any of them;
     its keys are the names listed here. The lock contention model is printed too.
     """
-    from sheaftune.costs import CostModel, CostReport
+    from sheaftune.cli.common import load_costs
+    from sheaftune.costs import CostReport
     from sheaftune.report import render
 
-    model = CostModel.from_yaml(costs_file) if costs_file else CostModel()
+    model = load_costs(costs_file)
     with output_stream(output) as out:
         render(CostReport.of(model, costs_file), fmt, out)

@@ -6,6 +6,8 @@ from typing import Any
 
 import click
 
+from sheaftune.cli.common import cpus_option, events_option, seed_option
+
 GENERATE_FORMATS = ("npz", "ftrace", "report")
 
 
@@ -34,25 +36,9 @@ Examples:
     help="npz: sheaftune's columnar file; ftrace: /sys/kernel/tracing/trace text; "
     "report: trace-cmd report text.",
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**63 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the random generator: the same seed gives the same bytes.",
-)
-@click.option(
-    "--cpus",
-    type=click.IntRange(1, 8192),
-    default=None,
-    help="Override the workload's CPU count (per-CPU rates scale with it).",
-)
-@click.option(
-    "--events",
-    type=click.IntRange(1, 2_000_000_000),
-    default=None,
-    help="Override the number of visible events to generate.",
-)
+@seed_option("Seed of the random generator: the same seed gives the same bytes.")
+@cpus_option("Override the workload's CPU count (per-CPU rates scale with it).")
+@events_option("Override the number of visible events to generate.")
 @click.option(
     "--ns",
     "ns_stamps",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -12,22 +11,17 @@ from sheaftune.cli.common import (
     input_format_option,
     output_options,
     output_stream,
+    rcu_gp_ms_option,
+    recommend_engine_options,
+    recommend_options,
+    seed_option,
+    upper_bound_option,
+    workload_option,
 )
 from sheaftune.cli.completion import complete_path
 
 if TYPE_CHECKING:
     from sheaftune.analysis.recommend import Recommendation, RecommendOptions
-    from sheaftune.costs import CostModel
-
-_SUFFIX = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3}
-
-
-def parse_bytes(value: str) -> int:
-    """``65536``, ``64K``, ``64KiB``, ``1.5M``, ``2G`` -> bytes (binary units)."""
-    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([kKmMgG]?)(?:i?[bB])?\s*", value)
-    if not m:
-        raise click.BadParameter(f"{value!r} is not a size (e.g. 65536, 512K, 4M, 1G)")
-    return int(float(m.group(1)) * _SUFFIX[m.group(2).lower()])
 
 
 @click.command(
@@ -39,12 +33,7 @@ Examples:
   sheaftune recommend --upper-bound 13 --object-size 256 --cpus 16 --plot capacity.png""",
 )
 @click.argument("traces", nargs=-1, type=str, shell_complete=complete_path)
-@click.option(
-    "--workload",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="A workload file (workloads/*.yaml), regenerated for --cpus instead of a trace.",
-)
+@workload_option("A workload file (workloads/*.yaml), regenerated for --cpus instead of a trace.")
 @click.option(
     "--cache",
     default="maple_node",
@@ -52,12 +41,9 @@ Examples:
     metavar="NAME",
     help="The cache to recommend for.",
 )
-@click.option(
-    "--upper-bound",
-    type=click.IntRange(1, 65535),
-    default=None,
-    help="Prefill size of the cache's prefill operations. Alone (no TRACE, no --workload): "
-    "recommend from the default demand model (docs/recommend.md).",
+@upper_bound_option(
+    "Prefill size of the cache's prefill operations. Alone (no TRACE, no --workload): "
+    "recommend from the default demand model (docs/recommend.md)."
 )
 @click.option(
     "--object-size",
@@ -66,46 +52,16 @@ Examples:
     help="Slot size S.size in bytes for the default demand model [default: 256, maple_node]; "
     "a trace or workload says its own.",
 )
-@click.option(
-    "--cpus",
-    type=click.IntRange(1, 8192),
-    default=None,
-    help="CPUs of the target machine [default: the trace's or workload's own; 1 for the "
+@recommend_options(
+    cpus_help="CPUs of the target machine [default: the trace's or workload's own; 1 for the "
     "demand model]. A trace is replayed as is and contention scaled to these CPUs; a "
     "workload is regenerated for them.",
-)
-@click.option(
-    "--nodes", type=click.IntRange(1, 1024), default=None, help="NUMA nodes [default: 1]."
-)
-@click.option(
-    "--kernel",
-    type=click.Choice(("7.3", "6.18")),
-    default="7.3",
-    show_default=True,
-    help="Whose sheaf semantics the replays apply.",
-)
-@click.option(
-    "--objective",
-    type=click.Choice(("balanced", "time", "memory", "scaling")),
-    default="scaling",
-    show_default=True,
-    help="balanced: the smallest capacity within --tolerance of the fastest; time: the "
-    "fastest; memory: the least worst-case memory per node; scaling: the smallest capacity "
-    "whose lock contention costs at most 10% of its time.",
-)
-@click.option(
-    "--tolerance",
-    type=click.FloatRange(0.0, 10.0),
-    default=0.05,
-    show_default=True,
-    help="balanced: how much slower than the fastest still counts as fast (0.05 = 5%).",
-)
-@click.option(
-    "--memory-budget",
-    default=None,
-    metavar="BYTES",
-    help="Worst-case bytes per node the cache's sheaves may hold (e.g. 4M); larger "
-    "candidates are excluded.",
+    objective_help="balanced: the smallest capacity within --tolerance of the fastest; time: "
+    "the fastest; memory: the least worst-case memory per node; scaling: the smallest "
+    "capacity whose lock contention costs at most 10% of its time.",
+    tolerance_help="balanced: how much slower than the fastest still counts as fast (0.05 = 5%).",
+    memory_budget_help="Worst-case bytes per node the cache's sheaves may hold (e.g. 4M); "
+    "larger candidates are excluded.",
 )
 @click.option(
     "--capacity",
@@ -113,20 +69,10 @@ Examples:
     metavar="N[,N...]",
     help="Also consider these capacities. Repeatable.",
 )
-@click.option(
-    "--engine",
-    type=click.Choice(("auto", "fast", "reference")),
-    default="auto",
-    show_default=True,
-    help="Replay engine; auto: the compiled engine when installed (same results as the "
+@recommend_engine_options(
+    engine_help="Replay engine; auto: the compiled engine when installed (same results as the "
     "reference model, much faster).",
-)
-@click.option(
-    "--costs",
-    "costs_file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Cost model overrides (YAML mapping of cost names to ns).",
+    costs_help="Cost model overrides (YAML mapping of cost names to ns).",
 )
 @click.option(
     "--events-per-cpu",
@@ -136,20 +82,8 @@ Examples:
     help="--workload: visible events generated per CPU (enough for several RCU grace periods "
     "of the bundled workloads).",
 )
-@click.option(
-    "--seed",
-    type=click.IntRange(0, 2**63 - 1),
-    default=0,
-    show_default=True,
-    help="Seed of the workload generator or demand model.",
-)
-@click.option(
-    "--rcu-gp-ms",
-    type=click.FloatRange(0.001, 1e6),
-    default=10.0,
-    show_default=True,
-    help="TRACE: an RCU grace period ends every this many ms.",
-)
+@seed_option("Seed of the workload generator or demand model.")
+@rcu_gp_ms_option("TRACE: an RCU grace period ends every this many ms.")
 @input_format_option
 @click.option(
     "--plot",
@@ -202,22 +136,19 @@ def command(
     recommendations, the capacity that suits most of them, and the outliers; the work runs on
     all cores (--jobs N) or a dask.distributed cluster (--scheduler); docs/fleet.md.
     """
-    from sheaftune.analysis.recommend import (
-        RecommendOptions,
-        recommend_for_upper_bound,
-        recommend_for_workload,
+    from sheaftune.analysis.recommend import recommend_for_upper_bound, recommend_for_workload
+    from sheaftune.cli.common import (
+        build_recommend_options,
+        expand_trace_args,
+        parse_memory_budget,
+        recommend_fleet,
+        require_matplotlib,
     )
     from sheaftune.errors import UsageError
     from sheaftune.report import render
 
     if plot is not None:
-        try:
-            import matplotlib  # noqa: F401
-        except ImportError:
-            raise UsageError(
-                "--plot needs matplotlib: pip install 'sheaftune[plot]' (or pip install matplotlib)"
-            ) from None
-    from sheaftune.cli.common import expand_trace_args
+        require_matplotlib()
 
     paths = expand_trace_args(traces)
     traces = tuple(paths)  # an empty @list is no TRACE
@@ -240,24 +171,17 @@ def command(
             if not 1 <= n <= 65535:
                 raise UsageError(f"--capacity: {n} is out of range (1..65535)")
             extra.append(n)
-    budget = None
-    if memory_budget is not None:
-        try:
-            budget = parse_bytes(memory_budget)
-        except click.BadParameter as e:
-            raise UsageError(f"--memory-budget: {e.message}") from None
-    costs = _costs(costs_file)
-    options = RecommendOptions(
+    options = build_recommend_options(
         kernel=kernel,
         cpus=cpus,
         nodes=nodes,
         objective=objective,
-        memory_budget=budget,
+        tolerance=tolerance,
+        memory_budget=parse_memory_budget(memory_budget),
+        engine=engine,
+        costs_file=costs_file,
         capacities=tuple(extra),
         upper_bound=upper_bound,
-        engine=engine,
-        costs=costs,
-        tolerance=tolerance,
     )
     from sheaftune.analysis.recommend import resolve_engine
     from sheaftune.cli.common import announce_compile
@@ -265,7 +189,9 @@ def command(
     announce_compile(resolve_engine(engine))
     record: Any
     if fleet:
-        record = _fleet(paths, input_format, cache, options, rcu_gp_ms, jobs, scheduler)
+        record = recommend_fleet(
+            paths, input_format, options, rcu_gp_ms, (cache,), 1, jobs, scheduler
+        )
     elif paths:
         record = _from_trace(paths[0], input_format, cache, options, rcu_gp_ms)
     elif workload:
@@ -287,18 +213,12 @@ def command(
         plot_recommendation(record, plot)
 
 
-def _costs(path: str | None) -> CostModel:
-    from sheaftune.costs import CostModel
-
-    return CostModel.from_yaml(path) if path else CostModel()
-
-
 def _from_trace(
     path: str, input_format: str | None, cache: str, options: RecommendOptions, rcu_gp_ms: float
 ) -> Recommendation:
     from sheaftune.analysis.pipeline import load
     from sheaftune.analysis.recommend import recommend_for_cache
-    from sheaftune.analysis.tracereplay import ReplayPolicy
+    from sheaftune.cli.common import replay_policy
     from sheaftune.cli.console import warn_meta
     from sheaftune.cli.progress import read_options
     from sheaftune.normalize import normalize
@@ -306,34 +226,4 @@ def _from_trace(
     with read_options(path) as opts:
         table = load(path, input_format, opts)
     warn_meta(table.meta)
-    policy = ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6))
-    return recommend_for_cache(normalize(table), cache, options, policy)
-
-
-def _fleet(
-    paths: list[str],
-    input_format: str | None,
-    cache: str,
-    options: RecommendOptions,
-    rcu_gp_ms: float,
-    jobs: int | None,
-    scheduler: str | None,
-) -> Any:
-    """One recommendation per machine (trace) for ``cache``, summarised as a FleetReport."""
-    from sheaftune.analysis.distribute import make_executor, recommend_many, trace_inputs
-    from sheaftune.analysis.fleet import fleet_report
-    from sheaftune.analysis.tracereplay import ReplayPolicy
-    from sheaftune.cli.console import warn_meta
-
-    policy = ReplayPolicy(rcu_gp_ns=int(rcu_gp_ms * 1e6))
-    with make_executor(jobs, scheduler) as ex:
-        per_machine = recommend_many(
-            trace_inputs(paths, input_format), ex, options, policy, (cache,), 1, on_meta=warn_meta
-        )
-    return fleet_report(
-        paths,
-        per_machine,
-        kernel=options.kernel,
-        objective=options.objective,
-        tolerance=options.tolerance,
-    )
+    return recommend_for_cache(normalize(table), cache, options, replay_policy(rcu_gp_ms))
