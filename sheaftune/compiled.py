@@ -10,7 +10,7 @@ Contract
 Kernel module (e.g. ``sheaftune.model._engine_kernels``):
 
 * defines its ``@njit`` functions (``_nrt=False`` is expected: arrays are allocated by the
-  Python caller, the AOT build does not link numba's runtime) and a module-level literal
+  Python caller, the AOT build does not link numba's runtime) and a module-level
   ``AOT_EXPORTS: dict[str, str]`` mapping each exported function's attribute name to one numba
   signature string, e.g. ``{"scan": "i8(u1[::1], i8[::1])"}``. Use ``[::1]`` (C-contiguous) in
   signatures for speed. Callers pass exactly those dtypes, dimensions and layouts: pycc's own
@@ -78,6 +78,7 @@ import importlib.util
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -232,26 +233,52 @@ def _origin(module_name: str) -> Path:
     return Path(spec.origin)
 
 
+#: Import statements, found without parsing the whole module (a kernel module is long, and
+#: ``ast`` over all of it would cost more than loading the build).
+_IMPORT_RE = re.compile(
+    r"^[ \t]*(from[ \t]+[.\w]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M
+)
+
+
 def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
     """The ``sheaftune`` modules ``path`` imports at any level (read, not imported)."""
-    tree = ast.parse(path.read_bytes(), str(path))
     package = module_name.rpartition(".")[0]
     out: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            out.update(a.name for a in node.names if a.name.split(".")[0] == "sheaftune")
-        elif isinstance(node, ast.ImportFrom):
-            base = node.module or ""
-            if node.level:
-                parts = package.split(".")
-                up = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
-                base = ".".join(up + ([base] if base else []))
-            if base.split(".")[0] != "sheaftune":
-                continue
-            out.add(base)
-            for a in node.names:  # "from sheaftune.model import x" may name a module
-                out.add(base + "." + a.name)
+    for m in _IMPORT_RE.finditer(path.read_text(encoding="utf-8", errors="replace")):
+        try:
+            tree = ast.parse(m.group(1))
+        except SyntaxError:  # prose in a docstring that looks like an import
+            continue
+        for node in tree.body:
+            if isinstance(node, ast.Import):
+                out.update(a.name for a in node.names if a.name.split(".")[0] == "sheaftune")
+            elif isinstance(node, ast.ImportFrom):
+                base = node.module or ""
+                if node.level:
+                    parts = package.split(".")
+                    up = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                    base = ".".join(up + ([base] if base else []))
+                if base.split(".")[0] != "sheaftune":
+                    continue
+                out.add(base)
+                for a in node.names:  # "from sheaftune.model import x" may name a module
+                    if _is_submodule(base, a.name):
+                        out.add(base + "." + a.name)
     return out
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module, decided from the file system: ``find_spec`` of a
+    dotted name would import its parent, which may be a kernel module (numba)."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError):
+        return False
+    locations = spec.submodule_search_locations if spec is not None else None
+    return any(
+        (Path(loc) / f"{name}.py").is_file() or (Path(loc) / name / "__init__.py").is_file()
+        for loc in locations or ()
+    )
 
 
 def _sources(module_name: str) -> list[tuple[str, Path]]:
@@ -274,6 +301,17 @@ def _sources(module_name: str) -> list[tuple[str, Path]]:
 
 
 def _dist_version(name: str) -> str:
+    """An installed distribution's version, from its ``.dist-info`` name when it sits beside
+    the package (no import, no full metadata scan), else from :mod:`importlib.metadata`."""
+    try:
+        spec = importlib.util.find_spec(name)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is not None and spec.origin:
+        site = Path(spec.origin).parent.parent
+        found = sorted(site.glob(f"{name}-*.dist-info"))
+        if len(found) == 1:
+            return found[0].name[len(name) + 1 : -len(".dist-info")]
     from importlib import metadata
 
     try:

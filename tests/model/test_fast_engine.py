@@ -25,6 +25,10 @@ from sheaftune.model.reference import ModelError
 from sheaftune.model.replay import ReplayResult, replay, run_reference
 from sheaftune.params import ModelParams
 
+#: Every test here runs twice: on the AOT build of the engine and on its numba JIT kernels
+#: (``engine_mode`` in conftest.py); both must equal the reference.
+pytestmark = pytest.mark.usefixtures("engine_mode")
+
 FIXTURES = Path("/work/shared/fixtures")
 
 
@@ -261,16 +265,18 @@ def test_remote_gate_draws_match_python_random() -> None:
     """The engine's Mersenne Twister gives CPython's ``random.random()`` sequence."""
     import random
 
+    from sheaftune.model._engine_kernels import mt_random
+
     for seed in (0, 1, 12345):
         r = random.Random(seed)
         mt = np.zeros(626, dtype=np.int64)
         mt[:625] = r.getstate()[1]
         want = [random.Random(seed).random() for _ in range(1)]
-        got = [fast.mt_random(mt)]
+        got = [mt_random(mt)]
         r2 = random.Random(seed)
         want = [r2.random() for _ in range(700)]
         mt[:625] = random.Random(seed).getstate()[1]
-        got = [fast.mt_random(mt) for _ in range(700)]
+        got = [mt_random(mt) for _ in range(700)]
         assert got == want
 
 
@@ -297,11 +303,19 @@ def test_run_many_equals_single_runs() -> None:
 
 
 def test_needs_compile_reports_a_cold_cache(tmp_path: Path) -> None:
-    """In a fresh cache directory the engine must compile; the warm cache here must not."""
-    code = "from sheaftune.model import fast; print(fast.needs_compile())"
-    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
-    assert out.stdout.strip() == "True", out.stderr
+    """With fresh caches the engine must compile: the AOT build (checked without importing
+    numba), or numba's JIT with ``SHEAFTUNE_AOT=0``; once the engine ran here, it must not."""
+    code = (
+        "import sys; from sheaftune.model import fast; "
+        "print(fast.needs_compile(), 'numba' in sys.modules)"
+    )
+    for extra, numba_loaded in (
+        ({"SHEAFTUNE_CACHE_DIR": str(tmp_path / "aot")}, "False"),
+        ({"SHEAFTUNE_AOT": "0", "NUMBA_CACHE_DIR": str(tmp_path / "numba")}, "True"),
+    ):
+        env = dict(os.environ, **extra)
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+        assert out.stdout.split() == ["True", numba_loaded], out.stderr
     fast.run(build_random_plan(ModelParams(), [(0, 0, 0, 0, 0, 1)]), ModelParams())
     assert fast.needs_compile() is False
 
