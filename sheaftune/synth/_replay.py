@@ -25,6 +25,8 @@ COUNT_NAMES = (
 
 #: Fates of an operation's objects (as in :mod:`sheaftune.synth.generate`).
 VISIBLE, RCU, BULK, NEVER = 0, 1, 2, 3
+#: A per-stream constant (site, bytes) that says "per record: see the record's array".
+PER_RECORD = -2
 #: A kept row's ``ptr`` holds ``cache << SLOT_BITS | slot`` until :func:`place_pointers`.
 SLOT_BITS = 40
 
@@ -73,9 +75,10 @@ def fill_stream(  # type: ignore[no-untyped-def]
     op_cpu,
     op_fcpu,
     op_site,
+    site_c,
     op_fsite,
+    fsite_c,
     obj_bytes,
-    const_bytes,
     spacing,
     fspacing,
     rcu_add,
@@ -112,6 +115,8 @@ def fill_stream(  # type: ignore[no-untyped-def]
     """
     has_k = len(k) > 0
     per_obj = len(obj_bytes) > 0
+    per_site = len(op_site) > 0
+    per_fsite = len(op_fsite) > 0
     lead_us = lead[0]
     lead_sub = lead[1]
     a = a0
@@ -130,13 +135,15 @@ def fill_stream(  # type: ignore[no-untyped-def]
         ftag = tag_base | (np.int64(fi == VISIBLE) << 3) | (fi << 1) | 1
         c = op_cpu[i]
         fc = op_fcpu[i]
-        asite = op_site[i]
-        fsite = op_fsite[i]
+        asite = op_site[i] if per_site else site_c
+        fsite = op_fsite[i] if per_fsite else fsite_c
         for j in range(ki):
             at = t + j * spacing
             tag[a] = atag
-            site[a] = asite
-            nbytes[a] = obj_bytes[ob] if per_obj else const_bytes
+            if per_site:
+                site[a] = asite
+            if per_obj:
+                nbytes[a] = obj_bytes[ob]
             tu = np.int64(np.floor(at / 1000.0))
             au = tu + 1
             fol = follow_kind if j > 0 else 0
@@ -165,7 +172,8 @@ def fill_stream(  # type: ignore[no-untyped-def]
                     ft = ft + rcu_add
                 r = n_alloc + fr
                 tag[r] = ftag
-                site[r] = fsite
+                if per_fsite:
+                    site[r] = fsite
                 f_obj[fr] = a
                 if packed:
                     fu = np.int64(np.floor(ft / 1000.0))
@@ -236,6 +244,9 @@ def walk(  # type: ignore[no-untyped-def]
     s_op_free,
     s_gfp,
     s_comm,
+    s_asite,
+    s_fsite,
+    s_bytes,
     pid_base,
     c_size,
     c_id,
@@ -330,15 +341,19 @@ def walk(  # type: ignore[no-untyped-def]
                 o_cpu[nkeep] = p
                 o_cache[nkeep] = c_id[c]
                 o_ptr[nkeep] = (np.uint64(c) << np.uint64(SLOT_BITS)) | np.uint64(slot_local[s])
-                o_site[nkeep] = site[r]
                 o_comm[nkeep] = s_comm[st]
                 o_pid[nkeep] = pid_base + p + ncpus * s_comm[st]
                 if not is_free:
+                    v = s_asite[st]
+                    o_site[nkeep] = site[r] if v == PER_RECORD else v
+                    b = s_bytes[st]
+                    o_breq[nkeep] = nbytes[r] if b == PER_RECORD else b
                     o_op[nkeep] = s_op_alloc[st]
-                    o_breq[nkeep] = nbytes[r]
                     o_balloc[nkeep] = c_size[c]
                     o_gfp[nkeep] = s_gfp[st]
                 else:
+                    v = s_fsite[st]
+                    o_site[nkeep] = site[r] if v == PER_RECORD else v
                     o_op[nkeep] = s_op_free[st]
                     o_breq[nkeep] = 0
                     o_balloc[nkeep] = 0
@@ -379,6 +394,71 @@ def place_pointers(ptr, c_base, c_stride):  # type: ignore[no-untyped-def]
         v = np.uint64(ptr[j])
         c = np.int64(v >> np.uint64(SLOT_BITS))
         ptr[j] = c_base[c] + (v & low) * np.uint64(c_stride[c])
+
+
+@numba.njit(cache=True, nogil=True)
+def op_window(t_ns, t0_us, t1_us):  # type: ignore[no-untyped-def]
+    """The slice ``[lo, hi)`` of time-ordered operations whose µs is in ``[t0_us, t1_us]``."""
+
+    def first(bound):  # type: ignore[no-untyped-def]
+        lo, hi = 0, len(t_ns)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if np.floor(t_ns[mid] / 1000.0) < bound:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    return first(t0_us), first(t1_us + 1)
+
+
+@numba.njit(cache=True, nogil=True)
+def op_keys(t_ns, cpu, t0_us, ncpus, bits):  # type: ignore[no-untyped-def]
+    """Sort keys of operations: (µs since ``t0_us``, CPU, position), packed in one int64."""
+    n = len(t_ns)
+    key = np.empty(n, np.int64)
+    for i in range(n):
+        tu = np.int64(np.floor(t_ns[i] / 1000.0))
+        key[i] = (((tu - t0_us) * ncpus + cpu[i]) << bits) | i
+    return key
+
+
+@numba.njit(cache=True, nogil=True)
+def op_rows(  # type: ignore[no-untyped-def]
+    order,
+    t_ns,
+    cpu,
+    upper,
+    used,
+    site,
+    stream,
+    cache_of_stream,
+    comm_of_stream,
+    pid_base,
+    ncpus,
+    ts_offset_us,
+    o_ts,
+    o_cpu,
+    o_cache,
+    o_upper,
+    o_used,
+    o_pid,
+    o_site,
+):
+    """The OpTable columns of the operations in ``order`` (``stream`` per operation, or one)."""
+    one = len(stream) == 1
+    for j in range(len(order)):
+        i = order[j]
+        st = stream[0] if one else stream[i]
+        p = np.int64(cpu[i])
+        o_ts[j] = (np.int64(np.floor(t_ns[i] / 1000.0)) + ts_offset_us) * 1000
+        o_cpu[j] = p
+        o_cache[j] = cache_of_stream[st]
+        o_upper[j] = upper[i]
+        o_used[j] = used[i]
+        o_pid[j] = pid_base + p + ncpus * comm_of_stream[st]
+        o_site[j] = site[i]
 
 
 #: Sub-microsecond order within one CPU's microsecond, in steps of 100 ns.

@@ -54,6 +54,9 @@ PTR_BASE = 0xFFFF888100000000
 
 Progress = Callable[[str, float], None]
 
+#: A per-stream constant (site, bytes) meaning "per record: see the array" (as in _replay).
+PER_RECORD = -2
+
 # Fates of an operation's objects.
 _VISIBLE, _RCU, _BULK, _NEVER = 0, 1, 2, 3
 
@@ -216,8 +219,10 @@ class _Stream:
     fate: np.ndarray  # int8
     op_cpu: np.ndarray  # int32
     op_fcpu: np.ndarray  # int32: the CPU that frees
-    op_site: np.ndarray  # int32
-    op_fsite: np.ndarray  # int32
+    op_site: np.ndarray  # int32; empty: site_c for every operation
+    site_c: int
+    op_fsite: np.ndarray  # int32; empty: fsite_c (-1: no call site)
+    fsite_c: int
     obj_bytes: np.ndarray  # int32 per object (hidden ones too); empty: const_bytes each
     const_bytes: int
     spacing: float  # ns between the allocations of one operation
@@ -267,9 +272,11 @@ def _gen_stream(
     # exponential gaps. Sorted arrivals keep the later merge and walk cache-friendly.
     m = int(rng.poisson(s.rate * span * 1e-9 * len(cpu_list)))
     op_cpu = cpu_list.astype(np.int32)[rng.integers(0, len(cpu_list), size=m)]
-    gaps = np.cumsum(rng.standard_exponential(m + 1))
-    op_t = gaps[:m] * (span / gaps[m]) - warm_ns
-    del gaps
+    gaps = rng.standard_exponential(m + 1)
+    np.cumsum(gaps, out=gaps)
+    op_t = gaps[:m]  # in place, the arithmetic of gaps[:m] * (span / gaps[m]) - warm_ns
+    np.multiply(op_t, span / gaps[m], out=op_t)
+    np.subtract(op_t, warm_ns, out=op_t)
     upper = None
     if s.kind == "prefill":
         assert s.upper_bound is not None and s.used is not None
@@ -282,7 +289,7 @@ def _gen_stream(
         k = s.burst.sample(rng, m)
     else:
         k = None  # one object per operation
-    op_site = _pick(alloc_sites, s.call_site.probabilities(), rng, m)
+    op_site, site_c = _pick(alloc_sites, s.call_site.probabilities(), rng, m)
     fr = s.free
     u = rng.random(m)
     fate = np.full(m, _VISIBLE, dtype=np.int8)
@@ -290,11 +297,12 @@ def _gen_stream(
     fate[u < fr.kfree_rcu + fr.bulk] = _BULK
     fate[u < fr.kfree_rcu] = _RCU
     if fr.call_site is not None:
-        op_fsite = _pick(free_sites, fr.call_site.probabilities(), rng, m)
+        op_fsite, fsite_c = _pick(free_sites, fr.call_site.probabilities(), rng, m)
     else:
-        op_fsite = np.full(m, -1, dtype=np.int32)
-    life_ns = s.lifetime_us.sample(rng, m) * 1000.0
-    op_fcpu = _free_cpus(s, op_cpu, rng, ncpus, nodes).astype(np.int32)
+        op_fsite, fsite_c = np.empty(0, dtype=np.int32), -1
+    life_ns = s.lifetime_us.sample(rng, m)
+    np.multiply(life_ns, 1000.0, out=life_ns)
+    op_fcpu = _free_cpus(s, op_cpu, rng, ncpus, nodes).astype(np.int32, copy=False)
     n_obj = m if k is None else int(k.sum())
     const_bytes = 0
     if s.bytes_req is not None:
@@ -306,6 +314,8 @@ def _gen_stream(
     if s.kind == "prefill":
         assert upper is not None and k is not None
         prefill = {"t": op_t, "cpu": op_cpu, "upper": upper, "used": k, "site": op_site}
+        if len(op_site) == 0:
+            prefill["site_c"] = np.asarray(site_c)
     out = _Stream(
         op_t=op_t,
         k=np.empty(0, dtype=np.int64) if k is None else k.astype(np.int64, copy=False),
@@ -314,7 +324,9 @@ def _gen_stream(
         op_cpu=op_cpu,
         op_fcpu=op_fcpu,
         op_site=op_site,
+        site_c=site_c,
         op_fsite=op_fsite,
+        fsite_c=fsite_c,
         obj_bytes=obj_bytes,
         const_bytes=const_bytes,
         spacing=float(s.spacing_ns),
@@ -332,10 +344,14 @@ def _gen_stream(
     return out
 
 
-def _pick(ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int) -> np.ndarray:
+def _pick(
+    ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int
+) -> tuple[np.ndarray, int]:
+    """A site per operation: (the sites, PER_RECORD), or (empty, the one site) for a single one."""
     if len(ids) == 1:
-        return np.full(n, ids[0], dtype=np.int32)
-    return ids[np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")].astype(np.int32)
+        return np.empty(0, dtype=np.int32), int(ids[0])
+    idx = np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")
+    return ids[idx].astype(np.int32), PER_RECORD
 
 
 #: The EventTable columns the walk writes, in its argument order.
@@ -422,9 +438,10 @@ def _fill(streams: list[_Stream], ncpus: int, packed: bool | None = None) -> _Re
             x.op_cpu,
             x.op_fcpu,
             x.op_site,
+            x.site_c,
             x.op_fsite,
+            x.fsite_c,
             x.obj_bytes,
-            x.const_bytes,
             x.spacing,
             x.fspacing,
             x.rcu_add,
@@ -589,6 +606,9 @@ def _generate_once(
         s_op_free,
         np.asarray([s.gfp for s in spec.streams], dtype=np.int64),
         comm_of_stream,
+        np.asarray([x.site_c for x in streams], dtype=np.int64),
+        np.asarray([x.fsite_c for x in streams], dtype=np.int64),
+        np.asarray([PER_RECORD if len(x.obj_bytes) else x.const_bytes for x in streams]),
         spec.pid_base,
         np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
         np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
@@ -609,11 +629,7 @@ def _generate_once(
     cache_base[ncache] = 0
     place_pointers(columns["ptr"], cache_base, strides)
 
-    prefill_rows = [
-        {**x.prefill, "stream": np.full(x.ops, si, np.int64)}
-        for si, x in enumerate(streams)
-        if x.prefill is not None
-    ]
+    prefill_rows = [(si, x.prefill) for si, x in enumerate(streams) if x.prefill is not None]
     for st, x in zip(spec.streams, streams, strict=True):
         if x.hide:
             # the walk counted records at or after time 0 up to the last kept row
@@ -677,7 +693,7 @@ def _generate_once(
 
 
 def _op_table(
-    rows: list[dict[str, np.ndarray]],
+    rows: list[tuple[int, dict[str, np.ndarray]]],
     spec: WorkloadSpec,
     cache_index: dict[str, int],
     t0_us: int,
@@ -685,37 +701,80 @@ def _op_table(
     ncpus: int,
     comms: list[str],
 ) -> OpTable:
-    """Prefill operations that started inside the window, in time order."""
-    if rows:
-        cat = {k: np.concatenate([r[k] for r in rows]) for k in rows[0]}
+    """Prefill operations that started inside the window, in time order.
+
+    ``rows``: (stream, operations) of each prefill stream; its operations are in time order,
+    so the ones inside the window are one slice.
+    """
+    from sheaftune.synth._replay import op_rows, op_window
+
+    parts = []
+    for si, d in rows:
+        lo, hi = op_window(d["t"], t0_us, t1_us)
+        site = d["site"] if len(d["site"]) else np.full(len(d["t"]), d["site_c"], np.int32)
+        parts.append((si, slice(int(lo), int(hi)), d, site))
+    # the selected operations, concatenated (views for a single prefill stream)
+    if len(parts) == 1:
+        si, sl, d, site = parts[0]
+        cat = {k: d[k][sl] for k in ("t", "cpu", "upper", "used")} | {"site": site[sl]}
+        stream = np.full(1, si, dtype=np.int64)  # one stream: a constant
     else:
-        cat = {k: np.empty(0, np.int64) for k in ("t", "cpu", "upper", "used", "site", "stream")}
-        cat["t"] = np.empty(0, np.float64)
-    t_us = np.floor(cat["t"] / 1000.0).astype(np.int64)
-    sel = np.flatnonzero((t_us >= t0_us) & (t_us <= t1_us))
+        empty = {"t": np.float64, "cpu": np.int32, "upper": np.int64, "used": np.int64}
+        cat = {
+            k: np.concatenate([d[k][sl] for _, sl, d, _ in parts] or [np.empty(0, dt)])
+            for k, dt in empty.items()
+        }
+        cat["site"] = np.concatenate([st[sl] for _, sl, _, st in parts] or [np.empty(0, np.int32)])
+        stream = np.repeat(
+            np.asarray([si for si, *_ in parts], dtype=np.int64),
+            [sl.stop - sl.start for _, sl, *_ in parts],
+        )
+    n = len(cat["t"])
     # by (µs, CPU, position): one packed int64 sort, as for the events
-    n = len(sel)
     bits = max(1, int(max(n - 1, 1)).bit_length())
     if (t1_us - t0_us + 1) * ncpus < (1 << (63 - bits)):
-        key = ((t_us[sel] - t0_us) * ncpus + cat["cpu"][sel]) << bits | np.arange(n)
-        key.sort()
-        order = sel[key & ((1 << bits) - 1)]
+        from sheaftune.synth._replay import op_keys
+
+        order = op_keys(cat["t"], cat["cpu"], t0_us, ncpus, bits)
+        order.sort()
+        order &= (1 << bits) - 1
     else:
-        order = sel[np.lexsort((cat["cpu"][sel], t_us[sel]))]
-    stream = cat["stream"][order]
+        t_us = np.floor(cat["t"] / 1000.0).astype(np.int64)
+        order = np.lexsort((cat["cpu"], t_us))
     cache_of_stream = np.asarray([cache_index[s.cache] for s in spec.streams], dtype=np.int64)
     comm_of_stream = np.asarray([comms.index(s.comm or spec.comm) for s in spec.streams])
-    cpu = cat["cpu"][order].astype(np.int64)
-    return OpTable(
-        ts_ns=(t_us[order] + START_S * 1_000_000) * 1000,
-        cpu=cpu.astype(np.uint16),
-        cache_id=cache_of_stream[stream].astype(np.int32),
-        upper_bound=cat["upper"][order].astype(np.uint32),
-        used=cat["used"][order].astype(np.uint32),
-        pid=(spec.pid_base + cpu + ncpus * comm_of_stream[stream]).astype(np.int32),
-        site_id=cat["site"][order].astype(np.int32),
+    out = OpTable(
+        ts_ns=np.empty(n, np.int64),
+        cpu=np.empty(n, np.uint16),
+        cache_id=np.empty(n, np.int32),
+        upper_bound=np.empty(n, np.uint32),
+        used=np.empty(n, np.uint32),
+        pid=np.empty(n, np.int32),
+        site_id=np.empty(n, np.int32),
         source="workload",
     )
+    op_rows(
+        order,
+        cat["t"],
+        cat["cpu"],
+        cat["upper"],
+        cat["used"],
+        cat["site"],
+        stream,
+        cache_of_stream,
+        comm_of_stream.astype(np.int64),
+        spec.pid_base,
+        ncpus,
+        START_S * 1_000_000,
+        out.ts_ns,
+        out.cpu,
+        out.cache_id,
+        out.upper_bound,
+        out.used,
+        out.pid,
+        out.site_id,
+    )
+    return out
 
 
 def expected_rates(spec: WorkloadSpec, cpus: int | None = None) -> dict[str, dict[str, float]]:

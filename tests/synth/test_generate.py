@@ -322,6 +322,15 @@ def test_fused_records_equal_the_reference_sort_key(monkeypatch: pytest.MonkeyPa
                 "lifetime_us": {"dist": "expon", "scale": 30},
                 "free": {"call_site": "g+0x1/0x10", "bulk": 0.6, "never": 0.1},
             },
+            {
+                "name": "km",
+                "cache": "kmalloc-64",
+                "rate": 10_000,
+                "call_site": {"a+0x1/0x10": 2, "b+0x2/0x10": 1},
+                "bytes_req": {"dist": "randint", "low": 33, "high": 65},
+                "lifetime_us": {"dist": "gamma", "a": 2.0, "scale": 20},
+                "free": {"call_site": {"c+0x1/0x10": 1, "d+0x1/0x10": 1}, "kfree_rcu": 0.2},
+            },
         ],
         events=20_000,
     )
@@ -330,8 +339,20 @@ def test_fused_records_equal_the_reference_sort_key(monkeypatch: pytest.MonkeyPa
     fast = real(streams, ncpus, packed=True)
     ref = real(streams, ncpus, packed=False)
     assert fast.packed and not ref.packed and len(fast.key) == len(ref.tag) > 20_000
-    for name in ("tag", "site", "nbytes", "f_obj"):
+    for name in ("tag", "f_obj"):
         assert np.array_equal(getattr(fast, name), getattr(ref, name)), name
+    # sites and sizes are written only for the streams that vary them per record
+    stream = ref.tag >> 4
+    is_free = (ref.tag & 1) == 1
+    site_c = np.asarray([x.site_c for x in streams])
+    fsite_c = np.asarray([x.fsite_c for x in streams])
+    per = np.where(is_free, fsite_c[stream], site_c[stream]) == gen.PER_RECORD
+    assert 0 < per.sum() < len(per)
+    assert np.array_equal(fast.site[per], ref.site[per])
+    per = np.asarray([len(x.obj_bytes) > 0 for x in streams])[stream[: ref.n_alloc]]
+    assert 0 < per.sum() < len(per)
+    assert np.array_equal(fast.nbytes[per], ref.nbytes[per])
+    assert set(fast.nbytes[per].tolist()) <= set(range(33, 65))
     key = sort_key(
         ref.t_ns, ref.cpu, ref.follow, ref.f_obj, ref.n_alloc, ncpus, ref.base_us, ref.idx_bits
     )
