@@ -584,9 +584,10 @@ def run_many(
 ) -> list[ReplayResult]:
     """Replay one plan under several parameter sets (a capacity sweep) in parallel threads.
 
-    The compiled interpreter releases the GIL, so threads share the plan's columns without
-    copying them; results come back in ``params_list`` order. ``progress(i)`` is called as
-    each replay finishes (from the worker thread).
+    The compiled interpreter releases the GIL (the JIT kernels are ``nogil``; the AOT build's
+    entry point is built with numba's ``release_gil``, see ``sheaftune.compiled``), so threads
+    share the plan's columns without copying them; results come back in ``params_list`` order.
+    ``progress(i)`` is called as each replay finishes (from the worker thread).
     """
     if not params_list:
         return []
