@@ -79,16 +79,16 @@ import json
 import os
 import platform
 import re
-import shutil
-import subprocess
 import sys
 import sysconfig
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+
+# (shutil, subprocess and tempfile are imported where a build needs them: a run that loads a
+# cached build should not pay for them)
 
 #: Bump when the build procedure or the layout of a cache entry changes (history:
 #: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT;
@@ -160,6 +160,8 @@ def cache_dir() -> Path:
         root = Path(xdg) / "sheaftune" if xdg else Path.home() / ".cache" / "sheaftune"
     if _writable(root):
         return root
+    import tempfile
+
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     tmp = Path(tempfile.gettempdir()) / f"sheaftune-{uid}"
     tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -455,6 +457,8 @@ def _discard(path: Path) -> None:
     """Remove a cache directory: renamed aside first, so readers never see half of it."""
     if not path.exists():
         return
+    import shutil
+
     aside = path.with_name(f".trash-{path.name}-{os.getpid()}-{threading.get_ident()}")
     with contextlib.suppress(OSError):
         os.rename(path, aside)
@@ -519,6 +523,9 @@ print(json.dumps(spec))
 
 
 def _build(entry: _Entry) -> None:
+    import shutil
+    import tempfile
+
     entry.base.mkdir(parents=True, exist_ok=True)
     with _locked(entry.lockfile):
         if _verified_so(entry) is not None:
@@ -559,6 +566,8 @@ def _build(entry: _Entry) -> None:
 
 
 def _run_pycc(entry: _Entry, out_dir: Path) -> str:
+    import subprocess
+
     # the child must import the same sheaftune: put its root first on its path
     root = _origin(entry.module_name)
     for _ in entry.module_name.split("."):
