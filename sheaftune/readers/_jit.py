@@ -60,16 +60,18 @@ _TOP5 = np.uint64(0x1F) << np.uint64(59)
 
 @njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
 def _rd(buf, p, size, big):  # type: ignore[no-untyped-def]
-    # explicit shifts per width: LLVM folds them into single (byte-swapped) loads
+    # explicit shifts per width: LLVM folds them into single (byte-swapped) loads; unsigned
+    # indices spare every load numba's negative-index wraparound
+    q = np.uint64(p)
     if size == 8:
-        b0 = np.uint64(buf[p])
-        b1 = np.uint64(buf[p + 1])
-        b2 = np.uint64(buf[p + 2])
-        b3 = np.uint64(buf[p + 3])
-        b4 = np.uint64(buf[p + 4])
-        b5 = np.uint64(buf[p + 5])
-        b6 = np.uint64(buf[p + 6])
-        b7 = np.uint64(buf[p + 7])
+        b0 = np.uint64(buf[q])
+        b1 = np.uint64(buf[q + np.uint64(1)])
+        b2 = np.uint64(buf[q + np.uint64(2)])
+        b3 = np.uint64(buf[q + np.uint64(3)])
+        b4 = np.uint64(buf[q + np.uint64(4)])
+        b5 = np.uint64(buf[q + np.uint64(5)])
+        b6 = np.uint64(buf[q + np.uint64(6)])
+        b7 = np.uint64(buf[q + np.uint64(7)])
         if big:
             return (
                 (b0 << np.uint64(56))
@@ -92,28 +94,28 @@ def _rd(buf, p, size, big):  # type: ignore[no-untyped-def]
             | b0
         )
     if size == 4:
-        b0 = np.uint64(buf[p])
-        b1 = np.uint64(buf[p + 1])
-        b2 = np.uint64(buf[p + 2])
-        b3 = np.uint64(buf[p + 3])
+        b0 = np.uint64(buf[q])
+        b1 = np.uint64(buf[q + np.uint64(1)])
+        b2 = np.uint64(buf[q + np.uint64(2)])
+        b3 = np.uint64(buf[q + np.uint64(3)])
         if big:
             return (b0 << np.uint64(24)) | (b1 << np.uint64(16)) | (b2 << np.uint64(8)) | b3
         return (b3 << np.uint64(24)) | (b2 << np.uint64(16)) | (b1 << np.uint64(8)) | b0
     if size == 2:
-        b0 = np.uint64(buf[p])
-        b1 = np.uint64(buf[p + 1])
+        b0 = np.uint64(buf[q])
+        b1 = np.uint64(buf[q + np.uint64(1)])
         if big:
             return (b0 << np.uint64(8)) | b1
         return (b1 << np.uint64(8)) | b0
     if size == 1:
-        return np.uint64(buf[p])
+        return np.uint64(buf[q])
     v = np.uint64(0)
     if big:
         for i in range(size):
-            v = (v << np.uint64(8)) | np.uint64(buf[p + i])
+            v = (v << np.uint64(8)) | np.uint64(buf[q + np.uint64(i)])
     else:
         for i in range(size - 1, -1, -1):
-            v = (v << np.uint64(8)) | np.uint64(buf[p + i])
+            v = (v << np.uint64(8)) | np.uint64(buf[q + np.uint64(i)])
     return v
 
 
@@ -290,8 +292,9 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 stats[S_SHORT] += 1
                 continue
             lay = layouts[li]
-            o_ts[n] = np.int64(ts)
-            o_op[n] = lay_op[li]
+            un = np.uint64(n)  # unsigned: no negative-index wraparound on the stores
+            o_ts[un] = np.int64(ts)
+            o_op[un] = lay_op[li]
             # fixed numeric fields
             for f in range(7):
                 kind = lay[f, 2]
@@ -304,19 +307,19 @@ def walk_pages(  # type: ignore[no-untyped-def]
                     else:
                         v = np.int64(u)
                 if f == F_PID:
-                    o_pid[n] = v
+                    o_pid[un] = v
                 elif f == F_SITE:
-                    o_site[n] = np.uint64(v)
+                    o_site[un] = np.uint64(v)
                 elif f == F_PTR:
-                    o_ptr[n] = np.uint64(v)
+                    o_ptr[un] = np.uint64(v)
                 elif f == F_REQ:
-                    o_req[n] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
+                    o_req[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
                 elif f == F_ALLOC:
-                    o_alloc[n] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
+                    o_alloc[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
                 elif f == F_GFP:
-                    o_gfp[n] = np.uint64(v) & np.uint64(0xFFFFFFFF)
+                    o_gfp[un] = np.uint64(v) & np.uint64(0xFFFFFFFF)
                 else:
-                    o_node[n] = v
+                    o_node[un] = v
             # the cache name: a dynamic string, hashed here and materialised once per value
             kind = lay[F_NAME, 2]
             h = np.uint64(0)
@@ -340,19 +343,20 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 if so >= 0 and sl > 0 and so + sl <= ln:
                     spos = pl + so
                     k = 0
-                    while k < sl and buf[spos + k] != 0:
+                    us = np.uint64(spos)
+                    while k < sl and buf[us + np.uint64(k)] != 0:
                         k += 1
                     slen = k
                     if slen > 0:
                         h = _FNV_OFFSET
                         for j in range(slen):
-                            h = (h ^ np.uint64(buf[spos + j])) * _FNV_PRIME
+                            h = (h ^ np.uint64(buf[us + np.uint64(j)])) * _FNV_PRIME
                         if h == 0:
                             h = np.uint64(1)
             if not intern:
-                o_nhash[n] = h
-                o_npos[n] = spos
-                o_nlen[n] = slen
+                o_nhash[un] = h
+                o_npos[un] = spos
+                o_nlen[un] = slen
             else:
                 code = 0
                 if slen > 0:
@@ -374,15 +378,17 @@ def walk_pages(  # type: ignore[no-untyped-def]
                         if t_keys[j] == h and t_len[s] == slen:
                             q = t_pos[s]
                             same = True
+                            uq = np.uint64(q)
                             for b in range(slen):
-                                if buf[spos + b] != buf[q + b]:
+                                ub = np.uint64(b)
+                                if buf[us + ub] != buf[uq + ub]:
                                     same = False
                                     break
                             if same:
                                 code = s + 1
                                 break
                         j = (j + 1) & tmask
-                o_name[n] = code
+                o_name[un] = code
             n += 1
         if err != 0:
             if not salvage:
@@ -597,17 +603,19 @@ def merge_rows(  # type: ignore[no-untyped-def]
     while nh > 0:
         c = heap[0]
         r = pos[c]
-        o_ts[n] = ts[r]
-        o_cpu[n] = cpu_id[c]
-        o_op[n] = op[r]
-        o_pid[n] = pid[r]
-        o_site[n] = site[r]
-        o_ptr[n] = ptr[r]
-        o_req[n] = req[r]
-        o_alloc[n] = alloc[r]
-        o_gfp[n] = gfp[r]
-        o_node[n] = node[r]
-        o_name[n] = name[r]
+        un = np.uint64(n)  # unsigned indices: no negative-index wraparound
+        ur = np.uint64(r)
+        o_ts[un] = ts[ur]
+        o_cpu[un] = cpu_id[c]
+        o_op[un] = op[ur]
+        o_pid[un] = pid[ur]
+        o_site[un] = site[ur]
+        o_ptr[un] = ptr[ur]
+        o_req[un] = req[ur]
+        o_alloc[un] = alloc[ur]
+        o_gfp[un] = gfp[ur]
+        o_node[un] = node[ur]
+        o_name[un] = name[ur]
         n += 1
         # advance stream c
         r += 1
@@ -668,14 +676,14 @@ def kallsyms_lookup(data, width, queries, best_sym, best_addr, info):  # type: i
     i = 0
     while i < n:
         j = i
-        while j < n and data[j] != 10:
+        while j < n and data[np.uint64(j)] != 10:
             j += 1
         # line [i, j)
         if j - i >= width + 4 and data[i + width] == 32 and data[i + width + 2] == 32:
             a = np.uint64(0)
             ok = True
             for p in range(i, i + width):
-                c = data[p]
+                c = data[np.uint64(p)]
                 if 48 <= c <= 57:
                     dv = c - 48
                 elif 97 <= c <= 102:
