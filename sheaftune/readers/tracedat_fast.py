@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import struct
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,9 @@ if TYPE_CHECKING:
     from sheaftune.readers.tracedat import _Buffer, _TraceDat
 
 KERNELS_MODULE = "sheaftune.readers._jit"
-#: page data per walk call: enough jobs to keep both threads busy, few enough calls to not count
-JOB_BYTES = 4 << 20
-#: decompressed page data (and the columns for its rows) held at once
-BATCH_BYTES = 64 << 20
+#: page data per job (one walk call): small enough to stay in a core's cache from
+#: decompression to walk, large enough that calls do not count
+JOB_BYTES = 1 << 20
 #: refuse a chunk of more pages than this (same bound as the streaming reader)
 MAX_CHUNK_PAGES = 1024
 #: threads for decompression and walks
@@ -88,9 +88,11 @@ class CpuSummary:
 @dataclass
 class _Job:
     cpu: int
-    data: np.ndarray  # whole pages, uint8, contiguous
-    base: int = 0  # first row of its slice of the batch columns
-    cap: int = 0
+    nbytes: int  # page data
+    offset: int = 0  # uncompressed: where the pages lie in the file
+    frames: list[tuple[int, int, int]] = field(default_factory=list)  # zstd: (off, clen, ulen)
+    # results
+    base: int = 0  # first row in the shared columns
     rows: int = 0
     stats: Any = None
     m_ts: Any = None
@@ -164,57 +166,73 @@ class _Reader:
         if self.buf.compressed:
             if self.r.compression != "zstd":
                 raise _GiveUp
-            batches = self._zstd_batches(cpus)
+            jobs = self._zstd_jobs(cpus)
         else:
-            batches = self._plain_batches(cpus)
-        sets: list[tuple[dict[str, np.ndarray], list[_Job]]] = []
-        pool = ThreadPoolExecutor(self.workers) if self.workers > 1 else None
-        try:
-            for make_jobs, nbytes in batches:
-                jobs = make_jobs()
-                sets.append((self._walk(jobs, pool), jobs))
-                self._progress(nbytes)
-        except BaseException:
-            if pool is not None:
-                pool.shutdown(wait=False, cancel_futures=True)
-            raise
-        if pool is not None:
-            pool.shutdown()
-        return self._merge([c for c, _, _ in cpus], sets)
+            jobs = self._plain_jobs(cpus)
+        pages = sum(j.nbytes for j in jobs) // self.ps
+        # shared columns: rows are appended job by job; sized for about 64 bytes of page data
+        # per row (grown if needed), never for a hostile length
+        self.cols = self._alloc(min(pages * self.rows_per_page, pages * self.ps // 48 + 1024))
+        self.fill = 0
+        self.lock = threading.Lock()
+        self.max_job = max((j.nbytes for j in jobs), default=0)
+        workers = self.workers if len(jobs) > 1 else 1
+        if workers == 1:
+            state = self._state()
+            for j in jobs:
+                self._do(j, state)
+                self._progress(j)
+        else:
+            local = threading.local()
 
-    def _progress(self, nbytes: int) -> None:
+            def work(j: _Job) -> None:
+                st = getattr(local, "state", None)
+                if st is None:
+                    st = local.state = self._state()
+                self._do(j, st)
+
+            pool = ThreadPoolExecutor(workers)
+            try:
+                futures = [pool.submit(work, j) for j in jobs]
+                for j, f in zip(jobs, futures, strict=True):
+                    f.result()
+                    self._progress(j)
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+            pool.shutdown()
+        for j in jobs:
+            if j.stats[K.S_ERR]:
+                raise _GiveUp  # strict mode: the streaming reader raises the exact error
+        return self._merge([c for c, _, _ in cpus], jobs)
+
+    def _progress(self, j: _Job) -> None:
         cb = self.r.opts.progress
-        self.progress_done += nbytes
+        self.progress_done += j.nbytes
         if cb is not None:
             cb(min(self.progress_done, self.progress_todo), self.progress_todo)
 
-    def _plain_batches(self, cpus: list[tuple[int, int, int]]) -> list[tuple[Any, int]]:
+    def _alloc(self, rows: int) -> dict[str, np.ndarray]:
+        return {name: np.empty(rows, dtype=dt) for name, dt in ROW_COLS}
+
+    def _plain_jobs(self, cpus: list[tuple[int, int, int]]) -> list[_Job]:
         ps = self.ps
         step = max(ps, JOB_BYTES - JOB_BYTES % ps)
-        pieces: list[tuple[int, int, int]] = []
+        jobs: list[_Job] = []
         for cpu, off, size in cpus:
             if off + size > self.r.size or size % ps:
                 raise _GiveUp  # truncated or a partial page: the streaming reader reports it
-            pieces.extend((cpu, off + s, min(step, size - s)) for s in range(0, size, step))
-        data = self.r.data
-        batches: list[tuple[Any, int]] = []
-        for group in _group(pieces, lambda p: p[2]):
+            jobs.extend(
+                _Job(cpu, min(step, size - s), offset=off + s) for s in range(0, size, step)
+            )
+        return jobs
 
-            def make(group: list[tuple[int, int, int]] = group) -> list[_Job]:
-                return [
-                    _Job(cpu, np.frombuffer(data, dtype=np.uint8, count=n, offset=o))
-                    for cpu, o, n in group
-                ]
-
-            batches.append((make, sum(p[2] for p in group)))
-        return batches
-
-    def _zstd_batches(self, cpus: list[tuple[int, int, int]]) -> list[tuple[Any, int]]:
-        """Index every chunk (checking each header), then batches of whole chunks."""
+    def _zstd_jobs(self, cpus: list[tuple[int, int, int]]) -> list[_Job]:
+        """Index every chunk (checking each header); jobs of consecutive chunks of a CPU."""
         ps = self.ps
         data = self.r.data
         u32 = self.u32.unpack_from
-        frames: list[tuple[int, int, int, int]] = []  # cpu, data offset, clen, ulen
+        jobs: list[_Job] = []
         for cpu, off, size in cpus:
             end = off + size + 4  # trace-cmd's size leaves out the u32 chunk count
             if end > self.r.size:
@@ -223,6 +241,7 @@ class _Reader:
             (count,) = u32(data, off)
             if count > (size // 8):
                 raise _GiveUp
+            job: _Job | None = None
             for _ in range(count):
                 if pos + 8 > end:
                     raise _GiveUp
@@ -232,111 +251,68 @@ class _Reader:
                 if ulen % ps or ulen > MAX_CHUNK_PAGES * ps or pos + clen > end:
                     raise _GiveUp
                 if ulen:
-                    frames.append((cpu, pos, clen, ulen))
+                    if job is None or job.nbytes + ulen > JOB_BYTES:
+                        job = _Job(cpu, 0)
+                        jobs.append(job)
+                    job.frames.append((pos, clen, ulen))
+                    job.nbytes += ulen
                 elif clen:
                     raise _GiveUp
                 pos += clen
-        batches: list[tuple[Any, int]] = []
-        for group in _group(frames, lambda f: f[3]):
-
-            def make(group: list[tuple[int, int, int, int]] = group) -> list[_Job]:
-                return self._decompress(group)
-
-            batches.append((make, sum(f[2] + 8 for f in group)))
-        return batches
-
-    def _decompress(self, frames: list[tuple[int, int, int, int]]) -> list[_Job]:
-        """Decompress ``frames`` in one call; jobs over runs that lie back to back in memory."""
-        import zstandard
-
-        segs = np.array([(f[1], f[2]) for f in frames], dtype=np.uint64)
-        sizes = np.array([f[3] for f in frames], dtype=np.uint64)
-        total = int(sizes.sum())
-        threads = self.workers if total >= 2 * JOB_BYTES else 1
-        try:
-            src = zstandard.BufferWithSegments(self.r.data, segs.tobytes())
-            out = zstandard.ZstdDecompressor().multi_decompress_to_buffer(
-                src, decompressed_sizes=sizes.tobytes(), threads=threads
-            )
-        except Exception:  # noqa: BLE001 - corrupt data: the streaming reader names the chunk
-            raise _GiveUp from None
-        if len(out) != len(frames):
-            raise _GiveUp
-        jobs: list[_Job] = []
-        run: list[np.ndarray] = []
-        run_cpu = -1
-        run_bytes = 0
-        run_end = 0
-
-        def close() -> None:
-            if run:
-                # the run's segments are adjacent in one buffer: view them as one array (the
-                # first segment's array keeps the decompressed buffer alive)
-                first = run[0]
-                whole = np.lib.stride_tricks.as_strided(first, shape=(run_bytes,), strides=(1,))
-                jobs.append(_Job(run_cpu, whole))
-
-        for i, (cpu, _, _, ulen) in enumerate(frames):
-            seg = np.frombuffer(out[i], dtype=np.uint8)  # type: ignore[call-overload]
-            if len(seg) != ulen:
-                raise _GiveUp
-            addr = seg.ctypes.data
-            if run and (cpu != run_cpu or addr != run_end or run_bytes >= JOB_BYTES):
-                close()
-                run = []
-            if not run:
-                run_cpu, run_bytes = cpu, 0
-            run.append(seg)
-            run_bytes += ulen
-            run_end = addr + ulen
-        close()
         return jobs
 
-    # --- walks ---------------------------------------------------------------------------
+    # --- per job, on the workers --------------------------------------------------------
 
-    def _walk(self, jobs: list[_Job], pool: ThreadPoolExecutor | None) -> dict[str, np.ndarray]:
-        """Count each job's rows, then walk every job into its slice of one column set sized
-        exactly (by threads); the column set."""
-        if pool is None or len(jobs) < 2:
-            for j in jobs:
-                self._count_one(j)
+    def _state(self) -> dict[str, Any]:
+        """A worker's reusable buffers: decompressed pages, the walk's output, a zstd context."""
+        pages = self.max_job // self.ps
+        st: dict[str, Any] = {"cols": self._alloc(pages * self.rows_per_page + self.max_rows_page)}
+        if self.buf.compressed:
+            import zstandard
+
+            st["pages"] = np.empty(self.max_job, dtype=np.uint8)
+            st["dctx"] = zstandard.ZstdDecompressor()
+        return st
+
+    def _do(self, j: _Job, state: dict[str, Any]) -> None:
+        """Decompress (if need be) and walk one job, then append its rows to the shared
+        columns."""
+        if j.frames:
+            data = state["pages"][: j.nbytes]
+            dctx = state["dctx"]
+            src = memoryview(self.r.data)
+            at = 0
+            for off, clen, ulen in j.frames:
+                try:
+                    out = dctx.decompress(src[off : off + clen], max_output_size=ulen)
+                except Exception:  # noqa: BLE001 - corrupt: the streaming reader names the chunk
+                    raise _GiveUp from None
+                if len(out) != ulen:
+                    raise _GiveUp
+                data[at : at + ulen] = np.frombuffer(out, dtype=np.uint8)
+                at += ulen
         else:
-            for f in [pool.submit(self._count_one, j) for j in jobs]:
-                f.result()
-        rows = 0
-        for j in jobs:
-            j.base = rows
-            rows += j.cap
-        cols: dict[str, np.ndarray] = {name: np.empty(rows, dtype=dt) for name, dt in ROW_COLS}
-        if pool is None or len(jobs) < 2:
-            for j in jobs:
-                self._walk_one(j, cols)
-        else:
-            for f in [pool.submit(self._walk_one, j, cols) for j in jobs]:
-                f.result()
-        for j in jobs:
-            if j.stats[K.S_ERR]:
-                raise _GiveUp  # strict mode: the streaming reader raises the exact error
-        return cols
+            data = np.frombuffer(self.r.data, dtype=np.uint8, count=j.nbytes, offset=j.offset)
+        cols = state["cols"]
+        self._walk_one(j, data, cols)
+        if j.stats[K.S_ERR] or not j.rows:
+            return
+        n = j.rows
+        with self.lock:
+            base = self.fill
+            if base + n > len(self.cols["ts"]):  # grow (rare: rows denser than estimated)
+                grown = self._alloc(max(2 * len(self.cols["ts"]), base + n))
+                for name, col in self.cols.items():
+                    grown[name][:base] = col[:base]
+                self.cols = grown
+            self.fill = base + n
+            j.base = base
+            for name, col in self.cols.items():
+                col[base : base + n] = cols[name][:n]
 
-    def _count_one(self, j: _Job) -> None:
-        n = self.k.count_rows(
-            j.data,
-            len(j.data) // self.ps,
-            self.ps,
-            self.hdr,
-            self.long,
-            bool(self.r.big),
-            self.evmap,
-            self.lay_min,
-        )
-        # the walk stops before a page that could overflow its outputs: leave it that margin
-        j.cap = int(n) + self.max_rows_page
-
-    def _walk_one(self, j: _Job, cols: dict[str, np.ndarray]) -> None:
+    def _walk_one(self, j: _Job, data: np.ndarray, cols: dict[str, np.ndarray]) -> None:
         k = self.k
-        npages = len(j.data) // self.ps
-        a, b = j.base, j.base + j.cap
+        npages = len(data) // self.ps
         m_ts = np.empty(npages + 1, dtype=np.int64)
         m_cnt = np.empty(npages + 1, dtype=np.int64)
         m_row = np.empty(npages + 1, dtype=np.int64)
@@ -349,7 +325,7 @@ class _Reader:
             t_pos = np.empty(size // 2, dtype=np.int64)
             t_len = np.empty(size // 2, dtype=np.int64)
             n = k.walk_pages(
-                j.data,
+                data,
                 0,
                 npages,
                 self.ps,
@@ -361,19 +337,19 @@ class _Reader:
                 self.lay_op,
                 self.lay_min,
                 bool(self.r.opts.salvage),
-                cols["ts"][a:b],
-                cols["op"][a:b],
-                cols["pid"][a:b],
-                cols["call_site"][a:b],
-                cols["ptr"][a:b],
-                cols["bytes_req"][a:b],
-                cols["bytes_alloc"][a:b],
-                cols["gfp"][a:b],
-                cols["node"][a:b],
+                cols["ts"],
+                cols["op"],
+                cols["pid"],
+                cols["call_site"],
+                cols["ptr"],
+                cols["bytes_req"],
+                cols["bytes_alloc"],
+                cols["gfp"],
+                cols["node"],
                 none_u8,
                 none_i8,
                 none_i8,
-                cols["name_key"][a:b],
+                cols["name_key"],
                 np.empty(size, dtype=np.uint64),
                 t_slot,
                 t_pos,
@@ -390,32 +366,30 @@ class _Reader:
         j.rows = int(n)
         if st[K.S_ERR]:
             return
-        if st[K.S_NEXT_PAGE] != npages:  # cannot happen: the count bounds the rows
+        if st[K.S_NEXT_PAGE] != npages:  # cannot happen: the outputs hold the bound
             raise RuntimeError("page walk stopped early")
         nm = int(st[K.S_MARKS])
-        j.m_ts, j.m_cnt = m_ts[:nm], m_cnt[:nm]
+        j.m_ts, j.m_cnt = m_ts[:nm].copy(), m_cnt[:nm].copy()
         nu = int(st[K.S_NAMES])
         for p, ln in zip(t_pos[:nu].tolist(), t_len[:nu].tolist(), strict=True):
-            j.names.append(j.data[p : p + ln].tobytes().decode("utf-8", "replace"))
+            j.names.append(data[p : p + ln].tobytes().decode("utf-8", "replace"))
 
     # --- merge ---------------------------------------------------------------------------
 
-    def _merge(
-        self, cpus: list[int], sets: list[tuple[dict[str, np.ndarray], list[_Job]]]
-    ) -> FastResult:
+    def _merge(self, cpus: list[int], jobs: list[_Job]) -> FastResult:
         r = self.r
+        cols = self.cols
         # name keys in CPU order, then stream order: deterministic whatever the threads did
         name_keys: dict[str, int] = {}
-        by_cpu: dict[int, list[tuple[dict[str, np.ndarray], _Job]]] = {c: [] for c in cpus}
-        for cols, jobs in sets:
-            for j in jobs:
-                by_cpu[j.cpu].append((cols, j))
+        by_cpu: dict[int, list[_Job]] = {c: [] for c in cpus}
+        for j in jobs:
+            by_cpu[j.cpu].append(j)
         summaries: list[tuple[int, CpuSummary]] = []
         for cpu in cpus:
             s = CpuSummary()
             m_ts: list[np.ndarray] = []
             m_cnt: list[np.ndarray] = []
-            for cols, j in by_cpu[cpu]:
+            for j in by_cpu[cpu]:
                 lut = np.zeros(len(j.names) + 1, dtype=np.int32)
                 for i, name in enumerate(j.names):
                     lut[i + 1] = name_keys.setdefault(name, len(name_keys) + 1)
@@ -423,7 +397,7 @@ class _Reader:
                 if len(j.names) and not np.array_equal(lut, np.arange(len(lut))):
                     codes[:] = lut[codes]
                 st = j.stats
-                s.pages += len(j.data) // self.ps
+                s.pages += j.nbytes // self.ps
                 s.records += int(st[K.S_RECORDS])
                 s.bad_pages += int(st[K.S_BAD_PAGES])
                 s.unknown_ids += int(st[K.S_UNKNOWN_ID])
@@ -442,21 +416,8 @@ class _Reader:
             if m_ts:
                 s.marker_ts, s.marker_count = np.concatenate(m_ts), np.concatenate(m_cnt)
             summaries.append((cpu, s))
-        # one column set: several batches are joined (rows only, the capacity slack dropped)
-        if len(sets) == 1:
-            src = sets[0][0]
-            segs = [(cpu, j.base, j.base + j.rows) for cpu in cpus for _, j in by_cpu[cpu]]
-        else:
-            parts: dict[str, list[np.ndarray]] = {name: [] for name, _ in ROW_COLS}
-            segs = []
-            at = 0
-            for cpu in cpus:
-                for cols, j in by_cpu[cpu]:
-                    for name, _ in ROW_COLS:
-                        parts[name].append(cols[name][j.base : j.base + j.rows])
-                    segs.append((cpu, at, at + j.rows))
-                    at += j.rows
-            src = {name: np.concatenate(p) for name, p in parts.items()}
+        src = cols
+        segs = [(cpu, j.base, j.base + j.rows) for cpu in cpus for j in by_cpu[cpu]]
         ncpu = len(cpus)
         seg_start = np.array([s[1] for s in segs], dtype=np.int64)
         seg_end = np.array([s[2] for s in segs], dtype=np.int64)
@@ -494,23 +455,6 @@ class _Reader:
         backwards = {cpus[i]: int(b) for i, b in enumerate(back.tolist()) if b}
         names = {v: name for name, v in name_keys.items()}
         return FastResult(out, names, summaries, backwards)
-
-
-def _group(items: list[Any], size: Any) -> list[list[Any]]:
-    """Consecutive items in groups of at most BATCH_BYTES (by ``size``), at least one each."""
-    groups: list[list[Any]] = []
-    cur: list[Any] = []
-    n = 0
-    for it in items:
-        s = size(it)
-        if cur and n + s > BATCH_BYTES:
-            groups.append(cur)
-            cur, n = [], 0
-        cur.append(it)
-        n += s
-    if cur:
-        groups.append(cur)
-    return groups
 
 
 def factorize_sites(k: Any, sites: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
