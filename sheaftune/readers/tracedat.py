@@ -693,7 +693,7 @@ class _TraceDat:
         if k is not None:
             from sheaftune.readers.tracedat_fast import read_fast
 
-            fast = read_fast(self, buf, page_size, hp.long_size, layout, k)
+            fast = read_fast(self, buf, page_size, hp.long_size, layout, k, self._prepare(k))
             if fast is not None:
                 meta.extra["page_engine"] = "numba"
                 return self._build_fast(fast, k)
@@ -955,9 +955,24 @@ class _TraceDat:
         cols["site_id"] = site_ids[codes]
         return self._finish(builder, cols, col("name_key"), names)
 
+    def _prepare(self, k: Any) -> Any:
+        """What the compiled path resolves beside its merge, from the unmerged rows: the
+        distinct call sites (ascending) with their names, and the distinct pids."""
+        from sheaftune.readers.tracedat_fast import factorize_sites, resolve_sites
+
+        def prepare(call_site: np.ndarray, pid: np.ndarray) -> Any:
+            sites = np.sort(factorize_sites(k, call_site)[1])
+            names: list[str] = []
+            warning = None
+            if len(sites):
+                names, warning = resolve_sites(k, self.kallsyms_text, sites)
+            return sites, names, warning, _distinct(pid)
+
+        return prepare
+
     def _build_fast(self, f: Any, k: Any) -> EventTable:
         """The table from the compiled path's merged columns (same result as ``_build``)."""
-        from sheaftune.readers.tracedat_fast import factorize_sites, resolve_sites
+        from sheaftune.readers.tracedat_fast import factorize_sites
 
         meta = self.meta
         builder = EventTableBuilder(meta)
@@ -979,18 +994,14 @@ class _TraceDat:
                 ("pid", "pid"),
             )
         }
-        # distinct call sites (first-appearance order) -> ascending -> kallsyms, once each
+        # distinct call sites, resolved beside the merge in ascending order (as ``_build``)
+        sorted_sites, site_names, warning, pids = f.prepared
+        if warning:
+            meta.warnings.append(warning)
+        site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
         codes, sites = factorize_sites(k, raw["call_site"])
-        order = np.argsort(sites)
-        site_names: list[str] = []
-        if len(sites):
-            site_names, warning = resolve_sites(k, self.kallsyms_text, sites[order])
-            if warning:
-                meta.warnings.append(warning)
-        lut = np.empty(len(sites), dtype=np.int32)
-        lut[order] = [builder.sites.intern(s) for s in site_names]
-        cols["site_id"] = lut[codes]
-        return self._finish(builder, cols, raw["name_key"], f.names)
+        cols["site_id"] = site_ids[np.searchsorted(sorted_sites, sites)][codes]
+        return self._finish(builder, cols, raw["name_key"], f.names, pids)
 
     def _account(self, per_cpu: list[tuple[int, Any]], backwards: dict[int, int]) -> None:
         """Per-CPU facts of the page walks into the meta: pages, records, what was skipped,
@@ -1029,8 +1040,10 @@ class _TraceDat:
         cols: dict[str, np.ndarray],
         name_key: np.ndarray,
         names: dict[int, str],
+        pids: np.ndarray | None = None,
     ) -> EventTable:
-        """Cache ids from the name keys, comms from the pids; the table, sorted by time."""
+        """Cache ids from the name keys, comms from the pids (``pids``: the distinct ones,
+        ascending, when known already); the table, sorted by time."""
         meta = self.meta
         # cache-name keys -> cache ids
         cache_of_key = np.full(max(names, default=0) + 1, NO_CACHE, dtype=np.int32)
@@ -1038,7 +1051,9 @@ class _TraceDat:
             cache_of_key[k] = builder.caches.intern(name)
         cols["cache_id"] = cache_of_key[name_key]
         # distinct pids -> comm from the saved cmdlines
-        codes, pids = _factorize(cols["pid"])
+        codes = None
+        if pids is None:
+            codes, pids = _factorize(cols["pid"])
         comms = self._comms()
         comm_ids = np.array(
             [
@@ -1047,7 +1062,14 @@ class _TraceDat:
             ],
             dtype=np.int32,
         )
-        cols["comm_id"] = comm_ids[codes]
+        if codes is not None:
+            cols["comm_id"] = comm_ids[codes]
+        elif len(pids) and 0 <= int(pids[0]) and int(pids[-1]) < 1 << 23:
+            lut = np.zeros(int(pids[-1]) + 1, dtype=np.int32)
+            lut[pids] = comm_ids
+            cols["comm_id"] = lut[cols["pid"]]
+        else:
+            cols["comm_id"] = comm_ids[np.searchsorted(pids, cols["pid"])]
         assert set(cols) == set(COLUMNS)
         # the columns are final: build the table on them directly (the builder would copy)
         table = EventTable(
@@ -1116,6 +1138,16 @@ def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes = np.empty(len(a), dtype=np.int32)
     codes[order] = np.cumsum(new, dtype=np.int32) - 1
     return codes, s[new]
+
+
+def _distinct(a: np.ndarray) -> np.ndarray:
+    """The sorted distinct values of ``a`` (``_factorize``'s values, without the codes)."""
+    if len(a) == 0:
+        return a[:0]
+    if a.dtype.kind == "i" and int(a.min()) >= 0 and int(a.max()) < 1 << 23:  # pids
+        return np.flatnonzero(np.bincount(a)).astype(a.dtype)
+    s = np.sort(a)
+    return s[np.concatenate(([True], s[1:] != s[:-1]))]
 
 
 def _strtoll(s: str) -> int:

@@ -108,6 +108,7 @@ class FastResult:
     names: dict[int, str]  # name key -> cache name
     summaries: list[tuple[int, CpuSummary]]  # CPUs with data, ascending
     backwards: dict[int, int]
+    prepared: Any = None  # what ``prepare`` returned
 
 
 class _GiveUp(Exception):
@@ -115,11 +116,22 @@ class _GiveUp(Exception):
 
 
 def read_fast(
-    r: _TraceDat, buf: _Buffer, page_size: int, long_size: int, layout: KmemLayout, k: Any
+    r: _TraceDat,
+    buf: _Buffer,
+    page_size: int,
+    long_size: int,
+    layout: KmemLayout,
+    k: Any,
+    prepare: Any = None,
 ) -> FastResult | None:
-    """Read ``buf``'s CPU streams with the kernels ``k``; None when the streaming reader must."""
+    """Read ``buf``'s CPU streams with the kernels ``k``; None when the streaming reader must.
+
+    ``prepare(call_site, pid)``, given the rows before the merge, runs on a thread beside the
+    merge (resolving the distinct call sites and pids needs no row order); its result is
+    ``FastResult.prepared``.
+    """
     try:
-        return _Reader(r, buf, page_size, long_size, layout, k).run()
+        return _Reader(r, buf, page_size, long_size, layout, k).run(prepare)
     except _GiveUp:
         return None
 
@@ -159,7 +171,7 @@ class _Reader:
 
     # --- jobs ----------------------------------------------------------------------------
 
-    def run(self) -> FastResult:
+    def run(self, prepare: Any = None) -> FastResult:
         cpus = [(cpu, off, size) for cpu, off, size in sorted(self.buf.cpus) if size]
         if len({c for c, _, _ in cpus}) != len(cpus):
             raise _GiveUp  # a CPU listed twice: leave it to the streaming reader
@@ -204,7 +216,26 @@ class _Reader:
         for j in jobs:
             if j.stats[K.S_ERR]:
                 raise _GiveUp  # strict mode: the streaming reader raises the exact error
-        return self._merge([c for c, _, _ in cpus], jobs)
+        prepared: list[Any] = []
+        side: threading.Thread | None = None
+        if prepare is not None:
+            rows = {name: self.cols[name][: self.fill] for name in ("call_site", "pid")}
+
+            def run_prepare() -> None:
+                try:
+                    prepared.append(prepare(rows["call_site"], rows["pid"]))
+                except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
+                    prepared.append(e)
+
+            side = threading.Thread(target=run_prepare, name="sheaftune-prepare", daemon=True)
+            side.start()
+        result = self._merge([c for c, _, _ in cpus], jobs)
+        if side is not None:
+            side.join()
+            if isinstance(prepared[0], BaseException):
+                raise prepared[0]
+            result.prepared = prepared[0]
+        return result
 
     def _progress(self, j: _Job) -> None:
         cb = self.r.opts.progress
