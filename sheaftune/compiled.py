@@ -60,9 +60,10 @@ new key and a rebuild, never the import of a stale extension. The extension's mo
 embeds the key, so two builds never share an init symbol in one process.
 
 Cache directory: ``$SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune``, else
-``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>``. Builds live in
-``aot/<module>/<key>/`` (the extension, ``meta.json`` with its sha256 and exported names); the
-newest few keys per module are kept, older ones removed after each build.
+``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>`` (when it is ours).
+Builds live in ``aot/<module>/<key>/`` (the extension, ``meta.json`` with its sha256 and the
+exports' argument types); the newest few keys per module are kept, older ones (and temporary
+directories of killed builds) removed after each build.
 
 Builds target the generic CPU model of the architecture (``numba.pycc`` default), so a cache
 directory shared by machines of one architecture stays valid. The exported entry points release
@@ -164,8 +165,13 @@ def cache_dir() -> Path:
 
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
     tmp = Path(tempfile.gettempdir()) / f"sheaftune-{uid}"
-    tmp.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return tmp
+    with contextlib.suppress(OSError):
+        tmp.mkdir(mode=0o700, exist_ok=True)
+        st = os.lstat(tmp)
+        if not hasattr(os, "getuid") or (st.st_uid == os.getuid() and not tmp.is_symlink()):
+            return tmp
+    # someone else's (or unusable): a private directory for this process only
+    return Path(tempfile.mkdtemp(prefix="sheaftune-"))
 
 
 # ----------------------------------------------------------------------------- internals
@@ -603,6 +609,11 @@ def _prune(entry: _Entry) -> None:
         dirs = [d for d in entry.base.iterdir() if d.is_dir() and not d.name.startswith(".")]
     except OSError:
         return
+    stale = time.time() - 2 * BUILD_TIMEOUT
+    with contextlib.suppress(OSError):  # temporary dirs of builds killed midway
+        for d in entry.base.iterdir():
+            if d.name.startswith((".build-", ".trash-")) and _mtime(d) < stale:
+                _discard(d)
     others = sorted((d for d in dirs if d != entry.dir), key=_mtime, reverse=True)
     for d in others[KEEP - 1 :]:
         _discard(d)

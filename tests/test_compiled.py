@@ -244,7 +244,14 @@ def test_old_builds_are_pruned(
         old.mkdir()
         (entry.base / f"{i:032x}.lock").touch()
         os.utime(old, (1000 + i, 1000 + i))
+    killed = entry.base / ".build-killed"
+    killed.mkdir()
+    os.utime(killed, (1000, 1000))
+    fresh_tmp = entry.base / ".build-running"
+    fresh_tmp.mkdir()
     compiled._prune(entry)
+    assert not killed.exists() and fresh_tmp.exists()
+    fresh_tmp.rmdir()
     kept = sorted(p.name for p in entry.base.iterdir() if p.is_dir())
     assert kept == sorted([entry.dir.name, f"{5:032x}", f"{4:032x}"])
     assert not (entry.base / f"{0:032x}.lock").exists()
