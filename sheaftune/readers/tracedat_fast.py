@@ -407,6 +407,59 @@ class _Reader:
 
     # --- merge ---------------------------------------------------------------------------
 
+    def _merge_part(
+        self,
+        cpus: list[int],
+        segs: list[tuple[int, int, int]],
+        out: dict[str, np.ndarray],
+        a: int,
+        b: int,
+    ) -> dict[int, int]:
+        """Merge the rows of ``segs`` into ``out[a:b]``; backward steps per CPU."""
+        src = self.cols
+        scratch = [np.zeros(len(cpus), dtype=np.int64) for _ in range(5)]
+        n = self.k.merge_rows(
+            *_chains(cpus, segs),
+            np.array(cpus, dtype=np.int64),
+            *scratch,
+            *(src[name] for name, _ in ROW_COLS),
+            out["ts"][a:b],
+            out["cpu"][a:b],
+            *(out[name][a:b] for name, _ in ROW_COLS[1:]),
+        )
+        if n != b - a:
+            raise RuntimeError("merge wrote a wrong number of rows")
+        return {cpus[i]: int(v) for i, v in enumerate(scratch[4].tolist()) if v}
+
+    def _split(
+        self, segs: list[tuple[int, int, int]], total: int
+    ) -> list[tuple[list[tuple[int, int, int]], int, int]] | None:
+        """Two halves of the merge, split at a pivot time, when every CPU's stream is
+        monotonic (then rows before the pivot, merged, followed by the rest, merged, is the
+        whole merge); None otherwise or when too small to be worth a thread."""
+        if total < 1 << 17:
+            return None
+        ts = self.cols["ts"]
+        prev: dict[int, int] = {}
+        for cpu, a, b in segs:
+            if b <= a:
+                continue
+            if cpu in prev and ts[a] < prev[cpu]:
+                return None
+            if b - a > 1 and bool((ts[a + 1 : b] < ts[a : b - 1]).any()):
+                return None
+            prev[cpu] = int(ts[b - 1])
+        sample = np.concatenate([ts[a:b:64] for _, a, b in segs if b > a])
+        pivot = np.partition(sample, len(sample) // 2)[len(sample) // 2]
+        first: list[tuple[int, int, int]] = []
+        second: list[tuple[int, int, int]] = []
+        for cpu, a, b in segs:
+            cut = a + int(np.searchsorted(ts[a:b], pivot, side="left"))
+            first.append((cpu, a, cut))
+            second.append((cpu, cut, b))
+        n1 = sum(e - b for _, b, e in first)
+        return [(first, 0, n1), (second, n1, total)]
+
     def _merge(self, cpus: list[int], jobs: list[_Job]) -> FastResult:
         r = self.r
         cols = self.cols
@@ -447,45 +500,47 @@ class _Reader:
             if m_ts:
                 s.marker_ts, s.marker_count = np.concatenate(m_ts), np.concatenate(m_cnt)
             summaries.append((cpu, s))
-        src = cols
         segs = [(cpu, j.base, j.base + j.rows) for cpu in cpus for j in by_cpu[cpu]]
-        ncpu = len(cpus)
-        seg_start = np.array([s[1] for s in segs], dtype=np.int64)
-        seg_end = np.array([s[2] for s in segs], dtype=np.int64)
-        seg_next = np.full(len(segs), -1, dtype=np.int64)
-        cpu_first = np.full(ncpu, -1, dtype=np.int64)
-        last: dict[int, int] = {}
-        index = {c: i for i, c in enumerate(cpus)}
-        for si, (cpu, _, _) in enumerate(segs):
-            ci = index[cpu]
-            if ci in last:
-                seg_next[last[ci]] = si
-            else:
-                cpu_first[ci] = si
-            last[ci] = si
-        total = int((seg_end - seg_start).sum())
+        total = sum(e - b for _, b, e in segs)
         out: dict[str, np.ndarray] = {name: np.empty(total, dtype=dt) for name, dt in ROW_COLS}
-        out_cpu = np.empty(total, dtype=np.uint16)
-        scratch = [np.zeros(ncpu, dtype=np.int64) for _ in range(5)]
-        back = scratch[4]
-        n = self.k.merge_rows(
-            seg_start,
-            seg_end,
-            seg_next,
-            cpu_first,
-            np.array(cpus, dtype=np.int64),
-            *scratch,
-            *(src[name] for name, _ in ROW_COLS),
-            out["ts"],
-            out_cpu,
-            *(out[name] for name, _ in ROW_COLS[1:]),
-        )
-        if n != total:
-            raise RuntimeError("merge wrote a wrong number of rows")
-        out["cpu"] = out_cpu
-        backwards = {cpus[i]: int(b) for i, b in enumerate(back.tolist()) if b}
+        out["cpu"] = np.empty(total, dtype=np.uint16)
+        parts = self._split(segs, total) if self.workers > 1 else None
+        if parts is None:  # one merge (it also counts backward steps)
+            backwards = self._merge_part(cpus, segs, out, 0, total)
+        else:  # monotonic streams: rows before the pivot time, then the rest, on two threads
+            pool = ThreadPoolExecutor(2)
+            try:
+                done = [
+                    pool.submit(self._merge_part, cpus, part, out, a, b) for part, a, b in parts
+                ]
+                for f in done:
+                    f.result()
+            finally:
+                pool.shutdown()
+            backwards = {}
         names = {v: name for name, v in name_keys.items()}
         return FastResult(out, names, summaries, backwards)
+
+
+def _chains(
+    cpus: list[int], segs: list[tuple[int, int, int]]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """merge_rows' stream description: segment starts, ends, next segment of the same CPU,
+    first segment of each CPU."""
+    seg_start = np.array([s[1] for s in segs], dtype=np.int64)
+    seg_end = np.array([s[2] for s in segs], dtype=np.int64)
+    seg_next = np.full(len(segs), -1, dtype=np.int64)
+    cpu_first = np.full(len(cpus), -1, dtype=np.int64)
+    last: dict[int, int] = {}
+    index = {c: i for i, c in enumerate(cpus)}
+    for si, (cpu, _, _) in enumerate(segs):
+        ci = index[cpu]
+        if ci in last:
+            seg_next[last[ci]] = si
+        else:
+            cpu_first[ci] = si
+        last[ci] = si
+    return seg_start, seg_end, seg_next, cpu_first
 
 
 def factorize_sites(k: Any, sites: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -280,3 +280,84 @@ def test_page_engines_give_identical_tables(rel: str, monkeypatch: pytest.Monkey
         assert np.array_equal(col, b.columns[k]), k
     assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
     assert a.meta.extra["dropped"] == b.meta.extra["dropped"] if "dropped" in a.meta.extra else True
+
+
+def _cache_names(t: EventTable) -> np.ndarray:
+    names = np.array([*t.caches, "<none>"], dtype=object)
+    return names[np.where(t.cache_id >= 0, t.cache_id, len(t.caches))]
+
+
+@pytest.mark.parametrize(
+    "rel", ["large/build.v7zstd.dat", "traces/vma-small.v6.dat", "traces/kmalloc-small.v7zstd.dat"]
+)
+@pytest.mark.parametrize("salvage", [False, True])
+def test_compiled_path_equals_streaming_reader(
+    rel: str, salvage: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The compiled whole-stream path (per-job decompression and walks on threads, k-way merge)
+    gives the streaming numpy reader's table. Cache ids are numbered by first appearance (CPU
+    order) there, by hash order per window here: compared through their names."""
+    tables = []
+    for engine in ("numpy", "numba"):
+        monkeypatch.setenv("SHEAFTUNE_PAGE_ENGINE", engine)
+        tables.append(read(rel, salvage=salvage))
+    a, b = tables
+    assert b.meta.extra["page_engine"] == "numba"
+    for k, col in a.columns.items():
+        if k != "cache_id":
+            assert np.array_equal(col, b.columns[k]), k
+    assert np.array_equal(_cache_names(a), _cache_names(b))
+    assert sorted(a.caches) == sorted(b.caches)
+    assert (a.sites, a.comms) == (b.sites, b.comms)
+    da, db = a.meta.to_dict(), b.meta.to_dict()
+    da["extra"].pop("page_engine")
+    db["extra"].pop("page_engine")
+    assert da == db
+
+
+_DUMP = """
+import json, sys
+import numpy as np
+from sheaftune.readers import read_trace
+t = read_trace(sys.argv[1])
+np.savez(sys.argv[2], **t.columns)
+json.dump({"caches": t.caches, "sites": t.sites, "comms": t.comms, "numba": "numba" in sys.modules,
+           "engine": t.meta.extra["page_engine"]}, sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("rel", ["traces/kmalloc-small.v7zstd.dat", "edge/be64.dat"])
+def test_aot_and_jit_kernels_read_the_same(rel: str, tmp_path: Path) -> None:
+    """The ahead-of-time build of the reader kernels and numba's JIT of the same module give
+    identical tables; with a build at hand, reading does not import numba."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from sheaftune import compiled
+
+    path = fixture_path(rel)
+    out = {}
+    for aot in ("1", "0"):
+        env = {**os.environ, "SHEAFTUNE_AOT": aot, "SHEAFTUNE_PAGE_ENGINE": "numba"}
+        npz = tmp_path / f"aot{aot}.npz"
+        r = subprocess.run(
+            [sys.executable, "-c", _DUMP, str(path), str(npz)],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=600,
+        )
+        info = json.loads(r.stdout)
+        assert info["engine"] == "numba"
+        out[aot] = (np.load(npz), info)
+    (a, ia), (b, ib) = out["1"], out["0"]
+    assert set(a.files) == set(b.files)
+    for k in a.files:
+        assert np.array_equal(a[k], b[k]), k
+    assert (ia["caches"], ia["sites"], ia["comms"]) == (ib["caches"], ib["sites"], ib["comms"])
+    assert ib["numba"]  # the JIT run compiled with numba
+    if compiled.build_status("sheaftune.readers._jit")["built"]:
+        assert not ia["numba"]
