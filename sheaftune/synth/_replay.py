@@ -461,6 +461,37 @@ def op_rows(  # type: ignore[no-untyped-def]
         o_site[j] = site[i]
 
 
+@numba.njit(cache=True, nogil=True)
+def choose(u, cdf, values, out):  # type: ignore[no-untyped-def]
+    """``out[i] = values[searchsorted(cdf, u[i], side="right")]``; ``out`` may be ``u``'s
+    memory (each element is read before it is written)."""
+    last = len(values) - 1
+    for i in range(len(u)):
+        x = u[i]
+        j = 0
+        while j < len(cdf) and cdf[j] <= x:
+            j += 1
+        out[i] = values[min(j, last)]
+
+
+@numba.njit(cache=True, nogil=True)
+def fates(u, rcu, bulk, never):  # type: ignore[no-untyped-def]
+    """Each operation's fate from a uniform draw: below ``rcu`` kfree_rcu, then bulk, never,
+    visible (the thresholds are cumulative)."""
+    out = np.empty(len(u), np.int8)
+    for i in range(len(u)):
+        x = u[i]
+        if x < rcu:
+            out[i] = RCU
+        elif x < bulk:
+            out[i] = BULK
+        elif x < never:
+            out[i] = NEVER
+        else:
+            out[i] = VISIBLE
+    return out
+
+
 #: Sub-microsecond order within one CPU's microsecond, in steps of 100 ns.
 SUB = 10
 

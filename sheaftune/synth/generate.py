@@ -291,11 +291,11 @@ def _gen_stream(
         k = None  # one object per operation
     op_site, site_c = _pick(alloc_sites, s.call_site.probabilities(), rng, m)
     fr = s.free
-    u = rng.random(m)
-    fate = np.full(m, _VISIBLE, dtype=np.int8)
-    fate[u < fr.kfree_rcu + fr.bulk + fr.never] = _NEVER
-    fate[u < fr.kfree_rcu + fr.bulk] = _BULK
-    fate[u < fr.kfree_rcu] = _RCU
+    from sheaftune.synth._replay import fates
+
+    fate = fates(
+        rng.random(m), fr.kfree_rcu, fr.kfree_rcu + fr.bulk, fr.kfree_rcu + fr.bulk + fr.never
+    )
     if fr.call_site is not None:
         op_fsite, fsite_c = _pick(free_sites, fr.call_site.probabilities(), rng, m)
     else:
@@ -348,10 +348,13 @@ def _pick(
     ids: np.ndarray, p: np.ndarray, rng: np.random.Generator, n: int
 ) -> tuple[np.ndarray, int]:
     """A site per operation: (the sites, PER_RECORD), or (empty, the one site) for a single one."""
+    from sheaftune.synth._replay import choose
+
     if len(ids) == 1:
         return np.empty(0, dtype=np.int32), int(ids[0])
-    idx = np.searchsorted(np.cumsum(p)[:-1], rng.random(n), side="right")
-    return ids[idx].astype(np.int32), PER_RECORD
+    out = np.empty(n, dtype=np.int32)
+    choose(rng.random(n), np.cumsum(p)[:-1], ids.astype(np.int32), out)
+    return out, PER_RECORD
 
 
 #: The EventTable columns the walk writes, in its argument order.

@@ -160,9 +160,16 @@ class Count:
         if self.value is not None:
             out = np.full(n, self.value, dtype=np.int64)
         elif self.choices:
+            from sheaftune.synth._replay import choose
+
+            # rng.choice(len(choices), size=n, p=w / w.sum()), its draws and its cdf, in one
+            # compiled pass written over the uniform draws
             w = np.asarray(self.weights, dtype=float)
-            idx = rng.choice(len(self.choices), size=n, p=w / w.sum())
-            out = np.asarray(self.choices, dtype=np.int64)[idx]
+            cdf = (w / w.sum()).cumsum()
+            cdf /= cdf[-1]
+            u = rng.random(n)
+            out = u.view(np.int64)
+            choose(u, cdf, np.asarray(self.choices, dtype=np.int64), out)
         else:
             import scipy.stats
 
