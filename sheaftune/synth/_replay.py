@@ -261,6 +261,7 @@ def walk(  # type: ignore[no-untyped-def]
     o_site,
     o_pid,
     o_comm,
+    seen_cpu,
 ):
     """Walk the records in time order, writing the kept rows' EventTable columns.
 
@@ -277,7 +278,9 @@ def walk(  # type: ignore[no-untyped-def]
     kfree_rcu, 2 bulk. A record index below ``n_alloc`` is the allocation of object = index; a
     free record r names its object in ``f_obj[r - n_alloc]``. ``site`` is per record,
     ``nbytes`` per allocation; ``s_*`` are per-stream tables, ``c_*`` per-cache ones (``c_id``
-    maps the internal cache of kfree(NULL) calls to NO_CACHE).
+    maps the internal cache of kfree(NULL) calls to NO_CACHE). ``seen_cpu`` (zeros, one per
+    allocation record; np.zeros, so pages never written cost nothing) gets 1 + the CPU of each
+    allocation the window shows whose object is freed visibly.
     """
     packed = len(key) > 0
     n = len(key) if packed else len(order)
@@ -288,8 +291,6 @@ def walk(  # type: ignore[no-untyped-def]
     slot_local = np.empty(n_alloc, dtype=np.int32)
     next_local = np.zeros(ncaches, dtype=np.int64)
     slot_of = np.empty(n_alloc, dtype=np.int32)
-    seen = np.zeros(n_alloc, dtype=np.bool_)
-    alloc_cpu = np.empty(n_alloc, dtype=np.int32)
     counts = np.zeros((ncaches, 6), dtype=np.int64)
     remote = np.zeros(3, dtype=np.int64)  # matched frees, on another CPU, on another node
     nslots = 0
@@ -325,7 +326,6 @@ def walk(  # type: ignore[no-untyped-def]
                 slot_local[s] = next_local[c]
                 next_local[c] += 1
             slot_of[o] = s
-            alloc_cpu[o] = p
         else:
             o = f_obj[r - n_alloc]
             s = slot_of[o]
@@ -362,14 +362,15 @@ def walk(  # type: ignore[no-untyped-def]
             if not is_free:
                 if visible:
                     counts[c, 0] += 1
-                    seen[o] = True
+                    if (tg & 6) == 0:  # freed visibly: its free will ask where it was allocated
+                        seen_cpu[o] = p + 1
                 else:
                     counts[c, 1] += 1
             elif visible:
                 counts[c, 2] += 1
-                if seen[o]:
+                a = seen_cpu[o] - 1
+                if a >= 0:
                     remote[0] += 1
-                    a = alloc_cpu[o]
                     if a != p:
                         remote[1] += 1
                         if node_of[a] != node_of[p]:

@@ -176,9 +176,9 @@ def _free_cpus(
 ) -> np.ndarray:
     """The CPU that frees each operation's objects."""
     f = s.free
-    out = cpu.copy()
     if f.remote_cpu <= 0 or ncpus < 2:
-        return out
+        return cpu  # read only, as the allocating CPUs are
+    out = cpu.copy()
     n = len(cpu)
     u = rng.random(n)
     remote = u < f.remote_cpu
@@ -616,6 +616,7 @@ def _generate_once(
         np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
         np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
         *(columns[c] for c in _WALK_COLUMNS),
+        np.zeros(n_alloc, dtype=np.int32),
     )
     del key, order, t_us, cpu_s, f_obj, tag, site, nbytes
     if nkeep < target:

@@ -246,3 +246,15 @@ def test_per_record_sentinel_agrees() -> None:
     from sheaftune.synth import _replay, generate
 
     assert generate.PER_RECORD == _replay.PER_RECORD
+
+
+def test_weighted_choices_are_rng_choice() -> None:
+    """Count's compiled weighted choice draws exactly what ``rng.choice`` draws."""
+    from sheaftune.synth.spec import Count
+
+    c = Count(choices=(3, 5, 7, 10, 13), weights=(2458, 381, 898, 171, 489), lo=4, hi=12)
+    for seed in range(3):
+        w = np.asarray(c.weights, dtype=float)
+        idx = np.random.default_rng(seed).choice(5, size=50_001, p=w / w.sum())
+        want = np.clip(np.asarray(c.choices)[idx], 4, 12)
+        assert np.array_equal(c.sample(np.random.default_rng(seed), 50_001), want)
