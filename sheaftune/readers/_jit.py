@@ -342,17 +342,19 @@ def walk_pages(  # type: ignore[no-untyped-def]
                         so += foff + fsz
                 if so >= 0 and sl > 0 and so + sl <= ln:
                     spos = pl + so
-                    k = 0
+                    # FNV-1a up to the first NUL (or the field's end), in one pass
                     us = np.uint64(spos)
-                    while k < sl and buf[us + np.uint64(k)] != 0:
+                    hh = _FNV_OFFSET
+                    k = 0
+                    while k < sl:
+                        ch = buf[us + np.uint64(k)]
+                        if ch == 0:
+                            break
+                        hh = (hh ^ np.uint64(ch)) * _FNV_PRIME
                         k += 1
                     slen = k
                     if slen > 0:
-                        h = _FNV_OFFSET
-                        for j in range(slen):
-                            h = (h ^ np.uint64(buf[us + np.uint64(j)])) * _FNV_PRIME
-                        if h == 0:
-                            h = np.uint64(1)
+                        h = hh if hh != 0 else np.uint64(1)
             if not intern:
                 o_nhash[un] = h
                 o_npos[un] = spos
@@ -602,40 +604,52 @@ def merge_rows(  # type: ignore[no-untyped-def]
     n = 0
     while nh > 0:
         c = heap[0]
-        r = pos[c]
-        un = np.uint64(n)  # unsigned indices: no negative-index wraparound
-        ur = np.uint64(r)
-        o_ts[un] = ts[ur]
-        o_cpu[un] = cpu_id[c]
-        o_op[un] = op[ur]
-        o_pid[un] = pid[ur]
-        o_site[un] = site[ur]
-        o_ptr[un] = ptr[ur]
-        o_req[un] = req[ur]
-        o_alloc[un] = alloc[ur]
-        o_gfp[un] = gfp[ur]
-        o_node[un] = node[ur]
-        o_name[un] = name[ur]
-        n += 1
-        # advance stream c
-        r += 1
+        # the best of the other streams (the root's better child): c's rows go out until
+        # it is no longer ahead of that one, without touching the heap
+        o = -1
+        if nh >= 2:
+            o = heap[1]
+            if nh >= 3 and _heap_less(heap[2], o, head):
+                o = heap[2]
         s = cur[c]
-        if r >= seg_end[s]:
-            s = seg_next[s]
-            while s >= 0 and seg_start[s] >= seg_end[s]:
+        r = pos[c]
+        end = seg_end[s]
+        while True:
+            un = np.uint64(n)  # unsigned indices: no negative-index wraparound
+            ur = np.uint64(r)
+            o_ts[un] = ts[ur]
+            o_cpu[un] = cpu_id[c]
+            o_op[un] = op[ur]
+            o_pid[un] = pid[ur]
+            o_site[un] = site[ur]
+            o_ptr[un] = ptr[ur]
+            o_req[un] = req[ur]
+            o_alloc[un] = alloc[ur]
+            o_gfp[un] = gfp[ur]
+            o_node[un] = node[ur]
+            o_name[un] = name[ur]
+            n += 1
+            r += 1
+            if r >= end:
                 s = seg_next[s]
-            cur[c] = s
-            if s >= 0:
+                while s >= 0 and seg_start[s] >= seg_end[s]:
+                    s = seg_next[s]
+                cur[c] = s
+                if s < 0:
+                    break
                 r = seg_start[s]
+                end = seg_end[s]
+            t = ts[r]
+            if t < head[c]:
+                back[c] += 1
+            head[c] = t
+            if o >= 0 and not _heap_less(c, o, head):
+                break
         if s < 0:  # stream exhausted: the last heap entry replaces the top
             nh -= 1
             heap[0] = heap[nh]
         else:
             pos[c] = r
-            t = ts[r]
-            if t < head[c]:
-                back[c] += 1
-            head[c] = t
         # sift down from the top
         i = 0
         while True:

@@ -375,3 +375,64 @@ def test_engines_agree_on_damaged_pages(seed: int) -> None:
     assert a.bad_pages == b.bad_pages
     for k in ("ts", "op", "ptr", "call_site", "pid", "gfp", "node"):
         assert np.array_equal(a.columns[k], b.columns[k]), k
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_compiled_merge_equals_trace_cmd_order(seed: int) -> None:
+    """merge_rows (the compiled reader's k-way merge over chained segments, with its run
+    shortcut and heap) picks rows exactly as trace-cmd's merge (``merge_order``, ties to the
+    lower CPU, non-monotonic streams included) and counts each stream's backward steps."""
+    from sheaftune.readers._jit import merge_order
+    from sheaftune.readers.tracedat_fast import ROW_COLS, _chains, reader_kernels
+
+    rng = np.random.default_rng(seed)
+    k = reader_kernels()
+    ncpu = int(rng.integers(1, 7))
+    streams = []
+    for _ in range(ncpu):
+        n = int(rng.integers(0, 60))
+        t = np.cumsum(rng.integers(0, 4, n)).astype(np.int64)
+        if seed % 3 == 0 and n > 3:  # damage: some steps backwards
+            t[rng.integers(0, n, 2)] -= 5
+        streams.append(t)
+    # the streams' rows, scattered over segments in a shuffled layout
+    pieces = []
+    for c, t in enumerate(streams):
+        cuts = sorted(set(rng.integers(0, len(t) + 1, 3).tolist()) | {0, len(t)})
+        pieces += [(c, i, a, b) for i, (a, b) in enumerate(zip(cuts, cuts[1:], strict=False))]
+    order = rng.permutation(len(pieces))
+    ts = np.empty(sum(len(t) for t in streams), dtype=np.int64)
+    src_id = np.empty(len(ts), dtype=np.int64)  # global row id in CPU-concatenated order
+    offsets = np.concatenate(([0], np.cumsum([len(t) for t in streams])))
+    at = 0
+    placed = {}
+    for pi in order:
+        c, i, a, b = pieces[pi]
+        ts[at : at + b - a] = streams[c][a:b]
+        src_id[at : at + b - a] = offsets[c] + np.arange(a, b)
+        placed[(c, i)] = (at, at + b - a)
+        at += b - a
+    segs = [(c, *placed[(c, i)]) for c, i, _, _ in sorted(pieces)]
+    cpus = list(range(ncpu))
+    cols = {name: np.zeros(len(ts), dtype=dt) for name, dt in ROW_COLS}
+    cols["ts"] = ts
+    cols["ptr"] = src_id.astype(np.uint64)  # carries the row identity through the merge
+    out = {name: np.zeros(len(ts), dtype=dt) for name, dt in ROW_COLS}
+    cpu_out = np.zeros(len(ts), dtype=np.uint16)
+    scratch = [np.zeros(ncpu, dtype=np.int64) for _ in range(5)]
+    n = k.merge_rows(
+        *_chains(cpus, segs),
+        np.array(cpus, dtype=np.int64),
+        *scratch,
+        *(cols[name] for name, _ in ROW_COLS),
+        out["ts"],
+        cpu_out,
+        *(out[name] for name, _ in ROW_COLS[1:]),
+    )
+    assert n == len(ts)
+    bounds = offsets.astype(np.int64)
+    ref = merge_order(np.concatenate(streams) if streams else ts[:0], bounds)
+    assert out["ptr"].astype(np.int64).tolist() == ref.tolist()
+    assert cpu_out.tolist() == np.searchsorted(bounds, ref, side="right").__sub__(1).tolist()
+    back = [int(np.count_nonzero(t[1:] < t[:-1])) for t in streams]
+    assert scratch[4].tolist() == back
