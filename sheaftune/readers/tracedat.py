@@ -253,7 +253,9 @@ class _TraceDat:
         self.header_page: HeaderPage | None = None
         self.formats: list[EventFormat] = []
         self.other_ids: list[int] = []
-        self.kallsyms_text = b""
+        self._kallsyms = b""
+        self._kallsyms_thread: threading.Thread | None = None
+        self._kallsyms_error: BaseException | None = None
         self.cmdlines_text = b""
         self.buffers: list[_Buffer] = []
         self.trace_clock: str | None = None
@@ -345,11 +347,52 @@ class _TraceDat:
         self._set_endian(endian == 1)
         c.pos += 2  # endianness, recorder's long size (not the kernel's: see header_page)
         self.page_size = c.u32()
-        if self.version >= 7:
-            self._read_v7(c)
-        else:
-            self._read_v6(c)
-        return self._read_events()
+        try:
+            if self.version >= 7:
+                self._read_v7(c)
+            else:
+                self._read_v6(c)
+            table = self._read_events()
+        except BaseException:
+            self._kallsyms_wait()  # its error, if any, came first in the file
+            raise
+        self._kallsyms_wait()
+        return table
+
+    # --- kallsyms, decompressed on a thread ---------------------------------------------
+
+    @property
+    def kallsyms_text(self) -> bytes:
+        self._kallsyms_wait()
+        return self._kallsyms
+
+    @kallsyms_text.setter
+    def kallsyms_text(self, text: bytes) -> None:
+        self._kallsyms = text
+
+    def _kallsyms_defer(self, load: Any) -> None:
+        """Run ``load()`` (the kallsyms section's decompression) on a thread; the text, or
+        the error, is taken where it is needed (call-site names) or when the read ends."""
+
+        def run() -> None:
+            try:
+                self._kallsyms = load()
+            except BaseException as e:  # noqa: BLE001 - raised by _kallsyms_wait
+                self._kallsyms_error = e
+
+        t = threading.Thread(target=run, name="sheaftune-kallsyms", daemon=True)
+        self._kallsyms_thread = t
+        t.start()
+
+    def _kallsyms_wait(self) -> None:
+        t = self._kallsyms_thread
+        if t is not None:
+            t.join()
+            self._kallsyms_thread = None
+        e = self._kallsyms_error
+        if e is not None:
+            self._kallsyms_error = None
+            raise e
 
     # --- shared metadata blocks ---------------------------------------------------------
 
@@ -499,6 +542,12 @@ class _TraceDat:
         ):
             if sid not in sections:
                 continue
+            if sid == SEC_KALLSYMS and not self.opts.salvage:
+                # the biggest section, needed last: decompressed beside the rest of the read
+                # (strict mode only: salvage records its loss in file order)
+                finish = self._section(sections[sid], sid, lazy=True)
+                self._kallsyms_defer(lambda finish=finish: _take_u32(finish()))
+                continue
             try:
                 sc = self._section(sections[sid], sid)
                 setattr(self, attr, sc.take(sc.u32() if width == 4 else sc.u64()))
@@ -551,8 +600,9 @@ class _TraceDat:
             self.lost("truncated trailing section", 1, f"byte offset {pos}: {problem}")
             return
 
-    def _section(self, offset: int, expect: int) -> _Cursor:
-        """Cursor over a v7 section's payload (decompressed when flagged)."""
+    def _section(self, offset: int, expect: int, lazy: bool = False) -> Any:
+        """Cursor over a v7 section's payload (decompressed when flagged). ``lazy``: the
+        header is checked now; returned is a function giving the cursor (decompressing)."""
         name = _SECTION_NAMES.get(expect, f"section {expect}")
         what = f"{name} section (id {expect})"
         c = self.cur(offset, what)
@@ -566,15 +616,20 @@ class _TraceDat:
         c.need(size)
         self.v7_end = max(self.v7_end, start + size)
         if not flags & 1:
-            return self.cur(start, what, start + size)
+            plain = self.cur(start, what, start + size)
+            return (lambda: plain) if lazy else plain
         clen = c.u32()
         ulen = c.u32()
         if clen > size - 8:
             raise c.fail(f"compressed size {clen} exceeds the section ({size} bytes)", start)
-        blob = bytes(self.data[c.pos : c.pos + clen])
-        out = self.decompress(blob, ulen, what, start)
-        dc = _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
-        return dc
+        at = c.pos
+
+        def finish() -> _Cursor:
+            blob = bytes(self.data[at : at + clen])
+            out = self.decompress(blob, ulen, what, start)
+            return _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
+
+        return finish if lazy else finish()
 
     def _options(
         self,
@@ -1138,6 +1193,11 @@ def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     codes = np.empty(len(a), dtype=np.int32)
     codes[order] = np.cumsum(new, dtype=np.int32) - 1
     return codes, s[new]
+
+
+def _take_u32(c: _Cursor) -> bytes:
+    """A u32 length, then that many bytes (the kallsyms section's payload)."""
+    return c.take(c.u32())
 
 
 def _distinct(a: np.ndarray) -> np.ndarray:
