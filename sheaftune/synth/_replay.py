@@ -1,10 +1,20 @@
-"""The one sequential step of generation: walk the merged records in time order (numba).
+"""The compiled passes of generation (numba): per object, per record, per row.
 
-Imported only by :mod:`sheaftune.synth.generate`, so ``sheaftune --help`` never loads numba.
-The walk hands out object addresses the way an allocator with per-CPU sheaves reuses them
-(an object freed on CPU c is the next one allocated on c: a per-(cache, CPU) LIFO list), picks
-the trace window (the first ``target`` visible records at or after time 0), and counts, per
-cache, what the window holds, visible or not.
+Imported only lazily (by :mod:`sheaftune.synth.generate` and the samplers of
+:mod:`sheaftune.synth.spec`), so ``sheaftune --help`` never loads numba.
+
+- :func:`stream_extent` and :func:`fill_stream` expand a stream's operations into its records
+  (allocations and frees) and their packed sort keys, straight into the merged arrays;
+  :func:`sort_key` is the reference they match, and what the lexsort fallback's tests use.
+- :func:`walk`, the one sequential step, goes through the sorted records in time order: it
+  hands out object addresses the way an allocator with per-CPU sheaves reuses them (an object
+  freed on CPU c is the next one allocated on c: a per-(cache, CPU) LIFO list), picks the trace
+  window (the first ``target`` visible records at or after time 0), writes its rows' EventTable
+  columns and counts, per cache, what the window holds, visible or not;
+  :func:`place_pointers` turns slots into addresses once every cache's slot count is known.
+- :func:`count_hidden` counts a bulk user's objects that have no record; :func:`op_window`,
+  :func:`op_keys` and :func:`op_rows` build the OpTable; :func:`choose` and :func:`fates` turn
+  uniform draws into weighted choices and fates.
 """
 
 from __future__ import annotations

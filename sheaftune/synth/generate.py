@@ -1,9 +1,13 @@
 """Generation: WorkloadSpec + seed -> the EventTable (and OpTable) a real 6.18 trace would give.
 
 Everything is drawn from one ``numpy.random.Generator`` seeded by ``--seed``, stream by stream
-in file order, so the same spec, seed, CPU count and event count give the same bytes. The work
-is vectorised over operations; the only sequential step, handing out object addresses the way an
-allocator reuses them, is a small numba loop.
+in file order, so the same spec, seed, CPU count and event count give the same bytes. The draws
+are vectorised over operations (numpy, in place where it can be); per object and per record the
+work is compiled (numba, :mod:`sheaftune.synth._replay`): one pass per stream expands its
+operations into records and their packed sort keys, one ``np.sort`` merges them, and one walk
+hands out addresses and writes the EventTable's columns. What costs time at 20 million events is
+memory: each record is touched a few times, and fresh pages cost the kernel as much as the work
+(see ``docs/workloads.md``), so there are no full-size temporaries where a pass can do without.
 
 How one stream becomes events:
 
