@@ -201,6 +201,38 @@ def normalize(table: EventTable) -> Normalized:
     )
 
 
+def group_rows(key: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row indices grouped by ``key`` (values 0..nkeys-1; others are left out), each group in
+    row order: ``rows[starts[k]:starts[k + 1]]`` are the rows of key k.
+
+    A counting sort in chunks: int32 rows (when they fit) and no temporary as long as the
+    table, where ``np.argsort(key, kind="stable")`` would build int64 ones.
+    """
+    n = len(key)
+    counts = np.bincount(key, minlength=nkeys + 1)[:nkeys] if n else np.zeros(nkeys, np.int64)
+    starts = np.zeros(nkeys + 1, dtype=np.int64)
+    np.cumsum(counts, out=starts[1:])
+    rows: np.ndarray = np.empty(int(starts[-1]), dtype=index_dtype(n))
+    fill = starts[:-1].copy()
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        k = key[lo:hi]
+        order = np.argsort(k, kind="stable")
+        sk = k[order]
+        first = np.searchsorted(sk, np.arange(nkeys), side="left")
+        last = np.searchsorted(sk, np.arange(nkeys), side="right")
+        for j in np.nonzero(last > first)[0].tolist():
+            m = int(last[j] - first[j])
+            rows[fill[j] : fill[j] + m] = lo + order[first[j] : last[j]]
+            fill[j] += m
+    return rows, starts
+
+
+def alloc_mask(op: np.ndarray) -> np.ndarray:
+    """Allocation events among ``op`` values (``Normalized.is_alloc`` for a subset of rows)."""
+    return (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
+
+
 def _kmalloc_key(table: EventTable, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
     """kmalloc events among rows lo..hi (offsets from lo) and their (size, family) keys."""
     km = np.nonzero(table.op[lo:hi] == Op.KMALLOC)[0]
@@ -242,23 +274,7 @@ def _match_pointers(
             b = _bucket_of(ptr[lo:hi], nb)
             b[~valid[lo:hi]] = nb  # out of every bucket
             bucket[lo:hi] = b
-        # rows of every bucket, in row order, without a sort as long as the trace
-        counts = np.bincount(bucket, minlength=nb + 1)
-        starts = np.concatenate([[0], np.cumsum(counts)])
-        rows: np.ndarray = np.empty(n, dtype=idx)
-        fill = starts[:-1].copy()
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(n, lo + CHUNK_ROWS)
-            b = bucket[lo:hi]
-            order = np.argsort(b, kind="stable")
-            sb = b[order]
-            first = np.searchsorted(sb, np.arange(nb + 1))
-            last = np.searchsorted(sb, np.arange(nb + 1), side="right")
-            for k in range(nb + 1):
-                m = int(last[k] - first[k])
-                if m:
-                    rows[fill[k] : fill[k] + m] = lo + order[first[k] : last[k]]
-                    fill[k] += m
+        rows, starts = group_rows(bucket, nb)
         del bucket
         groups = [rows[starts[k] : starts[k + 1]] for k in range(nb)]
     for g in groups:
@@ -376,7 +392,7 @@ def sheaf_pop_runs(
         return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
     if rows is None:
         rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
-    rows = rows[norm.is_alloc[rows]]
+    rows = rows[alloc_mask(t.op[rows])]
     store_of_site = _site_store_types(norm)
     funcs_n = len(store_of_site) - 1
     site = t.site_id[rows]

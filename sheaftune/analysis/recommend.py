@@ -49,9 +49,11 @@ from sheaftune.analysis.sweep import BUCKET_CAPACITIES
 from sheaftune.analysis.tracereplay import (
     EXPLICIT_CAPACITY,
     ReplayPolicy,
+    StreamedPlan,
     build_plan,
     fit_plan_to_nodes,
     params_for,
+    plan_for,
 )
 from sheaftune.costs import CostModel
 from sheaftune.errors import NothingToAnalyse, UsageError
@@ -289,7 +291,7 @@ def _window_mean(
 
 
 def evaluate(
-    plan: Plan,
+    plan: Plan | StreamedPlan,
     base: ModelParams,
     capacities: list[int],
     *,
@@ -302,14 +304,23 @@ def evaluate(
     """Replay ``plan`` at each capacity and describe each candidate (one dict each)."""
     engine = resolve_engine(engine)
     params = [dataclasses.replace(base, sheaf_capacity=c) for c in capacities]
-    full = _run(plan, params, engine)
     k = int(len(plan) * warmup_share)
-    pre = _run(_prefix(plan, k), params, engine) if k > 0 else [None] * len(params)
-    ops, prefills, active = _window_ops(plan, k)
+    pre: list[ReplayResult | None]
+    if isinstance(plan, StreamedPlan):
+        # one pass over the windows gives the full replays, the warm-up cut and its figures
+        full, pre_k, st = plan.replay(params, checkpoint=k if k > 0 else None)
+        pre = list(pre_k) if pre_k is not None else [None] * len(params)
+        ops, prefills, active = st.ops_after_cut, st.prefills_after_cut, st.active_after_cut
+        span_full = st.ts_last - st.ts_first if st.commands else 0
+        span_pre = st.ts_before_cut - st.ts_first if k > 0 else 0
+    else:
+        full = _run(plan, params, engine)
+        pre = list(_run(_prefix(plan, k), params, engine)) if k > 0 else [None] * len(params)
+        ops, prefills, active = _window_ops(plan, k)
+        span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
+        span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
     if ops == 0:
         raise NothingToAnalyse("the replay has no allocator operation to measure")
-    span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
-    span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
     size = base.object_size
     out = []
     for p, rf, rp in zip(params, full, pre, strict=True):
@@ -533,7 +544,7 @@ def _signed_kib(n: float) -> str:
 
 # ----------------------------------------------------------------------------- entry points
 def recommend(
-    plan: Plan,
+    plan: Plan | StreamedPlan,
     base: ModelParams,
     *,
     cache: str,
@@ -625,7 +636,9 @@ def recommend(
     )
 
 
-def _prefill_bound(plan: Plan) -> int | None:
+def _prefill_bound(plan: Plan | StreamedPlan) -> int | None:
+    if isinstance(plan, StreamedPlan):
+        return plan.max_prefill if plan.n_sheaves else None
     sizes = plan.b[plan.cmd == Cmd.PREFILL]
     return int(sizes.max()) if len(sizes) else None
 
@@ -649,7 +662,7 @@ def recommend_for_cache(
     t = norm.table
     if cache not in t.caches:
         raise NothingToAnalyse(f"no event of cache {cache}")
-    plan = build_plan(norm, cache, policy)
+    plan = plan_for(norm, cache, policy, resolve_engine(options.engine))
     base = params_for(norm, cache, options.kernel)
     replay_nodes = min(options.nodes or 1, base.cpus)
     base = dataclasses.replace(

@@ -20,6 +20,8 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,7 +31,7 @@ from sheaftune import gfp as gfpmod
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
 from sheaftune.model.plan import Cmd, Plan, PlanBuilder
 from sheaftune.model.replay import ReplayResult
-from sheaftune.normalize import Normalized, sheaf_pop_runs
+from sheaftune.normalize import Normalized, alloc_mask, group_rows, index_dtype, sheaf_pop_runs
 from sheaftune.params import ModelParams, capacity_for, contiguous_cpu_nodes
 
 #: Caches that ask for ``sheaf_capacity = 32`` in ``kmem_cache_args`` (kernel-sheaves.md M0).
@@ -56,11 +58,15 @@ def effective_capacity(kernel: str, cache: str, slot_size: int) -> int:
 
 
 def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
-    """Event indices of every cache, each in time order: one sort instead of a scan per cache."""
-    cid = norm.table.cache_id
-    order = np.argsort(cid, kind="stable")
-    bounds = np.searchsorted(cid[order], np.arange(len(norm.table.caches) + 1))
-    return {name: order[bounds[i] : bounds[i + 1]] for i, name in enumerate(norm.table.caches)}
+    """Event indices of every cache, each in time order: one counting sort instead of a scan
+    per cache (int32 indices when they fit)."""
+    t = norm.table
+    ncaches = len(t.caches)
+    cid = t.cache_id
+    key = np.where(cid >= 0, cid, ncaches).astype(np.int32 if ncaches < 2**31 - 1 else np.int64)
+    rows, starts = group_rows(key, ncaches)
+    del key
+    return {name: rows[starts[i] : starts[i + 1]] for i, name in enumerate(t.caches)}
 
 
 #: dtypes of the plan's columns (as ``PlanBuilder`` casts them): ts, seq, cmd, cpu, a, b, c
@@ -121,6 +127,231 @@ class _LeanPlanBuilder(PlanBuilder):
         )
 
 
+#: (a module constant: inside a class body the name would be mangled)
+_DIRECT_RECLAIM = gfpmod.__GFP_DIRECT_RECLAIM
+
+#: A cache with more events than this replays (fast engine) from a stream of plan windows,
+#: so its whole plan never exists at once: issue 10's 2 GB bound on 50 million events.
+STREAM_EVENTS = 1 << 20
+#: Events of the trace per window of a streamed plan.
+WINDOW_EVENTS = 1 << 20
+
+
+class CacheCommands:
+    """One cache's replay commands, derived once, laid out in time window by window.
+
+    The rules are ``build_plan``'s (see the module docstring). Every command is anchored at
+    one event of the trace: an allocation, free or pop at itself, a prefill at its first pop
+    (sequence -1), a return at its last pop (+1), an unseen free's ``kfree_rcu`` at the
+    reallocation that reveals it (-1), a grace period at the first event at or after its time.
+    A window is a range of events whose edges fall between two different timestamps, so the
+    commands of consecutive windows never tie on (time, sequence), and sorting each window
+    gives exactly the whole plan's order.
+    """
+
+    def __init__(
+        self,
+        norm: Normalized,
+        cache: str,
+        policy: ReplayPolicy | None = None,
+        rows: np.ndarray | None = None,
+    ) -> None:
+        self.policy = policy = policy or ReplayPolicy()
+        t = self.table = norm.table
+        self.n_events = len(t)
+        self.n_sheaves = 0
+        self.assumptions: dict[str, int] = {}
+        idx = index_dtype(len(t))
+        empty: np.ndarray = np.empty(0, dtype=idx)
+        self.allocs = self.pop_rows = self.pop_run = self.fr = self.lr = self.lr_run = empty
+        self.bound = np.empty(0, dtype=np.int64)
+        self.matched = self.matched_slot = self.unseen = self.reuse = empty
+        self.gps = np.empty(0, dtype=np.int64)
+        self.gp_anchor = np.empty(0, dtype=np.int64)
+        self.n_plain = 0
+        if cache not in t.caches:
+            self.n_objects = 0
+            return
+        if rows is None:
+            rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+        rows = rows.astype(idx, copy=False)
+        is_alloc = alloc_mask(t.op[rows])
+        allocs = self.allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
+        self.n_objects = len(allocs)
+
+        if policy.sheaf_pops == "prefill":
+            runs = sheaf_pop_runs(norm, cache, policy.upper_bound, policy.tree_height, rows=rows)
+            if runs.n_runs:
+                self.n_sheaves = runs.n_runs
+                self.pop_rows = runs.rows.astype(idx)
+                self.pop_run = runs.run.astype(idx)
+                _, first = np.unique(runs.run, return_index=True)
+                last = len(runs.run) - 1 - np.unique(runs.run[::-1], return_index=True)[1]
+                self.fr = runs.rows[first].astype(idx)  # increasing: runs number by first pop
+                lr = runs.rows[last]
+                by_lr = np.argsort(lr, kind="stable")
+                self.lr, self.lr_run = lr[by_lr].astype(idx), by_lr.astype(idx)
+                self.bound = runs.bound
+                self._assume("sheaf pops replayed as prefill operations", len(runs.rows))
+                self._assume("prefill operations", runs.n_runs)
+        self.n_plain = len(allocs) - len(self.pop_rows)
+
+        frees = rows[~is_alloc & ~norm.null_free[rows]]
+        del rows, is_alloc
+        src = norm.alloc_of[frees]
+        # a free matched to an allocation this cache replays (a kmem_cache_free naming another
+        # cache than its allocation's stays with the cache it names, without an object)
+        pos = np.searchsorted(allocs, src)
+        ok = (src >= 0) & (pos < len(allocs))
+        ok[ok] = allocs[pos[ok]] == src[ok]
+        self.matched = frees[ok]
+        self.matched_slot = pos[ok].astype(idx)
+        self._assume(
+            "frees of objects allocated before the trace (skipped)", int(np.count_nonzero(src < 0))
+        )
+        self._assume(
+            "frees of objects allocated as another cache (skipped)",
+            int(np.count_nonzero((src >= 0) & ~ok)),
+        )
+        del frees, src, pos, ok
+
+        unseen = allocs[norm.unseen_free[allocs]]
+        if policy.unseen_free == "rcu":
+            reuse = norm.reused_by[unseen]
+            by_reuse = np.argsort(reuse, kind="stable")
+            self.reuse, self.unseen = reuse[by_reuse], unseen[by_reuse]
+            self._assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
+        else:
+            self._assume("unseen frees left live (policy none)", len(unseen))
+        del unseen
+        self._assume(
+            "objects live at the end of the trace",
+            int(np.count_nonzero(norm.live_at_end[allocs])),
+        )
+
+        if len(allocs) and policy.rcu_gp_ns > 0:
+            ts = t.ts_ns
+            t0, t1 = int(ts[allocs[0]]), int(ts[-1])
+            self.gps = np.arange(t0 + policy.rcu_gp_ns, t1 + 1, policy.rcu_gp_ns, dtype=np.int64)
+            self.gp_anchor = np.searchsorted(ts, self.gps, side="left")
+
+    def _assume(self, what: str, n: int) -> None:
+        if n:
+            self.assumptions[what] = self.assumptions.get(what, 0) + int(n)
+
+    def counts(self) -> dict[str, int]:
+        """Commands by name, as ``Plan.counts`` of the whole plan."""
+        n = {
+            "alloc": self.n_plain,
+            "free": len(self.matched),
+            "kfree_rcu": len(self.unseen),
+            "rcu_gp": len(self.gps),
+            "prefill": self.n_sheaves,
+            "alloc_from_sheaf": len(self.pop_rows),
+            "return_sheaf": self.n_sheaves,
+        }
+        return {c.name.lower(): n[c.name.lower()] for c in Cmd if n.get(c.name.lower(), 0)}
+
+    def __len__(self) -> int:
+        return sum(self.counts().values())
+
+    @property
+    def max_prefill(self) -> int:
+        return int(self.bound.max()) if len(self.bound) else 0
+
+    def plan(self) -> Plan:
+        """The whole plan (one window over every event)."""
+        pb = _LeanPlanBuilder()
+        self._emit(pb, 0, self.n_events)
+        return self._finish(pb)
+
+    def windows(self, events: int = WINDOW_EVENTS) -> Iterator[Plan]:
+        """The plan in consecutive windows of about ``events`` trace events each (empty
+        windows skipped); their concatenation is :meth:`plan`."""
+        ts = self.table.ts_ns
+        n = self.n_events
+        edges = [0]
+        while edges[-1] < n:
+            b = edges[-1] + max(1, events)
+            if b < n:
+                # move the edge past every event sharing the timestamp before it
+                b = int(np.searchsorted(ts, ts[b - 1], side="right"))
+            edges.append(min(b, n))
+        for g0, g1 in zip(edges[:-1], edges[1:], strict=True):
+            pb = _LeanPlanBuilder()
+            self._emit(pb, g0, g1)
+            if pb._parts:
+                yield self._finish(pb)
+            self.table.release()
+
+    def _finish(self, pb: PlanBuilder) -> Plan:
+        plan = pb.build()
+        plan.n_objects, plan.n_sheaves = self.n_objects, self.n_sheaves
+        plan.assumptions = dict(self.assumptions)
+        return plan
+
+    def _emit(self, pb: PlanBuilder, g0: int, g1: int) -> None:
+        """Add the commands anchored at events g0..g1-1, in build_plan's order of groups."""
+        t = self.table
+        ts, cpu = t.ts_ns, t.cpu
+
+        def span(anchors: np.ndarray) -> slice:
+            lo, hi = np.searchsorted(anchors, (g0, g1))
+            return slice(int(lo), int(hi))
+
+        def seq(events: np.ndarray) -> np.ndarray:
+            return 2 * events.astype(np.int64)
+
+        allocs = self.allocs
+        if self.n_sheaves:
+            w = span(self.fr)
+            fr = self.fr[w]
+            sheaves = np.arange(w.start, w.stop, dtype=np.int64)
+            pb.add(ts[fr], seq(fr) - 1, Cmd.PREFILL, cpu[fr], sheaves, self.bound[w], 1)
+            w = span(self.pop_rows)
+            pops = self.pop_rows[w]
+            slots = np.searchsorted(allocs, pops)
+            pb.add(ts[pops], seq(pops), Cmd.ALLOC_FROM_SHEAF, cpu[pops], slots, self.pop_run[w])
+            w = span(self.lr)
+            lr = self.lr[w]
+            pb.add(ts[lr], seq(lr) + 1, Cmd.RETURN_SHEAF, cpu[lr], self.lr_run[w].astype(np.int64))
+            w = span(self.pop_rows)
+            pops = self.pop_rows[w]
+        else:
+            pops = allocs[:0]
+        w = span(allocs)
+        a = allocs[w]
+        keep = ~np.isin(a, pops, assume_unique=True) if len(pops) else np.ones(len(a), bool)
+        plain = a[keep]
+        blocking = (t.gfp[plain] & _DIRECT_RECLAIM) != 0
+        pb.add(
+            ts[plain],
+            seq(plain),
+            Cmd.ALLOC,
+            cpu[plain],
+            np.arange(w.start, w.stop, dtype=np.int64)[keep],
+            blocking,
+            t.node[plain].astype(np.int64),
+        )
+        w = span(self.matched)
+        m = self.matched[w]
+        pb.add(ts[m], seq(m), Cmd.FREE, cpu[m], self.matched_slot[w].astype(np.int64))
+        if len(self.reuse):
+            w = span(self.reuse)
+            reuse, unseen = self.reuse[w], self.unseen[w]
+            slots = np.searchsorted(allocs, unseen)
+            pb.add(ts[reuse], seq(reuse) - 1, Cmd.KFREE_RCU, cpu[unseen], slots)
+        if len(self.gps):
+            w = span(self.gp_anchor)
+            gps = self.gps[w]
+            pb.add(
+                gps,
+                np.full(len(gps), -1, dtype=np.int64),
+                Cmd.RCU_GP,
+                np.zeros(len(gps), dtype=np.uint16),
+            )
+
+
 def build_plan(
     norm: Normalized, cache: str, policy: ReplayPolicy | None = None, rows: np.ndarray | None = None
 ) -> Plan:
@@ -128,114 +359,179 @@ def build_plan(
 
     ``rows``: the cache's event indices in time order (``cache_rows``), when already known.
     """
-    policy = policy or ReplayPolicy()
-    t = norm.table
-    pb = _LeanPlanBuilder()
-    if cache not in t.caches:
-        return pb.build()
-    if rows is None:
-        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
-    is_alloc = norm.is_alloc[rows]
-    allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
-    slots = pb.new_objects(len(allocs))
-
-    def slot_of(events: np.ndarray) -> np.ndarray:
-        """Object slot of allocation events (global indices) of this cache."""
-        return slots[np.searchsorted(allocs, events)]
-
-    ts = t.ts_ns
-    cpu = t.cpu
-
-    def seq(events: np.ndarray) -> np.ndarray:
-        return 2 * events.astype(np.int64)
-
-    pop_rows = np.empty(0, dtype=np.int64)
-    if policy.sheaf_pops == "prefill":
-        runs = sheaf_pop_runs(norm, cache, policy.upper_bound, policy.tree_height, rows=rows)
-        pop_rows = runs.rows
-        if runs.n_runs:
-            sheaf_slots = pb.new_sheaves(runs.n_runs)
-            _, first = np.unique(runs.run, return_index=True)
-            last = len(runs.run) - 1 - np.unique(runs.run[::-1], return_index=True)[1]
-            fr, lr = runs.rows[first], runs.rows[last]
-            pb.add(ts[fr], seq(fr) - 1, Cmd.PREFILL, cpu[fr], sheaf_slots, runs.bound, 1)
-            pb.add(
-                ts[runs.rows],
-                seq(runs.rows),
-                Cmd.ALLOC_FROM_SHEAF,
-                cpu[runs.rows],
-                slot_of(runs.rows),
-                sheaf_slots[runs.run],
-            )
-            pb.add(ts[lr], seq(lr) + 1, Cmd.RETURN_SHEAF, cpu[lr], sheaf_slots)
-            pb.assume("sheaf pops replayed as prefill operations", len(runs.rows))
-            pb.assume("prefill operations", runs.n_runs)
-
-    plain = allocs[~np.isin(allocs, pop_rows, assume_unique=True)] if len(pop_rows) else allocs
-    blocking = (t.gfp[plain] & gfpmod.__GFP_DIRECT_RECLAIM) != 0
-    pb.add(
-        ts[plain],
-        seq(plain),
-        Cmd.ALLOC,
-        cpu[plain],
-        slot_of(plain),
-        blocking,
-        t.node[plain].astype(np.int64),
-    )
-
-    frees = rows[~is_alloc & ~norm.null_free[rows]]
-    src = norm.alloc_of[frees]
-    # a free matched to an allocation this cache replays (a kmem_cache_free naming another
-    # cache than its allocation's stays with the cache it names, without an object)
-    pos = np.searchsorted(allocs, src)
-    ok = (src >= 0) & (pos < len(allocs))
-    ok[ok] = allocs[pos[ok]] == src[ok]
-    matched = frees[ok]
-    pb.add(ts[matched], seq(matched), Cmd.FREE, cpu[matched], slots[pos[ok]])
-    pb.assume(
-        "frees of objects allocated before the trace (skipped)", int(np.count_nonzero(src < 0))
-    )
-    pb.assume(
-        "frees of objects allocated as another cache (skipped)",
-        int(np.count_nonzero((src >= 0) & ~ok)),
-    )
-
-    unseen = allocs[norm.unseen_free[allocs]]
-    if policy.unseen_free == "rcu":
-        reuse = norm.reused_by[unseen]
-        pb.add(ts[reuse], seq(reuse) - 1, Cmd.KFREE_RCU, cpu[unseen], slot_of(unseen))
-        pb.assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
-    else:
-        pb.assume("unseen frees left live (policy none)", len(unseen))
-    pb.assume(
-        "objects live at the end of the trace", int(np.count_nonzero(norm.live_at_end[allocs]))
-    )
-
-    if len(allocs) and policy.rcu_gp_ns > 0:
-        t0, t1 = int(ts[allocs[0]]), int(ts[-1])
-        gps = np.arange(t0 + policy.rcu_gp_ns, t1 + 1, policy.rcu_gp_ns, dtype=np.int64)
-        pb.add(
-            gps,
-            np.full(len(gps), -1, dtype=np.int64),
-            Cmd.RCU_GP,
-            np.zeros(len(gps), dtype=np.uint16),
-        )
-    return pb.build()
+    return CacheCommands(norm, cache, policy, rows).plan()
 
 
-def fit_plan_to_nodes(plan: Plan, nodes: int) -> Plan:
+def fit_plan_to_nodes(plan: Plan | StreamedPlan, nodes: int) -> Plan | StreamedPlan:
     """Node-specific allocations for nodes the modelled machine lacks become "any node".
 
     A trace from a NUMA machine replayed on fewer modelled nodes would otherwise name a node
     the model does not have; the count is kept in the plan's assumptions.
     """
+    if isinstance(plan, StreamedPlan):
+        plan.fit_nodes(nodes)
+        return plan
+    _note_node_fit(plan.assumptions, _fit_nodes(plan, nodes), nodes)
+    return plan
+
+
+def _fit_nodes(plan: Plan, nodes: int) -> int:
     bad = (plan.cmd == Cmd.ALLOC) & (plan.c >= nodes)
     n = int(np.count_nonzero(bad))
     if n:
         plan.c[bad] = -1
+    return n
+
+
+def _note_node_fit(assumptions: dict[str, int], n: int, nodes: int) -> None:
+    if n:
         what = f"node-specific allocations for nodes beyond the {nodes} modelled (any node)"
-        plan.assumptions[what] = plan.assumptions.get(what, 0) + n
-    return plan
+        assumptions[what] = assumptions.get(what, 0) + n
+
+
+#: Memory the engine states of one streamed cache may take at once (each holds an 8-byte slot
+#: per object of the cache); more capacities than fit replay in further passes over the trace.
+STREAM_STATE_BYTES = 512 << 20
+
+
+@dataclass
+class StreamStats:
+    """What a streamed replay saw of its plan (``recommend.evaluate`` needs these)."""
+
+    commands: int = 0
+    ts_first: int = 0
+    ts_last: int = 0
+    ts_before_cut: int = 0  # time of the last command before the checkpoint
+    ops_after_cut: int = 0  # object-moving calls after the checkpoint
+    prefills_after_cut: int = 0
+    active_after_cut: set[int] = dataclasses.field(default_factory=set)
+
+
+class StreamedPlan:
+    """A cache's plan replayed window by window (fast engine only): the plan of a huge cache
+    never exists whole. It answers what reports ask of a :class:`Plan` (counts, assumptions,
+    object and sheaf counts) and replays several capacities in one pass over the windows."""
+
+    def __init__(self, commands: CacheCommands, window: int = WINDOW_EVENTS) -> None:
+        self.commands = commands
+        self.window = window
+        self.assumptions = dict(commands.assumptions)
+        self.n_objects = commands.n_objects
+        self.n_sheaves = commands.n_sheaves
+        self.max_prefill = commands.max_prefill
+        self.nodes: int | None = None
+
+    def counts(self) -> dict[str, int]:
+        return self.commands.counts()
+
+    def __len__(self) -> int:
+        return len(self.commands)
+
+    def fit_nodes(self, nodes: int) -> None:
+        """As ``fit_plan_to_nodes``: counted now over the plain allocations, applied to each
+        window as it is made."""
+        cc = self.commands
+        t = cc.table
+        n = 0
+        for lo in range(0, len(cc.allocs), 1 << 22):
+            a = cc.allocs[lo : lo + (1 << 22)]
+            bad = t.node[a] >= nodes
+            if len(cc.pop_rows):
+                bad &= ~np.isin(a, cc.pop_rows, assume_unique=True)
+            n += int(np.count_nonzero(bad))
+        t.release()
+        _note_node_fit(self.assumptions, n, nodes)
+        self.nodes = nodes
+
+    def replay(
+        self, params_list: list[ModelParams], checkpoint: int | None = None
+    ) -> tuple[list[ReplayResult], list[ReplayResult] | None, StreamStats]:
+        """Replay every parameter set; with ``checkpoint`` k, also the results after the first k
+        commands (as a replay of ``plan[:k]`` would give), and the plan's statistics."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        from sheaftune.model import fast
+
+        per_state = 8 * max(1, self.n_objects)
+        group = max(1, min(len(params_list), STREAM_STATE_BYTES // per_state))
+        full: list[ReplayResult] = []
+        pre: list[ReplayResult] = []
+        stats = StreamStats()
+        workers = min(group, os.cpu_count() or 1)
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            for g0 in range(0, len(params_list), group):
+                params = params_list[g0 : g0 + group]
+                sessions = [
+                    fast.Session(p, self.n_objects, self.n_sheaves, self.max_prefill)
+                    for p in params
+                ]
+
+                def feed(part: Plan, sessions: list[fast.Session] = sessions) -> None:
+                    list(pool.map(lambda one: one.feed(part), sessions))
+
+                done = 0
+                for chunk in self.commands.windows(self.window):
+                    if self.nodes is not None:
+                        _fit_nodes(chunk, self.nodes)
+                    if g0 == 0:
+                        _stream_stats(stats, chunk, done, checkpoint)
+                    m = len(chunk)
+                    if checkpoint is not None and done < checkpoint <= done + m:
+                        k = checkpoint - done
+                        feed(_slice(chunk, 0, k))
+                        pre += [s.result() for s in sessions]
+                        if k < m:
+                            feed(_slice(chunk, k, m))
+                    else:
+                        feed(chunk)
+                    done += m
+                full += [s.result() for s in sessions]
+        return full, (pre if checkpoint else None), stats
+
+
+def _slice(plan: Plan, lo: int, hi: int) -> Plan:
+    return Plan(
+        plan.ts_ns[lo:hi], plan.cmd[lo:hi], plan.cpu[lo:hi], plan.a[lo:hi], plan.b[lo:hi],
+        plan.c[lo:hi], plan.aux, plan.n_objects, plan.n_sheaves, {},
+    )  # fmt: skip
+
+
+def _stream_stats(stats: StreamStats, chunk: Plan, done: int, checkpoint: int | None) -> None:
+    m = len(chunk)
+    if m == 0:
+        return
+    if stats.commands == 0:
+        stats.ts_first = int(chunk.ts_ns[0])
+    stats.commands += m
+    stats.ts_last = int(chunk.ts_ns[-1])
+    k = checkpoint or 0
+    if done < k <= done + m:
+        stats.ts_before_cut = int(chunk.ts_ns[k - done - 1])
+    lo = min(m, max(0, k - done))
+    cmd = chunk.cmd[lo:]
+    single = np.isin(cmd, (Cmd.ALLOC, Cmd.FREE, Cmd.KFREE_RCU, Cmd.ALLOC_FROM_SHEAF))
+    bulk = np.isin(cmd, (Cmd.ALLOC_BULK, Cmd.FREE_BULK))
+    stats.ops_after_cut += int(np.count_nonzero(single)) + int(chunk.b[lo:][bulk].sum())
+    stats.prefills_after_cut += int(np.count_nonzero(cmd == Cmd.PREFILL))
+    moving = single | bulk | (cmd == Cmd.PREFILL)
+    stats.active_after_cut |= set(np.unique(chunk.cpu[lo:][moving]).tolist())
+
+
+def plan_for(
+    norm: Normalized,
+    cache: str,
+    policy: ReplayPolicy | None,
+    engine: str,
+    rows: np.ndarray | None = None,
+) -> Plan | StreamedPlan:
+    """``build_plan``, or for a cache of more than ``STREAM_EVENTS`` events replayed by the
+    fast engine, a :class:`StreamedPlan`."""
+    if engine == "fast" and cache in norm.table.caches:
+        if rows is None:
+            rows = np.nonzero(norm.table.cache_id == norm.table.find_cache(cache))[0]
+        if len(rows) > STREAM_EVENTS:
+            return StreamedPlan(CacheCommands(norm, cache, policy, rows))
+    return build_plan(norm, cache, policy, rows)
 
 
 def params_for(
@@ -252,7 +548,7 @@ def params_for(
     t = norm.table
     if rows is None:
         rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
-    sizes = t.bytes_alloc[rows[norm.is_alloc[rows]]]
+    sizes = t.bytes_alloc[rows[alloc_mask(t.op[rows])]]
     slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
     ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)
@@ -266,7 +562,7 @@ def params_for(
     )
 
 
-def metrics(plan: Plan, params: ModelParams, res: ReplayResult) -> dict[str, Any]:
+def metrics(plan: Plan | StreamedPlan, params: ModelParams, res: ReplayResult) -> dict[str, Any]:
     """What a user compares between capacities, derived from one replay's counters."""
     c = res.counters
     ex = res.extras
@@ -321,15 +617,20 @@ def replay_cache(
     """Replay one cache at the capacities ``capacities`` asks for (default: the kernel's own)
     and return the report dict: parameters, what was assumed, one row per capacity."""
     policy = policy or ReplayPolicy()
-    plan = build_plan(norm, cache, policy, rows)
+    plan = plan_for(norm, cache, policy, engine, rows)
     base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
     fit_plan_to_nodes(plan, base.nodes)
     current = effective_capacity("6.18", cache, base.object_size)
     caps = capacities_for(
         capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
     )
+    if isinstance(plan, StreamedPlan):
+        plist = [dataclasses.replace(base, sheaf_capacity=c) for c in caps]
+        pairs = list(zip(plist, plan.replay(plist)[0], strict=True))
+    else:
+        pairs = replay_capacities(plan, base, caps, engine)
     replays = []
-    for params, res in replay_capacities(plan, base, caps, engine):
+    for params, res in pairs:
         replays.append(
             {
                 **metrics(plan, params, res),

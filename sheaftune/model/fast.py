@@ -342,8 +342,14 @@ def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> 
 
 
 def _run_state(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> _State:
-    ex = _kernel()
     s = _State(plan, params)
+    _feed(s, cols, params)
+    return s
+
+
+def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams) -> None:
+    """Run plan columns on state ``s``, growing its pools whenever the interpreter asks."""
+    ex = _kernel()
     ts, cmd, cpu, a, b, c, aux = cols
     cap, ops = params.sheaf_capacity, params.objects_per_slab
     i = 0
@@ -401,7 +407,6 @@ def _run_state(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) ->
         s.grow(need)
         s.g[G_STATUS] = ST_DONE
     assert i == n
-    return s
 
 
 def _result(s: _State, params: ModelParams) -> ReplayResult:
@@ -561,6 +566,35 @@ def full_state(s: _State, params: ModelParams) -> dict[str, Any]:
         "online": (True,) * params.cpus,
         "slab": slab,
     }
+
+
+class Session:
+    """One replay fed its plan in consecutive chunks (``tracereplay`` streams huge caches).
+
+    The state carries over between chunks exactly as within one plan, so feeding the chunks
+    of a plan in order gives ``run(plan)``'s result; ``result()`` can be taken between chunks
+    (a warm-up checkpoint) without disturbing the replay. Pools are sized from the whole
+    plan's object and sheaf counts and its largest prefill, given up front.
+    """
+
+    def __init__(
+        self, params: ModelParams, n_objects: int, n_sheaves: int, max_prefill: int = 0
+    ) -> None:
+        one = np.zeros(1, dtype=np.int64)
+        header = Plan(
+            one, np.array([4], dtype=np.uint8), np.zeros(1, dtype=np.uint16), one,
+            np.array([max(max_prefill, 1)], dtype=np.int64), one, np.empty(0, dtype=np.int64),
+            n_objects, n_sheaves,
+        )  # fmt: skip
+        self.params = params
+        self._s = _State(header, params)
+
+    def feed(self, plan: Plan) -> None:
+        _check(plan, self.params)
+        _feed(self._s, _columns(plan), self.params)
+
+    def result(self) -> ReplayResult:
+        return _result(self._s, self.params)
 
 
 def run_with_state(plan: Plan, params: ModelParams) -> tuple[ReplayResult, dict[str, Any]]:
