@@ -361,22 +361,6 @@ def _pick(
     return out, PER_RECORD
 
 
-#: The EventTable columns the walk writes, in its argument order.
-_WALK_COLUMNS = (
-    "ts_ns",
-    "cpu",
-    "op",
-    "cache_id",
-    "ptr",
-    "bytes_req",
-    "bytes_alloc",
-    "gfp",
-    "site_id",
-    "pid",
-    "comm_id",
-)
-
-
 def _packed_fits(span_us: int, ncpus: int, idx_bits: int) -> bool:
     """Whether one int64 holds every record's (µs, CPU, 100-ns step, record index) key."""
     from sheaftune.synth._replay import SUB
@@ -619,7 +603,17 @@ def _generate_once(
         spec.pid_base,
         np.asarray([c.object_size for c in spec.caches] + [0], dtype=np.int64),
         np.asarray(list(range(ncache)) + [NO_CACHE], dtype=np.int64),
-        *(columns[c] for c in _WALK_COLUMNS),
+        columns["ts_ns"],
+        columns["cpu"],
+        columns["op"],
+        columns["cache_id"],
+        columns["ptr"],
+        columns["bytes_req"],
+        columns["bytes_alloc"],
+        columns["gfp"],
+        columns["site_id"],
+        columns["pid"],
+        columns["comm_id"],
         np.zeros(n_alloc, dtype=np.int32),
     )
     del key, order, t_us, cpu_s, f_obj, tag, site, nbytes
