@@ -5,6 +5,8 @@ For the large fixture (trace-cmd v7 + zstd, 715k kmem events) and its v6 convers
 * ``trace-cmd report FILE > /dev/null`` (the oracle we must beat tenfold),
 * ``python -m sheaftune analyze FILE --format json > /dev/null`` (read, normalise, characterise),
 * the reader alone (``read_trace`` in a fresh interpreter, plus a JSON dump of its counts),
+* the reader warm, in-process (best of 5 ``read_trace`` calls after one; CPU time is of all
+  its threads),
 
 each in a fresh process, best of ``--repeat`` runs after one warm-up (which fills numba's cache),
 and prints wall times, the ratios, events per second and each process's peak RSS.
@@ -18,6 +20,7 @@ it the script still times sheaftune and says what it could not measure.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -37,6 +40,20 @@ t = read_trace(sys.argv[1])
 counts = {"events": len(t), "by_event": t.events_by_type(),
           "by_cpu": {int(c): int(n) for c, n in enumerate(np.bincount(t.cpu))}}
 json.dump(counts, sys.stdout)
+"""
+
+#: the reader alone, warm and in-process (what the CLI's read costs once Python and the
+#: compiled kernels are loaded): best wall and CPU seconds of N reads after one warm-up
+READER_WARM = """
+import json, sys, time
+from sheaftune.readers import read_trace
+read_trace(sys.argv[1])
+runs = []
+for _ in range(int(sys.argv[2])):
+    t0, c0 = time.perf_counter(), time.process_time()
+    read_trace(sys.argv[1])
+    runs.append((time.perf_counter() - t0, time.process_time() - c0))
+json.dump([min(r[0] for r in runs), min(r[1] for r in runs), "numba" in sys.modules], sys.stdout)
 """
 
 
@@ -87,8 +104,6 @@ def best(cmd: list[str], repeat: int, warmup: bool = True) -> tuple[float, float
 
 
 def count_events(path: Path) -> int:
-    import json
-
     out = subprocess.run(
         [sys.executable, "-c", READER_ONLY, str(path)],
         check=True,
@@ -153,12 +168,19 @@ def main() -> None:
                 print(f"{label:<14} sheaftune analyze failed, not timed: {e}")
             w, c, rss = best([py, "-c", READER_ONLY, str(path)], args.repeat)
             rows.append(("sheaftune reader + json counts", w, c, rss))
+            warm = subprocess.run(
+                [py, "-c", READER_WARM, str(path), "5"], check=True, capture_output=True, text=True
+            )
+            ww, wc, numba_loaded = json.loads(warm.stdout)
+            label_warm = "read_trace warm in-process" + (" (numba)" if numba_loaded else "")
+            rows.append((label_warm, ww, wc, 0))
             for tool, wall, cpu, rss in rows:
                 rw = f"{ref[0] / wall:5.1f}" if ref else f"{'-':>5}"
                 rc = f"{ref[1] / cpu:5.1f}" if ref else f"{'-':>5}"
+                mem = f"{rss / 1024:8.1f}" if rss else f"{'-':>8}"
                 print(
                     f"{label:<14} {events:>7} {tool:<32} {wall:7.3f} {rw} {cpu:6.3f} {rc} "
-                    f"{events / wall / 1e6:6.2f} {rss / 1024:8.1f}"
+                    f"{events / wall / 1e6:6.2f} {mem}"
                 )
         sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for _, p in files)
         print(

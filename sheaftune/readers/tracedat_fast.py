@@ -1,19 +1,22 @@
-"""The trace.dat reader's compiled path: whole CPU streams per kernel call, no copies.
+"""The trace.dat reader's compiled path: whole jobs of pages per kernel call, few copies.
 
 :mod:`sheaftune.readers.tracedat` parses the container and hands the selected buffer here when
 compiled kernels are at hand (:func:`reader_kernels`: the ahead-of-time build, or numba when it
-is loaded anyway). The page data is cut into jobs of whole pages (about :data:`JOB_BYTES`
-each): slices of the mapped file for uncompressed data, or runs of zstd chunks that
-``multi_decompress_to_buffer`` (one call, its own threads) decompressed back to back. Each job
-is one call of the page walk and one of the exact cache-name interning, on a thread pool (the
-kernels release the GIL), writing straight into its slice of shared columns; one compiled k-way
-merge (ties to the lower CPU, as trace-cmd) then writes the final columns.
+is loaded anyway). The CPU streams are cut into jobs of whole pages (about :data:`JOB_BYTES`):
+slices of the mapped file for uncompressed data, runs of consecutive zstd chunks otherwise.
+Worker threads (two, or as many cores up to :data:`MAX_THREADS`) take jobs in order; a worker
+decompresses its job into a buffer it reuses (zstd releases the GIL), walks the pages while
+they are in its cache (the compiled walk releases the GIL too) into outputs it reuses, with the
+cache names interned exactly in the walk, and appends the rows to shared columns. On the
+calling thread, one compiled k-way merge (ties to the lower CPU, as trace-cmd; split at a pivot
+time into two halves on two threads when every stream is monotonic) writes the final columns,
+while a side thread resolves the distinct call sites and pids.
 
 It gives up (returns None, having changed nothing) whenever the data is not perfectly regular:
 a truncated or partial CPU stream, an implausible or corrupt chunk, zlib, a corrupt page in
 strict mode. The streaming reader in ``tracedat`` then reads the file and reports exactly as it
-always has. Memory: the decompressed data of one batch (at most :data:`BATCH_BYTES`) plus
-columns sized by a bound on the rows its pages can hold (only the rows written are touched).
+always has. Memory: the columns (sized for about 64 bytes of page data per row, grown when the
+rows are denser, never from a length field) plus a job's buffers per worker.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ from __future__ import annotations
 import os
 import struct
 import threading
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -64,17 +65,24 @@ def reader_kernels() -> Any:
     return kernels(KERNELS_MODULE)
 
 
-@dataclass
+# plain classes with slots, not dataclasses: this module is imported on every read, and each
+# dataclass costs its start-up a millisecond
 class CpuSummary:
     """What the walks of one CPU's stream counted (the streaming reader's DecodedPages facts)."""
 
-    pages: int = 0
-    records: int = 0
-    bad_pages: int = 0
-    unknown_ids: int = 0
-    short_records: int = 0
-    marker_ts: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
-    marker_count: np.ndarray = field(default_factory=lambda: np.empty(0, np.int64))
+    __slots__ = (
+        "pages",
+        "records",
+        "bad_pages",
+        "unknown_ids",
+        "short_records",
+        "marker_ts",
+        "marker_count",
+    )
+
+    def __init__(self) -> None:
+        self.pages = self.records = self.bad_pages = self.unknown_ids = self.short_records = 0
+        self.marker_ts = self.marker_count = np.empty(0, np.int64)
 
     @property
     def lost_events(self) -> int:
@@ -85,30 +93,96 @@ class CpuSummary:
         return len(self.marker_count)
 
 
-@dataclass
 class _Job:
-    cpu: int
-    nbytes: int  # page data
-    offset: int = 0  # uncompressed: where the pages lie in the file
-    frames: list[tuple[int, int, int]] = field(default_factory=list)  # zstd: (off, clen, ulen)
-    # results
-    base: int = 0  # first row in the shared columns
-    rows: int = 0
-    stats: Any = None
-    m_ts: Any = None
-    m_cnt: Any = None
-    names: list[str] = field(default_factory=list)  # local name code - 1 -> name
+    __slots__ = (
+        "cpu",
+        "nbytes",
+        "offset",
+        "frames",
+        "base",
+        "rows",
+        "stats",
+        "m_ts",
+        "m_cnt",
+        "names",
+    )
+
+    def __init__(self, cpu: int, nbytes: int, offset: int = 0):
+        self.cpu = cpu
+        self.nbytes = nbytes  # page data
+        self.offset = offset  # uncompressed: where the pages lie in the file
+        self.frames: list[tuple[int, int, int]] = []  # zstd: (off, clen, ulen)
+        # results
+        self.base = 0  # first row in the shared columns
+        self.rows = 0
+        self.stats: Any = None
+        self.m_ts: Any = None
+        self.m_cnt: Any = None
+        self.names: list[str] = []  # local name code - 1 -> name
 
 
-@dataclass
 class FastResult:
     """Merged columns (raw call sites, name keys) plus the per-CPU facts."""
 
-    cols: dict[str, np.ndarray]
-    names: dict[int, str]  # name key -> cache name
-    summaries: list[tuple[int, CpuSummary]]  # CPUs with data, ascending
-    backwards: dict[int, int]
-    prepared: Any = None  # what ``prepare`` returned
+    __slots__ = ("cols", "names", "summaries", "backwards", "prepared")
+
+    def __init__(
+        self,
+        cols: dict[str, np.ndarray],
+        names: dict[int, str],
+        summaries: list[tuple[int, CpuSummary]],
+        backwards: dict[int, int],
+    ):
+        self.cols = cols
+        self.names = names  # name key -> cache name
+        self.summaries = summaries  # CPUs with data, ascending
+        self.backwards = backwards
+        self.prepared: Any = None  # what ``prepare`` returned
+
+
+def _parallel(items: list[Any], work: Any, workers: int, done_cb: Any = None) -> None:
+    """``work(item)`` for every item on ``workers`` threads, taken in order; ``done_cb(item)``
+    on the calling thread as items complete, in order. The first error (or Ctrl-C here) stops
+    the taking of items and is raised. (Plain threads: concurrent.futures would cost the
+    start-up its import, logging included.)"""
+    n = len(items)
+    done = [threading.Event() for _ in items]
+    errors: list[BaseException | None] = [None] * n
+    nxt = [0]
+    lock = threading.Lock()
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.is_set():
+            with lock:
+                i = nxt[0]
+                if i >= n:
+                    return
+                nxt[0] = i + 1
+            try:
+                work(items[i])
+            except BaseException as e:  # noqa: BLE001 - raised on the calling thread
+                errors[i] = e
+                stop.set()
+            finally:
+                done[i].set()
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(min(workers, n))]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(n):
+            done[i].wait()
+            e = errors[i]
+            if e is not None:
+                raise e
+            if done_cb is not None:
+                done_cb(items[i])
+    except BaseException:
+        stop.set()  # the workers finish the job in hand and take no other
+        raise
+    for t in threads:
+        t.join()
 
 
 class _GiveUp(Exception):
@@ -203,16 +277,7 @@ class _Reader:
                     st = local.state = self._state()
                 self._do(j, st)
 
-            pool = ThreadPoolExecutor(workers)
-            try:
-                futures = [pool.submit(work, j) for j in jobs]
-                for j, f in zip(jobs, futures, strict=True):
-                    f.result()
-                    self._progress(j)
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-            pool.shutdown()
+            _parallel(jobs, work, workers, self._progress)
         for j in jobs:
             if j.stats[K.S_ERR]:
                 raise _GiveUp  # strict mode: the streaming reader raises the exact error
@@ -508,15 +573,7 @@ class _Reader:
         if parts is None:  # one merge (it also counts backward steps)
             backwards = self._merge_part(cpus, segs, out, 0, total)
         else:  # monotonic streams: rows before the pivot time, then the rest, on two threads
-            pool = ThreadPoolExecutor(2)
-            try:
-                done = [
-                    pool.submit(self._merge_part, cpus, part, out, a, b) for part, a, b in parts
-                ]
-                for f in done:
-                    f.result()
-            finally:
-                pool.shutdown()
+            _parallel(parts, lambda p: self._merge_part(cpus, p[0], out, p[1], p[2]), 2)
             backwards = {}
         names = {v: name for name, v in name_keys.items()}
         return FastResult(out, names, summaries, backwards)
