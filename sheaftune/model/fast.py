@@ -49,6 +49,7 @@ commands that replay, lazily, so ``sheaftune --help`` loads none of it.
 
 from __future__ import annotations
 
+import functools
 import os
 import random
 from collections.abc import Callable, Sequence
@@ -235,9 +236,8 @@ class _State:
         self.cfree = np.zeros((p.cpus, ops if v618 else 1), dtype=np.int64)
         self.crq = np.zeros((64, 2), dtype=np.int64)
         self.crq2 = np.zeros(64, dtype=np.int64)
-        rs = random.Random(p.seed).getstate()[1]
         self.mt = np.zeros(626, dtype=np.int64)
-        self.mt[:625] = rs
+        self.mt[:625] = _mt_state(p.seed)
         self.mt[625:626] = np.array([q], dtype=np.float64).view(np.int64)
         self.objs = np.full(plan.n_objects, -1, dtype=np.int64)
         self.pslot = np.full(plan.n_sheaves, -1, dtype=np.int64)
@@ -247,18 +247,17 @@ class _State:
         self.bk = np.zeros(35, dtype=np.int64)
         # initial per-CPU sheaves (D9; D6 bootstrap sheaf for a 7.3 cache with cap 0; X1: none
         # for a 6.18 cache without sheaves)
-        for cpu in range(p.cpus):
-            if not has_pcs:
-                continue
-            self.g[G_SFREE_N] -= 1
-            s = self.sfree[self.g[G_SFREE_N]]
-            self.shm[s, SH_SZ] = 0
-            self.shm[s, SH_NX] = -1
-            self.shm[s, SH_NODE] = -1
-            self.pc[cpu, PC_MAIN] = s
+        if has_pcs:  # CPU c takes the c-th id popped from the free stack
+            n_free = int(self.g[G_SFREE_N])
+            ids = self.sfree[n_free - p.cpus : n_free][::-1]
+            self.g[G_SFREE_N] = n_free - p.cpus
+            self.shm[ids, SH_SZ] = 0
+            self.shm[ids, SH_NX] = -1
+            self.shm[ids, SH_NODE] = -1
+            self.pc[:, PC_MAIN] = ids
             if cap > 0:
-                self.g[SHEAF_ALLOC] += 1
-                self.g[X_SHEAVES_LIVE] += 1
+                self.g[SHEAF_ALLOC] += p.cpus
+                self.g[X_SHEAVES_LIVE] += p.cpus
         # the reference samples once at construction (every CPU and node)
         self.g[X_SHEAVES_LIVE_MAX] = self.g[X_SHEAVES_LIVE]
 
@@ -304,6 +303,14 @@ class _State:
             self.crq2 = np.zeros(len(self.crq), dtype=np.int64)
 
 
+@functools.lru_cache(maxsize=8)
+def _mt_state(seed: int) -> np.ndarray:
+    """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64."""
+    state = np.array(random.Random(seed).getstate()[1], dtype=np.int64)
+    state.flags.writeable = False
+    return state
+
+
 def _free_stack(old: int, n: int, free: np.ndarray) -> np.ndarray:
     """A free-id stack as long as the grown pool (every id may be free at once): the new ids
     ``old..old+n-1`` below the ids already free, so recycled ids keep being reused first."""
@@ -326,15 +333,24 @@ def _columns(plan: Plan) -> tuple[np.ndarray, ...]:
     )
 
 
-def _check(plan: Plan, params: ModelParams) -> None:
-    """Reject plans the reference would fail on with an IndexError (and we would corrupt)."""
+def _check(plan: Plan, params: ModelParams, bounds: tuple[int, int] | None = None) -> None:
+    """Reject plans the reference would fail on with an IndexError (and we would corrupt).
+    ``bounds``: the plan's :func:`_bounds`, when already known (a sweep checks many params)."""
     if len(plan) == 0:
         return
-    if int(plan.cpu.max()) >= params.cpus:
-        raise ValueError(f"plan uses CPU {int(plan.cpu.max())} but params has {params.cpus}")
+    max_cpu, max_node = _bounds(plan) if bounds is None else bounds
+    if max_cpu >= params.cpus:
+        raise ValueError(f"plan uses CPU {max_cpu} but params has {params.cpus}")
+    if max_node >= params.nodes:
+        raise ValueError(f"plan allocates on node {max_node} of {params.nodes}")
+
+
+def _bounds(plan: Plan) -> tuple[int, int]:
+    """The plan's highest CPU and highest explicit allocation node (-1 when none)."""
+    if len(plan) == 0:
+        return -1, -1
     alloc = plan.cmd == 0
-    if np.any(alloc) and int(plan.c[alloc].max()) >= params.nodes:
-        raise ValueError(f"plan allocates on node {int(plan.c[alloc].max())} of {params.nodes}")
+    return int(plan.cpu.max()), int(plan.c[alloc].max()) if np.any(alloc) else -1
 
 
 def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> ReplayResult:
@@ -423,14 +439,12 @@ def _result(s: _State, params: ModelParams) -> ReplayResult:
         if name not in xidx:
             raise RuntimeError(f"the fast engine does not model extra {name!r}")
         extras[name] = int(g[xidx[name]])
-    pc = s.pc
-    nd = s.nd
-    shm = s.shm
+    # plain lists once: per-element numpy indexing cost more than the replay of a small cache
+    pc = s.pc.tolist()
+    nd = s.nd.tolist()
+    sz = s.shm[:, SH_SZ].tolist()
     t_set = bool(g[G_T_SET])
     span = int(g[G_T_LAST] - g[G_T_FIRST]) if t_set else 0
-
-    def size(sid: int) -> int | None:
-        return None if sid < 0 else int(shm[sid, SH_SZ])
 
     def mean(integral: int) -> float | None:
         return integral / span if span > 0 else None
@@ -439,37 +453,34 @@ def _result(s: _State, params: ModelParams) -> ReplayResult:
     snap_cpus = []
     now = int(g[G_T_LAST])
     for c in range(params.cpus):
-        held = sum(
-            x or 0 for x in (size(pc[c, PC_MAIN]), size(pc[c, PC_SPARE]), size(pc[c, PC_RCU]))
+        row = pc[c]
+        main, spare, rcu = (
+            None if sid < 0 else sz[sid] for sid in (row[PC_MAIN], row[PC_SPARE], row[PC_RCU])
         )
-        integral = int(pc[c, PC_INT])
+        held = (main or 0) + (spare or 0) + (rcu or 0)
+        integral = row[PC_INT]
         if t_set:
-            integral += int(pc[c, PC_VAL]) * (now - int(pc[c, PC_SINCE]))
-        cpus.append({"cpu": c, "now": held, "max": int(pc[c, PC_MAX]), "mean": mean(integral)})
+            integral += row[PC_VAL] * (now - row[PC_SINCE])
+        cpus.append({"cpu": c, "now": held, "max": row[PC_MAX], "mean": mean(integral)})
         snap_cpus.append(
-            {
-                "cpu": c,
-                "node": params.cpu_node[c],
-                "main": size(pc[c, PC_MAIN]),
-                "spare": size(pc[c, PC_SPARE]),
-                "rcu_free": size(pc[c, PC_RCU]),
-            }
+            {"cpu": c, "node": params.cpu_node[c], "main": main, "spare": spare, "rcu_free": rcu}
         )
     nodes = []
     barns = []
     for n in range(params.nodes):
-        integral = int(nd[n, ND_INT])
+        row = nd[n]
+        integral = row[ND_INT]
         if t_set:
-            integral += int(nd[n, ND_VAL]) * (now - int(nd[n, ND_SINCE]))
+            integral += row[ND_VAL] * (now - row[ND_SINCE])
         nodes.append(
             {
                 "node": n,
-                "barn_now": int(nd[n, ND_BHELD]),
-                "barn_max": int(nd[n, ND_MAX]),
+                "barn_now": row[ND_BHELD],
+                "barn_max": row[ND_MAX],
                 "barn_mean": mean(integral),
             }
         )
-        barns.append({"node": n, "full": int(nd[n, ND_FN]), "empty": int(nd[n, ND_EN])})
+        barns.append({"node": n, "full": row[ND_FN], "empty": row[ND_EN]})
     skipped = {SKIP_NAMES[i]: int(v) for i, v in enumerate(s.skips.tolist()) if v}
     return ReplayResult(
         counters, extras, {"cpus": cpus, "nodes": nodes}, {"cpus": snap_cpus, "barns": barns},
@@ -625,8 +636,9 @@ def run_many(
     """
     if not params_list:
         return []
+    bounds = _bounds(plan)
     for p in params_list:
-        _check(plan, p)
+        _check(plan, p, bounds)
     cols = _columns(plan)
     workers = workers or min(len(params_list), os.cpu_count() or 1)
 
