@@ -74,6 +74,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import functools
 import hashlib
 import importlib.util
 import json
@@ -275,14 +276,21 @@ def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
     return out
 
 
-def _is_submodule(package: str, name: str) -> bool:
-    """Whether ``package.name`` is a module, decided from the file system: ``find_spec`` of a
-    dotted name would import its parent, which may be a kernel module (numba)."""
+@functools.lru_cache(maxsize=256)
+def _package_dirs(package: str) -> tuple[str, ...]:
+    """Where a package's submodules live (empty for a plain module)."""
     try:
         spec = importlib.util.find_spec(package)
     except (ImportError, ValueError):
-        return False
+        return ()
     locations = spec.submodule_search_locations if spec is not None else None
+    return tuple(locations or ())
+
+
+def _is_submodule(package: str, name: str) -> bool:
+    """Whether ``package.name`` is a module, decided from the file system: ``find_spec`` of a
+    dotted name would import its parent, which may be a kernel module (numba)."""
+    locations = _package_dirs(package)
     return any(
         (Path(loc) / f"{name}.py").is_file() or (Path(loc) / name / "__init__.py").is_file()
         for loc in locations or ()
@@ -328,7 +336,36 @@ def _dist_version(name: str) -> str:
         return "missing"
 
 
+#: ``_entry`` per module with the stamp it was computed for (the CLI asks ``needs_build`` and
+#: then ``kernels``: the sources are hashed once unless they change in between)
+_entries: dict[str, tuple[tuple[Any, ...], _Entry]] = {}
+#: sha256 of files by (path, inode, size, mtime)
+_shas: dict[tuple[Any, ...], str] = {}
+
+
+def _stamp(paths: list[Path]) -> tuple[Any, ...]:
+    stats = []
+    for p in paths:
+        st = p.stat()
+        stats.append((str(p), st.st_ino, st.st_size, st.st_mtime_ns))
+    return (str(cache_dir()), _numpy_version(), tuple(stats))
+
+
 def _entry(module_name: str) -> _Entry:
+    memo = _entries.get(module_name)
+    if memo is not None:
+        try:
+            if _stamp(memo[1].sources) == memo[0]:
+                return memo[1]
+        except OSError:
+            pass
+    entry = _compute_entry(module_name)
+    with contextlib.suppress(OSError):
+        _entries[module_name] = (_stamp(entry.sources), entry)
+    return entry
+
+
+def _compute_entry(module_name: str) -> _Entry:
     h = hashlib.sha256()
     parts = [
         f"format={BUILD_FORMAT}",
@@ -355,7 +392,12 @@ def _numpy_version() -> str:
 
 
 def _file_sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    st = path.stat()
+    stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+    sha = _shas.get(stamp)
+    if sha is None:
+        sha = _shas[stamp] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha
 
 
 def _read_meta(entry: _Entry) -> dict[str, Any] | None:
@@ -381,7 +423,7 @@ def _verified_so(entry: _Entry) -> Path | None:
 
 def _load(entry: _Entry) -> Any:
     meta = _read_meta(entry)
-    if meta is None or _verified_so(entry) is None:
+    if meta is None or meta.get("key") != entry.key or meta.get("sha256") != _file_sha(entry.so):
         raise BuildError(f"the build of {entry.module_name} is missing or corrupt")
     spec = importlib.util.spec_from_file_location(entry.ext_name, entry.so)
     if spec is None or spec.loader is None:
