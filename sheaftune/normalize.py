@@ -24,6 +24,7 @@ need a reuse within the skew, microseconds) and are not corrected.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -87,7 +88,7 @@ def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
 
 
 #: Rows per step of the passes that sweep whole columns: bounds their temporaries.
-CHUNK_ROWS = 1 << 22
+CHUNK_ROWS = 1 << 20
 #: Events per pointer bucket of the matching sort (more events: more buckets).
 BUCKET_EVENTS = 1 << 22
 
@@ -152,7 +153,9 @@ def normalize(table: EventTable) -> Normalized:
             km, key = _kmalloc_key(table, lo, hi)
             cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
 
-    alloc_of, reused_by, unseen_free, live_at_end = _match_pointers(ptr, is_alloc, valid)
+    alloc_of, reused_by, unseen_free, live_at_end = _match_pointers(
+        ptr, is_alloc, valid, table.release
+    )
     del valid
     table.release()
 
@@ -248,7 +251,10 @@ def _bucket_of(ptr: np.ndarray, nbuckets: int) -> np.ndarray:
 
 
 def _match_pointers(
-    ptr: np.ndarray, is_alloc: np.ndarray, valid: np.ndarray
+    ptr: np.ndarray,
+    is_alloc: np.ndarray,
+    valid: np.ndarray,
+    release: Callable[[], None] = lambda: None,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(alloc_of, reused_by, unseen_free, live_at_end) by grouping each pointer's events.
 
@@ -274,6 +280,7 @@ def _match_pointers(
             b = _bucket_of(ptr[lo:hi], nb)
             b[~valid[lo:hi]] = nb  # out of every bucket
             bucket[lo:hi] = b
+        release()
         rows, starts = group_rows(bucket, nb)
         del bucket
         groups = [rows[starts[k] : starts[k + 1]] for k in range(nb)]
@@ -300,6 +307,7 @@ def _match_pointers(
         unseen_free[order[reuse_pos]] = True
         reused_by[order[reuse_pos]] = order[reuse_pos + 1]
         live_at_end[order[a & ~same_next]] = True
+        release()  # a bucket's pointers are all over a mapped column: give the pages back
     return alloc_of, reused_by, unseen_free, live_at_end
 
 
@@ -391,37 +399,43 @@ def sheaf_pop_runs(
     if cache not in t.caches:
         return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
     if rows is None:
-        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+        rows = rows_of_cache(norm, cache)
     rows = rows[alloc_mask(t.op[rows])]
-    store_of_site = _site_store_types(norm)
-    funcs_n = len(store_of_site) - 1
+    # store types as small integer codes (0: not a pop site), one per call site
+    code_of_site = _site_store_codes(norm)
     site = t.site_id[rows]
-    nowait = (t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0
-    store = store_of_site[np.where(site >= 0, site, funcs_n)]
-    is_pop = nowait & (store != "")
-    # each task's allocations of the cache, in time order
-    by_pid = np.lexsort((np.arange(len(rows)), t.pid[rows]))
+    code = code_of_site[np.where(site >= 0, site, len(code_of_site) - 1)]
+    del site
+    is_pop = (code != 0) & ((t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
+    # each task's allocations of the cache, in time order (a stable sort by pid)
+    by_pid: np.ndarray = np.argsort(t.pid[rows], kind="stable").astype(index_dtype(len(rows)))
     order = rows[by_pid]
     pop = is_pop[by_pid]
-    st = store[by_pid]
+    st = code[by_pid]
+    del by_pid, is_pop, code
     pid = t.pid[order]
-    ts = t.ts_ns[order]
     prev_same = np.zeros(len(order), dtype=bool)
     prev_same[1:] = pid[1:] == pid[:-1]
+    del pid
     prev_pop = np.zeros(len(order), dtype=bool)
     prev_pop[1:] = pop[:-1]
+    ts = t.ts_ns[order]
     gap = np.zeros(len(order), dtype=bool)
     gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
+    del ts
+    t.release()
     start = pop & ~(prev_same & prev_pop & ~gap)
+    del prev_same, prev_pop, gap
     run_pid_order = (np.cumsum(start) - 1)[pop]
     pop_rows = order[pop]
-    pop_store = st[pop]
+    pop_code = st[pop]
+    del order, st
     # renumber runs by their first pop's time, and list pops in time order
     time_order = np.argsort(pop_rows, kind="stable")
-    pop_rows, run_pid_order, pop_store = (
-        pop_rows[time_order],
+    pop_rows, run_pid_order, pop_code = (
+        pop_rows[time_order].astype(np.int64),
         run_pid_order[time_order],
-        pop_store[time_order],
+        pop_code[time_order],
     )
     nruns = int(start.sum())
     first_seen = np.full(nruns, len(pop_rows), dtype=np.int64)
@@ -432,12 +446,28 @@ def sheaf_pop_runs(
     used = np.bincount(run, minlength=nruns)
     bound = np.zeros(nruns, dtype=np.int64)
     if nruns:
-        row_bound = np.array([request_bound(s, tree_height, 0) for s in pop_store], dtype=np.int64)
-        np.maximum.at(bound, run, row_bound)
+        bound_of_code = np.array(
+            [request_bound(name, tree_height, 0) for name in _STORE_TYPES], dtype=np.int64
+        )
+        np.maximum.at(bound, run, bound_of_code[pop_code])
         if upper_bound is not None:
             bound[:] = upper_bound
         bound = np.maximum(bound, used)  # a run cannot use more than it asked for
-    return PopRuns(pop_rows, run, pop_store, bound)
+    store = np.array(_STORE_TYPES, dtype=object)[pop_code]
+    return PopRuns(pop_rows, run, store, bound)
+
+
+def rows_of_cache(norm: Normalized, cache: str) -> np.ndarray:
+    """Event indices of one cache in time order (int32 when they fit), found chunk by chunk
+    so no temporary is as long as the trace."""
+    t = norm.table
+    cid = t.find_cache(cache)
+    idx = index_dtype(len(t))
+    parts: list[np.ndarray] = [
+        (lo + np.nonzero(t.cache_id[lo : lo + CHUNK_ROWS] == cid)[0]).astype(idx)
+        for lo in range(0, len(t), CHUNK_ROWS)
+    ]
+    return np.concatenate(parts) if parts else np.empty(0, dtype=idx)
 
 
 def infer_operations(
@@ -472,13 +502,18 @@ def infer_operations(
     return ops, counts
 
 
-def _site_store_types(norm: Normalized) -> np.ndarray:
-    """Per call site, the store type of a sheaf pop there ("" for other sites), plus a last ""
-    for events without a site; computed once per trace."""
+#: Store types of ``SHEAF_POP_SITES`` as codes: index 0 ("") is "not a pop site".
+_STORE_TYPES = ("", *sorted(set(SHEAF_POP_SITES.values())))
+
+
+def _site_store_codes(norm: Normalized) -> np.ndarray:
+    """Per call site, the ``_STORE_TYPES`` code of a sheaf pop there (0 for other sites), plus
+    a last 0 for events without a site; computed once per trace."""
     cached = norm.__dict__.get("_site_store")
     if cached is None:
+        code = {name: i for i, name in enumerate(_STORE_TYPES)}
         funcs = [_site_func(s) for s in norm.table.sites]
-        cached = np.array([SHEAF_POP_SITES.get(f, "") for f in funcs] + [""], dtype=object)
+        cached = np.array([code[SHEAF_POP_SITES.get(f, "")] for f in funcs] + [0], dtype=np.int8)
         norm.__dict__["_site_store"] = cached
     return cached
 

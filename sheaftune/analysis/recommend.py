@@ -59,6 +59,7 @@ from sheaftune.costs import CostModel
 from sheaftune.errors import NothingToAnalyse, UsageError
 from sheaftune.model.plan import Cmd, Plan, PlanBuilder
 from sheaftune.model.replay import ReplayResult, replay
+from sheaftune.normalize import rows_of_cache
 from sheaftune.params import (
     MAX_EMPTY_SHEAVES,
     MAX_FULL_SHEAVES,
@@ -662,8 +663,10 @@ def recommend_for_cache(
     t = norm.table
     if cache not in t.caches:
         raise NothingToAnalyse(f"no event of cache {cache}")
-    plan = plan_for(norm, cache, policy, resolve_engine(options.engine))
-    base = params_for(norm, cache, options.kernel)
+    rows = rows_of_cache(norm, cache)
+    plan = plan_for(norm, cache, policy, resolve_engine(options.engine), rows)
+    base = params_for(norm, cache, options.kernel, rows=rows)
+    del rows
     replay_nodes = min(options.nodes or 1, base.cpus)
     base = dataclasses.replace(
         base, nodes=replay_nodes, cpu_node=contiguous_cpu_nodes(base.cpus, replay_nodes)

@@ -31,7 +31,14 @@ from sheaftune import gfp as gfpmod
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
 from sheaftune.model.plan import Cmd, Plan, PlanBuilder
 from sheaftune.model.replay import ReplayResult
-from sheaftune.normalize import Normalized, alloc_mask, group_rows, index_dtype, sheaf_pop_runs
+from sheaftune.normalize import (
+    Normalized,
+    alloc_mask,
+    group_rows,
+    index_dtype,
+    rows_of_cache,
+    sheaf_pop_runs,
+)
 from sheaftune.params import ModelParams, capacity_for, contiguous_cpu_nodes
 
 #: Caches that ask for ``sheaf_capacity = 32`` in ``kmem_cache_args`` (kernel-sheaves.md M0).
@@ -173,7 +180,7 @@ class CacheCommands:
             self.n_objects = 0
             return
         if rows is None:
-            rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+            rows = rows_of_cache(norm, cache)
         rows = rows.astype(idx, copy=False)
         is_alloc = alloc_mask(t.op[rows])
         allocs = self.allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
@@ -234,6 +241,7 @@ class CacheCommands:
             t0, t1 = int(ts[allocs[0]]), int(ts[-1])
             self.gps = np.arange(t0 + policy.rcu_gp_ns, t1 + 1, policy.rcu_gp_ns, dtype=np.int64)
             self.gp_anchor = np.searchsorted(ts, self.gps, side="left")
+        t.release()
 
     def _assume(self, what: str, n: int) -> None:
         if n:
@@ -391,7 +399,7 @@ def _note_node_fit(assumptions: dict[str, int], n: int, nodes: int) -> None:
 
 #: Memory the engine states of one streamed cache may take at once (each holds an 8-byte slot
 #: per object of the cache); more capacities than fit replay in further passes over the trace.
-STREAM_STATE_BYTES = 512 << 20
+STREAM_STATE_BYTES = 256 << 20
 
 
 @dataclass
@@ -528,7 +536,7 @@ def plan_for(
     fast engine, a :class:`StreamedPlan`."""
     if engine == "fast" and cache in norm.table.caches:
         if rows is None:
-            rows = np.nonzero(norm.table.cache_id == norm.table.find_cache(cache))[0]
+            rows = rows_of_cache(norm, cache)
         if len(rows) > STREAM_EVENTS:
             return StreamedPlan(CacheCommands(norm, cache, policy, rows))
     return build_plan(norm, cache, policy, rows)
@@ -547,7 +555,7 @@ def params_for(
     CPUs, and the kernel's effective capacity unless ``capacity`` forces one."""
     t = norm.table
     if rows is None:
-        rows = np.nonzero(t.cache_id == t.find_cache(cache))[0]
+        rows = rows_of_cache(norm, cache)
     sizes = t.bytes_alloc[rows[alloc_mask(t.op[rows])]]
     slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
     ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
