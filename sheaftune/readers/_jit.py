@@ -408,6 +408,29 @@ def walk_pages(  # type: ignore[no-untyped-def]
 
 
 @_kjit
+def index_chunks(buf, pos, end, count, page_size, max_ulen, big, o_off, o_clen, o_ulen):  # type: ignore[no-untyped-def]
+    """trace-cmd's chunk stream ``count * [u32 clen, u32 ulen, clen bytes]`` from ``pos``: each
+    chunk's data offset and both lengths. Returns ``count``, or -1 when a header or a chunk's
+    data runs past ``end``, an uncompressed size is not a whole number of pages (or above
+    ``max_ulen``), or an empty chunk holds data."""
+    for i in range(count):
+        if pos + 8 > end:
+            return -1
+        clen = np.int64(_rd(buf, pos, 4, big))
+        ulen = np.int64(_rd(buf, pos + 4, 4, big))
+        pos += 8
+        if ulen % page_size != 0 or ulen > max_ulen or pos + clen > end:
+            return -1
+        if ulen == 0 and clen != 0:
+            return -1
+        o_off[i] = pos
+        o_clen[i] = clen
+        o_ulen[i] = ulen
+        pos += clen
+    return count
+
+
+@_kjit
 def count_rows(buf, npages, page_size, hdr_len, long_size, big, evmap, lay_min):  # type: ignore[no-untyped-def]
     """The rows :func:`walk_pages` writes for ``npages`` pages of ``buf`` (at most that many
     when a page is corrupt): the same record walk, without decoding any field, so the caller
@@ -765,6 +788,7 @@ _MERGE_ARGS = (
 AOT_EXPORTS = {
     "walk_pages": "i8(" + ", ".join(_WALK_ARGS) + ")",
     "count_rows": "i8(u1[::1], i8, i8, i8, i8, b1, i2[::1], i8[::1])",
+    "index_chunks": "i8(u1[::1], i8, i8, i8, i8, i8, b1, i8[::1], i8[::1], i8[::1])",
     "factorize_u64": "i8(u8[::1], i4[::1], i8[::1], u8[::1], i8[::1])",
     "merge_rows": "i8(" + ", ".join(_MERGE_ARGS) + ")",
     "kallsyms_lookup": "i8(u1[::1], i8, u8[::1], i8[::1], u8[::1], u8[::1])",

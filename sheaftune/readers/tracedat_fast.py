@@ -327,34 +327,38 @@ class _Reader:
         """Index every chunk (checking each header); jobs of consecutive chunks of a CPU."""
         ps = self.ps
         data = self.r.data
-        u32 = self.u32.unpack_from
+        arr = np.frombuffer(data, dtype=np.uint8)
         jobs: list[_Job] = []
         for cpu, off, size in cpus:
             end = off + size + 4  # trace-cmd's size leaves out the u32 chunk count
             if end > self.r.size:
                 raise _GiveUp
-            pos = off + 4
-            (count,) = u32(data, off)
+            (count,) = self.u32.unpack_from(data, off)
             if count > (size // 8):
                 raise _GiveUp
+            offs, clens, ulens = (np.empty(count, dtype=np.int64) for _ in range(3))
+            n = self.k.index_chunks(
+                arr,
+                off + 4,
+                end,
+                count,
+                ps,
+                MAX_CHUNK_PAGES * ps,
+                bool(self.r.big),
+                offs,
+                clens,
+                ulens,
+            )
+            if n != count:
+                raise _GiveUp
             job: _Job | None = None
-            for _ in range(count):
-                if pos + 8 > end:
-                    raise _GiveUp
-                clen = u32(data, pos)[0]
-                ulen = u32(data, pos + 4)[0]
-                pos += 8
-                if ulen % ps or ulen > MAX_CHUNK_PAGES * ps or pos + clen > end:
-                    raise _GiveUp
+            for pos, clen, ulen in zip(offs.tolist(), clens.tolist(), ulens.tolist(), strict=True):
                 if ulen:
                     if job is None or job.nbytes + ulen > JOB_BYTES:
                         job = _Job(cpu, 0)
                         jobs.append(job)
                     job.frames.append((pos, clen, ulen))
                     job.nbytes += ulen
-                elif clen:
-                    raise _GiveUp
-                pos += clen
         return jobs
 
     # --- per job, on the workers --------------------------------------------------------
@@ -367,6 +371,7 @@ class _Reader:
             import zstandard
 
             st["pages"] = np.empty(self.max_job, dtype=np.uint8)
+            st["view"] = memoryview(st["pages"])
             st["dctx"] = zstandard.ZstdDecompressor()
         return st
 
@@ -375,6 +380,7 @@ class _Reader:
         columns."""
         if j.frames:
             data = state["pages"][: j.nbytes]
+            dst = state["view"]
             dctx = state["dctx"]
             src = memoryview(self.r.data)
             at = 0
@@ -385,7 +391,7 @@ class _Reader:
                     raise _GiveUp from None
                 if len(out) != ulen:
                     raise _GiveUp
-                data[at : at + ulen] = np.frombuffer(out, dtype=np.uint8)
+                dst[at : at + ulen] = out
                 at += ulen
         else:
             data = np.frombuffer(self.r.data, dtype=np.uint8, count=j.nbytes, offset=j.offset)
