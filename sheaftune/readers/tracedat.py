@@ -1056,7 +1056,8 @@ class _TraceDat:
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
         codes, sites = factorize_sites(k, raw["call_site"])
         cols["site_id"] = site_ids[np.searchsorted(sorted_sites, sites)][codes]
-        return self._finish(builder, cols, raw["name_key"], f.names, pids)
+        # monotonic CPU streams merge into time order; otherwise the stable sort, as _build
+        return self._finish(builder, cols, raw["name_key"], f.names, pids, not f.backwards)
 
     def _account(self, per_cpu: list[tuple[int, Any]], backwards: dict[int, int]) -> None:
         """Per-CPU facts of the page walks into the meta: pages, records, what was skipped,
@@ -1096,15 +1097,21 @@ class _TraceDat:
         name_key: np.ndarray,
         names: dict[int, str],
         pids: np.ndarray | None = None,
+        in_order: bool = False,
     ) -> EventTable:
         """Cache ids from the name keys, comms from the pids (``pids``: the distinct ones,
-        ascending, when known already); the table, sorted by time."""
+        ascending, when known already); the table, sorted by time (``in_order``: it is)."""
         meta = self.meta
         # cache-name keys -> cache ids
         cache_of_key = np.full(max(names, default=0) + 1, NO_CACHE, dtype=np.int32)
         for k, name in sorted(names.items()):
             cache_of_key[k] = builder.caches.intern(name)
-        cols["cache_id"] = cache_of_key[name_key]
+        if name_key.dtype == np.int32 and np.array_equal(
+            cache_of_key, np.arange(NO_CACHE, len(cache_of_key) - 1)
+        ):  # keys numbered as the caches (the compiled path): the id is the key minus one
+            cols["cache_id"] = np.subtract(name_key, 1, out=name_key)
+        else:
+            cols["cache_id"] = cache_of_key[name_key]
         # distinct pids -> comm from the saved cmdlines
         codes = None
         if pids is None:
@@ -1130,7 +1137,7 @@ class _TraceDat:
         table = EventTable(
             cols, builder.caches.values, builder.sites.values, builder.comms.values, meta
         )
-        return table.sorted_by_time()
+        return table if in_order else table.sorted_by_time()
 
     def _resolve_sites(self, sites: np.ndarray) -> list[str]:
         if len(sites) == 0:
