@@ -50,6 +50,9 @@ The result is memoised per process; it is safe to call from several threads.
 build (False with ``SHEAFTUNE_AOT=0``, after a recent failure, or once loaded: whether the JIT
 module will compile is the kernel module's own business), so a command line can announce
 "compiling ... (first run only)" first; :data:`build_seconds` records what a build cost.
+:func:`pending_builds` does that for every module of :data:`KERNEL_MODULES` (so one message can
+come before the readers' kernels load, not only before the engine's), and
+``python -m sheaftune.compiled [MODULE ...]`` builds them up front (packaging, CI warm-up).
 :func:`build_status` describes the cache entry (for diagnostics and tests).
 
 Cache key: sha256 over this module's build-format number, the module name, the source bytes of
@@ -103,6 +106,10 @@ FAILED_TTL = 24 * 3600
 #: Seconds a build may take before it is abandoned (then the JIT fallback is used).
 BUILD_TIMEOUT = 900
 
+#: The package's kernel modules (``python -m sheaftune.compiled`` builds them all up front,
+#: e.g. when packaging; :func:`pending_builds` checks them). A new kernel module adds itself here.
+KERNEL_MODULES = ("sheaftune.readers._jit", "sheaftune.model._engine_kernels")
+
 _lock = threading.Lock()
 _loaded: dict[str, Any] = {}
 _warned = False
@@ -138,6 +145,12 @@ def needs_build(module_name: str) -> bool:
 def aot_enabled() -> bool:
     """False when ``SHEAFTUNE_AOT=0`` forces the JIT kernels."""
     return os.environ.get("SHEAFTUNE_AOT", "1").strip().lower() not in ("0", "no", "false", "off")
+
+
+def pending_builds(modules: tuple[str, ...] | None = None) -> list[str]:
+    """The kernel modules (default :data:`KERNEL_MODULES`) whose next use will build them, so a
+    command can say "compiling ... (first run only)" once, before reading or replaying."""
+    return [m for m in (KERNEL_MODULES if modules is None else modules) if needs_build(m)]
 
 
 def build_status(module_name: str) -> dict[str, Any]:
@@ -669,3 +682,22 @@ def _mtime(p: Path) -> float:
         return p.stat().st_mtime
     except OSError:
         return 0.0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m sheaftune.compiled [MODULE ...]``: build what is missing, say what it cost."""
+    modules = (argv if argv is not None else sys.argv[1:]) or list(KERNEL_MODULES)
+    status = 0
+    for m in modules:
+        fresh = needs_build(m)
+        t = time.perf_counter()
+        k = kernels(m)
+        aot = isinstance(k, Kernels)
+        status |= not aot
+        how = ("built" if fresh else "up to date") if aot else "JIT fallback (no AOT build)"
+        print(f"{m}: {how} in {time.perf_counter() - t:.1f} s ({build_status(m)['dir']})")
+    return status
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

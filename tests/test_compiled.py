@@ -349,3 +349,14 @@ def test_concurrent_builders_share_one_build(kern_dir: Path, tmp_path: Path) -> 
     base = tmp_path / "aot" / NAME
     assert [p.name for p in base.iterdir() if p.is_dir()] == [entry_dir(tmp_path).name]
     assert not any(p.name.startswith(".") for p in base.iterdir())  # no partial builds left
+
+
+def test_pending_builds_and_the_command(built: Path, kern_dir: Path, tmp_path: Path) -> None:
+    code = f"from sheaftune import compiled; print(compiled.pending_builds(({NAME!r},)))"
+    assert run_py(code, built, kern_dir).stdout.strip() == "[]"
+    assert run_py(code, tmp_path, kern_dir).stdout.strip() == f"['{NAME}']"
+    out = run_py(
+        f"from sheaftune.compiled import main; raise SystemExit(main([{NAME!r}]))", built, kern_dir
+    )
+    assert out.returncode == 0 and out.stdout.startswith(f"{NAME}: up to date in "), out.stderr
+    assert set(compiled.KERNEL_MODULES) >= {"sheaftune.model._engine_kernels"}
