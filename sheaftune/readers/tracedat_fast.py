@@ -40,6 +40,8 @@ KERNELS_MODULE = "sheaftune.readers._jit"
 JOB_BYTES = 1 << 20
 #: refuse a chunk of more pages than this (same bound as the streaming reader)
 MAX_CHUNK_PAGES = 1024
+#: page bytes per row the shared columns are first sized for (a build trace has ~64)
+ROW_BYTES_GUESS = 48
 #: threads for decompression and walks
 MAX_THREADS = 4
 
@@ -257,8 +259,13 @@ class _Reader:
             jobs = self._plain_jobs(cpus)
         pages = sum(j.nbytes for j in jobs) // self.ps
         # shared columns: rows are appended job by job; sized for about 64 bytes of page data
-        # per row (grown if needed), never for a hostile length
-        self.cols = self._alloc(min(pages * self.rows_per_page, pages * self.ps // 48 + 1024))
+        # per row (grown if needed), and for compressed data never beyond 16 times what the
+        # file holds (the uncompressed sizes are length fields: a hostile file could claim any)
+        cap = min(pages * self.rows_per_page, pages * self.ps // ROW_BYTES_GUESS + 1024)
+        if self.buf.compressed:
+            held = sum(clen for j in jobs for _, clen, _ in j.frames)
+            cap = min(cap, held * 16 // ROW_BYTES_GUESS + 1024)
+        self.cols = self._alloc(cap)
         self.fill = 0
         self.lock = threading.Lock()
         self.max_job = max((j.nbytes for j in jobs), default=0)

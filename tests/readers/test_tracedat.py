@@ -361,3 +361,18 @@ def test_aot_and_jit_kernels_read_the_same(rel: str, tmp_path: Path) -> None:
     assert ib["numba"]  # the JIT run compiled with numba
     if compiled.build_status("sheaftune.readers._jit")["built"]:
         assert not ia["numba"]
+
+
+@pytest.mark.parametrize("rel", ["traces/kmalloc-small.v7zstd.dat", "traces/vma-small.v6.dat"])
+def test_compiled_path_grows_its_columns(rel: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rows denser than the first guess: the shared columns grow (rows kept) to the same table."""
+    import sheaftune.readers.tracedat_fast as fast
+
+    monkeypatch.setenv("SHEAFTUNE_PAGE_ENGINE", "numba")
+    a = read(rel)
+    monkeypatch.setattr(fast, "ROW_BYTES_GUESS", 1 << 40)  # room for 1024 rows at first
+    b = read(rel)
+    assert len(a) > 4096
+    for k, col in a.columns.items():
+        assert np.array_equal(col, b.columns[k]), k
+    assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
