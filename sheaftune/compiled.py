@@ -534,7 +534,11 @@ def _locked(path: Path) -> Iterator[None]:
         yield
         return
     with open(path, "a+b") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX)
+        except OSError:  # e.g. ENOLCK on some network file systems: the rename still protects
+            yield
+            return
         try:
             yield
         finally:
@@ -620,7 +624,11 @@ def _build(entry: _Entry) -> None:
                 "created": time.time(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
-            os.rename(tmp, entry.dir)  # the publish: atomic, and fails if the dir exists
+            try:
+                os.rename(tmp, entry.dir)  # the publish: atomic, and fails if the dir exists
+            except OSError:
+                if _verified_so(entry) is None:  # not a concurrent builder's good build
+                    raise
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     _prune(entry)
