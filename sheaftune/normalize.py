@@ -280,6 +280,7 @@ def _match_pointers(
             b = _bucket_of(ptr[lo:hi], nb)
             b[~valid[lo:hi]] = nb  # out of every bucket
             bucket[lo:hi] = b
+            release()
         release()
         rows, starts = group_rows(bucket, nb)
         del bucket
@@ -287,8 +288,16 @@ def _match_pointers(
     for g in groups:
         if len(g) == 0:
             continue
-        order = g[np.argsort(ptr[g], kind="stable")]
-        p = ptr[order]
+        # the bucket's pointers, gathered a row range at a time: a bucket's rows lie all over
+        # a mapped column, and each range's pages are given back before the next
+        key = np.empty(len(g), dtype=ptr.dtype)
+        for lo in range(0, len(g), CHUNK_ROWS):
+            key[lo : lo + CHUNK_ROWS] = ptr[g[lo : lo + CHUNK_ROWS]]
+            release()
+        by_ptr = np.argsort(key, kind="stable")
+        order = g[by_ptr]
+        p = key[by_ptr]
+        del key, by_ptr
         a = is_alloc[order]
         m = len(order)
         same_prev = np.zeros(m, dtype=bool)
@@ -402,18 +411,26 @@ def sheaf_pop_runs(
         rows = rows_of_cache(norm, cache)
     rows = rows[alloc_mask(t.op[rows])]
     # store types as small integer codes (0: not a pop site), one per call site
+    # (each gather from a mapped column is released at once: the rows of one cache touch
+    # pages all over it)
     code_of_site = _site_store_codes(norm)
     site = t.site_id[rows]
+    t.release()
     code = code_of_site[np.where(site >= 0, site, len(code_of_site) - 1)]
     del site
     is_pop = (code != 0) & ((t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
+    t.release()
+    if not is_pop.any():  # most caches: no allocation is a pop, nothing to group
+        return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
     # each task's allocations of the cache, in time order (a stable sort by pid)
     by_pid: np.ndarray = np.argsort(t.pid[rows], kind="stable").astype(index_dtype(len(rows)))
+    t.release()
     order = rows[by_pid]
     pop = is_pop[by_pid]
     st = code[by_pid]
     del by_pid, is_pop, code
     pid = t.pid[order]
+    t.release()
     prev_same = np.zeros(len(order), dtype=bool)
     prev_same[1:] = pid[1:] == pid[:-1]
     del pid

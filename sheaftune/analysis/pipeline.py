@@ -101,6 +101,7 @@ def analyze_table(
                 model.nodes,
                 rows[name],
             )
+        del rows  # the recommendations find their own cache's rows
     if model is not None and model.recommend:
         _recommend(norm, result, model)
     if caches and not result.caches:

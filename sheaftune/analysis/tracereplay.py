@@ -183,6 +183,7 @@ class CacheCommands:
             rows = rows_of_cache(norm, cache)
         rows = rows.astype(idx, copy=False)
         is_alloc = alloc_mask(t.op[rows])
+        t.release()
         allocs = self.allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
         self.n_objects = len(allocs)
 
@@ -447,7 +448,7 @@ class StreamedPlan:
             if len(cc.pop_rows):
                 bad &= ~np.isin(a, cc.pop_rows, assume_unique=True)
             n += int(np.count_nonzero(bad))
-        t.release()
+            t.release()
         _note_node_fit(self.assumptions, n, nodes)
         self.nodes = nodes
 
