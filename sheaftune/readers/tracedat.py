@@ -468,7 +468,12 @@ class _TraceDat:
         c.what = "event formats"
         self._event_formats(c)
         c.what = "kallsyms"
-        self.kallsyms_text = c.take(c.u32())
+        n = c.u32()
+        c.need(n)
+        at = c.pos
+        c.pos += n
+        # copied out of the mapping on a thread: needed last, and ~5 MB
+        self._kallsyms_defer(lambda: bytes(self.data[at : at + n]))
         c.what = "printk formats"
         c.skip(c.u32())
         c.what = "saved cmdlines"
