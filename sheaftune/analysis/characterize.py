@@ -16,7 +16,7 @@ import numpy as np
 
 from sheaftune import gfp as gfpmod
 from sheaftune.events import NO_CACHE, Op
-from sheaftune.normalize import CHUNK_ROWS, Normalized
+from sheaftune.normalize import CHUNK_ROWS, Normalized, group_rows
 from sheaftune.results import Record
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
@@ -101,8 +101,11 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     cpu_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (key, count) per chunk
     site_pairs: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}
     size_pairs: list[tuple[np.ndarray, np.ndarray]] = []
-    lifetimes: list[np.ndarray] = []
-    lifetime_caches: list[np.ndarray] = []
+    # filled in place (at most every matched free): no list of chunks to concatenate
+    nmf = int(norm.counts.get("matched_free", n))
+    lifetime = np.empty(nmf, dtype=np.int64)
+    mf_cache_all = np.empty(nmf, dtype=np.int32)
+    at = 0
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         op = t.op[lo:hi]
@@ -127,9 +130,10 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
 
         mf = np.nonzero(has_src & counted)[0]
         msrc = src[mf]
-        lifetimes.append(ts[lo + mf] - ts[msrc])
+        lifetime[at : at + len(mf)] = ts[lo + mf] - ts[msrc]
         mf_cache = cid[mf]
-        lifetime_caches.append(mf_cache.astype(np.int32))
+        mf_cache_all[at : at + len(mf)] = mf_cache
+        at += len(mf)
         cross = t.cpu[lo + mf] != t.cpu[msrc]
         cross_by_cache += np.bincount(mf_cache[cross], minlength=ncaches + 1)
 
@@ -171,14 +175,11 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     np.add.at(a_cpu, flat[side == 0], counts[side == 0])
     np.add.at(f_cpu, flat[side == 1], counts[side == 1])
 
-    # lifetimes grouped by cache: one sort, then slices
-    lifetime = np.concatenate(lifetimes) if lifetimes else np.empty(0, dtype=np.int64)
-    mf_cache = np.concatenate(lifetime_caches) if lifetime_caches else np.empty(0, dtype=np.int32)
-    del lifetimes, lifetime_caches
-    lt_order = np.lexsort((lifetime, mf_cache))
-    lt_sorted = lifetime[lt_order]
-    lt_bounds = np.searchsorted(mf_cache[lt_order], np.arange(ncaches + 1))
-    del lt_order, lifetime, mf_cache
+    lifetime = lifetime[:at]
+    # lifetimes grouped by cache (int32 rows, no sort as long as all of them); each cache's
+    # are sorted when its statistics are made
+    lt_rows, lt_bounds = group_rows(mf_cache_all[:at], ncaches)
+    del mf_cache_all
 
     alloc_sites = _top_sites(_merge_counts(site_pairs[True]), func_names)
     free_sites = _top_sites(_merge_counts(site_pairs[False]), func_names)
@@ -191,7 +192,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
             continue
         if allocs[c] == 0 and frees[c] == 0:
             continue
-        lts = lt_sorted[lt_bounds[c] : lt_bounds[c + 1]]
+        lts = np.sort(lifetime[lt_rows[lt_bounds[c] : lt_bounds[c + 1]]])
         nmatched = int(matched[c])
         st: dict[str, Any] = {
             "alloc": int(allocs[c]),

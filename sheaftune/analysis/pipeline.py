@@ -16,7 +16,7 @@ from sheaftune.analysis.sweep import CapacitySpec
 from sheaftune.analysis.tracereplay import ReplayPolicy, cache_rows, replay_cache
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
-from sheaftune.normalize import Normalized, normalize
+from sheaftune.normalize import Normalized, normalize, rows_of_cache
 from sheaftune.readers import ReadOptions, read_trace
 
 #: The real trace shipped with the package (`--example`): a Linux 6.18 capture of VMA and
@@ -78,6 +78,10 @@ class ModelOptions:
     recommend_min_allocs: int = 1000
 
 
+#: Traces up to this many events find all their caches' rows in one pass.
+ROWS_AT_ONCE = 1 << 24
+
+
 def analyze_table(
     table: EventTable, caches: list[str] | None = None, model: ModelOptions | None = None
 ) -> Analysis:
@@ -86,7 +90,9 @@ def analyze_table(
     norm: Normalized = normalize(table)
     result = characterize(norm, caches or None)
     if model is not None:
-        rows = cache_rows(norm)
+        # every cache's rows at once (one pass) unless the trace is huge: then one cache's
+        # rows at a time, so they never add a whole int32 column to the replay's memory
+        rows = cache_rows(norm) if len(table) <= ROWS_AT_ONCE else None
         for name, st in result.caches.items():
             if st["alloc"] == 0:
                 continue
@@ -99,7 +105,7 @@ def analyze_table(
                 model.policy,
                 model.cpus,
                 model.nodes,
-                rows[name],
+                rows[name] if rows is not None else rows_of_cache(norm, name),
             )
         del rows  # the recommendations find their own cache's rows
     if model is not None and model.recommend:
