@@ -503,6 +503,54 @@ def fates(u, rcu, bulk, never):  # type: ignore[no-untyped-def]
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def free_cpus(  # type: ignore[no-untyped-def]
+    cpu,
+    u,
+    pick,
+    far_draw,
+    remote_cpu,
+    remote_node,
+    nodes,
+    node_of,
+    start,
+    count,
+    next_choice,
+    ncpus,
+):
+    """The CPU that frees each operation's objects (int32), from its draws: ``u`` below
+    ``remote_node`` frees on a CPU (``pick``) of another node (``far_draw``, one per such
+    operation, in order; none with one node); below ``remote_cpu`` on another CPU of its own
+    node (the next one, or one by ``pick``; the next CPU of the machine when alone on its
+    node); otherwise on the allocating CPU."""
+    out = np.empty(len(cpu), np.int32)
+    fi = 0
+    for i in range(len(cpu)):
+        c = np.int64(cpu[i])
+        x = u[i]
+        if x < remote_node:
+            if nodes > 1:
+                other = (node_of[c] + 1 + far_draw[fi]) % nodes
+                fi += 1
+                out[i] = start[other] + np.int64(pick[i] * count[other])
+            else:
+                out[i] = c
+        elif x < remote_cpu:
+            own = node_of[c]
+            size = count[own]
+            first = start[own]
+            if size < 2:
+                out[i] = (c + 1) % ncpus
+            elif next_choice:
+                out[i] = first + (c - first + 1) % size
+            else:
+                r = np.int64(pick[i] * (size - 1))
+                out[i] = first + (r + 1 if r >= c - first else r)
+        else:
+            out[i] = c
+    return out
+
+
 #: Sub-microsecond order within one CPU's microsecond, in steps of 100 ns.
 SUB = 10
 

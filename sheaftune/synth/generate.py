@@ -179,37 +179,34 @@ def _free_cpus(
     s: StreamSpec, cpu: np.ndarray, rng: np.random.Generator, ncpus: int, nodes: int
 ) -> np.ndarray:
     """The CPU that frees each operation's objects."""
+    from sheaftune.synth._replay import free_cpus
+
     f = s.free
     if f.remote_cpu <= 0 or ncpus < 2:
         return cpu  # read only, as the allocating CPUs are
-    out = cpu.copy()
     n = len(cpu)
-    u = rng.random(n)
-    remote = u < f.remote_cpu
-    far = u < f.remote_node  # remote_node <= remote_cpu: a subset of the remote ones
+    u = rng.random(n)  # below remote_node: another node; below remote_cpu: another CPU
     node_of, start, count = _node_blocks(ncpus, nodes)
     pick = rng.random(n)
     if nodes > 1:
-        idx = np.flatnonzero(far)
-        own = node_of[cpu[idx]]
-        other = (own + 1 + rng.integers(0, nodes - 1, size=len(idx))) % nodes
-        out[idx] = start[other] + (pick[idx] * count[other]).astype(np.int64)
-    near = remote & ~far
-    idx = np.flatnonzero(near)
-    c = cpu[idx]
-    own = node_of[c]
-    size = count[own]
-    alone = size < 2  # the only CPU of its node: another CPU is on another node
-    if f.remote_choice == "next":
-        nxt = start[own] + (c - start[own] + 1) % np.maximum(size, 1)
+        # the other node of each far one, in order
+        far_draw = rng.integers(0, nodes - 1, size=int(np.count_nonzero(u < f.remote_node)))
     else:
-        # a uniformly chosen other CPU of the same node
-        r = (pick[idx] * np.maximum(size - 1, 1)).astype(np.int64)
-        pos = c - start[own]
-        nxt = start[own] + np.where(r >= pos, r + 1, r)
-    nxt = np.where(alone, (c + 1) % ncpus, nxt)
-    out[idx] = nxt
-    return out
+        far_draw = np.empty(0, dtype=np.int64)
+    return free_cpus(
+        cpu,
+        u,
+        pick,
+        far_draw,
+        f.remote_cpu,
+        f.remote_node,
+        nodes,
+        node_of,
+        start,
+        count,
+        f.remote_choice == "next",
+        ncpus,
+    )
 
 
 @dataclass

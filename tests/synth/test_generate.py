@@ -359,3 +359,51 @@ def test_fused_records_equal_the_reference_sort_key(monkeypatch: pytest.MonkeyPa
     assert np.array_equal(fast.key, key)
     assert ref.base_us == int(np.floor(ref.t_ns.min() / 1000.0))
     assert set(ref.follow.tolist()) == {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    ("ncpus", "nodes", "choice"), [(7, 3, "random"), (5, 4, "next"), (4, 1, "random")]
+)
+def test_free_cpus_kernel_equals_the_vectorised_rule(ncpus: int, nodes: int, choice: str) -> None:
+    """The compiled choice of freeing CPUs is the numpy rule it replaced, draw for draw."""
+    from sheaftune.synth._replay import free_cpus
+    from sheaftune.synth.generate import _node_blocks
+
+    rng = np.random.default_rng(ncpus)
+    n, remote_cpu, remote_node = 20_000, 0.6, (0.3 if nodes > 1 else 0.0)
+    cpu = rng.integers(0, ncpus, n).astype(np.int32)
+    u, pick = rng.random(n), rng.random(n)
+    node_of, start, count = _node_blocks(ncpus, nodes)
+    far = u < remote_node
+    draw = rng.integers(0, max(nodes - 1, 1), size=int(far.sum()))
+    want = cpu.copy()
+    if nodes > 1:
+        idx = np.flatnonzero(far)
+        other = (node_of[cpu[idx]] + 1 + draw) % nodes
+        want[idx] = start[other] + (pick[idx] * count[other]).astype(np.int64)
+    idx = np.flatnonzero((u < remote_cpu) & ~far)
+    c = cpu[idx]
+    own = node_of[c]
+    size = count[own]
+    if choice == "next":
+        nxt = start[own] + (c - start[own] + 1) % np.maximum(size, 1)
+    else:
+        r = (pick[idx] * np.maximum(size - 1, 1)).astype(np.int64)
+        nxt = start[own] + np.where(r >= c - start[own], r + 1, r)
+    want[idx] = np.where(size < 2, (c + 1) % ncpus, nxt)
+    got = free_cpus(
+        cpu,
+        u,
+        pick,
+        draw,
+        remote_cpu,
+        remote_node,
+        nodes,
+        node_of,
+        start,
+        count,
+        choice == "next",
+        ncpus,
+    )
+    assert np.array_equal(got, want)
+    assert np.mean(got != cpu) == pytest.approx(remote_cpu, abs=0.03)
