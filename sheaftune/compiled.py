@@ -44,7 +44,9 @@ exported signature):
    every run does not retry it; a build removed from the cache, or one whose checksum no longer
    matches, is simply rebuilt.
 
-The result is memoised per process; it is safe to call from several threads.
+The result is memoised per process; it is safe to call from several threads (one resolution
+per module at a time; different modules build in parallel). :func:`prebuild` starts the
+pending builds on background threads, so a first run can build the engine while it reads.
 
 :func:`needs_build` tells whether the next :func:`kernels` call for that module will run an AOT
 build (False with ``SHEAFTUNE_AOT=0``, after a recent failure, or once loaded: whether the JIT
@@ -111,6 +113,7 @@ BUILD_TIMEOUT = 900
 KERNEL_MODULES = ("sheaftune.readers._jit", "sheaftune.model._engine_kernels")
 
 _lock = threading.Lock()
+_module_locks: dict[str, threading.Lock] = {}
 _loaded: dict[str, Any] = {}
 _warned = False
 #: What the last build of each module cost (seconds), for benchmarks and the CLI.
@@ -124,11 +127,29 @@ class BuildError(RuntimeError):
 # ----------------------------------------------------------------------------- public API
 def kernels(module_name: str) -> Any:
     """The exported kernels of ``module_name``: its AOT extension, or the module itself."""
+    k = _loaded.get(module_name)
+    if k is not None:
+        return k
     with _lock:
+        module_lock = _module_locks.setdefault(module_name, threading.Lock())
+    with module_lock:  # one resolution per module; different modules build in parallel
         k = _loaded.get(module_name)
         if k is None:
             k = _loaded[module_name] = _resolve(module_name)
         return k
+
+
+def prebuild(modules: tuple[str, ...] | None = None) -> list[threading.Thread]:
+    """Start the pending builds (default: of :data:`KERNEL_MODULES`) on daemon threads and return
+    them: on a first run the engine's build can overlap reading the trace (and the readers'
+    build). A later :func:`kernels` call for a module waits for its build. Nothing to do, no
+    threads."""
+    threads = []
+    for m in pending_builds(modules):
+        t = threading.Thread(target=kernels, args=(m,), name=f"sheaftune-build-{m}", daemon=True)
+        t.start()
+        threads.append(t)
+    return threads
 
 
 def needs_build(module_name: str) -> bool:
@@ -237,9 +258,10 @@ def _resolve(module_name: str) -> Any:
 
 def _warn_once(module_name: str, e: BaseException) -> None:
     global _warned
-    if _warned:
-        return
-    _warned = True
+    with _lock:
+        if _warned:
+            return
+        _warned = True
     reason = " ".join(str(e).split())[:300] or type(e).__name__
     sys.stderr.write(
         f"sheaftune: warning: no ahead-of-time build of {module_name} ({reason}); "

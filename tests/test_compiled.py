@@ -360,3 +360,20 @@ def test_pending_builds_and_the_command(built: Path, kern_dir: Path, tmp_path: P
     )
     assert out.returncode == 0 and out.stdout.startswith(f"{NAME}: up to date in "), out.stderr
     assert set(compiled.KERNEL_MODULES) >= {"sheaftune.model._engine_kernels"}
+
+
+def test_prebuild_runs_builds_in_parallel(fresh: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def slow(m: str) -> str:
+        time.sleep(0.5)
+        return f"kernels of {m}"
+
+    monkeypatch.setattr(compiled, "_resolve", slow)
+    monkeypatch.setattr(compiled, "needs_build", lambda m: m != "c")
+    t0 = time.perf_counter()
+    threads = compiled.prebuild(("a", "b", "c"))
+    assert len(threads) == 2
+    assert compiled.kernels("a") == "kernels of a"  # waits for its build, not a second one
+    for t in threads:
+        t.join()
+    assert time.perf_counter() - t0 < 0.95  # the two builds overlapped
+    assert compiled._loaded == {"a": "kernels of a", "b": "kernels of b"}
