@@ -18,7 +18,9 @@ Kernel module (e.g. ``sheaftune.model._engine_kernels``):
   read as contiguous), so :func:`kernels` wraps each AOT function in a check that raises
   ``TypeError`` on an array of another dtype, ndim or (for ``::1``) a non-contiguous one, and
   on a wrong argument count (about 0.3 us per array argument; the JIT module would instead
-  compile another specialisation, so no implicit casts anywhere).
+  compile another specialisation, so no implicit casts anywhere). A caller that calls a kernel
+  very often with arrays it made itself may use ``kernels(m).extension.<name>`` (AOT only:
+  check ``isinstance(k, Kernels)``), which skips the check.
 * Constants its callers need live in a numba-free module (the kernel module may import them
   from there); callers must not import the kernel module themselves.
 * Every ``sheaftune`` module the kernel module imports (transitively, found by reading the
