@@ -742,7 +742,7 @@ class _TraceDat:
                 "endian": "big" if self.big else "little",
             }
         )
-        from sheaftune.readers.ringbuffer import PageDecoder, compile_layout, merge_cpus
+        from sheaftune.readers.kmemlayout import compile_layout
 
         try:
             layout = compile_layout(self.formats, self.other_ids)
@@ -758,6 +758,8 @@ class _TraceDat:
                 meta.extra["page_engine"] = "numba"
                 return self._build_fast(fast, k)
         # the streaming reader: window by window, exact reports of every damage
+        from sheaftune.readers.ringbuffer import PageDecoder, merge_cpus
+
         per_cpu: list[tuple[int, Any]]
         name_keys: dict[str, int] = {}
         engine = self._engine(buf)

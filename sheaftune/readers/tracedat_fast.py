@@ -31,7 +31,7 @@ import numpy as np
 from sheaftune.readers import _kconst as K
 
 if TYPE_CHECKING:
-    from sheaftune.readers.ringbuffer import KmemLayout
+    from sheaftune.readers.kmemlayout import KmemLayout
     from sheaftune.readers.tracedat import _Buffer, _TraceDat
 
 KERNELS_MODULE = "sheaftune.readers._jit"
