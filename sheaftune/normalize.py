@@ -379,12 +379,17 @@ class PopRuns:
 
     rows: np.ndarray
     run: np.ndarray
-    store: np.ndarray
+    code: np.ndarray  # index into _STORE_TYPES, one per pop
     bound: np.ndarray
 
     @property
     def n_runs(self) -> int:
         return len(self.bound)
+
+    @property
+    def store(self) -> np.ndarray:
+        """The store type of each pop, as names (an object array)."""
+        return np.array(_STORE_TYPES, dtype=object)[self.code]
 
 
 def sheaf_pop_runs(
@@ -405,12 +410,12 @@ def sheaf_pop_runs(
     """
     t = norm.table
     empty = np.empty(0, dtype=np.int64)
+    none = PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
     if cache not in t.caches:
-        return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
+        return none
     if rows is None:
         rows = rows_of_cache(norm, cache)
     rows = rows[alloc_mask(t.op[rows])]
-    # store types as small integer codes (0: not a pop site), one per call site
     # (each gather from a mapped column is released at once: the rows of one cache touch
     # pages all over it)
     code_of_site = _site_store_codes(norm)
@@ -421,40 +426,57 @@ def sheaf_pop_runs(
     is_pop = (code != 0) & ((t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
     t.release()
     if not is_pop.any():  # most caches: no allocation is a pop, nothing to group
-        return PopRuns(empty, empty, np.empty(0, dtype=object), empty)
-    # each task's allocations of the cache, in time order (a stable sort by pid)
-    by_pid: np.ndarray = np.argsort(t.pid[rows], kind="stable").astype(index_dtype(len(rows)))
+        return none
+    pid = t.pid[rows]
     t.release()
-    order = rows[by_pid]
-    pop = is_pop[by_pid]
-    st = code[by_pid]
-    del by_pid, is_pop, code
-    pid = t.pid[order]
-    t.release()
-    prev_same = np.zeros(len(order), dtype=bool)
-    prev_same[1:] = pid[1:] == pid[:-1]
-    del pid
-    prev_pop = np.zeros(len(order), dtype=bool)
-    prev_pop[1:] = pop[:-1]
-    ts = t.ts_ns[order]
-    gap = np.zeros(len(order), dtype=bool)
-    gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
-    del ts
-    t.release()
-    start = pop & ~(prev_same & prev_pop & ~gap)
-    del prev_same, prev_pop, gap
-    run_pid_order = (np.cumsum(start) - 1)[pop]
-    pop_rows = order[pop]
-    pop_code = st[pop]
-    del order, st
+    # runs never cross tasks: tasks are split into buckets (by a hash of the pid) and each
+    # bucket's allocations are grouped alone, which bounds the temporaries on huge traces
+    n = len(rows)
+    nb = 1
+    while nb * BUCKET_EVENTS < n and nb < 4096:
+        nb *= 2
+    if nb == 1:
+        groups: list[np.ndarray] = [np.arange(n, dtype=index_dtype(n))]
+    else:
+        h = pid.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
+        bucket = (h >> np.uint64(64 - nb.bit_length() + 1)).astype(np.uint16)
+        del h
+        pos, starts = group_rows(bucket, nb)
+        del bucket
+        groups = [pos[starts[k] : starts[k + 1]] for k in range(nb)]
+    pop_pos: list[np.ndarray] = []
+    pop_run: list[np.ndarray] = []
+    nruns = 0
+    for g in groups:  # positions into rows, in time order
+        if len(g) == 0:
+            continue
+        order = g[np.argsort(pid[g], kind="stable")]  # each task's allocations, in time order
+        pop = is_pop[order]
+        if not pop.any():
+            continue
+        p = pid[order]
+        prev_same = np.zeros(len(order), dtype=bool)
+        prev_same[1:] = p[1:] == p[:-1]
+        prev_pop = np.zeros(len(order), dtype=bool)
+        prev_pop[1:] = pop[:-1]
+        ts = t.ts_ns[rows[order]]
+        gap = np.zeros(len(order), dtype=bool)
+        gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
+        del ts, p
+        start = pop & ~(prev_same & prev_pop & ~gap)
+        pop_run.append((nruns + np.cumsum(start) - 1)[pop])
+        pop_pos.append(order[pop])
+        nruns += int(start.sum())
+        t.release()
+    del groups, pid, is_pop
     # renumber runs by their first pop's time, and list pops in time order
-    time_order = np.argsort(pop_rows, kind="stable")
-    pop_rows, run_pid_order, pop_code = (
-        pop_rows[time_order].astype(np.int64),
-        run_pid_order[time_order],
-        pop_code[time_order],
-    )
-    nruns = int(start.sum())
+    allpos = np.concatenate(pop_pos)
+    time_order = np.argsort(allpos, kind="stable")
+    pos_sorted = allpos[time_order]
+    pop_rows = rows[pos_sorted].astype(np.int64)
+    run_pid_order = np.concatenate(pop_run)[time_order]
+    pop_code = code[pos_sorted]
+    del allpos, pop_pos, pop_run, time_order, pos_sorted, code
     first_seen = np.full(nruns, len(pop_rows), dtype=np.int64)
     np.minimum.at(first_seen, run_pid_order, np.arange(len(pop_rows)))
     renumber = np.empty(nruns, dtype=np.int64)
@@ -470,8 +492,7 @@ def sheaf_pop_runs(
         if upper_bound is not None:
             bound[:] = upper_bound
         bound = np.maximum(bound, used)  # a run cannot use more than it asked for
-    store = np.array(_STORE_TYPES, dtype=object)[pop_code]
-    return PopRuns(pop_rows, run, store, bound)
+    return PopRuns(pop_rows, run, pop_code, bound)
 
 
 def rows_of_cache(norm: Normalized, cache: str) -> np.ndarray:

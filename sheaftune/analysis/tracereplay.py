@@ -32,6 +32,7 @@ from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capaci
 from sheaftune.model.plan import Cmd, Plan, PlanBuilder
 from sheaftune.model.replay import ReplayResult
 from sheaftune.normalize import (
+    CHUNK_ROWS,
     Normalized,
     alloc_mask,
     group_rows,
@@ -176,6 +177,7 @@ class CacheCommands:
         self.gps = np.empty(0, dtype=np.int64)
         self.gp_anchor = np.empty(0, dtype=np.int64)
         self.n_plain = 0
+        self.is_pop = np.zeros(0, dtype=bool)
         if cache not in t.caches:
             self.n_objects = 0
             return
@@ -204,30 +206,42 @@ class CacheCommands:
                 self._assume("prefill operations", runs.n_runs)
         self.n_plain = len(allocs) - len(self.pop_rows)
 
-        frees = rows[~is_alloc & ~norm.null_free[rows]]
+        # which allocations are pops (the plain ones are the rest), as a mask over allocs
+        self.is_pop = np.zeros(len(allocs), dtype=bool)
+        if len(self.pop_rows):
+            self.is_pop[np.searchsorted(allocs, self.pop_rows)] = True
+
+        # frees, a chunk of the cache's rows at a time (bounded temporaries on huge caches)
+        matched: list[np.ndarray] = []
+        matched_slot: list[np.ndarray] = []
+        before = other = 0
+        for lo in range(0, len(rows), CHUNK_ROWS):
+            part = rows[lo : lo + CHUNK_ROWS]
+            frees = part[~is_alloc[lo : lo + CHUNK_ROWS] & ~norm.null_free[part]]
+            src = norm.alloc_of[frees]
+            # a free matched to an allocation this cache replays (a kmem_cache_free naming
+            # another cache than its allocation's stays with the cache it names, no object)
+            pos = np.searchsorted(allocs, src)
+            ok = (src >= 0) & (pos < len(allocs))
+            ok[ok] = allocs[pos[ok]] == src[ok]
+            matched.append(frees[ok])
+            matched_slot.append(pos[ok].astype(idx))
+            before += int(np.count_nonzero(src < 0))
+            other += int(np.count_nonzero((src >= 0) & ~ok))
         del rows, is_alloc
-        src = norm.alloc_of[frees]
-        # a free matched to an allocation this cache replays (a kmem_cache_free naming another
-        # cache than its allocation's stays with the cache it names, without an object)
-        pos = np.searchsorted(allocs, src)
-        ok = (src >= 0) & (pos < len(allocs))
-        ok[ok] = allocs[pos[ok]] == src[ok]
-        self.matched = frees[ok]
-        self.matched_slot = pos[ok].astype(idx)
-        self._assume(
-            "frees of objects allocated before the trace (skipped)", int(np.count_nonzero(src < 0))
-        )
-        self._assume(
-            "frees of objects allocated as another cache (skipped)",
-            int(np.count_nonzero((src >= 0) & ~ok)),
-        )
-        del frees, src, pos, ok
+        self.matched = np.concatenate(matched) if matched else empty
+        self.matched_slot = np.concatenate(matched_slot) if matched_slot else empty
+        del matched, matched_slot
+        self._assume("frees of objects allocated before the trace (skipped)", before)
+        self._assume("frees of objects allocated as another cache (skipped)", other)
 
         unseen = allocs[norm.unseen_free[allocs]]
         if policy.unseen_free == "rcu":
             reuse = norm.reused_by[unseen]
             by_reuse = np.argsort(reuse, kind="stable")
-            self.reuse, self.unseen = reuse[by_reuse], unseen[by_reuse]
+            self.reuse = reuse[by_reuse]
+            del reuse
+            self.unseen = unseen[by_reuse]
             self._assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
         else:
             self._assume("unseen frees left live (policy none)", len(unseen))
@@ -324,14 +338,9 @@ class CacheCommands:
             w = span(self.lr)
             lr = self.lr[w]
             pb.add(ts[lr], seq(lr) + 1, Cmd.RETURN_SHEAF, cpu[lr], self.lr_run[w].astype(np.int64))
-            w = span(self.pop_rows)
-            pops = self.pop_rows[w]
-        else:
-            pops = allocs[:0]
         w = span(allocs)
-        a = allocs[w]
-        keep = ~np.isin(a, pops, assume_unique=True) if len(pops) else np.ones(len(a), bool)
-        plain = a[keep]
+        keep = ~self.is_pop[w]
+        plain = allocs[w][keep]
         blocking = (t.gfp[plain] & _DIRECT_RECLAIM) != 0
         pb.add(
             ts[plain],
@@ -442,11 +451,9 @@ class StreamedPlan:
         cc = self.commands
         t = cc.table
         n = 0
-        for lo in range(0, len(cc.allocs), 1 << 22):
-            a = cc.allocs[lo : lo + (1 << 22)]
-            bad = t.node[a] >= nodes
-            if len(cc.pop_rows):
-                bad &= ~np.isin(a, cc.pop_rows, assume_unique=True)
+        for lo in range(0, len(cc.allocs), CHUNK_ROWS):
+            a = cc.allocs[lo : lo + CHUNK_ROWS]
+            bad = (t.node[a] >= nodes) & ~cc.is_pop[lo : lo + CHUNK_ROWS]
             n += int(np.count_nonzero(bad))
             t.release()
         _note_node_fit(self.assumptions, n, nodes)

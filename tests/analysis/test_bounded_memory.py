@@ -121,6 +121,11 @@ def test_streamed_analysis_equals_whole(table: EventTable, monkeypatch: pytest.M
     monkeypatch.setattr(tr, "STREAM_EVENTS", 0)
     monkeypatch.setattr(tr, "WINDOW_EVENTS", 777)
     monkeypatch.setattr(tr, "STREAM_STATE_BYTES", 1)
+    monkeypatch.setattr(tr, "CHUNK_ROWS", 555)
+    monkeypatch.setattr(normmod, "CHUNK_ROWS", 444)
+    monkeypatch.setattr(normmod, "BUCKET_EVENTS", 300)  # pointer and task buckets
+    monkeypatch.setattr(charmod, "CHUNK_ROWS", 333)
+    monkeypatch.setattr(pipeline, "ROWS_AT_ONCE", 0)
     streamed = pipeline.analyze_table(table, None, pipeline.ModelOptions()).to_dict()
     assert any(c.get("recommendation") for c in streamed["caches"].values())
     assert json.dumps(streamed, sort_keys=True) == whole
