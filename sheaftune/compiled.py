@@ -571,43 +571,56 @@ def _locked(path: Path) -> Iterator[None]:
 
 #: Run in a fresh interpreter: import the kernel module, export AOT_EXPORTS with pycc.
 _BUILD_SCRIPT = r"""
-import importlib, json, sys
+import importlib, json, sys, traceback
 module_name, ext_name, out_dir = sys.argv[1:4]
-import numba.core.compiler as _ncc
-import numba.pycc.compiler as _pcc
-from numba.pycc import CC
 
-class _NoGilFlags(_ncc.Flags):
-    # the pycc entry points get numba's CPython wrapper; with release_gil it drops the GIL
-    # around the call, as @njit(nogil=True) dispatchers do
-    def __init__(self, *a, **k):
-        super().__init__(*a, **k)
-        self.release_gil = True
 
-_pcc.Flags = _NoGilFlags
-mod = importlib.import_module(module_name)
-exports = getattr(mod, "AOT_EXPORTS", None)
-if not isinstance(exports, dict) or not exports:
-    sys.exit(f"{module_name} defines no AOT_EXPORTS")
-cc = CC(ext_name, source_module=mod)
-cc.output_dir = out_dir
-cc._use_nrt = False  # the kernels are compiled with _nrt=False; no runtime to link
-for name, sig in exports.items():
-    fn = getattr(mod, name)
-    cc.export(name, sig)(getattr(fn, "py_func", fn))
-cc.compile()
-from numba.core import sigutils, types
-from numba.np.numpy_support import as_dtype
-spec = {}
-for name, sig in exports.items():
-    args, _ = sigutils.normalize_signature(sig)
-    spec[name] = [
-        ["array", as_dtype(t.dtype).str, t.ndim, t.layout] if isinstance(t, types.Array)
-        else ["scalar", str(t)]
-        for t in args
-    ]
-print(cc.output_file)
-print(json.dumps(spec))
+def build():
+    import numba.core.compiler as _ncc
+    import numba.pycc.compiler as _pcc
+    from numba.pycc import CC
+
+    class _NoGilFlags(_ncc.Flags):
+        # the pycc entry points get numba's CPython wrapper; with release_gil it drops the
+        # GIL around the call, as @njit(nogil=True) dispatchers do
+        def __init__(self, *a, **k):
+            super().__init__(*a, **k)
+            self.release_gil = True
+
+    _pcc.Flags = _NoGilFlags
+    mod = importlib.import_module(module_name)
+    exports = getattr(mod, "AOT_EXPORTS", None)
+    if not isinstance(exports, dict) or not exports:
+        raise ValueError(f"{module_name} defines no AOT_EXPORTS")
+    cc = CC(ext_name, source_module=mod)
+    cc.output_dir = out_dir
+    cc._use_nrt = False  # the kernels are compiled with _nrt=False; no runtime to link
+    for name, sig in exports.items():
+        fn = getattr(mod, name)
+        cc.export(name, sig)(getattr(fn, "py_func", fn))
+    cc.compile()
+    from numba.core import sigutils, types
+    from numba.np.numpy_support import as_dtype
+
+    spec = {}
+    for name, sig in exports.items():
+        args, _ = sigutils.normalize_signature(sig)
+        spec[name] = [
+            ["array", as_dtype(t.dtype).str, t.ndim, t.layout] if isinstance(t, types.Array)
+            else ["scalar", str(t)]
+            for t in args
+        ]
+    print(cc.output_file)
+    print(json.dumps(spec))
+
+
+try:
+    build()
+except BaseException as e:
+    traceback.print_exc()
+    first = (str(e).strip().splitlines() or [""])[0]
+    sys.stderr.write(f"\nBUILD-ERROR: {type(e).__name__}: {first}\n")
+    sys.exit(1)
 """
 
 
@@ -681,7 +694,9 @@ def _run_pycc(entry: _Entry, out_dir: Path) -> str:
         raise BuildError(f"pycc did not run: {e}") from e
     if proc.returncode != 0:
         lines = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()]
-        raise BuildError(lines[-1].strip() if lines else f"pycc exited with {proc.returncode}")
+        tagged = [ln[len("BUILD-ERROR: ") :] for ln in lines if ln.startswith("BUILD-ERROR: ")]
+        reason = (tagged or lines or [f"pycc exited with {proc.returncode}"])[-1]
+        raise BuildError(reason.strip())
     return proc.stdout
 
 

@@ -82,7 +82,8 @@ def fresh(monkeypatch: pytest.MonkeyPatch, kern_dir: Path) -> Path:
 
 @pytest.fixture(scope="session")
 def built(kern_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A cache directory holding one build of the tiny module (built once per session)."""
+    """A cache directory holding one build of the tiny module (built once per session); tests
+    that build ask for it too, so they all skip where no build is possible (no C compiler)."""
     cache = tmp_path_factory.mktemp("aot-cache")
     env = dict(os.environ, SHEAFTUNE_CACHE_DIR=str(cache), PYTHONPATH=str(kern_dir))
     env.pop("SHEAFTUNE_AOT", None)
@@ -211,7 +212,7 @@ def test_the_key_covers_imported_sheaftune_modules() -> None:
 
 
 def test_a_source_change_rebuilds(
-    fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    built: Path, fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     src = fresh / "stkern_edit.py"
     src.write_text(KERNEL_SOURCE)
@@ -329,7 +330,7 @@ def test_a_corrupt_build_is_rebuilt(built: Path, kern_dir: Path, tmp_path: Path,
     assert out.stdout.split() == ["270", "Kernels", "False", "[]"], out.stderr
 
 
-def test_concurrent_builders_share_one_build(kern_dir: Path, tmp_path: Path) -> None:
+def test_concurrent_builders_share_one_build(built: Path, kern_dir: Path, tmp_path: Path) -> None:
     env = dict(os.environ, SHEAFTUNE_CACHE_DIR=str(tmp_path), PYTHONPATH=str(kern_dir))
     env.pop("SHEAFTUNE_AOT", None)
     procs = [
