@@ -55,6 +55,8 @@ _kjit = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
 _FNV_OFFSET = np.uint64(0xCBF29CE484222325)
 _FNV_PRIME = np.uint64(0x100000001B3)
 _M27 = np.uint64(0x07FFFFFF)
+_ONES = np.uint64(0x0101010101010101)
+_HIGHS = np.uint64(0x8080808080808080)
 _TOP5 = np.uint64(0x1F) << np.uint64(59)
 
 
@@ -129,6 +131,67 @@ def _sext(v, size):  # type: ignore[no-untyped-def]
     return np.int64(v)
 
 
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _word(buf, p, nbuf):  # type: ignore[no-untyped-def]
+    """The (up to) eight bytes at ``p`` as a little-endian word; zeros past the buffer."""
+    if p + 8 <= nbuf:
+        return _rd(buf, p, 8, False)
+    v = np.uint64(0)
+    for i in range(min(8, nbuf - p) - 1, -1, -1):
+        v = (v << np.uint64(8)) | np.uint64(buf[np.uint64(p + i)])
+    return v
+
+
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _hash_name(buf, spos, sl, nbuf):  # type: ignore[no-untyped-def]
+    """(hash, length) of the string at ``spos``: at most ``sl`` bytes, up to its first NUL;
+    (0, 0) for an empty one. Whole words at a time (never read past ``nbuf``)."""
+    h = _FNV_OFFSET
+    k = np.int64(0)
+    slen = sl
+    while k < sl:
+        w = _word(buf, spos + k, nbuf)
+        rem = sl - k
+        if rem < 8:
+            w &= (np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1)
+        if (w - _ONES) & ~w & _HIGHS:  # a NUL byte (or the field's end) in this word
+            b = 0
+            while (w >> np.uint64(8 * b)) & np.uint64(0xFF):
+                b += 1
+            slen = k + b
+            if b > 0:
+                w &= (np.uint64(1) << np.uint64(8 * b)) - np.uint64(1)
+                hk = (h ^ w) * _FNV_PRIME
+                h = hk ^ (hk >> np.uint64(29))
+            break
+        hk = (h ^ w) * _FNV_PRIME
+        h = hk ^ (hk >> np.uint64(29))
+        k += 8
+    if slen == 0:
+        return np.uint64(0), np.int64(0)
+    h ^= np.uint64(slen) * np.uint64(0xFF51AFD7ED558CCD)
+    if h == 0:
+        h = np.uint64(1)
+    return h, np.int64(slen)
+
+
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _same_name(buf, a, b, n, nbuf):  # type: ignore[no-untyped-def]
+    """True when the ``n`` bytes at ``a`` and at ``b`` are equal (word by word)."""
+    k = np.int64(0)
+    while k < n:
+        wa = _word(buf, a + k, nbuf)
+        wb = _word(buf, b + k, nbuf)
+        if n - k < 8:
+            m = (np.uint64(1) << np.uint64(8 * (n - k))) - np.uint64(1)
+            wa &= m
+            wb &= m
+        if wa != wb:
+            return False
+        k += 8
+    return True
+
+
 @_kjit
 def walk_pages(  # type: ignore[no-untyped-def]
     buf,
@@ -180,6 +243,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
     interned, or -1 when the table was too small (the walk stops; call again, larger).
     """
     intern = t_slot.shape[0] > 0
+    nbuf = buf.shape[0]
     tmask = t_slot.shape[0] - 1
     tcap = t_slot.shape[0]
     nu = 0
@@ -342,19 +406,21 @@ def walk_pages(  # type: ignore[no-untyped-def]
                         so += foff + fsz
                 if so >= 0 and sl > 0 and so + sl <= ln:
                     spos = pl + so
-                    # FNV-1a up to the first NUL (or the field's end), in one pass
-                    us = np.uint64(spos)
-                    hh = _FNV_OFFSET
-                    k = 0
-                    while k < sl:
-                        ch = buf[us + np.uint64(k)]
-                        if ch == 0:
-                            break
-                        hh = (hh ^ np.uint64(ch)) * _FNV_PRIME
-                        k += 1
-                    slen = k
-                    if slen > 0:
-                        h = hh if hh != 0 else np.uint64(1)
+                    if intern:  # eight bytes at a time (the walk's own hash)
+                        h, slen = _hash_name(buf, spos, sl, nbuf)
+                    else:  # FNV-1a up to the first NUL (or the field's end), in one pass
+                        us = np.uint64(spos)
+                        hh = _FNV_OFFSET
+                        k = 0
+                        while k < sl:
+                            ch = buf[us + np.uint64(k)]
+                            if ch == 0:
+                                break
+                            hh = (hh ^ np.uint64(ch)) * _FNV_PRIME
+                            k += 1
+                        slen = k
+                        if slen > 0:
+                            h = hh if hh != 0 else np.uint64(1)
             if not intern:
                 o_nhash[un] = h
                 o_npos[un] = spos
@@ -378,15 +444,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
                             code = nu
                             break
                         if t_keys[j] == h and t_len[s] == slen:
-                            q = t_pos[s]
-                            same = True
-                            uq = np.uint64(q)
-                            for b in range(slen):
-                                ub = np.uint64(b)
-                                if buf[us + ub] != buf[uq + ub]:
-                                    same = False
-                                    break
-                            if same:
+                            if _same_name(buf, spos, t_pos[s], slen, nbuf):
                                 code = s + 1
                                 break
                         j = (j + 1) & tmask

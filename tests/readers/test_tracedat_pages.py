@@ -436,3 +436,56 @@ def test_compiled_merge_equals_trace_cmd_order(seed: int) -> None:
     assert cpu_out.tolist() == np.searchsorted(bounds, ref, side="right").__sub__(1).tolist()
     back = [int(np.count_nonzero(t[1:] < t[:-1])) for t in streams]
     assert scratch[4].tolist() == back
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("table", [2, 1024])
+def test_walk_interns_names_exactly(seed: int, table: int) -> None:
+    """The walk's exact interning (the compiled trace.dat path) names every row as the hashing
+    walk does, whatever the table size (too small: -1, the caller retries larger)."""
+    from sheaftune.readers import _kconst as K
+    from sheaftune.readers.kmemlayout import compile_layout
+    from sheaftune.readers.tracedat_fast import reader_kernels
+
+    rng = np.random.default_rng(seed)
+    big, long = bool(seed & 1), (8 if seed & 2 else 4)
+    buf = np.frombuffer(random_pages(rng, 40, big, long), dtype=np.uint8)
+    lay = compile_layout(formats_618(long), list(range(400, 1200)))
+    k = reader_kernels()
+    npages = len(buf) // 4096
+    cap = npages * 512 + 512
+    i8, u8 = np.int64, np.uint64
+
+    def walk(t_slot: np.ndarray, t_pos: np.ndarray, t_len: np.ndarray) -> tuple:
+        cols = [np.zeros(cap, d) for d in (i8, np.uint8, np.int32, u8, u8)]
+        cols += [np.zeros(cap, d) for d in (np.uint32, np.uint32, np.uint32, np.int16)]
+        nh, npos, nlen = np.zeros(cap, u8), np.zeros(cap, i8), np.zeros(cap, i8)
+        code = np.zeros(cap, np.int32)
+        st = np.zeros(K.NSTATS, i8)
+        marks = [np.zeros(npages + 1, i8) for _ in range(3)]
+        n = k.walk_pages(
+            buf, 0, npages, 4096, 8 + long, long, big, lay.evmap, lay.layouts, lay.lay_op,
+            lay.lay_min, False, *cols, nh, npos, nlen, code,
+            np.zeros(len(t_slot), u8), t_slot, t_pos, t_len, *marks, st,
+        )  # fmt: skip
+        return n, st, nh, npos, nlen, code
+
+    empty = np.zeros(0, i8)
+    n, _, nh, npos, nlen, _ = walk(empty, empty, empty)
+    hashed = [
+        buf[int(p) : int(p) + int(m)].tobytes() if h else None
+        for h, p, m in zip(nh[:n], npos[:n], nlen[:n], strict=True)
+    ]
+    assert len({x for x in hashed if x}) > 1
+    size = table
+    while True:
+        t_pos, t_len = np.zeros(size // 2, i8), np.zeros(size // 2, i8)
+        n2, st, _, _, _, code = walk(np.full(size, -1, i8), t_pos, t_len)
+        if st[K.S_NAMES] >= 0:
+            break
+        assert table == 2
+        size *= 8
+    assert n2 == n
+    names = [buf[p : p + m].tobytes() for p, m in zip(t_pos, t_len, strict=True)]
+    assert [names[c - 1] if c else None for c in code[:n].tolist()] == hashed
+    assert len(set(names[: st[K.S_NAMES]])) == st[K.S_NAMES]
