@@ -107,6 +107,7 @@ class _Job:
         "m_ts",
         "m_cnt",
         "names",
+        "file_bytes",
     )
 
     def __init__(self, cpu: int, nbytes: int, offset: int = 0):
@@ -121,6 +122,7 @@ class _Job:
         self.m_ts: Any = None
         self.m_cnt: Any = None
         self.names: list[str] = []  # local name code - 1 -> name
+        self.file_bytes = nbytes  # of the file, for the progress callback
 
 
 class FastResult:
@@ -311,7 +313,7 @@ class _Reader:
 
     def _progress(self, j: _Job) -> None:
         cb = self.r.opts.progress
-        self.progress_done += j.nbytes
+        self.progress_done += j.file_bytes
         if cb is not None:
             cb(min(self.progress_done, self.progress_todo), self.progress_todo)
 
@@ -366,6 +368,7 @@ class _Reader:
                         jobs.append(job)
                     job.frames.append((pos, clen, ulen))
                     job.nbytes += ulen
+                    job.file_bytes += clen + 8
         return jobs
 
     # --- per job, on the workers --------------------------------------------------------
