@@ -419,12 +419,17 @@ def sheaf_pop_runs(
     # (each gather from a mapped column is released at once: the rows of one cache touch
     # pages all over it)
     code_of_site = _site_store_codes(norm)
-    site = t.site_id[rows]
-    t.release()
-    code = code_of_site[np.where(site >= 0, site, len(code_of_site) - 1)]
-    del site
-    is_pop = (code != 0) & ((t.gfp[rows] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
-    t.release()
+    if not code_of_site.any():  # no call site of the trace is a pop site
+        return none
+    code = np.empty(len(rows), dtype=np.int8)
+    is_pop = np.empty(len(rows), dtype=bool)
+    for lo in range(0, len(rows), CHUNK_ROWS):
+        part = rows[lo : lo + CHUNK_ROWS]
+        site = t.site_id[part]
+        c = code_of_site[np.where(site >= 0, site, len(code_of_site) - 1)]
+        code[lo : lo + CHUNK_ROWS] = c
+        is_pop[lo : lo + CHUNK_ROWS] = (c != 0) & ((t.gfp[part] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
+        t.release()
     if not is_pop.any():  # most caches: no allocation is a pop, nothing to group
         return none
     pid = t.pid[rows]

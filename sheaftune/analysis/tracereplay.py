@@ -237,11 +237,9 @@ class CacheCommands:
 
         unseen = allocs[norm.unseen_free[allocs]]
         if policy.unseen_free == "rcu":
-            reuse = norm.reused_by[unseen]
-            by_reuse = np.argsort(reuse, kind="stable")
-            self.reuse = reuse[by_reuse]
-            del reuse
-            self.unseen = unseen[by_reuse]
+            # kept in allocation order: a window picks its reuses by range (no sort here)
+            self.reuse = norm.reused_by[unseen]
+            self.unseen = unseen
             self._assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
         else:
             self._assume("unseen frees left live (policy none)", len(unseen))
@@ -355,8 +353,8 @@ class CacheCommands:
         m = self.matched[w]
         pb.add(ts[m], seq(m), Cmd.FREE, cpu[m], self.matched_slot[w].astype(np.int64))
         if len(self.reuse):
-            w = span(self.reuse)
-            reuse, unseen = self.reuse[w], self.unseen[w]
+            pick = np.nonzero((self.reuse >= g0) & (self.reuse < g1))[0]
+            reuse, unseen = self.reuse[pick], self.unseen[pick]
             slots = np.searchsorted(allocs, unseen)
             pb.add(ts[reuse], seq(reuse) - 1, Cmd.KFREE_RCU, cpu[unseen], slots)
         if len(self.gps):
