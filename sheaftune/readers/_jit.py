@@ -1,5 +1,5 @@
-"""Compiled (numba) kernels of the binary readers: ring-buffer page walk, row count, k-way
-merge, call-site factorizing, kallsyms lookup.
+"""Compiled (numba) kernels of the binary readers: ring-buffer page walk, zstd chunk index,
+k-way merge, call-site factorizing, kallsyms lookup.
 
 Nothing imports this module but :mod:`sheaftune.compiled` (and tests): callers get the kernels
 from ``sheaftune.readers.tracedat_fast.reader_kernels()``, which is the ahead-of-time build of
@@ -488,65 +488,6 @@ def index_chunks(buf, pos, end, count, page_size, max_ulen, big, o_off, o_clen, 
     return count
 
 
-@_kjit
-def count_rows(buf, npages, page_size, hdr_len, long_size, big, evmap, lay_min):  # type: ignore[no-untyped-def]
-    """The rows :func:`walk_pages` writes for ``npages`` pages of ``buf`` (at most that many
-    when a page is corrupt): the same record walk, without decoding any field, so the caller
-    can size the outputs exactly."""
-    n = 0
-    data_len = page_size - hdr_len
-    nev = evmap.shape[0]
-    for pg in range(npages):
-        p0 = pg * page_size
-        size = np.int64(_rd(buf, p0 + 8, long_size, big) & _M27)
-        if size > data_len:
-            continue
-        p = p0 + hdr_len
-        end = p + size
-        while p + 4 <= end:
-            w = _rd(buf, p, 4, big)
-            if big:
-                tl = np.int64(w >> np.uint64(27))
-                d = w & _M27
-            else:
-                tl = np.int64(w & np.uint64(31))
-                d = w >> np.uint64(5)
-            if tl >= 29:
-                if (tl == 29 and d == 0) or p + 8 > end:
-                    break
-                if tl == 29:
-                    ln = np.int64(_rd(buf, p + 4, 4, big))
-                    if p + 4 + ln > end:
-                        break
-                    p += 4 + ln
-                else:
-                    p += 8
-                continue
-            if tl == 0:
-                if p + 8 > end:
-                    break
-                a1 = np.int64(_rd(buf, p + 4, 4, big))
-                if a1 < 4:
-                    break
-                ln = (a1 - 4 + 3) & ~np.int64(3)
-                pl = p + 8
-            else:
-                ln = tl * 4
-                pl = p + 4
-            if pl + ln > end:
-                break
-            p = pl + ln
-            if ln < 2:
-                continue
-            etype = np.int64(_rd(buf, pl, 2, big))
-            if etype >= nev:
-                continue
-            li = evmap[etype]
-            if li >= 0 and ln >= lay_min[li]:
-                n += 1
-    return n
-
-
 @njit(cache=True, nogil=True)
 def merge_order(ts, bounds):  # type: ignore[no-untyped-def]
     """k-way merge of per-CPU streams (``ts[bounds[c]:bounds[c+1]]``) as trace-cmd does it.
@@ -845,7 +786,6 @@ _MERGE_ARGS = (
 #: dtypes and layouts ``ringbuffer`` and ``tracedat`` pass.
 AOT_EXPORTS = {
     "walk_pages": "i8(" + ", ".join(_WALK_ARGS) + ")",
-    "count_rows": "i8(u1[::1], i8, i8, i8, i8, b1, i2[::1], i8[::1])",
     "index_chunks": "i8(u1[::1], i8, i8, i8, i8, i8, b1, i8[::1], i8[::1], i8[::1])",
     "factorize_u64": "i8(u8[::1], i4[::1], i8[::1], u8[::1], i8[::1])",
     "merge_rows": "i8(" + ", ".join(_MERGE_ARGS) + ")",

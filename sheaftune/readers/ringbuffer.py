@@ -12,9 +12,10 @@ with numpy (step k reads the k-th record of every page still active; a step wher
 holds an ordinary data record takes a short path), then gathers each field with aligned word
 loads across all the layouts that have it. The ``numba`` engine is its sequential twin (the
 readable reference, ``sheaftune.readers._jit``), held equal to it by property tests; it is not
-the default because loading numba costs ~0.6 s and ~150 MB, more than a 700k-event trace takes
-to read. The trace.dat reader switches to it only for very large page data, where its faster
-walk repays the load. Cache names are hashed column-wise and become strings once per distinct
+this module's default because numba's JIT costs ~0.6 s and ~150 MB to load. (The trace.dat
+reader walks pages with the same compiled kernel, ahead-of-time built, in
+:mod:`sheaftune.readers.tracedat_fast`, and comes here for damaged or irregular data, or when
+no build is at hand.) Cache names are hashed column-wise and become strings once per distinct
 value. Memory is bounded by the columns produced plus one window.
 """
 
