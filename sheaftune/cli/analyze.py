@@ -142,12 +142,11 @@ def _analyze_here(
     from sheaftune.cli.progress import read_options
 
     results = []
+    announce_compile(model.engine if model is not None else "none")
     for path in paths:
         with read_options(path, salvage=salvage, buffer=buffer) as opts:
             table = load(path, input_format, opts)
         warn_meta(table.meta)
-        if model is not None:
-            announce_compile(model.engine)
         results.append(analyze_table(table, list(caches), model))
     return results
 

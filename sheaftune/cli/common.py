@@ -441,7 +441,20 @@ def require_matplotlib() -> None:
 
 
 def announce_compile(engine: str) -> None:
-    """Say on standard error when the fast engine must compile (first run only)."""
+    """Say on standard error when kernels must compile (first run only), and start the
+    ahead-of-time builds at once so the engine's overlaps reading the trace."""
+    try:
+        from sheaftune import compiled
+
+        pending = compiled.pending_builds()
+    except Exception:  # noqa: BLE001 - a broken cache only costs the announcement
+        pending = []
+    if pending:
+        from sheaftune.cli.console import stderr
+
+        stderr.print("sheaftune: compiling sheaftune's kernels (first run only, about a minute)...")
+        compiled.prebuild()
+        return
     if engine != "fast":
         return
     try:
