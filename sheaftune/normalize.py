@@ -443,9 +443,11 @@ def sheaf_pop_runs(
     if nb == 1:
         groups: list[np.ndarray] = [np.arange(n, dtype=index_dtype(n))]
     else:
-        h = pid.astype(np.uint64) * np.uint64(0x9E3779B97F4A7C15)
-        bucket = (h >> np.uint64(64 - nb.bit_length() + 1)).astype(np.uint16)
-        del h
+        bucket = np.empty(n, dtype=np.uint16)
+        for lo in range(0, n, CHUNK_ROWS):
+            bucket[lo : lo + CHUNK_ROWS] = _bucket_of(
+                pid[lo : lo + CHUNK_ROWS].astype(np.uint64), nb
+            )
         pos, starts = group_rows(bucket, nb)
         del bucket
         groups = [pos[starts[k] : starts[k + 1]] for k in range(nb)]
@@ -476,12 +478,16 @@ def sheaf_pop_runs(
     del groups, pid, is_pop
     # renumber runs by their first pop's time, and list pops in time order
     allpos = np.concatenate(pop_pos)
+    del pop_pos
     time_order = np.argsort(allpos, kind="stable")
     pos_sorted = allpos[time_order]
-    pop_rows = rows[pos_sorted].astype(np.int64)
+    del allpos
     run_pid_order = np.concatenate(pop_run)[time_order]
+    del pop_run, time_order
     pop_code = code[pos_sorted]
-    del allpos, pop_pos, pop_run, time_order, pos_sorted, code
+    del code
+    pop_rows = rows[pos_sorted].astype(np.int64)
+    del pos_sorted
     first_seen = np.full(nruns, len(pop_rows), dtype=np.int64)
     np.minimum.at(first_seen, run_pid_order, np.arange(len(pop_rows)))
     renumber = np.empty(nruns, dtype=np.int64)
