@@ -55,12 +55,25 @@ class Normalized:
 
     table: EventTable
     alloc_of: np.ndarray
-    unseen_free: np.ndarray
     live_at_end: np.ndarray
     reused_by: np.ndarray
-    null_free: np.ndarray
-    failed_alloc: np.ndarray
     counts: dict[str, int] = field(default_factory=dict)
+
+    # The flags below are derived rather than stored (issue 10: every byte per event counts on
+    # huge traces); code sweeping a huge table derives them for its own rows the same way.
+    @property
+    def unseen_free(self) -> np.ndarray:
+        return self.reused_by >= 0
+
+    @property
+    def null_free(self) -> np.ndarray:
+        """Frees of NULL (``kfree(NULL)``): they free nothing."""
+        return (self.table.ptr == 0) & ~self.is_alloc
+
+    @property
+    def failed_alloc(self) -> np.ndarray:
+        """Allocations that returned NULL."""
+        return (self.table.ptr == 0) & self.is_alloc
 
     @property
     def is_alloc(self) -> np.ndarray:
@@ -195,13 +208,12 @@ def normalize(table: EventTable) -> Normalized:
         "live_at_end": int(np.count_nonzero(live_at_end)),
         "free_cache_mismatch": cache_mismatch,
     }
+    del null_free, failed_alloc, unseen_free
     del is_alloc
     out = EventTable(
         {**table.columns, "cache_id": cache_id}, caches, table.sites, table.comms, table.meta
     )
-    return Normalized(
-        out, alloc_of, unseen_free, live_at_end, reused_by, null_free, failed_alloc, counts
-    )
+    return Normalized(out, alloc_of, live_at_end, reused_by, counts)
 
 
 def group_rows(key: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
@@ -432,8 +444,6 @@ def sheaf_pop_runs(
         t.release()
     if not is_pop.any():  # most caches: no allocation is a pop, nothing to group
         return none
-    pid = t.pid[rows]
-    t.release()
     # runs never cross tasks: tasks are split into buckets (by a hash of the pid) and each
     # bucket's allocations are grouped alone, which bounds the temporaries on huge traces
     n = len(rows)
@@ -445,9 +455,9 @@ def sheaf_pop_runs(
     else:
         bucket = np.empty(n, dtype=np.uint16)
         for lo in range(0, n, CHUNK_ROWS):
-            bucket[lo : lo + CHUNK_ROWS] = _bucket_of(
-                pid[lo : lo + CHUNK_ROWS].astype(np.uint64), nb
-            )
+            pid = t.pid[rows[lo : lo + CHUNK_ROWS]].astype(np.uint64)
+            bucket[lo : lo + CHUNK_ROWS] = _bucket_of(pid, nb)
+            t.release()
         pos, starts = group_rows(bucket, nb)
         del bucket
         groups = [pos[starts[k] : starts[k + 1]] for k in range(nb)]
@@ -457,11 +467,14 @@ def sheaf_pop_runs(
     for g in groups:  # positions into rows, in time order
         if len(g) == 0:
             continue
-        order = g[np.argsort(pid[g], kind="stable")]  # each task's allocations, in time order
-        pop = is_pop[order]
-        if not pop.any():
+        if not is_pop[g].any():
             continue
-        p = pid[order]
+        pid = t.pid[rows[g]]  # (gathered per bucket: no column of pids as long as the cache)
+        by_pid = np.argsort(pid, kind="stable")
+        order = g[by_pid]  # each task's allocations, in time order
+        pop = is_pop[order]
+        p = pid[by_pid]
+        del pid, by_pid
         prev_same = np.zeros(len(order), dtype=bool)
         prev_same[1:] = p[1:] == p[:-1]
         prev_pop = np.zeros(len(order), dtype=bool)
@@ -475,7 +488,7 @@ def sheaf_pop_runs(
         pop_pos.append(order[pop])
         nruns += int(start.sum())
         t.release()
-    del groups, pid, is_pop
+    del groups, is_pop
     # renumber runs by their first pop's time, and list pops in time order
     allpos = np.concatenate(pop_pos)
     del pop_pos

@@ -114,7 +114,8 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         cache_id = t.cache_id[lo:hi]
         is_alloc = (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
         is_free = ~is_alloc
-        counted = (cache_id != NO_CACHE) & ~norm.null_free[lo:hi] & ~norm.failed_alloc[lo:hi]
+        # (NULL frees and failed allocations: the events whose pointer is NULL)
+        counted = (cache_id != NO_CACHE) & (t.ptr[lo:hi] != 0)
         cid = np.where(counted, cache_id, ncaches).astype(np.int64)  # ncaches: "not attributed"
         src = norm.alloc_of[lo:hi]
 
@@ -124,7 +125,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         by_op_n += np.bincount(cid * nops + op, minlength=(ncaches + 1) * nops)
         has_src = is_free & (src >= 0)
         matched += per_cache(has_src)
-        unseen += per_cache(norm.unseen_free[lo:hi])
+        unseen += per_cache(norm.reused_by[lo:hi] >= 0)
         live += per_cache(norm.live_at_end[lo:hi])
         nowait += per_cache(is_alloc & ((t.gfp[lo:hi] & gfpmod.__GFP_DIRECT_RECLAIM) == 0))
 

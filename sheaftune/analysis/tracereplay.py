@@ -186,7 +186,8 @@ class CacheCommands:
         rows = rows.astype(idx, copy=False)
         is_alloc = alloc_mask(t.op[rows])
         t.release()
-        allocs = self.allocs = rows[is_alloc & ~norm.failed_alloc[rows]]
+        allocs = self.allocs = rows[is_alloc & (t.ptr[rows] != 0)]  # not failed allocations
+        t.release()
         self.n_objects = len(allocs)
 
         if policy.sheaf_pops == "prefill":
@@ -217,7 +218,7 @@ class CacheCommands:
         before = other = 0
         for lo in range(0, len(rows), CHUNK_ROWS):
             part = rows[lo : lo + CHUNK_ROWS]
-            frees = part[~is_alloc[lo : lo + CHUNK_ROWS] & ~norm.null_free[part]]
+            frees = part[~is_alloc[lo : lo + CHUNK_ROWS] & (t.ptr[part] != 0)]  # not NULL
             src = norm.alloc_of[frees]
             # a free matched to an allocation this cache replays (a kmem_cache_free naming
             # another cache than its allocation's stays with the cache it names, no object)
@@ -228,6 +229,7 @@ class CacheCommands:
             matched_slot.append(pos[ok].astype(idx))
             before += int(np.count_nonzero(src < 0))
             other += int(np.count_nonzero((src >= 0) & ~ok))
+            t.release()
         del rows, is_alloc
         self.matched = np.concatenate(matched) if matched else empty
         self.matched_slot = np.concatenate(matched_slot) if matched_slot else empty
@@ -235,7 +237,7 @@ class CacheCommands:
         self._assume("frees of objects allocated before the trace (skipped)", before)
         self._assume("frees of objects allocated as another cache (skipped)", other)
 
-        unseen = allocs[norm.unseen_free[allocs]]
+        unseen = allocs[norm.reused_by[allocs] >= 0]
         if policy.unseen_free == "rcu":
             # kept in allocation order: a window picks its reuses by range (no sort here)
             self.reuse = norm.reused_by[unseen]
