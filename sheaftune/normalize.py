@@ -128,10 +128,8 @@ def normalize(table: EventTable) -> Normalized:
     hashed = table.meta.pointers_hashed
 
     is_alloc = np.empty(n, dtype=bool)
-    null_free = np.empty(n, dtype=bool)
-    failed_alloc = np.empty(n, dtype=bool)
     valid = np.empty(n, dtype=bool)  # takes part in matching
-    zero_size_n = 0
+    zero_size_n = null_free_n = failed_alloc_n = 0
     km_keys = []
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
@@ -140,14 +138,15 @@ def normalize(table: EventTable) -> Normalized:
         a = (o == Op.KMEM_CACHE_ALLOC) | (o == Op.KMALLOC)
         is_alloc[lo:hi] = a
         null = p == 0
-        null_free[lo:hi] = null & ~a
-        failed_alloc[lo:hi] = null & a
+        null_free_n += int(np.count_nonzero(null & ~a))
+        failed_alloc_n += int(np.count_nonzero(null & a))
         zero = (p == ZERO_SIZE_PTR) & ~a
         if hashed:
             zero[:] = False  # %p hashes 0x10: it cannot be recognised in kernel text
         zero_size_n += int(np.count_nonzero(zero))
         valid[lo:hi] = ~null & ~zero
         km_keys.append(np.unique(_kmalloc_key(table, lo, hi)[1]))
+        table.release()
 
     # kmalloc: cache from size bucket and gfp family, resolved once per distinct pair (in key
     # order, so cache ids do not depend on the chunking)
@@ -166,7 +165,7 @@ def normalize(table: EventTable) -> Normalized:
             km, key = _kmalloc_key(table, lo, hi)
             cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
 
-    alloc_of, reused_by, unseen_free, live_at_end = _match_pointers(
+    alloc_of, reused_by, live_at_end = _match_pointers(
         ptr, is_alloc, valid, table.release
     )
     del valid
@@ -190,7 +189,7 @@ def normalize(table: EventTable) -> Normalized:
         unnamed = named[own == NO_CACHE]  # pre-5.12 kmem_cache_free has no name
         cache_id[lo + unnamed] = cache_id[src[unnamed]]
         cache_mismatch += int(np.count_nonzero(cache_id[lo + named] != cache_id[src[named]]))
-        unmatched = ~is_alloc[lo:hi] & ~has & ~null_free[lo:hi] & (ptr[lo:hi] != 0)
+        unmatched = ~is_alloc[lo:hi] & ~has & (ptr[lo:hi] != 0)  # (not a NULL free)
         if not hashed:
             unmatched &= ptr[lo:hi] != ZERO_SIZE_PTR
         unmatched_kfree += int(np.count_nonzero(unmatched & (o == Op.KFREE)))
@@ -198,17 +197,16 @@ def normalize(table: EventTable) -> Normalized:
     table.release()
 
     counts = {
-        "null_free": int(np.count_nonzero(null_free)),
+        "null_free": null_free_n,
         "zero_size_free": zero_size_n,
-        "failed_alloc": int(np.count_nonzero(failed_alloc)),
+        "failed_alloc": failed_alloc_n,
         "matched_free": matched_n,
         "unmatched_kfree": unmatched_kfree,
         "unmatched_kmem_cache_free": unmatched_named,
-        "unseen_free": int(np.count_nonzero(unseen_free)),
+        "unseen_free": int(np.count_nonzero(reused_by >= 0)),
         "live_at_end": int(np.count_nonzero(live_at_end)),
         "free_cache_mismatch": cache_mismatch,
     }
-    del null_free, failed_alloc, unseen_free
     del is_alloc
     out = EventTable(
         {**table.columns, "cache_id": cache_id}, caches, table.sites, table.comms, table.meta
@@ -267,8 +265,9 @@ def _match_pointers(
     is_alloc: np.ndarray,
     valid: np.ndarray,
     release: Callable[[], None] = lambda: None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(alloc_of, reused_by, unseen_free, live_at_end) by grouping each pointer's events.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(alloc_of, reused_by, live_at_end) by grouping each pointer's events (an unseen free
+    is an allocation with a ``reused_by``).
 
     Every event of one pointer falls in the same bucket, so buckets are matched one at a time:
     a stable sort by pointer groups each pointer's events in time order (the table's order) and
@@ -278,7 +277,6 @@ def _match_pointers(
     idx = index_dtype(n)
     alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
     reused_by: np.ndarray = np.full(n, -1, dtype=idx)
-    unseen_free = np.zeros(n, dtype=bool)
     live_at_end = np.zeros(n, dtype=bool)
     nb = 1
     while nb * BUCKET_EVENTS < n and nb < 4096:
@@ -325,11 +323,10 @@ def _match_pointers(
         pos = np.nonzero(matched)[0]
         alloc_of[order[pos]] = order[pos - 1]
         reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
-        unseen_free[order[reuse_pos]] = True
         reused_by[order[reuse_pos]] = order[reuse_pos + 1]
         live_at_end[order[a & ~same_next]] = True
         release()  # a bucket's pointers are all over a mapped column: give the pages back
-    return alloc_of, reused_by, unseen_free, live_at_end
+    return alloc_of, reused_by, live_at_end
 
 
 # --- operation inference (prefill users) ----------------------------------------------------
