@@ -24,7 +24,7 @@ need a reuse within the skew, microseconds) and are not corrected.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -281,8 +281,9 @@ def _match_pointers(
     nb = 1
     while nb * BUCKET_EVENTS < n and nb < 4096:
         nb *= 2
+    groups: Iterable[np.ndarray]
     if nb == 1:
-        groups: list[np.ndarray] = [np.nonzero(valid)[0].astype(idx)]
+        groups = [np.nonzero(valid)[0].astype(idx)]
     else:
         bucket = np.empty(n, dtype=np.uint16)
         for lo in range(0, n, CHUNK_ROWS):
@@ -292,9 +293,9 @@ def _match_pointers(
             bucket[lo:hi] = b
             release()
         release()
-        rows, starts = group_rows(bucket, nb)
-        del bucket
-        groups = [rows[starts[k] : starts[k + 1]] for k in range(nb)]
+        # each bucket's rows found when its turn comes (a scan of the 2-byte bucket column),
+        # rather than every bucket's rows held at once
+        groups = (np.nonzero(bucket == k)[0].astype(idx) for k in range(nb))
     for g in groups:
         if len(g) == 0:
             continue
