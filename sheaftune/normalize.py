@@ -482,28 +482,34 @@ def sheaf_pop_runs(
         gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
         del ts, p
         start = pop & ~(prev_same & prev_pop & ~gap)
-        pop_run.append((nruns + np.cumsum(start) - 1)[pop])
+        pop_run.append((nruns + np.cumsum(start, dtype=np.int64) - 1)[pop])
         pop_pos.append(order[pop])
         nruns += int(start.sum())
         t.release()
     del groups, is_pop
-    # renumber runs by their first pop's time, and list pops in time order
-    allpos = np.concatenate(pop_pos)
+    # list pops in time order (one in-place sort of (position, run) packed in 64 bits), then
+    # renumber runs by their first pop's time
+    idx = index_dtype(len(rows))
+    key = np.concatenate(pop_pos).astype(np.uint64) << np.uint64(32)
     del pop_pos
-    time_order = np.argsort(allpos, kind="stable")
-    pos_sorted = allpos[time_order]
-    del allpos
-    run_pid_order = np.concatenate(pop_run)[time_order]
-    del pop_run, time_order
+    key |= np.concatenate(pop_run).astype(np.uint64)
+    del pop_run
+    key.sort()
+    pos_sorted: np.ndarray = (key >> np.uint64(32)).astype(idx)
+    run_pid_order = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
+    del key
     pop_code = code[pos_sorted]
     del code
-    pop_rows = rows[pos_sorted].astype(np.int64)
+    pop_rows = rows[pos_sorted]
     del pos_sorted
-    first_seen = np.full(nruns, len(pop_rows), dtype=np.int64)
-    np.minimum.at(first_seen, run_pid_order, np.arange(len(pop_rows)))
+    npops = len(pop_rows)
+    first_seen = np.full(nruns, npops, dtype=np.int64)
+    np.minimum.at(first_seen, run_pid_order, np.arange(npops, dtype=np.int64))
     renumber = np.empty(nruns, dtype=np.int64)
     renumber[np.argsort(first_seen, kind="stable")] = np.arange(nruns)
+    del first_seen
     run = renumber[run_pid_order]
+    del renumber, run_pid_order
     used = np.bincount(run, minlength=nruns)
     bound = np.zeros(nruns, dtype=np.int64)
     if nruns:

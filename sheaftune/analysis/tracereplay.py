@@ -196,10 +196,15 @@ class CacheCommands:
                 self.n_sheaves = runs.n_runs
                 self.pop_rows = runs.rows.astype(idx)
                 self.pop_run = runs.run.astype(idx)
-                _, first = np.unique(runs.run, return_index=True)
-                last = len(runs.run) - 1 - np.unique(runs.run[::-1], return_index=True)[1]
+                # each run's first and last pop (pops are in time order), without a sort
+                npops = len(runs.run)
+                first = np.full(runs.n_runs, npops, dtype=np.int64)
+                np.minimum.at(first, runs.run, np.arange(npops, dtype=np.int64))
+                last = np.full(runs.n_runs, -1, dtype=np.int64)
+                np.maximum.at(last, runs.run, np.arange(npops, dtype=np.int64))
                 self.fr = runs.rows[first].astype(idx)  # increasing: runs number by first pop
                 lr = runs.rows[last]
+                del first, last
                 by_lr = np.argsort(lr, kind="stable")
                 self.lr, self.lr_run = lr[by_lr].astype(idx), by_lr.astype(idx)
                 self.bound = runs.bound
