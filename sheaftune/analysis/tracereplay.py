@@ -142,7 +142,7 @@ _DIRECT_RECLAIM = gfpmod.__GFP_DIRECT_RECLAIM
 #: so its whole plan never exists at once: issue 10's 2 GB bound on 50 million events.
 STREAM_EVENTS = 1 << 20
 #: Events of the trace per window of a streamed plan.
-WINDOW_EVENTS = 1 << 20
+WINDOW_EVENTS = 1 << 19
 
 
 class CacheCommands:
@@ -242,7 +242,9 @@ class CacheCommands:
         self._assume("frees of objects allocated before the trace (skipped)", before)
         self._assume("frees of objects allocated as another cache (skipped)", other)
 
-        unseen = allocs[norm.reused_by[allocs] >= 0]
+        mask = norm.reused_by[allocs] >= 0
+        unseen = allocs if mask.all() else allocs[mask]  # (share: often every one is unseen)
+        del mask
         if policy.unseen_free == "rcu":
             # kept in allocation order: a window picks its reuses by range (no sort here)
             self.reuse = norm.reused_by[unseen]
@@ -638,8 +640,11 @@ def replay_cache(
     """Replay one cache at the capacities ``capacities`` asks for (default: the kernel's own)
     and return the report dict: parameters, what was assumed, one row per capacity."""
     policy = policy or ReplayPolicy()
-    plan = plan_for(norm, cache, policy, engine, rows)
+    if rows is None:
+        rows = rows_of_cache(norm, cache)
     base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
+    plan = plan_for(norm, cache, policy, engine, rows)
+    del rows  # a streamed plan keeps what it needs; the cache's rows can go
     fit_plan_to_nodes(plan, base.nodes)
     current = effective_capacity("6.18", cache, base.object_size)
     caps = capacities_for(
