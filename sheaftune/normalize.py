@@ -103,7 +103,7 @@ def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
 #: Rows per step of the passes that sweep whole columns: bounds their temporaries.
 CHUNK_ROWS = 1 << 20
 #: Events per pointer bucket of the matching sort (more events: more buckets).
-BUCKET_EVENTS = 1 << 22
+BUCKET_EVENTS = 1 << 20
 
 
 def index_dtype(n: int) -> type:

@@ -198,10 +198,12 @@ class CacheCommands:
                 self.pop_run = runs.run.astype(idx)
                 # each run's first and last pop (pops are in time order), without a sort
                 npops = len(runs.run)
-                first = np.full(runs.n_runs, npops, dtype=np.int64)
-                np.minimum.at(first, runs.run, np.arange(npops, dtype=np.int64))
-                last = np.full(runs.n_runs, -1, dtype=np.int64)
-                np.maximum.at(last, runs.run, np.arange(npops, dtype=np.int64))
+                at: np.ndarray = np.arange(npops, dtype=idx)
+                first: np.ndarray = np.full(runs.n_runs, npops, dtype=idx)
+                np.minimum.at(first, runs.run, at)
+                last: np.ndarray = np.full(runs.n_runs, -1, dtype=idx)
+                np.maximum.at(last, runs.run, at)
+                del at
                 self.fr = runs.rows[first].astype(idx)  # increasing: runs number by first pop
                 lr = runs.rows[last]
                 del first, last
@@ -572,6 +574,7 @@ def params_for(
     if rows is None:
         rows = rows_of_cache(norm, cache)
     sizes = t.bytes_alloc[rows[alloc_mask(t.op[rows])]]
+    t.release()
     slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
     ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)
