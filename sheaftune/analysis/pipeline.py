@@ -130,7 +130,9 @@ def analyze_table(
                 model.policy,
                 model.cpus,
                 model.nodes,
-                rows[name] if rows is not None else rows_of_cache(norm, name),
+                # (None on a huge trace: replay_cache finds the rows and drops them once the
+                # plan is made; an argument passed from here would live through the replay)
+                rows[name] if rows is not None else None,
             )
         del rows  # the recommendations find their own cache's rows
     if model is not None and model.recommend:

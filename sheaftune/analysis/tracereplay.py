@@ -142,7 +142,7 @@ _DIRECT_RECLAIM = gfpmod.__GFP_DIRECT_RECLAIM
 #: so its whole plan never exists at once: issue 10's 2 GB bound on 50 million events.
 STREAM_EVENTS = 1 << 20
 #: Events of the trace per window of a streamed plan.
-WINDOW_EVENTS = 1 << 19
+WINDOW_EVENTS = 1 << 18
 
 
 class CacheCommands:
