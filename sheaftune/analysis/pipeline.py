@@ -16,7 +16,7 @@ from sheaftune.analysis.sweep import CapacitySpec
 from sheaftune.analysis.tracereplay import ReplayPolicy, cache_rows, replay_cache
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
-from sheaftune.normalize import Normalized, normalize, rows_of_cache
+from sheaftune.normalize import Normalized, normalize
 from sheaftune.readers import ReadOptions, read_trace
 
 #: The real trace shipped with the package (`--example`): a Linux 6.18 capture of VMA and
