@@ -34,6 +34,20 @@ def golden(rel: str) -> dict:
     return json.loads(fixture_path(rel).read_text())
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _kernels_built() -> None:
+    """Build the ahead-of-time kernels once, before any test runs.
+
+    On a fresh machine the first command builds them (about a minute) and says so on standard
+    error; without this, that build and its announcement would land inside whichever test ran
+    first, and tests that check standard error or time an interruption would fail there.
+    """
+    from sheaftune import compiled
+
+    for thread in compiled.prebuild():
+        thread.join()
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")

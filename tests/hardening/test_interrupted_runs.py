@@ -106,7 +106,9 @@ def test_sigint_keeps_the_previous_report(tmp_path: Path) -> None:
 def test_sigint_generate_and_convert(tmp_path: Path, fmt: str) -> None:
     out = tmp_path / f"big.{fmt}"
     code, err, took = interrupt_after(
-        ["generate", str(WORKLOAD), "--events", "30000000", "--format", fmt, "-o", str(out)], 3.0
+        # (100M events: generation is fast enough that 30M could finish before the signal)
+        ["generate", str(WORKLOAD), "--events", "100000000", "--format", fmt, "-o", str(out)],
+        3.0,
     )
     assert code == 130, err
     assert one_error_line(err) == "sheaftune: error: interrupted"
