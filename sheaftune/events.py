@@ -169,6 +169,21 @@ class EventTable:
             except (AttributeError, ValueError, OSError):  # closed map, or no madvise here
                 pass
 
+    def gather(self, name: str, index: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+        """``column[index]`` for increasing indices spread over a file-mapped table, a chunk at a
+        time with the pages given back in between: a whole gather would leave every page of the
+        column resident at once. Tables built in memory just index."""
+        col = self.columns[name]
+        if not self._maps or len(index) <= chunk:
+            out = col[index]
+            self.release()
+            return out
+        out = np.empty(len(index), dtype=col.dtype)
+        for lo in range(0, len(index), chunk):
+            out[lo : lo + chunk] = col[index[lo : lo + chunk]]
+            self.release()
+        return out
+
     def __getattr__(self, name: str) -> np.ndarray:
         if name.startswith("_"):
             raise AttributeError(name)

@@ -102,6 +102,8 @@ def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
 
 #: Rows per step of the passes that sweep whole columns: bounds their temporaries.
 CHUNK_ROWS = 1 << 20
+#: Rows per step of a gather from a file-mapped column (its pages are given back after each).
+GATHER_ROWS = 1 << 18
 #: Events per pointer bucket of the matching sort (more events: more buckets).
 BUCKET_EVENTS = 1 << 20
 
@@ -165,9 +167,7 @@ def normalize(table: EventTable) -> Normalized:
             km, key = _kmalloc_key(table, lo, hi)
             cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
 
-    alloc_of, reused_by, live_at_end = _match_pointers(
-        ptr, is_alloc, valid, table.release
-    )
+    alloc_of, reused_by, live_at_end = _match_pointers(ptr, is_alloc, valid, table.release)
     del valid
     table.release()
 
@@ -302,8 +302,8 @@ def _match_pointers(
         # the bucket's pointers, gathered a row range at a time: a bucket's rows lie all over
         # a mapped column, and each range's pages are given back before the next
         key = np.empty(len(g), dtype=ptr.dtype)
-        for lo in range(0, len(g), CHUNK_ROWS):
-            key[lo : lo + CHUNK_ROWS] = ptr[g[lo : lo + CHUNK_ROWS]]
+        for lo in range(0, len(g), GATHER_ROWS):
+            key[lo : lo + GATHER_ROWS] = ptr[g[lo : lo + GATHER_ROWS]]
             release()
         by_ptr = np.argsort(key, kind="stable")
         order = g[by_ptr]
@@ -467,17 +467,21 @@ def sheaf_pop_runs(
             continue
         if not is_pop[g].any():
             continue
-        pid = t.pid[rows[g]]  # (gathered per bucket: no column of pids as long as the cache)
+        # (per bucket, gathered in row order a chunk at a time: no column as long as the cache,
+        # and no mapped column resident whole)
+        rg = rows[g]
+        pid = t.gather("pid", rg)
         by_pid = np.argsort(pid, kind="stable")
         order = g[by_pid]  # each task's allocations, in time order
         pop = is_pop[order]
         p = pid[by_pid]
-        del pid, by_pid
+        del pid
         prev_same = np.zeros(len(order), dtype=bool)
         prev_same[1:] = p[1:] == p[:-1]
         prev_pop = np.zeros(len(order), dtype=bool)
         prev_pop[1:] = pop[:-1]
-        ts = t.ts_ns[rows[order]]
+        ts = t.gather("ts_ns", rg)[by_pid]
+        del rg, by_pid
         gap = np.zeros(len(order), dtype=bool)
         gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
         del ts, p

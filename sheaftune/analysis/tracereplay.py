@@ -184,10 +184,9 @@ class CacheCommands:
         if rows is None:
             rows = rows_of_cache(norm, cache)
         rows = rows.astype(idx, copy=False)
-        is_alloc = alloc_mask(t.op[rows])
-        t.release()
-        allocs = self.allocs = rows[is_alloc & (t.ptr[rows] != 0)]  # not failed allocations
-        t.release()
+        is_alloc = alloc_mask(t.gather("op", rows))
+        # not failed allocations (NULL pointer)
+        allocs = self.allocs = rows[is_alloc & (t.gather("ptr", rows) != 0)]
         self.n_objects = len(allocs)
 
         if policy.sheaf_pops == "prefill":
@@ -573,8 +572,7 @@ def params_for(
     t = norm.table
     if rows is None:
         rows = rows_of_cache(norm, cache)
-    sizes = t.bytes_alloc[rows[alloc_mask(t.op[rows])]]
-    t.release()
+    sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
     slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
     ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)

@@ -155,3 +155,19 @@ def test_compressed_native_file_still_loads(table: EventTable, tmp_path: Path) -
     assert not back._maps
     assert np.array_equal(back.ptr, table.ptr)
     assert os.path.getsize(packed) < os.path.getsize(plain)
+
+
+def test_gather_from_a_mapped_table_in_chunks(table: EventTable, tmp_path: Path) -> None:
+    path = tmp_path / "t.npz"
+    save_native(table, path)
+    mapped = load_native(str(path))
+    idx = np.arange(0, len(table), 3)
+    for name in ("ts_ns", "pid", "ptr"):
+        assert np.array_equal(mapped.gather(name, idx, chunk=100), getattr(table, name)[idx])
+    # the analysis of the mapped file equals the in-memory one
+    whole = json.dumps(
+        pipeline.analyze_table(table, None, pipeline.ModelOptions()).to_dict(), sort_keys=True
+    )
+    got = pipeline.analyze_table(mapped, None, pipeline.ModelOptions()).to_dict()
+    got["trace"]["source"] = table.meta.source
+    assert json.dumps(got, sort_keys=True) == whole
