@@ -24,7 +24,7 @@ need a reuse within the skew, microseconds) and are not corrected.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -77,8 +77,7 @@ class Normalized:
 
     @property
     def is_alloc(self) -> np.ndarray:
-        op = self.table.op
-        return (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
+        return alloc_mask(self.table.op)
 
     @property
     def freed_by(self) -> np.ndarray:
@@ -137,7 +136,7 @@ def normalize(table: EventTable) -> Normalized:
         hi = min(n, lo + CHUNK_ROWS)
         o = op[lo:hi]
         p = ptr[lo:hi]
-        a = (o == Op.KMEM_CACHE_ALLOC) | (o == Op.KMALLOC)
+        a = alloc_mask(o)
         is_alloc[lo:hi] = a
         null = p == 0
         null_free_n += int(np.count_nonzero(null & ~a))
@@ -167,7 +166,7 @@ def normalize(table: EventTable) -> Normalized:
             km, key = _kmalloc_key(table, lo, hi)
             cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
 
-    alloc_of, reused_by, live_at_end = _match_pointers(ptr, is_alloc, valid, table.release)
+    alloc_of, reused_by, live_at_end = _match_pointers(table, is_alloc, valid)
     del valid
     table.release()
 
@@ -253,6 +252,14 @@ def _kmalloc_key(table: EventTable, lo: int, hi: int) -> tuple[np.ndarray, np.nd
     return km, key
 
 
+def _bucket_count(n: int) -> int:
+    """Buckets (a power of two, at most 4096) for about ``BUCKET_EVENTS`` of n rows each."""
+    nb = 1
+    while nb * BUCKET_EVENTS < n and nb < 4096:
+        nb *= 2
+    return nb
+
+
 def _bucket_of(ptr: np.ndarray, nbuckets: int) -> np.ndarray:
     """A pointer's bucket (0..nbuckets-1, a power of two): the top bits of a multiplicative
     hash, so aligned slab addresses still spread evenly."""
@@ -261,10 +268,7 @@ def _bucket_of(ptr: np.ndarray, nbuckets: int) -> np.ndarray:
 
 
 def _match_pointers(
-    ptr: np.ndarray,
-    is_alloc: np.ndarray,
-    valid: np.ndarray,
-    release: Callable[[], None] = lambda: None,
+    table: EventTable, is_alloc: np.ndarray, valid: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(alloc_of, reused_by, live_at_end) by grouping each pointer's events (an unseen free
     is an allocation with a ``reused_by``).
@@ -273,14 +277,13 @@ def _match_pointers(
     a stable sort by pointer groups each pointer's events in time order (the table's order) and
     neighbour comparisons inside the groups do the matching.
     """
+    ptr = table.ptr
     n = len(ptr)
     idx = index_dtype(n)
     alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
     reused_by: np.ndarray = np.full(n, -1, dtype=idx)
     live_at_end = np.zeros(n, dtype=bool)
-    nb = 1
-    while nb * BUCKET_EVENTS < n and nb < 4096:
-        nb *= 2
+    nb = _bucket_count(n)
     groups: Iterable[np.ndarray]
     if nb == 1:
         groups = [np.nonzero(valid)[0].astype(idx)]
@@ -291,8 +294,7 @@ def _match_pointers(
             b = _bucket_of(ptr[lo:hi], nb)
             b[~valid[lo:hi]] = nb  # out of every bucket
             bucket[lo:hi] = b
-            release()
-        release()
+            table.release()
         # each bucket's rows found when its turn comes (a scan of the 2-byte bucket column),
         # rather than every bucket's rows held at once
         groups = (np.nonzero(bucket == k)[0].astype(idx) for k in range(nb))
@@ -301,10 +303,7 @@ def _match_pointers(
             continue
         # the bucket's pointers, gathered a row range at a time: a bucket's rows lie all over
         # a mapped column, and each range's pages are given back before the next
-        key = np.empty(len(g), dtype=ptr.dtype)
-        for lo in range(0, len(g), GATHER_ROWS):
-            key[lo : lo + GATHER_ROWS] = ptr[g[lo : lo + GATHER_ROWS]]
-            release()
+        key = table.gather("ptr", g, GATHER_ROWS)
         by_ptr = np.argsort(key, kind="stable")
         order = g[by_ptr]
         p = key[by_ptr]
@@ -326,7 +325,6 @@ def _match_pointers(
         reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
         reused_by[order[reuse_pos]] = order[reuse_pos + 1]
         live_at_end[order[a & ~same_next]] = True
-        release()  # a bucket's pointers are all over a mapped column: give the pages back
     return alloc_of, reused_by, live_at_end
 
 
@@ -445,9 +443,7 @@ def sheaf_pop_runs(
     # runs never cross tasks: tasks are split into buckets (by a hash of the pid) and each
     # bucket's allocations are grouped alone, which bounds the temporaries on huge traces
     n = len(rows)
-    nb = 1
-    while nb * BUCKET_EVENTS < n and nb < 4096:
-        nb *= 2
+    nb = _bucket_count(n)
     if nb == 1:
         groups: list[np.ndarray] = [np.arange(n, dtype=index_dtype(n))]
     else:

@@ -16,7 +16,7 @@ import numpy as np
 
 from sheaftune import gfp as gfpmod
 from sheaftune.events import NO_CACHE, Op
-from sheaftune.normalize import CHUNK_ROWS, Normalized, group_rows
+from sheaftune.normalize import CHUNK_ROWS, Normalized, alloc_mask, group_rows
 from sheaftune.results import Record
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
@@ -112,7 +112,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         cpu = t.cpu[lo:hi].astype(np.int64)
         cpu_max = max(cpu_max, int(cpu.max()))
         cache_id = t.cache_id[lo:hi]
-        is_alloc = (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
+        is_alloc = alloc_mask(op)
         is_free = ~is_alloc
         # (NULL frees and failed allocations: the events whose pointer is NULL)
         counted = (cache_id != NO_CACHE) & (t.ptr[lo:hi] != 0)

@@ -54,6 +54,7 @@ from sheaftune.analysis.tracereplay import (
     fit_plan_to_nodes,
     params_for,
     plan_for,
+    window_ops,
 )
 from sheaftune.costs import CostModel
 from sheaftune.errors import NothingToAnalyse, UsageError
@@ -269,17 +270,6 @@ def solve_closed_loop(
     return t, rhos
 
 
-def _window_ops(plan: Plan, k: int) -> tuple[int, int, set[int]]:
-    """Object-moving allocator calls after the cut, prefills after the cut, active CPUs."""
-    cmd = plan.cmd[k:]
-    single = np.isin(cmd, (Cmd.ALLOC, Cmd.FREE, Cmd.KFREE_RCU, Cmd.ALLOC_FROM_SHEAF))
-    bulk = np.isin(cmd, (Cmd.ALLOC_BULK, Cmd.FREE_BULK))
-    ops = int(np.count_nonzero(single)) + int(plan.b[k:][bulk].sum())
-    prefills = int(np.count_nonzero(cmd == Cmd.PREFILL))
-    active = set(np.unique(plan.cpu[k:][single | bulk | (cmd == Cmd.PREFILL)]).tolist())
-    return ops, prefills, active
-
-
 def _window_mean(
     full: float | None, pre: float | None, span_full: int, span_pre: int
 ) -> float | None:
@@ -317,7 +307,7 @@ def evaluate(
     else:
         full = _run(plan, params, engine)
         pre = list(_run(_prefix(plan, k), params, engine)) if k > 0 else [None] * len(params)
-        ops, prefills, active = _window_ops(plan, k)
+        ops, prefills, active = window_ops(plan, k)
         span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
         span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
     if ops == 0:

@@ -531,14 +531,21 @@ def _stream_stats(stats: StreamStats, chunk: Plan, done: int, checkpoint: int | 
     k = checkpoint or 0
     if done < k <= done + m:
         stats.ts_before_cut = int(chunk.ts_ns[k - done - 1])
-    lo = min(m, max(0, k - done))
-    cmd = chunk.cmd[lo:]
+    ops, prefills, active = window_ops(chunk, min(m, max(0, k - done)))
+    stats.ops_after_cut += ops
+    stats.prefills_after_cut += prefills
+    stats.active_after_cut |= active
+
+
+def window_ops(plan: Plan, k: int) -> tuple[int, int, set[int]]:
+    """After the first k commands: object-moving allocator calls, prefills, active CPUs."""
+    cmd = plan.cmd[k:]
     single = np.isin(cmd, (Cmd.ALLOC, Cmd.FREE, Cmd.KFREE_RCU, Cmd.ALLOC_FROM_SHEAF))
     bulk = np.isin(cmd, (Cmd.ALLOC_BULK, Cmd.FREE_BULK))
-    stats.ops_after_cut += int(np.count_nonzero(single)) + int(chunk.b[lo:][bulk].sum())
-    stats.prefills_after_cut += int(np.count_nonzero(cmd == Cmd.PREFILL))
-    moving = single | bulk | (cmd == Cmd.PREFILL)
-    stats.active_after_cut |= set(np.unique(chunk.cpu[lo:][moving]).tolist())
+    ops = int(np.count_nonzero(single)) + int(plan.b[k:][bulk].sum())
+    prefills = int(np.count_nonzero(cmd == Cmd.PREFILL))
+    active = set(np.unique(plan.cpu[k:][single | bulk | (cmd == Cmd.PREFILL)]).tolist())
+    return ops, prefills, active
 
 
 def plan_for(
