@@ -52,9 +52,10 @@ from __future__ import annotations
 import functools
 import os
 import random
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -145,7 +146,10 @@ def _kernel() -> Any:
     """The plan interpreter: the AOT build (built on first use) or the JIT kernel."""
     global _exec_plan
     if _exec_plan is None:
-        _exec_plan = compiled.kernels(KERNELS).exec_plan
+        k = compiled.kernels(KERNELS)
+        # the AOT entry point without its per-call argument check: every array passed is
+        # made by _columns or _State with exactly the exported dtype and layout
+        _exec_plan = k.extension.exec_plan if isinstance(k, compiled.Kernels) else k.exec_plan
     return _exec_plan
 
 
@@ -177,26 +181,66 @@ def needs_compile() -> bool:
 
 
 # ----------------------------------------------------------------------------- driver
+class _Facts(NamedTuple):
+    """What the engine state's sizes and the parameter checks need from a plan (computed once
+    per plan: a sweep replays one plan under many parameter sets)."""
+
+    max_cpu: int  # highest CPU (-1: empty plan)
+    max_node: int  # highest explicit allocation node (-1: none)
+    ov_width: int  # largest prefill or refill size (1 when there is none)
+    max_bulk: int  # largest bulk call (0: none)
+
+
+def _facts(plan: Plan) -> _Facts:
+    if len(plan) == 0:
+        return _Facts(-1, -1, 1, 0)
+    cmd = plan.cmd
+    hist = np.bincount(cmd, minlength=11)
+    max_node = int(plan.c[cmd == 0].max()) if hist[0] else -1
+    ov_width = int(plan.b[(cmd == 4) | (cmd == 9)].max()) if hist[4] or hist[9] else 1
+    max_bulk = int(plan.b[(cmd == 7) | (cmd == 8)].max()) if hist[7] or hist[8] else 0
+    return _Facts(int(plan.cpu.max()), max_node, ov_width, max_bulk)
+
+
+def _row(length: int, minus_one: tuple[int, ...]) -> np.ndarray:
+    row = np.zeros(length, dtype=np.int64)
+    row[list(minus_one)] = -1
+    return row
+
+
+def _minus_ones(n: int) -> np.ndarray:
+    """``np.full(n, -1)`` without its Python-level overhead."""
+    x = np.empty(n, dtype=np.int64)
+    x.fill(-1)
+    return x
+
+
+# initial rows: per CPU (no sheaf, no CPU slab, no partial list), per node (empty lists), g
+_PC0 = _row(PC_LEN, (PC_MAIN, PC_SPARE, PC_RCU, PC_CSLAB, PC_CPH))
+_ND0 = _row(ND_LEN, (ND_FH, ND_EH, ND_PH, ND_PT))
+_G0 = _row(G_LEN, (G_RQ_HEAD, G_RQ_TAIL))
+
+
 class _State:
     """The engine's arrays; pools grow between commands (never during one)."""
 
-    def __init__(self, plan: Plan, params: ModelParams) -> None:
+    def __init__(self, plan: Plan, params: ModelParams, facts: _Facts | None = None) -> None:
+        """State for replaying ``plan`` (its object and sheaf slot counts, and ``facts``,
+        :func:`_facts` of the plan when not given) under ``params``."""
         p = params
+        if facts is None:
+            facts = _facts(plan)
         v618 = p.kernel == "6.18"
         cap = p.sheaf_capacity
         ops = p.objects_per_slab
+        cpus = p.cpus
         has_pcs = (not v618) or cap > 0
-        cmd = plan.cmd
-        sizes = plan.b[(cmd == 4) | (cmd == 9)]
-        ov_width = int(sizes.max()) if len(sizes) else 1
-        bulk = plan.b[(cmd == 7) | (cmd == 8)]
-        max_bulk = int(bulk.max()) if len(bulk) else 0
-        q = float(p.remote_skip_probability)
+        ov_width, max_bulk = facts.ov_width, facts.max_bulk
         self.P = np.array(
             [
                 cap,
                 ops,
-                p.cpus,
+                cpus,
                 p.nodes,
                 int(v618),
                 p.max_full_sheaves,
@@ -211,55 +255,50 @@ class _State:
         )
         assert len(self.P) == P_LEN
         self.cn = np.array(p.cpu_node, dtype=np.int64)
-        self.g = np.zeros(G_LEN, dtype=np.int64)
-        self.g[G_RQ_HEAD] = -1
-        self.g[G_RQ_TAIL] = -1
-        self.pc = np.zeros((p.cpus, PC_LEN), dtype=np.int64)
-        self.pc[:, [PC_MAIN, PC_SPARE, PC_RCU, PC_CSLAB, PC_CPH]] = -1
-        self.nd = np.zeros((p.nodes, ND_LEN), dtype=np.int64)
-        self.nd[:, [ND_FH, ND_EH, ND_PH, ND_PT]] = -1
-        n_sh = 16 + 4 * p.cpus
-        self.shm = np.zeros((0, SH_LEN), dtype=np.int64)
-        self.sho = np.zeros((0, max(cap, 1)), dtype=np.int64)
-        self.sfree = np.zeros(0, dtype=np.int64)
-        self.g[G_SFREE_N] = 0
-        self._grow_sheaves(n_sh)
-        self.ovm = np.zeros((0, OV_LEN), dtype=np.int64)
-        self.ovo = np.zeros((0, max(ov_width, 1)), dtype=np.int64)
-        self.ovfree = np.zeros(0, dtype=np.int64)
-        self._grow_oversize(4)
-        self.slm = np.zeros((0, SL_LEN), dtype=np.int64)
-        self.slf = np.zeros((0, ops), dtype=np.int64)
-        self.rfree = np.zeros(0, dtype=np.int64)
-        self._grow_rows(64 + 2 * (cap + max_bulk + ov_width) // ops)
-        self.sidr = np.full(256 + len(self.rfree), -1, dtype=np.int64)
-        self.cfree = np.zeros((p.cpus, ops if v618 else 1), dtype=np.int64)
+        g = self.g = _G0.copy()
+        self.pc = np.empty((cpus, PC_LEN), dtype=np.int64)
+        self.pc[:] = _PC0
+        self.nd = np.empty((p.nodes, ND_LEN), dtype=np.int64)
+        self.nd[:] = _ND0
+        # every pool starts with its ids on the free stack, highest id at the bottom (as
+        # _free_stack gives a pool grown from nothing), so id 0 is the first taken
+        n_sh = 16 + 4 * cpus
+        self.shm = np.zeros((n_sh, SH_LEN), dtype=np.int64)
+        self.sho = np.zeros((n_sh, max(cap, 1)), dtype=np.int64)
+        self.sfree = np.arange(n_sh - 1, -1, -1, dtype=np.int64)
+        g[G_SFREE_N] = n_sh
+        self.ovm = np.zeros((4, OV_LEN), dtype=np.int64)
+        self.ovo = np.zeros((4, max(ov_width, 1)), dtype=np.int64)
+        self.ovfree = np.arange(3, -1, -1, dtype=np.int64)
+        g[G_OVFREE_N] = 4
+        n_rows = 64 + 2 * (cap + max_bulk + ov_width) // ops
+        self.slm = np.zeros((n_rows, SL_LEN), dtype=np.int64)
+        self.slf = np.zeros((n_rows, ops), dtype=np.int64)
+        self.rfree = np.arange(n_rows - 1, -1, -1, dtype=np.int64)
+        g[G_RFREE_N] = n_rows
+        self.sidr = _minus_ones(256 + n_rows)
+        self.cfree = np.zeros((cpus, ops if v618 else 1), dtype=np.int64)
         self.crq = np.zeros((64, 2), dtype=np.int64)
         self.crq2 = np.zeros(64, dtype=np.int64)
-        self.mt = np.zeros(626, dtype=np.int64)
-        self.mt[:625] = _mt_state(p.seed)
-        self.mt[625:626] = np.array([q], dtype=np.float64).view(np.int64)
-        self.objs = np.full(plan.n_objects, -1, dtype=np.int64)
-        self.pslot = np.full(plan.n_sheaves, -1, dtype=np.int64)
+        self.mt = _mt_state(p.seed, float(p.remote_skip_probability)).copy()
+        self.objs = _minus_ones(plan.n_objects)
+        self.pslot = _minus_ones(plan.n_sheaves)
         self.skips = np.zeros(len(SKIP_NAMES), dtype=np.int64)
         self.scr = np.zeros(max(max_bulk, cap, ov_width) + BATCH + 8, dtype=np.int64)
         self.one = np.zeros(1, dtype=np.int64)
         self.bk = np.zeros(35, dtype=np.int64)
         # initial per-CPU sheaves (D9; D6 bootstrap sheaf for a 7.3 cache with cap 0; X1: none
-        # for a 6.18 cache without sheaves)
-        if has_pcs:  # CPU c takes the c-th id popped from the free stack
-            n_free = int(self.g[G_SFREE_N])
-            ids = self.sfree[n_free - p.cpus : n_free][::-1]
-            self.g[G_SFREE_N] = n_free - p.cpus
-            self.shm[ids, SH_SZ] = 0
-            self.shm[ids, SH_NX] = -1
-            self.shm[ids, SH_NODE] = -1
-            self.pc[:, PC_MAIN] = ids
+        # for a 6.18 cache without sheaves): CPU c takes the c-th id popped, i.e. id c
+        if has_pcs:
+            g[G_SFREE_N] = n_sh - cpus
+            self.shm[:cpus, SH_NX] = -1
+            self.shm[:cpus, SH_NODE] = -1
+            self.pc[:, PC_MAIN] = np.arange(cpus, dtype=np.int64)
             if cap > 0:
-                self.g[SHEAF_ALLOC] += p.cpus
-                self.g[X_SHEAVES_LIVE] += p.cpus
+                g[SHEAF_ALLOC] += cpus
+                g[X_SHEAVES_LIVE] += cpus
         # the reference samples once at construction (every CPU and node)
-        self.g[X_SHEAVES_LIVE_MAX] = self.g[X_SHEAVES_LIVE]
+        g[X_SHEAVES_LIVE_MAX] = g[X_SHEAVES_LIVE]
 
     def _grow_sheaves(self, n: int) -> None:
         old = len(self.shm)
@@ -304,9 +343,12 @@ class _State:
 
 
 @functools.lru_cache(maxsize=8)
-def _mt_state(seed: int) -> np.ndarray:
-    """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64."""
-    state = np.array(random.Random(seed).getstate()[1], dtype=np.int64)
+def _mt_state(seed: int, q: float) -> np.ndarray:
+    """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64,
+    then the remote gate's probability ``q`` as float64 bits (``mt[625]``)."""
+    state = np.zeros(626, dtype=np.int64)
+    state[:625] = random.Random(seed).getstate()[1]
+    state[625:626] = np.array([q], dtype=np.float64).view(np.int64)
     state.flags.writeable = False
     return state
 
@@ -333,12 +375,12 @@ def _columns(plan: Plan) -> tuple[np.ndarray, ...]:
     )
 
 
-def _check(plan: Plan, params: ModelParams, bounds: tuple[int, int] | None = None) -> None:
+def _check(plan: Plan, params: ModelParams, facts: _Facts | None = None) -> None:
     """Reject plans the reference would fail on with an IndexError (and we would corrupt).
-    ``bounds``: the plan's :func:`_bounds`, when already known (a sweep checks many params)."""
+    ``facts``: the plan's :func:`_facts`, when already known (a sweep checks many params)."""
     if len(plan) == 0:
         return
-    max_cpu, max_node = _bounds(plan) if bounds is None else bounds
+    max_cpu, max_node = _bounds(plan) if facts is None else facts[:2]
     if max_cpu >= params.cpus:
         raise ValueError(f"plan uses CPU {max_cpu} but params has {params.cpus}")
     if max_node >= params.nodes:
@@ -353,22 +395,12 @@ def _bounds(plan: Plan) -> tuple[int, int]:
     return int(plan.cpu.max()), int(plan.c[alloc].max()) if np.any(alloc) else -1
 
 
-def _run_cols(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> ReplayResult:
-    return _result(_run_state(cols, plan, params), params)
-
-
-def _run_state(cols: tuple[np.ndarray, ...], plan: Plan, params: ModelParams) -> _State:
-    s = _State(plan, params)
-    _feed(s, cols, params)
-    return s
-
-
-def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams) -> None:
-    """Run plan columns on state ``s``, growing its pools whenever the interpreter asks."""
+def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams, i: int = 0) -> None:
+    """Run plan columns from command ``i`` on state ``s``, growing its pools whenever the
+    interpreter asks."""
     ex = _kernel()
     ts, cmd, cpu, a, b, c, aux = cols
     cap, ops = params.sheaf_capacity, params.objects_per_slab
-    i = 0
     n = len(cmd)
     while True:
         i = ex(
@@ -425,45 +457,82 @@ def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams) -> None:
     assert i == n
 
 
-def _result(s: _State, params: ModelParams) -> ReplayResult:
-    g = s.g.tolist()
+def _replay(
+    cols: tuple[np.ndarray, ...],
+    plan: Plan,
+    facts: _Facts,
+    params: ModelParams,
+    checkpoint: int | None = None,
+) -> tuple[ReplayResult, ReplayResult | None]:
+    """One replay of the whole plan; with ``checkpoint`` k, also the result after its first k
+    commands, taken from the same replay (the state at the cut is exactly what a replay of
+    ``plan[:k]`` ends with: the interpreter never looks ahead, and reading a result changes
+    nothing)."""
+    s = _State(plan, params, facts)
+    pre = None
+    i = 0
+    if checkpoint is not None and 0 < checkpoint < len(plan):
+        k = checkpoint
+        _feed(s, tuple(col[:k] for col in cols[:6]) + cols[6:], params)
+        pre = _result(s, params)
+        i = k
+    _feed(s, cols, params, i)
+    full = _result(s, params)
+    if checkpoint is not None and checkpoint >= len(plan) > 0:
+        pre = full
+    return full, pre
+
+
+@functools.lru_cache(maxsize=4)
+def _result_layout(kernel: str) -> tuple[tuple[str, ...], np.ndarray, tuple[str, ...], np.ndarray]:
+    """Counter and extra names of ``kernel`` and their slots in ``g``."""
     idx = {name: i for i, name in enumerate(_STAT_NAMES)}
-    counters = {}
-    for name in STAT_ITEMS[params.kernel]:
+    for name in STAT_ITEMS[kernel]:
         if name not in idx:
             raise RuntimeError(f"the fast engine does not model counter {name!r}")
-        counters[name] = int(g[idx[name]])
     xidx = {name: len(_STAT_NAMES) + i for i, name in enumerate(_EXTRA_NAMES)}
-    extras = {}
     for name in EXTRA:
         if name not in xidx:
             raise RuntimeError(f"the fast engine does not model extra {name!r}")
-        extras[name] = int(g[xidx[name]])
+    names = tuple(STAT_ITEMS[kernel])
+    extras = tuple(EXTRA)
+    return (
+        names,
+        np.array([idx[n] for n in names], dtype=np.intp),
+        extras,
+        np.array([xidx[n] for n in extras], dtype=np.intp),
+    )
+
+
+def _result(s: _State, params: ModelParams) -> ReplayResult:
+    names, at, xnames, xat = _result_layout(params.kernel)
+    g = s.g
+    counters = dict(zip(names, g[at].tolist(), strict=True))
+    extras = dict(zip(xnames, g[xat].tolist(), strict=True))
     # plain lists once: per-element numpy indexing cost more than the replay of a small cache
     pc = s.pc.tolist()
     nd = s.nd.tolist()
-    sz = s.shm[:, SH_SZ].tolist()
-    t_set = bool(g[G_T_SET])
-    span = int(g[G_T_LAST] - g[G_T_FIRST]) if t_set else 0
-
-    def mean(integral: int) -> float | None:
-        return integral / span if span > 0 else None
+    t_set, t_first, now = int(g[G_T_SET]), int(g[G_T_FIRST]), int(g[G_T_LAST])
+    span = now - t_first if t_set else 0
+    shm = s.shm
 
     cpus = []
     snap_cpus = []
-    now = int(g[G_T_LAST])
+    cpu_node = params.cpu_node
     for c in range(params.cpus):
         row = pc[c]
         main, spare, rcu = (
-            None if sid < 0 else sz[sid] for sid in (row[PC_MAIN], row[PC_SPARE], row[PC_RCU])
+            None if sid < 0 else int(shm[sid, SH_SZ])
+            for sid in (row[PC_MAIN], row[PC_SPARE], row[PC_RCU])
         )
         held = (main or 0) + (spare or 0) + (rcu or 0)
         integral = row[PC_INT]
         if t_set:
             integral += row[PC_VAL] * (now - row[PC_SINCE])
-        cpus.append({"cpu": c, "now": held, "max": row[PC_MAX], "mean": mean(integral)})
+        mean = integral / span if span > 0 else None
+        cpus.append({"cpu": c, "now": held, "max": row[PC_MAX], "mean": mean})
         snap_cpus.append(
-            {"cpu": c, "node": params.cpu_node[c], "main": main, "spare": spare, "rcu_free": rcu}
+            {"cpu": c, "node": cpu_node[c], "main": main, "spare": spare, "rcu_free": rcu}
         )
     nodes = []
     barns = []
@@ -477,7 +546,7 @@ def _result(s: _State, params: ModelParams) -> ReplayResult:
                 "node": n,
                 "barn_now": row[ND_BHELD],
                 "barn_max": row[ND_MAX],
-                "barn_mean": mean(integral),
+                "barn_mean": integral / span if span > 0 else None,
             }
         )
         barns.append({"node": n, "full": row[ND_FN], "empty": row[ND_EN]})
@@ -591,14 +660,13 @@ class Session:
     def __init__(
         self, params: ModelParams, n_objects: int, n_sheaves: int, max_prefill: int = 0
     ) -> None:
-        one = np.zeros(1, dtype=np.int64)
-        header = Plan(
-            one, np.array([4], dtype=np.uint8), np.zeros(1, dtype=np.uint16), one,
-            np.array([max(max_prefill, 1)], dtype=np.int64), one, np.empty(0, dtype=np.int64),
+        empty = np.empty(0, dtype=np.int64)
+        slots = Plan(
+            empty, empty.astype(np.uint8), empty.astype(np.uint16), empty, empty, empty, empty,
             n_objects, n_sheaves,
         )  # fmt: skip
         self.params = params
-        self._s = _State(header, params)
+        self._s = _State(slots, params, _Facts(0, -1, max(max_prefill, 1), 0))
 
     def feed(self, plan: Plan) -> None:
         _check(plan, self.params)
@@ -610,15 +678,77 @@ class Session:
 
 def run_with_state(plan: Plan, params: ModelParams) -> tuple[ReplayResult, dict[str, Any]]:
     """``run`` plus the final :func:`full_state` (for tests holding the engines equal)."""
-    _check(plan, params)
-    s = _run_state(_columns(plan), plan, params)
+    facts = _facts(plan)
+    _check(plan, params, facts)
+    s = _State(plan, params, facts)
+    _feed(s, _columns(plan), params)
     return _result(s, params), full_state(s, params)
 
 
 def run(plan: Plan, params: ModelParams) -> ReplayResult:
     """Replay ``plan`` with the compiled engine; the same result as ``run_reference``."""
-    _check(plan, params)
-    return _run_cols(_columns(plan), plan, params)
+    facts = _facts(plan)
+    _check(plan, params, facts)
+    return _replay(_columns(plan), plan, facts, params)[0]
+
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _shared_pool() -> ThreadPoolExecutor:
+    """One pool of ``os.cpu_count()`` threads for every sweep of the process (starting threads
+    per sweep cost more than the replays of a small cache)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="sweep")
+        return _pool
+
+
+def sweep(
+    plan: Plan,
+    params_list: Sequence[ModelParams],
+    checkpoint: int | None = None,
+    workers: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[tuple[ReplayResult, ReplayResult | None]]:
+    """Replay one plan under several parameter sets (a capacity sweep) in parallel threads:
+    ``(result, checkpoint result)`` per parameter set, in ``params_list`` order.
+
+    With ``checkpoint`` k (``0 < k``), the second result is the state after the first k
+    commands, as ``run(plan[:k])`` would give (``recommend``'s warm-up cut), read during the
+    same replay; without, it is None.
+
+    The compiled interpreter releases the GIL (the JIT kernels are ``nogil``; the AOT build's
+    entry point is built with numba's ``release_gil``, see ``sheaftune.compiled``), so threads
+    share the plan's columns without copying them. Jobs start in ``params_list`` order, so a
+    sweep listing its slowest replays first (small capacities) balances best.
+    ``progress(i)`` is called as each replay finishes (from the worker thread).
+    """
+    if not params_list:
+        return []
+    facts = _facts(plan)
+    for p in params_list:
+        _check(plan, p, facts)
+    cols = _columns(plan)
+    if checkpoint is not None and checkpoint <= 0:
+        checkpoint = None
+
+    def one(i: int) -> tuple[ReplayResult, ReplayResult | None]:
+        r = _replay(cols, plan, facts, params_list[i], checkpoint)
+        if progress is not None:
+            progress(i)
+        return r
+
+    n_cpu = os.cpu_count() or 1
+    workers = min(len(params_list), workers or n_cpu)
+    if workers <= 1:
+        return [one(i) for i in range(len(params_list))]
+    if workers == min(len(params_list), n_cpu):
+        return list(_shared_pool().map(one, range(len(params_list))))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(one, range(len(params_list))))
 
 
 def run_many(
@@ -627,31 +757,9 @@ def run_many(
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[ReplayResult]:
-    """Replay one plan under several parameter sets (a capacity sweep) in parallel threads.
-
-    The compiled interpreter releases the GIL (the JIT kernels are ``nogil``; the AOT build's
-    entry point is built with numba's ``release_gil``, see ``sheaftune.compiled``), so threads
-    share the plan's columns without copying them; results come back in ``params_list`` order.
+    """Replay one plan under several parameter sets in parallel threads (:func:`sweep`
+    without a checkpoint); results come back in ``params_list`` order.
     (Threads stay the default with the AOT build: on the 5-cache recommend sweep of the large
     fixture, 72 short replays, threads and one worker measured the same within noise on two
-    busy cores; with free cores the long replays of big caches overlap.)
-    ``progress(i)`` is called as each replay finishes (from the worker thread).
-    """
-    if not params_list:
-        return []
-    bounds = _bounds(plan)
-    for p in params_list:
-        _check(plan, p, bounds)
-    cols = _columns(plan)
-    workers = workers or min(len(params_list), os.cpu_count() or 1)
-
-    def one(i: int) -> ReplayResult:
-        r = _run_cols(cols, plan, params_list[i])
-        if progress is not None:
-            progress(i)
-        return r
-
-    if workers <= 1:
-        return [one(i) for i in range(len(params_list))]
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(one, range(len(params_list))))
+    busy cores; with free cores the long replays of big caches overlap.)"""
+    return [full for full, _ in sweep(plan, params_list, None, workers, progress)]
