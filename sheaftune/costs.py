@@ -23,8 +23,6 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-import yaml
-
 from sheaftune.errors import InputError
 from sheaftune.results import Record
 
@@ -96,6 +94,8 @@ class CostModel:
     @classmethod
     def from_yaml(cls, path: str) -> CostModel:
         """Load overrides from a YAML mapping of field names to ns; unknown keys are errors."""
+        import yaml  # (here: the analyses import this module, and yaml is slow to import)
+
         try:
             with open(path, encoding="utf-8") as fh:
                 data: Any = yaml.safe_load(fh) or {}
@@ -181,13 +181,33 @@ def closed_loop_time(
     Returns (T, utilisations, waits per acquisition).
     """
     others = max(cpus - 1, 0)
-
-    def rhs(t: float) -> float:
-        return base_ns + sum(a * (s + queue_wait(s, others * a * s / t)) for a, s in locks)
-
     lo = base_ns + sum(a * s for a, s in locks)
     if lo <= 0:
         return 0.0, [0.0] * len(locks), [0.0] * len(locks)
+    # rhs(t) = base_ns + sum(a * (s + queue_wait(s, others * a * s / t))), written out with
+    # the same floating-point operations in the same order (so the same root to the bit), as
+    # this runs for every candidate of every recommendation. ``others * a * s`` is evaluated
+    # left to right either way, so it is computed once per lock.
+    terms = [(a, s, others * a * s) for a, s in locks]
+    if len(terms) == 2:
+        (a0, s0, k0), (a1, s1, k1) = terms
+
+        def rhs(t: float) -> float:
+            r0 = k0 / t
+            r0 = 0.0 if 0.0 > r0 else r0  # max(r0, 0.0)
+            r0 = 0.99 if 0.99 < r0 else r0  # min(r0, 0.99)
+            r1 = k1 / t
+            r1 = 0.0 if 0.0 > r1 else r1
+            r1 = 0.99 if 0.99 < r1 else r1
+            return base_ns + (
+                0 + a0 * (s0 + s0 * r0 / (1.0 - r0)) + a1 * (s1 + s1 * r1 / (1.0 - r1))
+            )
+
+    else:
+
+        def rhs(t: float) -> float:
+            return base_ns + sum(a * (s + queue_wait(s, k / t)) for a, s, k in terms)
+
     hi = rhs(lo)
     for _ in range(200):
         if hi - lo <= 1e-12 * hi:

@@ -47,6 +47,37 @@ def estimate(
 ) -> CostEstimate:
     """The estimate for ``operations`` allocator calls that produced these counters."""
     costs = costs or CostModel()
+    per_op, base, barn, lst = _paths(counters, extras, operations, kernel, costs)
+    contended = cpus_per_node > 1
+    barn_s = costs.barn_lock + (costs.handoff if contended else 0.0)
+    list_s = costs.list_lock + (costs.handoff if contended else 0.0)
+    t, rhos, waits = closed_loop_time(base, [(barn, barn_s), (lst, list_s)], cpus_per_node)
+    per_op["barn_lock"] = barn * barn_s
+    per_op["list_lock"] = lst * list_s
+    per_op["barn_wait"] = barn * waits[0]
+    per_op["list_wait"] = lst * waits[1]
+    uncontended = base + barn * costs.barn_lock + lst * costs.list_lock
+    return CostEstimate(t, uncontended, per_op, barn, lst, rhos[0], rhos[1], waits[0], waits[1])
+
+
+def uncontended(
+    counters: dict[str, int],
+    extras: dict[str, int],
+    operations: int,
+    kernel: str,
+    costs: CostModel,
+) -> tuple[float, float, float]:
+    """``estimate``'s ``(uncontended_ns_per_op, barn_lock_per_op, list_lock_per_op)``, without
+    solving for contention (``recommend`` solves its own closed loop per candidate)."""
+    _, base, barn, lst = _paths(counters, extras, operations, kernel, costs)
+    return base + barn * costs.barn_lock + lst * costs.list_lock, barn, lst
+
+
+def _paths(
+    counters: dict[str, int], extras: dict[str, int], operations: int, kernel: str, costs: CostModel
+) -> tuple[dict[str, float], float, float, float]:
+    """ns per operation by path outside the locks, their sum, and barn and list_lock
+    acquisitions per operation."""
     c = counters
     ops = max(operations, 1)
     if kernel == "6.18":
@@ -70,15 +101,4 @@ def estimate(
     }
     per_op = {k: v / ops for k, v in parts.items()}
     base = sum(per_op.values())
-    barn = extras.get("barn_lock", 0) / ops
-    lst = extras.get("list_lock", 0) / ops
-    contended = cpus_per_node > 1
-    barn_s = costs.barn_lock + (costs.handoff if contended else 0.0)
-    list_s = costs.list_lock + (costs.handoff if contended else 0.0)
-    t, rhos, waits = closed_loop_time(base, [(barn, barn_s), (lst, list_s)], cpus_per_node)
-    per_op["barn_lock"] = barn * barn_s
-    per_op["list_lock"] = lst * list_s
-    per_op["barn_wait"] = barn * waits[0]
-    per_op["list_wait"] = lst * waits[1]
-    uncontended = base + barn * costs.barn_lock + lst * costs.list_lock
-    return CostEstimate(t, uncontended, per_op, barn, lst, rhos[0], rhos[1], waits[0], waits[1])
+    return per_op, base, extras.get("barn_lock", 0) / ops, extras.get("list_lock", 0) / ops

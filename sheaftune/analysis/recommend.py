@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from sheaftune.analysis.estimate import estimate
+from sheaftune.analysis.estimate import uncontended
 from sheaftune.analysis.sweep import BUCKET_CAPACITIES
 from sheaftune.analysis.tracereplay import (
     EXPLICIT_CAPACITY,
@@ -239,14 +239,6 @@ def _prefix(plan: Plan, k: int) -> Plan:
     )
 
 
-def _run(plan: Plan, params: list[ModelParams], engine: str) -> list[ReplayResult]:
-    if engine == "fast" and len(params) > 1:
-        from sheaftune.model import fast
-
-        return list(fast.run_many(plan, params))
-    return [replay(plan, p, engine) for p in params]
-
-
 #: extras that accumulate (can be differenced between two replays); the rest are levels/peaks
 _CUMULATIVE_EXTRAS = (
     "barn_lock",
@@ -305,8 +297,17 @@ def evaluate(
         span_full = st.ts_last - st.ts_first if st.commands else 0
         span_pre = st.ts_before_cut - st.ts_first if k > 0 else 0
     else:
-        full = _run(plan, params, engine)
-        pre = list(_run(_prefix(plan, k), params, engine)) if k > 0 else [None] * len(params)
+        if engine == "fast":
+            from sheaftune.model import fast
+
+            # the warm-up cut is read during the full replay (a checkpoint of the same state)
+            both = fast.sweep(plan, params, k if k > 0 else None)
+            full = [r for r, _ in both]
+            pre = [r for _, r in both]
+        else:
+            # the reference model has no checkpoint: the warm-up prefix is replayed on its own
+            full = [replay(plan, p, engine) for p in params]
+            pre = [replay(_prefix(plan, k), p, engine) if k > 0 else None for p in params]
         ops, prefills, active = window_ops(plan, k)
         span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
         span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
@@ -321,18 +322,11 @@ def evaluate(
             c = {name: v - rp.counters.get(name, 0) for name, v in c.items()}
             for name in _CUMULATIVE_EXTRAS:
                 ex[name] = ex.get(name, 0) - rp.extras.get(name, 0)
-        est = estimate(c, ex, ops, p.kernel, costs, cpus_per_node)
+        unc_ns, barn_per_op, list_per_op = uncontended(c, ex, ops, p.kernel, costs)
         # the same closed-loop equation as estimate(), solved exactly (solve_closed_loop)
         hand = costs.handoff if cpus_per_node > 1 else 0.0
-        locks = [
-            (est.barn_lock_per_op, costs.barn_lock + hand),
-            (est.list_lock_per_op, costs.list_lock + hand),
-        ]
-        base_ns = (
-            est.uncontended_ns_per_op
-            - est.barn_lock_per_op * costs.barn_lock
-            - est.list_lock_per_op * costs.list_lock
-        )
+        locks = [(barn_per_op, costs.barn_lock + hand), (list_per_op, costs.list_lock + hand)]
+        base_ns = unc_ns - barn_per_op * costs.barn_lock - list_per_op * costs.list_lock
         ns_per_op, (barn_rho, list_rho) = solve_closed_loop(base_ns, locks, cpus_per_node)
         v618 = p.kernel == "6.18"
         a_hit = c.get("alloc_cpu_sheaf" if v618 else "alloc_fastpath", 0)
@@ -377,15 +371,15 @@ def evaluate(
                 "bucket_capacity": bucket_capacity(p.sheaf_capacity),
                 "wastes_bucket": bucket_capacity(p.sheaf_capacity) > p.sheaf_capacity,
                 "cost_ns_per_op": round(ns_per_op, 3),
-                "uncontended_ns_per_op": round(est.uncontended_ns_per_op, 3),
-                "contention_ns_per_op": round(ns_per_op - est.uncontended_ns_per_op, 3),
+                "uncontended_ns_per_op": round(unc_ns, 3),
+                "contention_ns_per_op": round(ns_per_op - unc_ns, 3),
                 "barn_utilisation": round(barn_rho, 4),
                 "list_utilisation": round(list_rho, 4),
                 "fastpath_share": round(fast_ops / ops, 6),
                 "barn_ops_per_k": round(1000 * barn_ops / ops, 3),
-                "barn_lock_per_op": round(est.barn_lock_per_op, 6),
+                "barn_lock_per_op": round(barn_per_op, 6),
                 "slab_objects_per_op": round(slab_objs / ops, 6),
-                "list_lock_per_op": round(est.list_lock_per_op, 6),
+                "list_lock_per_op": round(list_per_op, 6),
                 "prefills": prefills,
                 "oversize_prefills": oversize,
                 "oversize_share": round(oversize / prefills, 6) if prefills else 0.0,
