@@ -54,7 +54,6 @@ from sheaftune.analysis.tracereplay import (
     fit_plan_to_nodes,
     params_for,
     plan_for,
-    window_ops,
 )
 from sheaftune.costs import CostModel
 from sheaftune.errors import NothingToAnalyse, UsageError
@@ -73,6 +72,7 @@ from sheaftune.params import (
 from sheaftune.results import Record
 
 if TYPE_CHECKING:
+    from sheaftune.model.fast import PlanStats
     from sheaftune.normalize import Normalized
     from sheaftune.synth.spec import WorkloadSpec
 
@@ -273,6 +273,11 @@ def _window_mean(
     return (full * span_full - pre * span_pre) / width if width > 0 else full
 
 
+def _warmup_cut(plan: Plan | StreamedPlan, warmup_share: float) -> int:
+    """Commands of the replay that warm it up (not measured)."""
+    return int(len(plan) * warmup_share)
+
+
 def evaluate(
     plan: Plan | StreamedPlan,
     base: ModelParams,
@@ -283,11 +288,13 @@ def evaluate(
     cpus_per_node: int,
     upper_bound: int | None,
     warmup_share: float = WARMUP_SHARE,
+    stats: PlanStats | None = None,
 ) -> list[dict[str, Any]]:
-    """Replay ``plan`` at each capacity and describe each candidate (one dict each)."""
+    """Replay ``plan`` at each capacity and describe each candidate (one dict each).
+    ``stats``: ``fast.plan_stats`` of the plan at its warm-up cut, when already known."""
     engine = resolve_engine(engine)
     params = [dataclasses.replace(base, sheaf_capacity=c) for c in capacities]
-    k = int(len(plan) * warmup_share)
+    k = _warmup_cut(plan, warmup_share)
     pre: list[ReplayResult | None]
     if isinstance(plan, StreamedPlan):
         # one pass over the windows gives the full replays, the warm-up cut and its figures
@@ -297,18 +304,19 @@ def evaluate(
         span_full = st.ts_last - st.ts_first if st.commands else 0
         span_pre = st.ts_before_cut - st.ts_first if k > 0 else 0
     else:
-        if engine == "fast":
-            from sheaftune.model import fast
+        from sheaftune.model import fast
 
+        ps = stats if stats is not None and stats.k == k else fast.plan_stats(plan, k)
+        if engine == "fast":
             # the warm-up cut is read during the full replay (a checkpoint of the same state)
-            both = fast.sweep(plan, params, k if k > 0 else None)
+            both = fast.sweep(plan, params, k if k > 0 else None, facts=ps.facts)
             full = [r for r, _ in both]
             pre = [r for _, r in both]
         else:
             # the reference model has no checkpoint: the warm-up prefix is replayed on its own
             full = [replay(plan, p, engine) for p in params]
             pre = [replay(_prefix(plan, k), p, engine) if k > 0 else None for p in params]
-        ops, prefills, active = window_ops(plan, k)
+        ops, prefills, active = ps.ops_after, ps.prefills_after, ps.active_after
         span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
         span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
     if ops == 0:
@@ -539,8 +547,10 @@ def recommend(
     upper_bound: int | None,
     cpus: int,
     nodes: int,
+    stats: PlanStats | None = None,
 ) -> Recommendation:
-    """Evaluate the candidates on ``plan`` (replayed with ``base``) and choose."""
+    """Evaluate the candidates on ``plan`` (replayed with ``base``) and choose (``stats``:
+    ``fast.plan_stats`` of the plan at its warm-up cut, when already known)."""
     size = base.object_size
     requested = EXPLICIT_CAPACITY.get(cache, 0)
     kernel_auto = autotune_capacity(size, requested)
@@ -556,6 +566,7 @@ def recommend(
         cpus_per_node=cpn,
         upper_bound=upper_bound,
         warmup_share=options.warmup_share,
+        stats=stats,
     )
     win, runner, why = choose(
         cands,
@@ -621,9 +632,11 @@ def recommend(
     )
 
 
-def _prefill_bound(plan: Plan | StreamedPlan) -> int | None:
+def _prefill_bound(plan: Plan | StreamedPlan, stats: PlanStats | None = None) -> int | None:
     if isinstance(plan, StreamedPlan):
         return plan.max_prefill if plan.n_sheaves else None
+    if stats is not None:
+        return stats.max_prefill
     sizes = plan.b[plan.cmd == Cmd.PREFILL]
     return int(sizes.max()) if len(sizes) else None
 
@@ -634,11 +647,15 @@ def recommend_for_cache(
     options: RecommendOptions | None = None,
     policy: ReplayPolicy | None = None,
     source: str = "trace",
+    rows: np.ndarray | None = None,
+    plan: Plan | StreamedPlan | None = None,
 ) -> Recommendation:
     """The recommendation for one cache of a normalised trace (``analyze`` calls this too).
 
     The trace is replayed as it is, on its own CPUs; ``options.cpus``/``nodes`` scale the
-    contention and per-node memory (see the module docstring).
+    contention and per-node memory (see the module docstring). ``rows``: the cache's event
+    indices (``tracereplay.cache_rows``), ``plan``: its ``plan_for(norm, cache, policy,
+    engine)`` not yet fitted to nodes (this function fits it), when the caller has them.
     """
     options = options or RecommendOptions()
     policy = policy or ReplayPolicy()
@@ -647,8 +664,10 @@ def recommend_for_cache(
     t = norm.table
     if cache not in t.caches:
         raise NothingToAnalyse(f"no event of cache {cache}")
-    rows = rows_of_cache(norm, cache)
-    plan = plan_for(norm, cache, policy, resolve_engine(options.engine), rows)
+    if rows is None:
+        rows = rows_of_cache(norm, cache)
+    if plan is None:
+        plan = plan_for(norm, cache, policy, resolve_engine(options.engine), rows)
     base = params_for(norm, cache, options.kernel, rows=rows)
     del rows
     replay_nodes = min(options.nodes or 1, base.cpus)
@@ -660,6 +679,12 @@ def recommend_for_cache(
     nodes = options.nodes or 1
     if nodes > cpus:
         raise UsageError(f"--nodes {nodes} is more than --cpus {cpus}")
+    stats = None
+    if isinstance(plan, Plan) and resolve_engine(options.engine) == "fast":
+        from sheaftune.model import fast
+
+        # one pass for the counts, the prefill bound and the warm-up window (evaluate)
+        stats = fast.plan_stats(plan, _warmup_cut(plan, options.warmup_share))
     demand = {
         "kind": source,
         "replayed_cpus": base.cpus,
@@ -668,7 +693,7 @@ def recommend_for_cache(
             f"memory scaled to {math.ceil(cpus / nodes)} CPUs per node running this mix back to "
             "back (closed loop)"
         ),
-        "plan": plan.counts(),
+        "plan": plan.counts() if stats is None else stats.counts,
         "assumptions": plan.assumptions,
         "rcu_gp_ns": policy.rcu_gp_ns,
         "warmup_share": options.warmup_share,
@@ -681,9 +706,10 @@ def recommend_for_cache(
         options=options,
         current=current,
         demand=demand,
-        upper_bound=options.upper_bound or _prefill_bound(plan),
+        upper_bound=options.upper_bound or _prefill_bound(plan, stats),
         cpus=cpus,
         nodes=nodes,
+        stats=stats,
     )
 
 

@@ -1,8 +1,9 @@
 """The fast engine's compiled kernels: the sheaf and slab layers and the plan interpreter.
 
-Only ``exec_plan`` is called from Python (``AOT_EXPORTS``); ``sheaftune.compiled`` builds it
-ahead of time with ``numba.pycc`` (every other function here is inlined or linked into it), so
-a run imports the extension and not numba. With ``SHEAFTUNE_AOT=0``, or when no build is
+Only the interpreter ``exec_plan`` and the one-pass ``plan_stats`` are called from Python
+(``AOT_EXPORTS``); ``sheaftune.compiled`` builds them ahead of time with ``numba.pycc`` (every
+other function here is inlined or linked into them), so a run imports the extension and not
+numba. With ``SHEAFTUNE_AOT=0``, or when no build is
 possible, ``fast`` imports this module and numba compiles it just in time (``cache=True``).
 Nothing but ``sheaftune.compiled`` (and tests) should import this module. See ``fast`` for the
 state layout and the driver; the layout constants live in ``_engine_layout``.
@@ -112,6 +113,17 @@ from sheaftune.model._engine_layout import (
     PC_SINCE,
     PC_SPARE,
     PC_VAL,
+    PS_HIST,
+    PS_LEN,
+    PS_MAX_BULK,
+    PS_MAX_CPU,
+    PS_MAX_NODE,
+    PS_MAX_PREFILL,
+    PS_MAX_SIZE,
+    PS_N_CMDS,
+    PS_NONE,
+    PS_OPS,
+    PS_PREFILLS,
     SH_NODE,
     SH_NX,
     SH_PSEQ,
@@ -1826,6 +1838,59 @@ def exec_plan(
     return n_cmd
 
 
+@_jit
+def plan_stats(cmd, cpu, b, c, k, out, active):
+    """One pass over a plan's columns for what its replays need to know beforehand (pool
+    sizes, parameter checks, counts) and ``recommend``'s figures of the window after the first
+    ``k`` commands; ``out`` as ``PS_*`` says, ``active[cpu]`` set to 1 for every CPU making an
+    object-moving call or a prefill after the cut (``active`` zeroed by the caller).
+    Returns the number of commands."""
+    for j in range(PS_LEN):
+        out[j] = 0
+    out[PS_MAX_CPU] = -1
+    out[PS_MAX_NODE] = PS_NONE
+    out[PS_MAX_SIZE] = PS_NONE
+    out[PS_MAX_PREFILL] = PS_NONE
+    out[PS_MAX_BULK] = PS_NONE
+    n = len(cmd)
+    max_cpu = -1
+    n_ops = 0
+    n_prefills = 0
+    for i in range(n):
+        x = cmd[i]
+        cp = np.int64(cpu[i])
+        if x < PS_N_CMDS:
+            out[PS_HIST + x] += 1
+        if cp > max_cpu:
+            max_cpu = cp
+        after = i >= k
+        if x == C_ALLOC or x == C_FREE or x == C_KFREE_RCU or x == C_ALLOC_FROM_SHEAF:
+            if x == C_ALLOC and c[i] > out[PS_MAX_NODE]:
+                out[PS_MAX_NODE] = c[i]
+            if after:
+                n_ops += 1
+                active[cp] = 1
+        elif x == C_PREFILL or x == C_REFILL_SHEAF:
+            if b[i] > out[PS_MAX_SIZE]:
+                out[PS_MAX_SIZE] = b[i]
+            if x == C_PREFILL:
+                if b[i] > out[PS_MAX_PREFILL]:
+                    out[PS_MAX_PREFILL] = b[i]
+                if after:
+                    n_prefills += 1
+                    active[cp] = 1
+        elif x == C_ALLOC_BULK or x == C_FREE_BULK:
+            if b[i] > out[PS_MAX_BULK]:
+                out[PS_MAX_BULK] = b[i]
+            if after:
+                n_ops += b[i]
+                active[cp] = 1
+    out[PS_MAX_CPU] = max_cpu
+    out[PS_OPS] = n_ops
+    out[PS_PREFILLS] = n_prefills
+    return n
+
+
 _V = "i8[::1]"  # a C-contiguous int64 vector
 _M = "i8[:, ::1]"  # a C-contiguous int64 matrix
 # fmt: off
@@ -1839,4 +1904,7 @@ _EXEC_ARGS = (
 # fmt: on
 #: What ``sheaftune.compiled`` exports ahead of time (attribute -> numba signature): exactly
 #: the dtypes and layouts ``fast._columns`` and ``fast._State`` pass.
-AOT_EXPORTS = {"exec_plan": "i8(" + ", ".join(_EXEC_ARGS) + ")"}
+AOT_EXPORTS = {
+    "exec_plan": "i8(" + ", ".join(_EXEC_ARGS) + ")",
+    "plan_stats": "i8(u1[::1], u2[::1], i8[::1], i8[::1], i8, i8[::1], u1[::1])",
+}

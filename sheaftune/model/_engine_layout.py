@@ -88,3 +88,18 @@ BATCH = 32  # params.PCS_BATCH_MAX (fast.py asserts it; not imported: params.py
 SHRINK_PROMOTE_MAX = 32
 #: headroom checked before each command (a command allocates at most two sheaf structs)
 SHEAF_HEADROOM = 4
+
+# ----------------------------------------------------------------------------- plan statistics
+#: ``plan_stats``'s output: commands by code (``PS_HIST + code``), then the plan's highest CPU
+#: (-1 when empty) and, over the commands that have them, the highest allocation node, prefill
+#: or refill size, prefill size and bulk count (PS_NONE when there is no such command), then
+#: after the first k commands: object-moving calls (a bulk call counts its objects), prefills.
+PS_HIST = 0
+PS_N_CMDS = 11
+(
+    PS_MAX_CPU, PS_MAX_NODE, PS_MAX_SIZE, PS_MAX_PREFILL, PS_MAX_BULK, PS_OPS, PS_PREFILLS,
+    PS_LEN,
+) = range(PS_N_CMDS, PS_N_CMDS + 8)  # fmt: skip
+PS_NONE = -(1 << 62)
+#: ``plan_stats``'s active-CPU flags: one byte per possible CPU number (plan CPUs are u16)
+PS_CPUS = 1 << 16

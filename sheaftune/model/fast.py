@@ -105,6 +105,17 @@ from sheaftune.model._engine_layout import (
     PC_SINCE,
     PC_SPARE,
     PC_VAL,
+    PS_CPUS,
+    PS_HIST,
+    PS_LEN,
+    PS_MAX_BULK,
+    PS_MAX_CPU,
+    PS_MAX_NODE,
+    PS_MAX_PREFILL,
+    PS_MAX_SIZE,
+    PS_N_CMDS,
+    PS_OPS,
+    PS_PREFILLS,
     SH_LEN,
     SH_NODE,
     SH_NX,
@@ -129,13 +140,14 @@ from sheaftune.model._engine_layout import (
     X_SHEAVES_LIVE_MAX,
 )
 from sheaftune.model.counters import EXTRA, STAT_ITEMS
-from sheaftune.model.plan import Plan
+from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult
 from sheaftune.params import PCS_BATCH_MAX, ModelParams
 
 #: The kernel module ``sheaftune.compiled`` builds (or imports, for the JIT fallback).
 KERNELS = "sheaftune.model._engine_kernels"
 assert BATCH == PCS_BATCH_MAX, "update _engine_layout.BATCH with params.PCS_BATCH_MAX"
+assert len(Cmd) == PS_N_CMDS, "update _engine_layout.PS_N_CMDS with plan.Cmd"
 
 
 # ----------------------------------------------------------------------------- compile cache
@@ -151,6 +163,18 @@ def _kernel() -> Any:
         # made by _columns or _State with exactly the exported dtype and layout
         _exec_plan = k.extension.exec_plan if isinstance(k, compiled.Kernels) else k.exec_plan
     return _exec_plan
+
+
+_plan_stats: Any = None
+
+
+def _stats_kernel() -> Any:
+    """``plan_stats``'s kernel (from the same build as the interpreter)."""
+    global _plan_stats
+    if _plan_stats is None:
+        k = compiled.kernels(KERNELS)
+        _plan_stats = k.extension.plan_stats if isinstance(k, compiled.Kernels) else k.plan_stats
+    return _plan_stats
 
 
 def needs_compile() -> bool:
@@ -192,14 +216,56 @@ class _Facts(NamedTuple):
 
 
 def _facts(plan: Plan) -> _Facts:
-    if len(plan) == 0:
-        return _Facts(-1, -1, 1, 0)
-    cmd = plan.cmd
-    hist = np.bincount(cmd, minlength=11)
-    max_node = int(plan.c[cmd == 0].max()) if hist[0] else -1
-    ov_width = int(plan.b[(cmd == 4) | (cmd == 9)].max()) if hist[4] or hist[9] else 1
-    max_bulk = int(plan.b[(cmd == 7) | (cmd == 8)].max()) if hist[7] or hist[8] else 0
-    return _Facts(int(plan.cpu.max()), max_node, ov_width, max_bulk)
+    return plan_stats(plan, len(plan)).facts
+
+
+class PlanStats(NamedTuple):
+    """A plan in one pass (:func:`plan_stats`)."""
+
+    facts: _Facts
+    #: commands by name, as ``Plan.counts()``
+    counts: dict[str, int]
+    #: the largest prefill size (None: no prefill)
+    max_prefill: int | None
+    #: after the first k commands: object-moving calls (a bulk call counts its objects),
+    #: prefills, and the CPUs making either (``tracereplay.window_ops``)
+    ops_after: int
+    prefills_after: int
+    active_after: set[int]
+    #: the cut
+    k: int
+
+
+_NO_CPUS = np.zeros(0, dtype=np.uint8)
+
+
+def plan_stats(plan: Plan, k: int = 0) -> PlanStats:
+    """What a sweep and ``recommend`` need of ``plan`` (with the window after its first ``k``
+    commands), in one compiled pass instead of a dozen numpy ones."""
+    out = np.empty(PS_LEN, dtype=np.int64)
+    k = min(max(k, 0), len(plan))
+    active = np.zeros(PS_CPUS, dtype=np.uint8) if k < len(plan) else _NO_CPUS
+    cols = _columns(plan)
+    _stats_kernel()(cols[1], cols[2], cols[4], cols[5], k, out, active)
+    o = out.tolist()
+    hist = o[PS_HIST : PS_HIST + PS_N_CMDS]
+    n_size = hist[Cmd.PREFILL] + hist[Cmd.REFILL_SHEAF]
+    n_bulk = hist[Cmd.ALLOC_BULK] + hist[Cmd.FREE_BULK]
+    facts = _Facts(
+        o[PS_MAX_CPU],
+        o[PS_MAX_NODE] if hist[Cmd.ALLOC] else -1,
+        o[PS_MAX_SIZE] if n_size else 1,
+        o[PS_MAX_BULK] if n_bulk else 0,
+    )
+    return PlanStats(
+        facts,
+        {c.name.lower(): hist[c] for c in Cmd if hist[c]},
+        o[PS_MAX_PREFILL] if hist[Cmd.PREFILL] else None,
+        o[PS_OPS],
+        o[PS_PREFILLS],
+        set(np.flatnonzero(active).tolist()),
+        k,
+    )
 
 
 def _row(length: int, minus_one: tuple[int, ...]) -> np.ndarray:
@@ -380,19 +446,11 @@ def _check(plan: Plan, params: ModelParams, facts: _Facts | None = None) -> None
     ``facts``: the plan's :func:`_facts`, when already known (a sweep checks many params)."""
     if len(plan) == 0:
         return
-    max_cpu, max_node = _bounds(plan) if facts is None else facts[:2]
+    max_cpu, max_node = (facts or _facts(plan))[:2]
     if max_cpu >= params.cpus:
         raise ValueError(f"plan uses CPU {max_cpu} but params has {params.cpus}")
     if max_node >= params.nodes:
         raise ValueError(f"plan allocates on node {max_node} of {params.nodes}")
-
-
-def _bounds(plan: Plan) -> tuple[int, int]:
-    """The plan's highest CPU and highest explicit allocation node (-1 when none)."""
-    if len(plan) == 0:
-        return -1, -1
-    alloc = plan.cmd == 0
-    return int(plan.cpu.max()), int(plan.c[alloc].max()) if np.any(alloc) else -1
 
 
 def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams, i: int = 0) -> None:
@@ -712,6 +770,7 @@ def sweep(
     checkpoint: int | None = None,
     workers: int | None = None,
     progress: Callable[[int], None] | None = None,
+    facts: _Facts | None = None,
 ) -> list[tuple[ReplayResult, ReplayResult | None]]:
     """Replay one plan under several parameter sets (a capacity sweep) in parallel threads:
     ``(result, checkpoint result)`` per parameter set, in ``params_list`` order.
@@ -724,11 +783,12 @@ def sweep(
     entry point is built with numba's ``release_gil``, see ``sheaftune.compiled``), so threads
     share the plan's columns without copying them. Jobs start in ``params_list`` order, so a
     sweep listing its slowest replays first (small capacities) balances best.
-    ``progress(i)`` is called as each replay finishes (from the worker thread).
+    ``progress(i)`` is called as each replay finishes (from the worker thread); ``facts``:
+    ``plan_stats(plan).facts`` when the caller has them.
     """
     if not params_list:
         return []
-    facts = _facts(plan)
+    facts = facts or _facts(plan)
     for p in params_list:
         _check(plan, p, facts)
     cols = _columns(plan)

@@ -162,6 +162,70 @@ def test_solve_closed_loop_is_the_fixed_point() -> None:
         assert all(0 <= r <= 0.99 for r in rhos)
 
 
+def test_closed_loop_time_is_its_definition_to_the_bit() -> None:
+    """closed_loop_time's written-out right-hand side performs the definition's floating-point
+    operations in the same order: the same root, utilisations and waits, bit for bit."""
+    import random
+
+    from sheaftune.costs import queue_wait
+
+    def literal(base_ns: float, locks: list[tuple[float, float]], cpus: int) -> tuple:
+        others = max(cpus - 1, 0)
+
+        def rhs(t: float) -> float:
+            return base_ns + sum(a * (s + queue_wait(s, others * a * s / t)) for a, s in locks)
+
+        lo = base_ns + sum(a * s for a, s in locks)
+        if lo <= 0:
+            return 0.0, [0.0] * len(locks), [0.0] * len(locks)
+        hi = rhs(lo)
+        for _ in range(200):
+            if hi - lo <= 1e-12 * hi:
+                break
+            mid = 0.5 * (lo + hi)
+            if mid < rhs(mid):
+                lo = mid
+            else:
+                hi = mid
+        t = 0.5 * (lo + hi)
+        rhos = [min(others * a * s / t, 0.99) for a, s in locks]
+        return t, rhos, [queue_wait(s, r) for (_, s), r in zip(locks, rhos, strict=True)]
+
+    r = random.Random(7)
+    for _ in range(5000):
+        locks = [
+            (r.choice([0.0, r.random(), 5 * r.random(), r.expovariate(1.0)]),
+             r.choice([26.2, 43.2, 100 * r.random()]))
+            for _ in range(r.choice([0, 1, 2, 2, 2, 3]))
+        ]  # fmt: skip
+        base = r.choice([0.0, 50 * r.random(), r.expovariate(0.1)])
+        cpus = r.choice([0, 1, 2, 4, 64, 256])
+        assert closed_loop_time(base, locks, cpus) == literal(base, locks, cpus)
+
+
+def test_fast_evaluate_equals_the_reference_with_prefix_replays() -> None:
+    """The fast engine's warm-up cut is read during each capacity's one replay; the reference
+    replays the warm-up prefix on its own: every candidate's figures are the same."""
+    from sheaftune.analysis.pipeline import example_path, load
+    from sheaftune.analysis.tracereplay import build_plan, params_for
+    from sheaftune.normalize import normalize
+
+    norm = normalize(load(example_path()))
+    plans = [("upper", demand_plan(13, 2, writes_per_cpu=300, seed=1), ModelParams(cpus=2,
+              cpu_node=(0, 0)))]  # fmt: skip
+    for cache in ("maple_node", "vm_area_struct"):
+        plans.append((cache, build_plan(norm, cache), params_for(norm, cache, "7.3")))
+    for _, plan, base in plans:
+        for share, cpn in ((0.25, 2), (0.5, 64), (0.0, 1)):
+            kw = dict(
+                costs=CostModel(), cpus_per_node=cpn, upper_bound=13, warmup_share=share
+            )  # fmt: skip
+            caps = [4, 12, 28, 32, 60]
+            fast_c = evaluate(plan, base, caps, engine="fast", **kw)  # type: ignore[arg-type]
+            ref_c = evaluate(plan, base, caps, engine="reference", **kw)  # type: ignore[arg-type]
+            assert fast_c == ref_c
+
+
 def test_demand_plan_is_deterministic_and_has_the_stated_shape() -> None:
     a = demand_plan(13, 2, writes_per_cpu=400, seed=3)
     b = demand_plan(13, 2, writes_per_cpu=400, seed=3)

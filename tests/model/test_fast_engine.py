@@ -312,6 +312,89 @@ def test_run_many_equals_single_runs() -> None:
         assert_same(run_reference(plan, pp), r)
 
 
+def _head(plan: Plan, k: int) -> Plan:
+    return Plan(
+        plan.ts_ns[:k], plan.cmd[:k], plan.cpu[:k], plan.a[:k], plan.b[:k], plan.c[:k],
+        plan.aux, plan.n_objects, plan.n_sheaves,
+    )  # fmt: skip
+
+
+@settings(
+    max_examples=int(os.environ.get("SHEAFTUNE_FAST_EXAMPLES", "400")) // 4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(p=params_st(), raw=ops_st(), cut=st.floats(0.0, 1.0))
+def test_checkpoint_is_the_replay_of_the_prefix(
+    p: ModelParams, raw: list[tuple[int, ...]], cut: float
+) -> None:
+    """``sweep``'s checkpoint after k commands, read during the whole replay, is exactly the
+    result of replaying the first k commands alone (``recommend``'s warm-up cut relies on it),
+    and reading it leaves the whole replay's result unchanged."""
+    plan = build_random_plan(p, raw)
+    k = int(len(plan) * cut)
+    plist = [dataclasses.replace(p, sheaf_capacity=c) for c in sorted({0, 1, p.sheaf_capacity})]
+    try:
+        got = fast.sweep(plan, plist, k, workers=1)
+    except ModelError:
+        return
+    for pp, (full, pre) in zip(plist, got, strict=True):
+        assert_same(fast.run(plan, pp), full)
+        if k == 0:
+            assert pre is None
+        else:
+            assert pre is not None
+            assert_same(fast.run(_head(plan, k), pp), pre)
+            assert_same(run_reference(_head(plan, k), pp), pre)
+
+
+def test_checkpoint_on_a_real_trace() -> None:
+    """The same on the biggest cache of the example trace, cut at a quarter (as recommend),
+    every bucket capacity, in parallel threads."""
+    from sheaftune.analysis.tracereplay import build_plan, params_for
+
+    n = _norm("traces/vma-small.v7zstd.dat")
+    for cache in ("maple_node", "vm_area_struct"):
+        plan = build_plan(n, cache)
+        base = params_for(n, cache, "7.3")
+        plist = [dataclasses.replace(base, sheaf_capacity=c) for c in (4, 12, 28, 32, 60, 124)]
+        k = len(plan) // 4
+        for pp, (full, pre) in zip(plist, fast.sweep(plan, plist, k), strict=True):
+            assert_same(fast.run(plan, pp), full)
+            assert pre is not None
+            assert_same(fast.run(_head(plan, k), pp), pre)
+
+
+@settings(
+    max_examples=int(os.environ.get("SHEAFTUNE_FAST_EXAMPLES", "400")) // 4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(p=params_st(), raw=ops_st(), cut=st.floats(0.0, 1.0))
+def test_plan_stats_equals_numpy(p: ModelParams, raw: list[tuple[int, ...]], cut: float) -> None:
+    """``plan_stats``' one compiled pass gives what the numpy passes it replaces give."""
+    from sheaftune.analysis.tracereplay import window_ops
+
+    plan = build_random_plan(p, raw)
+    k = int(len(plan) * cut)
+    got = fast.plan_stats(plan, k)
+    cmd = plan.cmd
+    assert got.counts == plan.counts()
+    alloc = cmd == Cmd.ALLOC
+    sizes = plan.b[(cmd == Cmd.PREFILL) | (cmd == Cmd.REFILL_SHEAF)]
+    bulk = plan.b[(cmd == Cmd.ALLOC_BULK) | (cmd == Cmd.FREE_BULK)]
+    prefills = plan.b[cmd == Cmd.PREFILL]
+    assert got.facts == (
+        int(plan.cpu.max()) if len(plan) else -1,
+        int(plan.c[alloc].max()) if alloc.any() else -1,
+        int(sizes.max()) if len(sizes) else 1,
+        int(bulk.max()) if len(bulk) else 0,
+    )
+    assert got.max_prefill == (int(prefills.max()) if len(prefills) else None)
+    assert (got.ops_after, got.prefills_after, got.active_after) == window_ops(plan, k)
+    assert got.k == k
+
+
 def test_needs_compile_reports_a_cold_cache(tmp_path: Path) -> None:
     """With fresh caches the engine must compile: the AOT build (checked without importing
     numba), or numba's JIT with ``SHEAFTUNE_AOT=0``; once the engine ran here, it must not."""
