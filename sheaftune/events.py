@@ -15,7 +15,6 @@ import dataclasses
 import json
 import mmap
 import os
-import zipfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -362,6 +361,8 @@ def load_native(path: str) -> EventTable:
     not read: a stage touches only the pages it uses and :meth:`EventTable.release` gives them
     back. A file rewritten while a run maps it is the user's race (as with ``perf report``).
     """
+    import zipfile  # np.load imports it too; a trace of another format never needs it
+
     try:
         with np.load(path, allow_pickle=False) as z:
             if "__header__" not in z.files:
@@ -398,6 +399,8 @@ def _map_members(path: str) -> dict[str, np.ndarray]:
     dtype that fits inside the member; anything else (compressed, other dtype, a damaged
     header) is left to ``np.load``, which reads it, or fails with its own error.
     """
+    import zipfile
+
     from numpy.lib import format as npformat
 
     out: dict[str, np.ndarray] = {}

@@ -38,14 +38,13 @@ units, so the merged record does not depend on which worker finished first.
 from __future__ import annotations
 
 import dataclasses
-import glob
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
+from sheaftune.analysis.inputs import expand_inputs  # noqa: F401 - re-exported (tests, library users)
 from sheaftune.errors import UsageError
 
 if TYPE_CHECKING:
@@ -81,36 +80,6 @@ class TraceInput:
     input_format: str | None = None
     salvage: bool = False
     buffer: str | None = None
-
-
-def expand_inputs(items: Iterable[str]) -> list[str]:
-    """Files, globs and list files (``@list.txt``: one path or glob a line, ``#`` comments)
-    -> the paths in the order given. A glob that matches nothing is a usage error (a typo
-    would otherwise drop machines from a fleet silently); ``-`` stays standard input."""
-    out: list[str] = []
-    for item in items:
-        if item.startswith("@") and len(item) > 1:
-            listfile = item[1:]
-            try:
-                with open(listfile, encoding="utf-8") as fh:
-                    lines = [ln.strip() for ln in fh]
-            except OSError as e:
-                raise UsageError(f"{item}: cannot read the list file: {e.strerror}") from None
-            base = os.path.dirname(os.path.abspath(listfile))
-            entries = [
-                ln if os.path.isabs(ln) else os.path.join(base, ln)
-                for ln in lines
-                if ln and not ln.startswith("#")
-            ]
-            out += expand_inputs(entries)
-        elif glob.has_magic(item) and not os.path.exists(item):
-            found = sorted(glob.glob(item))
-            if not found:
-                raise UsageError(f"{item}: no file matches")
-            out += found
-        else:
-            out.append(item)
-    return out
 
 
 def trace_inputs(
@@ -167,6 +136,7 @@ class LocalExecutor:
     def __init__(self, jobs: int | None = None):
         import multiprocessing
         import threading
+        from concurrent.futures import ProcessPoolExecutor  # with multiprocessing: ~15 ms
 
         self.jobs = jobs or os.cpu_count() or 1
         ctx: Any

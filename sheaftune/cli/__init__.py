@@ -13,7 +13,6 @@ import importlib
 import importlib.util
 import os
 import sys
-import traceback
 
 import click
 
@@ -97,7 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(EXIT_USAGE if e.exit_code == 2 else e.exit_code)
     except SheaftuneError as e:
         if debug:
-            traceback.print_exc()
+            _print_traceback()
         _fail(str(e), e.exit_code)
     except BrokenPipeError:
         _quiet_pipe()
@@ -134,12 +133,18 @@ _OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EFBIG})
 
 def _internal(e: BaseException, debug: bool) -> None:
     if debug:
-        traceback.print_exc()
+        _print_traceback()
     msg = str(e).splitlines()[0] if str(e) else ""
     _fail(
         f"internal error: {type(e).__name__}: {msg} (run with --debug for details)",
         EXIT_INTERNAL,
     )
+
+
+def _print_traceback() -> None:
+    import traceback  # only on errors with --debug
+
+    traceback.print_exc()
 
 
 def _fail(message: str, code: int) -> None:

@@ -7,7 +7,6 @@ import os
 import re
 import stat
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import IO, Any
@@ -89,6 +88,8 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
                 raise
             raise SheaftuneError(f"cannot write {path}: {e.strerror or e}") from None
         return
+    import tempfile
+
     directory = os.path.dirname(os.path.abspath(path))
     try:
         fd, tmp = tempfile.mkstemp(prefix=".sheaftune-", dir=directory)
@@ -492,7 +493,7 @@ def executor_options(f: Callable[..., Any]) -> Callable[..., Any]:
 def expand_trace_args(traces: tuple[str, ...]) -> list[str]:
     """TRACE arguments -> paths: files, globs (quoted, so the shell leaves them) and
     ``@list.txt`` files of paths or globs, one a line."""
-    from sheaftune.analysis.distribute import expand_inputs
+    from sheaftune.analysis.inputs import expand_inputs
 
     return expand_inputs(traces)
 

@@ -6,15 +6,37 @@ only, never interprets trace strings as markup, and honours NO_COLOR (rich does)
 
 from __future__ import annotations
 
-from rich.console import Console
+from typing import TYPE_CHECKING, Any
 
-from sheaftune.events import TraceMeta
+if TYPE_CHECKING:
+    from rich.console import Console
 
-stderr = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    from sheaftune.events import TraceMeta
+
+    stderr: Console
+
+_console: Console | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # ``stderr`` is made on first use: importing rich costs about 20 ms, which a run that has
+    # nothing to say on standard error (``analyze --format json``) should not pay
+    if name == "stderr":
+        return _stderr()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _stderr() -> Console:
+    global _console
+    if _console is None:
+        from rich.console import Console
+
+        _console = Console(stderr=True, highlight=False, markup=False, emoji=False)
+    return _console
 
 
 def warn(message: str) -> None:
-    stderr.print(f"sheaftune: warning: {message}")
+    _stderr().print(f"sheaftune: warning: {message}")
 
 
 def warn_meta(meta: TraceMeta) -> None:

@@ -9,6 +9,7 @@ and returns the EventTable with ``meta.source`` and ``meta.format`` filled in.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Iterator
 
 from sheaftune.errors import InputError, UsageError
 from sheaftune.events import EventTable
@@ -40,7 +41,12 @@ READER_NAMES: tuple[str, ...] = (
 
 def readers() -> list[Reader]:
     """Instances of every available reader, in sniffing order."""
-    out: list[Reader] = []
+    return list(_iter_readers())
+
+
+def _iter_readers() -> Iterator[Reader]:
+    # one reader module at a time: sniffing a trace.dat should not import (and compile the
+    # regular expressions of) the five text readers after it
     for module, cls in _REGISTRY:
         try:
             mod = importlib.import_module(module)
@@ -48,12 +54,11 @@ def readers() -> list[Reader]:
             if e.name == module:  # reader not written yet: not available
                 continue
             raise
-        out.append(getattr(mod, cls)())
-    return out
+        yield getattr(mod, cls)()
 
 
 def get_reader(name: str) -> Reader:
-    for r in readers():
+    for r in _iter_readers():
         if r.name == name:
             return r
     raise UsageError(
@@ -65,7 +70,7 @@ def detect(source: Source) -> Reader:
     """The reader whose ``sniff`` accepts the source's first bytes; InputError if none does."""
     if not source.head:
         raise InputError("file is empty", source.display)
-    for r in readers():
+    for r in _iter_readers():
         if r.sniff(source.head):
             return r
     if b"\x00" in source.head[:4096]:

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
-import zipfile
 
 from sheaftune.errors import InputError
 from sheaftune.events import EventTable, is_native, load_native
@@ -23,6 +21,8 @@ class NativeReader:
             check_members(source.mmap_path, source.display)
             return _load(source.mmap_path, source.display)
         # stdin or a compressed .npz: numpy needs a seekable file
+        import tempfile  # (here: every run sniffs with this reader first)
+
         with tempfile.NamedTemporaryFile(suffix=".npz", delete=False) as tmp:
             try:
                 with source.open() as fh:
@@ -60,6 +60,8 @@ def check_members(path: str, display: str) -> None:
     damaged or hostile header (``'shape': (999999999999,)``) would ask for terabytes; the headers
     are read here first (at most a few KiB each) and held against the members' sizes.
     """
+    import zipfile
+
     from numpy.lib import format as npformat
 
     try:
