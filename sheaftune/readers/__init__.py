@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from sheaftune.errors import InputError, UsageError
-from sheaftune.events import EventTable
 from sheaftune.readers.base import Reader, ReadOptions, Source
+
+if TYPE_CHECKING:  # (not imported: the option choices of `--help` need no numpy)
+    from sheaftune.events import EventTable
 
 # (module, class) of every reader, in sniffing order. Imported lazily: the trace.dat reader pulls
 # in numba, which `sheaftune --help` must not pay for.

@@ -8,24 +8,21 @@ with a ``name``, a ``sniff(head)`` that recognises its format from the first byt
 
 from __future__ import annotations
 
-import bz2
-import gzip
 import io
-import lzma
 import os
 import stat
 import sys
-import tempfile
 import weakref
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import BinaryIO, Protocol
-
-import numpy as np
+from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from sheaftune.errors import InputError
-from sheaftune.events import EventTable, TraceMeta
+
+if TYPE_CHECKING:  # (numpy is imported where it is used: `--help` does not need it)
+    import numpy as np
+
+    from sheaftune.events import EventTable, TraceMeta
 
 #: How many decompressed bytes ``Source.head`` holds for sniffing.
 HEAD_BYTES = 1 << 16
@@ -112,16 +109,26 @@ class Source:
         raw = self._open_raw()
         if self.compression is None:
             return raw
+        # the decompressors are imported for the input that needs one (together ~5 ms)
         if self.compression == "gzip":
+            import gzip
+
             return gzip.GzipFile(fileobj=raw)  # type: ignore[return-value]
         if self.compression == "xz":
+            import lzma
+
             return lzma.LZMAFile(raw)  # type: ignore[return-value]
         if self.compression == "bzip2":
+            import bz2
+
             return bz2.BZ2File(raw)  # type: ignore[return-value]
         return io.BufferedReader(_ZstdStream(raw), buffer_size=1 << 20)  # type: ignore[return-value]
 
     def decompression_errors(self) -> tuple[type[BaseException], ...]:
         """Exceptions a truncated or corrupt compressed stream raises while reading."""
+        import lzma
+        import zlib
+
         # zlib.error is what a corrupt deflate stream inside a valid gzip header raises
         errs: list[type[BaseException]] = [
             EOFError,
@@ -144,6 +151,8 @@ def _spool_stdin() -> tuple[str, int]:
     then reading); a file on disk instead of a copy in memory keeps a large piped trace out of
     RAM and lets the trace.dat reader map it like any file.
     """
+    import tempfile
+
     fd, path = tempfile.mkstemp(prefix="sheaftune-stdin-")
     size = 0
     try:
@@ -233,6 +242,8 @@ def backwards_per_cpu(ts: np.ndarray, cpu: np.ndarray) -> dict[int, int]:
     time, but the user should know. One stable sort by CPU (a radix sort for uint16, linear)
     and one comparison of neighbours: no Python work per event.
     """
+    import numpy as np
+
     if len(ts) < 2:
         return {}
     order = np.argsort(cpu, kind="stable")
