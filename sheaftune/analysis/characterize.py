@@ -15,9 +15,27 @@ from typing import Any, ClassVar
 import numpy as np
 
 from sheaftune import gfp as gfpmod
-from sheaftune.events import NO_CACHE, Op
-from sheaftune.normalize import CHUNK_ROWS, Normalized, alloc_mask, group_rows
+from sheaftune.analysis._characterize_layout import (
+    NOPS,
+    NSTATS,
+    S_ALLOCS,
+    S_CROSS,
+    S_LIVE,
+    S_MATCHED,
+    S_NOWAIT,
+    S_REQ_SUM,
+    S_UNSEEN,
+)
+from sheaftune.compiled import kernels
+from sheaftune.events import Op
+from sheaftune.normalize import CHUNK_ROWS, Normalized
 from sheaftune.results import Record
+
+_KERNELS = "sheaftune.analysis._characterize_kernels"
+#: first sizes of the kernels' hash tables of (cache, side, site) and (cache, slot size)
+#: pairs (powers of two; doubled when half full)
+SITE_SLOTS = 1 << 12
+SIZE_SLOTS = 1 << 10
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
 #: frees through kfree_rcu and bulk frees fire no event).
@@ -73,153 +91,124 @@ class AnalysisSet(Record):
 def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Analysis:
     """Statistics per cache (all caches, or those named in ``cache_filter``) and per trace.
 
-    Counts accumulate over chunks of ``CHUNK_ROWS`` rows, so the temporaries stay bounded on
-    huge traces (file-mapped columns are released after each chunk); only the matched frees'
-    lifetimes are kept whole, because percentiles need them all.
+    Two compiled passes over the rows (``_characterize_kernels``): one counts everything per
+    cache, per CPU and per call site into arrays sized by caches, CPUs and the distinct (cache,
+    site) and (cache, size) pairs; the second writes the matched frees' lifetimes grouped by
+    cache, whose percentiles are then selected without sorting. Both go a chunk of
+    ``CHUNK_ROWS`` rows at a time, giving back the pages of file-mapped columns in between
+    (issue 10); only the lifetimes (8 bytes per matched free) are kept whole.
     """
     t = norm.table
     meta = t.meta
     n = len(t)
     ts = t.ts_ns
     ncaches = len(t.caches)
+    stride = ncaches + 1  # the last cache slot: events no cache is counted for
     span_ns = int(ts[-1] - ts[0]) if n else 0
     scale = 1e-9 if meta.ts_is_ns else 1.0
-    nops = len(Op)
+    k = kernels(_KERNELS)
+    wide = norm.alloc_of.dtype == np.int64
+    count_rows = k.count_rows_i8 if wide else k.count_rows_i4
+    lifetimes = k.lifetimes_i8 if wide else k.lifetimes_i4
+
     site_funcs = [site_function(s) for s in t.sites]
     func_names, func_of_site = np.unique(np.array(site_funcs, dtype=object), return_inverse=True)
-    func_of_site = func_of_site.astype(np.int64)
+    func_of_site = np.ascontiguousarray(func_of_site, dtype=np.int64)
     nfuncs = len(func_names)
 
-    by_op_n = np.zeros((ncaches + 1) * nops, dtype=np.int64)
-    matched = np.zeros(ncaches + 1, dtype=np.int64)
-    unseen = np.zeros(ncaches + 1, dtype=np.int64)
-    live = np.zeros(ncaches + 1, dtype=np.int64)
-    nowait = np.zeros(ncaches + 1, dtype=np.int64)
-    cross_by_cache = np.zeros(ncaches + 1, dtype=np.int64)
-    req_sum = np.zeros(ncaches + 1, dtype=np.int64)
     cpu_max = -1
-    cpu_pairs: list[tuple[np.ndarray, np.ndarray]] = []  # (key, count) per chunk
-    site_pairs: dict[bool, list[tuple[np.ndarray, np.ndarray]]] = {True: [], False: []}
-    size_pairs: list[tuple[np.ndarray, np.ndarray]] = []
-    # filled in place (at most every matched free): no list of chunks to concatenate
-    nmf = int(norm.counts.get("matched_free", n))
-    lifetime = np.empty(nmf, dtype=np.int64)
-    mf_cache_all = np.empty(nmf, dtype=np.int32)
-    at = 0
     for lo in range(0, n, CHUNK_ROWS):
-        hi = min(n, lo + CHUNK_ROWS)
-        op = t.op[lo:hi]
-        cpu = t.cpu[lo:hi].astype(np.int64)
-        cpu_max = max(cpu_max, int(cpu.max()))
-        cache_id = t.cache_id[lo:hi]
-        is_alloc = alloc_mask(op)
-        is_free = ~is_alloc
-        # (NULL frees and failed allocations: the events whose pointer is NULL)
-        counted = (cache_id != NO_CACHE) & (t.ptr[lo:hi] != 0)
-        cid = np.where(counted, cache_id, ncaches).astype(np.int64)  # ncaches: "not attributed"
-        src = norm.alloc_of[lo:hi]
-
-        def per_cache(mask: np.ndarray, cid: np.ndarray = cid) -> np.ndarray:
-            return np.bincount(cid[mask], minlength=ncaches + 1)
-
-        by_op_n += np.bincount(cid * nops + op, minlength=(ncaches + 1) * nops)
-        has_src = is_free & (src >= 0)
-        matched += per_cache(has_src)
-        unseen += per_cache(norm.reused_by[lo:hi] >= 0)
-        live += per_cache(norm.live_at_end[lo:hi])
-        nowait += per_cache(is_alloc & ((t.gfp[lo:hi] & gfpmod.__GFP_DIRECT_RECLAIM) == 0))
-
-        mf = np.nonzero(has_src & counted)[0]
-        msrc = src[mf]
-        lifetime[at : at + len(mf)] = ts[lo + mf] - ts[msrc]
-        mf_cache = cid[mf]
-        mf_cache_all[at : at + len(mf)] = mf_cache
-        at += len(mf)
-        cross = t.cpu[lo + mf] != t.cpu[msrc]
-        cross_by_cache += np.bincount(mf_cache[cross], minlength=ncaches + 1)
-
-        # per-cache per-CPU split: (cache, cpu, is_free) keys, counted per chunk
-        key = (cid * 65536 + cpu) * 2 + is_free
-        cpu_pairs.append(np.unique(key, return_counts=True))
-
-        site = t.site_id[lo:hi]
-        for alloc_side in (True, False):
-            idx = np.nonzero((is_alloc if alloc_side else is_free) & counted & (site >= 0))[0]
-            if len(idx) and nfuncs:
-                k = cid[idx] * nfuncs + func_of_site[site[idx]]
-                site_pairs[alloc_side].append(np.unique(k, return_counts=True))
-
-        idx = np.nonzero(is_alloc & counted)[0]
-        if len(idx):
-            sk = cid[idx] * (1 << 32) + t.bytes_alloc[lo:hi][idx].astype(np.int64)
-            size_pairs.append(np.unique(sk, return_counts=True))
-            # exact integer sums through float bincounts: 16-bit halves never reach 2**53
-            req = t.bytes_req[lo:hi][idx]
-            for shift in (0, 16):
-                half = ((req >> shift) & 0xFFFF).astype(np.float64)
-                part = np.bincount(cid[idx], weights=half, minlength=ncaches + 1)
-                req_sum += part.astype(np.int64) << shift
-        del op, cpu, cache_id, is_alloc, is_free, counted, cid, src
+        cpu_max = max(cpu_max, int(t.cpu[lo : lo + CHUNK_ROWS].max()))
         t.release()
-
-    by_op_arr = by_op_n.reshape(ncaches + 1, nops)[:ncaches]
-    by_op = {o: by_op_arr[:, int(o)] for o in Op}
-    allocs = by_op_arr[:, int(Op.KMEM_CACHE_ALLOC)] + by_op_arr[:, int(Op.KMALLOC)]
-    frees = by_op_arr[:, int(Op.KMEM_CACHE_FREE)] + by_op_arr[:, int(Op.KFREE)]
     ncpus = max(int(meta.cpus), cpu_max + 1)
     width = ncpus if ncpus else 1
-    a_cpu = np.zeros((ncaches + 1) * width, dtype=np.int64)
-    f_cpu = np.zeros((ncaches + 1) * width, dtype=np.int64)
-    keys, counts = _merge_counts(cpu_pairs)
-    side = keys % 2
-    flat = (keys // 2 // 65536) * width + (keys // 2) % 65536
-    np.add.at(a_cpu, flat[side == 0], counts[side == 0])
-    np.add.at(f_cpu, flat[side == 1], counts[side == 1])
 
-    lifetime = lifetime[:at]
-    # lifetimes grouped by cache (int32 rows, no sort as long as all of them); each cache's
-    # are sorted when its statistics are made
-    lt_rows, lt_bounds = group_rows(mf_cache_all[:at], ncaches)
-    del mf_cache_all
+    by_op_n = np.zeros(stride * NOPS, dtype=np.int64)
+    stats = np.zeros((NSTATS, stride), dtype=np.int64)
+    per_cpu = np.zeros(2 * stride * width, dtype=np.int64)
+    tables = [_new_table(SITE_SLOTS), _new_table(SIZE_SLOTS)]
+    fill = np.zeros(2, dtype=np.int64)
+    cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req)
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        at = lo
+        while at < hi:
+            at = count_rows(
+                at, hi, ncaches, width, gfpmod.__GFP_DIRECT_RECLAIM, *cols, norm.alloc_of,
+                norm.reused_by, norm.live_at_end, func_of_site, nfuncs, by_op_n, stats,
+                per_cpu, *tables[0], *tables[1], fill,
+            )  # fmt: skip
+            if at < hi:  # a hash table reached half full: double it, go on from that row
+                for j in range(2):
+                    if fill[j] >= len(tables[j][0]) >> 1:
+                        old = tables[j]
+                        tables[j] = _new_table(2 * len(old[0]))
+                        k.rehash(*old, *tables[j])
+        t.release()
 
-    alloc_sites = _top_sites(_merge_counts(site_pairs[True]), func_names)
-    free_sites = _top_sites(_merge_counts(site_pairs[False]), func_names)
-    sizes = _sizes(_merge_counts(size_pairs), req_sum)
+    by_op_arr = by_op_n.reshape(stride, NOPS)
+    by_op = by_op_arr[:ncaches].T.tolist()
+    allocs = (by_op_arr[:ncaches, Op.KMEM_CACHE_ALLOC] + by_op_arr[:ncaches, Op.KMALLOC]).tolist()
+    frees = (by_op_arr[:ncaches, Op.KMEM_CACHE_FREE] + by_op_arr[:ncaches, Op.KFREE]).tolist()
+    events_by_op = by_op_arr.sum(axis=0).tolist()
+    a_cpu = per_cpu[: stride * width].reshape(stride, width)
+    f_cpu = per_cpu[stride * width :].reshape(stride, width)
 
+    # lifetimes grouped by cache: each cache's matched frees counted above give its offset
+    nmatched = stats[S_MATCHED, :ncaches]
+    bounds = np.zeros(ncaches + 1, dtype=np.int64)
+    np.cumsum(nmatched, out=bounds[1:])
+    lifetime = np.empty(int(bounds[-1]), dtype=np.int64)
+    pos = bounds[:-1].copy()
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        lifetimes(lo, hi, ncaches, t.op, t.cache_id, t.ptr, norm.alloc_of, ts, pos, lifetime)
+        t.release()
+    lt_stats = _lifetime_stats(k, lifetime, bounds)
+    del lifetime
+
+    sites = _top_sites(tables[0], ncaches, func_names)
+    sizes = _sizes(tables[1], stats[S_REQ_SUM], stats[S_ALLOCS])
+
+    matched = stats[S_MATCHED].tolist()
+    unseen = stats[S_UNSEEN].tolist()
+    live = stats[S_LIVE].tolist()
+    nowait = stats[S_NOWAIT].tolist()
+    cross = stats[S_CROSS].tolist()
+    ops = list(Op)
     wanted = set(cache_filter) if cache_filter else None
     caches: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(t.caches):
         if wanted is not None and name not in wanted:
             continue
-        if allocs[c] == 0 and frees[c] == 0:
+        na, nf = allocs[c], frees[c]
+        if na == 0 and nf == 0:
             continue
-        lts = np.sort(lifetime[lt_rows[lt_bounds[c] : lt_bounds[c + 1]]])
-        nmatched = int(matched[c])
+        nm = matched[c]
+        ac, fc = a_cpu[c], f_cpu[c]
+        cpus = np.flatnonzero(ac | fc).tolist()
         st: dict[str, Any] = {
-            "alloc": int(allocs[c]),
-            "free": int(frees[c]),
-            "events_by_type": {o.tracepoint: int(by_op[o][c]) for o in Op if by_op[o][c]},
-            "matched_free": nmatched,
-            "unmatched_free": int(frees[c]) - nmatched,
-            "unseen_free": int(unseen[c]),
-            "live_at_end": int(live[c]),
-            "alloc_per_s": _rate(int(allocs[c]), span_ns, scale),
-            "free_per_s": _rate(int(frees[c]), span_ns, scale),
-            "cross_cpu_free": int(cross_by_cache[c]),
-            "cross_cpu_free_share": _share(int(cross_by_cache[c]), nmatched),
-            "lifetime_ns": _percentiles(lts, meta.ts_is_ns),
+            "alloc": na,
+            "free": nf,
+            "events_by_type": {o.tracepoint: by_op[o][c] for o in ops if by_op[o][c]},
+            "matched_free": nm,
+            "unmatched_free": nf - nm,
+            "unseen_free": unseen[c],
+            "live_at_end": live[c],
+            "alloc_per_s": _rate(na, span_ns, scale),
+            "free_per_s": _rate(nf, span_ns, scale),
+            "cross_cpu_free": cross[c],
+            "cross_cpu_free_share": _share(cross[c], nm),
+            "lifetime_ns": lt_stats[c],
             "per_cpu": {
-                str(k): {"alloc": int(a_cpu[c * width + k]), "free": int(f_cpu[c * width + k])}
-                for k in range(width)
-                if a_cpu[c * width + k] or f_cpu[c * width + k]
+                str(p): {"alloc": a, "free": f}
+                for p, a, f in zip(cpus, ac[cpus].tolist(), fc[cpus].tolist(), strict=True)
             },
-            "alloc_sites": alloc_sites.get(c, []),
-            "free_sites": free_sites.get(c, []),
-            "nowait_share": _share(int(nowait[c]), int(allocs[c])),
+            "alloc_sites": sites[0].get(c, []),
+            "free_sites": sites[1].get(c, []),
+            "nowait_share": _share(nowait[c], na),
             "object_size": sizes.get(c),
-            "invisible_frees": bool(
-                allocs[c] >= FLAG_MIN_ALLOCS and int(frees[c]) < VISIBLE_FREE_FLAG * allocs[c]
-            ),
+            "invisible_frees": bool(na >= FLAG_MIN_ALLOCS and nf < VISIBLE_FREE_FLAG * na),
         }
         caches[name] = st
 
@@ -233,7 +222,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         "buffer": meta.buffer,
         "buffers": list(meta.buffers),
         "events": n,
-        "events_by_type": t.events_by_type(),
+        "events_by_type": {o.tracepoint: events_by_op[o] for o in ops},
         "cpus": ncpus,
         "first_ts": _seconds(int(ts[0]), meta.ts_is_ns) if n else None,
         "last_ts": _seconds(int(ts[-1]), meta.ts_is_ns) if n else None,
@@ -291,69 +280,97 @@ def _seconds(ts: int, is_ns: bool) -> float:
     return round(ts / 1e9, 9) if is_ns else float(ts)
 
 
-def _percentiles(values: np.ndarray, is_ns: bool) -> dict[str, int] | None:
-    if len(values) == 0:
-        return None
-    out = {f"p{p}": int(np.percentile(values, p, method="lower")) for p in LIFETIME_PERCENTILES}
-    out["max"] = int(values[-1])
-    out["min"] = int(values[0])
-    return out
+def _new_table(slots: int) -> tuple[np.ndarray, np.ndarray]:
+    """An empty hash table of the kernels (keys -1: empty slot; counts)."""
+    return np.full(slots, -1, dtype=np.int64), np.zeros(slots, dtype=np.int64)
 
 
-def _merge_counts(pairs: list[tuple[np.ndarray, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
-    """Sum (keys, counts) pairs from several chunks into one sorted (keys, counts)."""
-    if not pairs:
-        return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-    keys = np.concatenate([k for k, _ in pairs])
-    counts = np.concatenate([c for _, c in pairs])
-    uniq, inverse = np.unique(keys, return_inverse=True)
-    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
+def _entries(table: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """A hash table's (key, count) pairs, sorted by key."""
+    keys, counts = table
+    used = np.flatnonzero(keys != -1)
+    order = np.argsort(keys[used])
+    return keys[used][order], counts[used][order]
+
+
+def _lifetime_stats(
+    k: Any, lifetime: np.ndarray, bounds: np.ndarray
+) -> list[dict[str, int] | None]:
+    """Per cache: its lifetimes' ``LIFETIME_PERCENTILES`` (numpy's ``method="lower"``: the
+    value at index floor((n - 1) * p / 100) of the sorted values, the same float arithmetic),
+    max and min; None for a cache without lifetimes. Reorders ``lifetime`` within each cache."""
+    sizes = np.diff(bounds)
+    ks = np.empty((len(sizes), len(LIFETIME_PERCENTILES)), dtype=np.int64)
+    for j, p in enumerate(LIFETIME_PERCENTILES):
+        ks[:, j] = np.floor((sizes - 1) * (p / 100))
+    np.maximum(ks, 0, out=ks)
+    out = np.zeros((len(sizes), len(LIFETIME_PERCENTILES) + 2), dtype=np.int64)
+    k.order_stats(lifetime, bounds, ks, out)
+    names = [f"p{p}" for p in LIFETIME_PERCENTILES] + ["max", "min"]
+    return [
+        dict(zip(names, row, strict=True)) if m else None
+        for m, row in zip(sizes.tolist(), out.tolist(), strict=True)
+    ]
 
 
 def _top_sites(
-    merged: tuple[np.ndarray, np.ndarray], func_names: np.ndarray
-) -> dict[int, list[dict[str, Any]]]:
-    """Per cache, the TOP_SITES call-site functions by event count (keys: cache * nfuncs +
-    function)."""
-    keys, counts = merged
+    table: tuple[np.ndarray, np.ndarray], ncaches: int, func_names: np.ndarray
+) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
+    """Per side (allocations, frees), per cache: the TOP_SITES call-site functions by event
+    count, equal counts in function-name order (keys: (cache * 2 + side) * nfuncs + function)."""
+    out: tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]] = ({}, {})
+    keys, counts = _entries(table)
     if len(keys) == 0:
-        return {}
+        return out
     nf = len(func_names)
-    out: dict[int, list[dict[str, Any]]] = {}
-    caches_of = keys // nf
-    for c in np.unique(caches_of).tolist():
-        sel = caches_of == c
-        k, cnt = keys[sel], counts[sel]
-        total = int(cnt.sum())
-        top = np.argsort(-cnt, kind="stable")[:TOP_SITES]
-        out[c] = [
-            {
-                "site": str(func_names[int(k[j]) % nf]),
-                "count": int(cnt[j]),
-                "share": round(int(cnt[j]) / total, 6),
-            }
-            for j in top
-        ]
+    group = keys // nf
+    totals = np.bincount(group, weights=counts, minlength=2 * ncaches).astype(np.int64)
+    order = np.lexsort((keys, -counts, group))
+    group_s = group[order]
+    rank = np.arange(len(order)) - np.searchsorted(group_s, group_s)
+    top = order[rank < TOP_SITES]
+    totals_l = totals.tolist()
+    names = func_names.tolist()
+    for g, key, cnt in zip(
+        group[top].tolist(), keys[top].tolist(), counts[top].tolist(), strict=True
+    ):
+        c, side = divmod(g, 2)
+        out[side].setdefault(c, []).append(
+            {"site": str(names[key % nf]), "count": cnt, "share": round(cnt / totals_l[g], 6)}
+        )
     return out
 
 
-def _sizes(merged: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray) -> dict[int, dict[str, Any]]:
+def _sizes(
+    table: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray, nalloc: np.ndarray
+) -> dict[int, dict[str, Any]]:
     """Per cache: the most common slot size (the smallest of equals), its range, and the mean
     requested size (keys: cache * 2**32 + bytes_alloc)."""
-    keys, counts = merged
+    keys, counts = _entries(table)
     out: dict[int, dict[str, Any]] = {}
     if len(keys) == 0:
         return out
     caches_of = keys >> 32
-    bounds = np.flatnonzero(np.r_[True, caches_of[1:] != caches_of[:-1], True])
-    for s, e in zip(bounds[:-1], bounds[1:], strict=True):
-        c = int(caches_of[s])
-        vals = keys[s:e] & 0xFFFFFFFF
-        cnts = counts[s:e]
+    vals = keys & 0xFFFFFFFF
+    # by cache, then count descending, then size: each cache's first row is its mode
+    order = np.lexsort((vals, -counts, caches_of))
+    first = np.flatnonzero(np.r_[True, caches_of[order][1:] != caches_of[order][:-1]])
+    starts = np.flatnonzero(np.r_[True, caches_of[1:] != caches_of[:-1]])
+    ends = np.r_[starts[1:], len(keys)] - 1
+    cs = caches_of[starts]
+    mean = req_sum[cs] / nalloc[cs]  # numpy's float division, as np.int64 / np.int64
+    for c, mode, lo, hi, m in zip(
+        cs.tolist(),
+        vals[order[first]].tolist(),
+        vals[starts].tolist(),
+        vals[ends].tolist(),
+        mean.tolist(),
+        strict=True,
+    ):
         out[c] = {
-            "bytes_alloc": int(vals[np.argmax(cnts)]),
-            "bytes_alloc_min": int(vals.min()),
-            "bytes_alloc_max": int(vals.max()),
-            "bytes_req_mean": round(float(req_sum[c] / cnts.sum()), 3),
+            "bytes_alloc": mode,
+            "bytes_alloc_min": lo,
+            "bytes_alloc_max": hi,
+            "bytes_req_mean": round(m, 3),
         }
     return out
