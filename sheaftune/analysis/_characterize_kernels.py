@@ -1,5 +1,5 @@
 """Compiled (numba) kernels of ``characterize``: the per-cache, per-CPU and per-call-site counts
-of a trace in one pass, its matched frees' lifetimes grouped by cache in a second, and their
+of a trace in one pass, the matched frees' lifetimes grouped by cache in a second, and their
 percentiles by selection.
 
 Nothing imports this module but :mod:`sheaftune.compiled` (and tests): ``characterize`` gets
@@ -10,22 +10,28 @@ the caller with the exact dtypes the signatures fix. Row-index columns (``alloc_
 ``reused_by``) are int32 below 2**31 rows and int64 above, so the kernels reading them are
 exported once per width (``_i4``/``_i8``).
 
-Every kernel works on a range of rows ``lo..hi`` of whole columns, so the caller can go a chunk
-at a time and give back the pages of file-mapped columns in between (issue 10). Indices read
-from the data (cache, op, call site, matched allocation) are checked before they index a
-counter: a damaged table can be miscounted, never written out of bounds.
+The per-row loops avoid branches on the data (allocations and frees, matched or not, on one
+CPU or two alternate unpredictably): every row adds to every counter it could touch, a flag
+(0 or 1) deciding whether into its cache's slot or a slot nobody reads. They work on a range
+of rows ``lo..hi`` of whole columns, so the caller can go a chunk at a time and give back the
+pages of file-mapped columns in between (issue 10). Indices read from the data (cache, op,
+call site, matched allocation) are clamped before they index anything: a damaged table can be
+miscounted, never read or written out of bounds.
 
-Counter layouts (the caller's ``characterize`` reads them):
+Counters (``_characterize_layout`` has the constants; ``cid`` is the event's cache, or
+``ncaches`` for the events no cache is counted for):
 
-* ``by_op[cid * NOPS + op]``; ``cid`` is the event's cache, or ``ncaches`` for events no cache
-  is counted for (unknown cache, NULL pointer).
-* ``stats[S_*, cid]`` (the ``S_`` constants of ``_characterize_layout``).
+* ``hist[cid * NCODES + code]``: events by op and flags.
 * ``per_cpu[(side * (ncaches + 1) + cid) * width + cpu]``, side 0 allocations, 1 frees.
-* Two open-addressing hash tables (``keys`` -1 where empty, ``counts``, linear probing, a power
-  of two long) count the distinct (cache, side, call-site function) and (cache, slot size)
-  pairs; ``fill`` holds their occupancy. ``count_rows`` stops before a row that could take
-  either table past half full and returns that row, so the caller can grow the table
-  (``rehash``) and go on from there.
+* ``req_sum[cid]``: requested bytes of the counted allocations.
+* Two open-addressing hash tables count the distinct (cache, side, call-site function) and
+  (cache, slot size) pairs: ``keys`` (-1 where empty; a power of two long, linear probing) and
+  ``counts`` (one longer: the last slot takes what is not counted). ``fill`` holds their
+  occupancy; ``count_rows`` stops before a row that could take either past half full and
+  returns that row, so the caller can grow the table (``rehash``) and go on from there.
+  ``memo_key``/``memo_slot`` remember, per (side, call site) and per cache, the last key seen
+  and its slot (most call sites feed one cache, most caches have one slot size), so a row
+  rarely probes.
 """
 
 from __future__ import annotations
@@ -34,14 +40,13 @@ import numpy as np
 from numba import njit
 
 from sheaftune.analysis._characterize_layout import (
-    NOPS,
-    S_ALLOCS,
-    S_CROSS,
-    S_LIVE,
-    S_MATCHED,
-    S_NOWAIT,
-    S_REQ_SUM,
-    S_UNSEEN,
+    B_CROSS,
+    B_LIVE,
+    B_MATCHED,
+    B_NOWAIT,
+    B_UNSEEN,
+    NCODES,
+    OP_BITS,
 )
 from sheaftune.events import Op
 
@@ -50,31 +55,27 @@ _inline = njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ign
 
 _KCA = int(Op.KMEM_CACHE_ALLOC)
 _KMA = int(Op.KMALLOC)
-
+_OP_MASK = (1 << OP_BITS) - 1
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
+#: a memo key no real key equals: the memo slot of rows not counted (it points past the table)
+_TRASH = -2
 
 
 @_inline
-def _slot(key, mask):  # type: ignore[no-untyped-def]
-    # multiplicative hash, top bits folded down: sequential keys still spread
-    h = np.uint64(key) * _HASH_MUL
-    return np.int64((h ^ (h >> np.uint64(29))) & np.uint64(mask))
-
-
-@_inline
-def _add(keys, counts, key, n):  # type: ignore[no-untyped-def]
-    """Add n to key's count; returns 1 if the key was new."""
+def _find(keys, counts, key, fill, w):  # type: ignore[no-untyped-def]
+    """The slot of key in the table (inserted with count 0, and fill[w] counted, if new)."""
     mask = len(keys) - 1
-    j = _slot(key, mask)
+    h = np.uint64(key) * _HASH_MUL
+    j = np.int64((h ^ (h >> np.uint64(29))) & np.uint64(mask))
     while True:
         k = keys[j]
         if k == key:
-            counts[j] += n
-            return 0
+            return j
         if k == -1:
             keys[j] = key
-            counts[j] = n
-            return 1
+            counts[j] = 0
+            fill[w] += 1
+            return j
         j = (j + 1) & mask
 
 
@@ -97,81 +98,104 @@ def _count_rows(  # type: ignore[no-untyped-def]
     live_at_end,
     func_of_site,
     nfuncs,
-    by_op,
-    stats,
+    hist,
     per_cpu,
+    req_sum,
     site_keys,
     site_counts,
     size_keys,
     size_counts,
+    memo_key,
+    memo_slot,
     fill,
 ):
     """Count rows lo..hi into the counters (see the module docstring); returns the row it
-    stopped before (hi when done, less when a hash table needs to grow first)."""
+    stopped before (hi when done, less when a hash table must grow first).
+
+    ``func_of_site`` has one entry per call site plus one spare; ``memo_key``/``memo_slot``
+    are 2 * sites + 1 + ncaches + 1 long (reset here: slots move when a table grows)."""
     n = len(op)
-    nsites = len(func_of_site)
+    nsites = len(func_of_site) - 1
+    stride = ncaches + 1
     site_room = len(site_keys) >> 1
     size_room = len(size_keys) >> 1
-    stride = ncaches + 1
+    zbase = 2 * nsites + 1  # the caches' memo entries
+    for j in range(len(memo_key)):
+        memo_key[j] = -1
+    memo_key[2 * nsites] = _TRASH
+    memo_slot[2 * nsites] = len(site_keys)
+    memo_key[zbase + ncaches] = _TRASH
+    memo_slot[zbase + ncaches] = len(size_keys)
     for i in range(lo, hi):
         if fill[0] >= site_room or fill[1] >= size_room:
             return i
         o = np.int64(op[i])
-        is_alloc = o == _KCA or o == _KMA
+        is_alloc = np.int64((o == _KCA) | (o == _KMA))
+        is_free = 1 - is_alloc
         c = np.int64(cache_id[i])
-        counted = c >= 0 and c < ncaches and ptr[i] != 0
-        cid = c if counted else ncaches
-        if o < NOPS:
-            by_op[cid * NOPS + o] += 1
-        cp = np.int64(cpu[i])
-        if cp < width:
-            per_cpu[((0 if is_alloc else 1) * stride + cid) * width + cp] += 1
-        if reused_by[i] >= 0:
-            stats[S_UNSEEN, cid] += 1
-        if live_at_end[i]:
-            stats[S_LIVE, cid] += 1
+        counted = np.int64((c >= 0) & (c < ncaches) & (ptr[i] != 0))
+        cid = ncaches + (c - ncaches) * counted
+        src = np.int64(alloc_of[i])
+        has = is_free & np.int64((src >= 0) & (src < n))
+        cross = has & counted & np.int64(cpu[i] != cpu[min(max(src, 0), n - 1)])
+        nowait = is_alloc & np.int64((np.int64(gfp[i]) & reclaim) == 0)
+        code = (
+            (o & _OP_MASK)
+            | (np.int64(reused_by[i] >= 0) << B_UNSEEN)
+            | (np.int64(live_at_end[i]) << B_LIVE)
+            | (nowait << B_NOWAIT)
+            | (has << B_MATCHED)
+            | (cross << B_CROSS)
+        )
+        hist[cid * NCODES + code] += 1
+        cp = min(np.int64(cpu[i]), width - 1)
+        per_cpu[(is_free * stride + cid) * width + cp] += 1
+        ac = is_alloc & counted
+        req_sum[cid] += np.int64(bytes_req[i]) * ac
+
+        zkey = ac * ((cid << 32) + np.int64(bytes_alloc[i]) - _TRASH) + _TRASH
+        zm = zbase + ncaches + (cid - ncaches) * ac
+        if memo_key[zm] != zkey:
+            memo_key[zm] = zkey
+            memo_slot[zm] = _find(size_keys, size_counts, zkey, fill, 1)
+        size_counts[memo_slot[zm]] += 1
+
         s = np.int64(site_id[i])
-        if is_alloc:
-            if (np.int64(gfp[i]) & reclaim) == 0:
-                stats[S_NOWAIT, cid] += 1
-            if counted:
-                stats[S_REQ_SUM, cid] += np.int64(bytes_req[i])
-                stats[S_ALLOCS, cid] += 1
-                fill[1] += _add(size_keys, size_counts, (cid << 32) + np.int64(bytes_alloc[i]), 1)
-                if s >= 0 and s < nsites:
-                    key = (cid * 2) * nfuncs + func_of_site[s]
-                    fill[0] += _add(site_keys, site_counts, key, 1)
-        else:
-            src = np.int64(alloc_of[i])
-            if src >= 0 and src < n:
-                stats[S_MATCHED, cid] += 1
-                if counted and cpu[i] != cpu[src]:
-                    stats[S_CROSS, cid] += 1
-            if counted and s >= 0 and s < nsites:
-                key = (cid * 2 + 1) * nfuncs + func_of_site[s]
-                fill[0] += _add(site_keys, site_counts, key, 1)
+        sv = counted & np.int64((s >= 0) & (s < nsites))
+        sc = min(max(s, 0), nsites)
+        skey = sv * ((cid * 2 + is_free) * nfuncs + func_of_site[sc] - _TRASH) + _TRASH
+        sm = 2 * nsites + sv * (is_free * nsites + sc - 2 * nsites)
+        if memo_key[sm] != skey:
+            memo_key[sm] = skey
+            memo_slot[sm] = _find(site_keys, site_counts, skey, fill, 0)
+        site_counts[memo_slot[sm]] += 1
     return hi
 
 
 def _lifetimes(lo, hi, ncaches, op, cache_id, ptr, alloc_of, ts, at, out):  # type: ignore[no-untyped-def]
     """Write the lifetime (ts of the free - ts of its allocation) of every counted matched
     free among rows lo..hi to ``out[at[cid]]`` and advance ``at[cid]``: ``at`` starts at each
-    cache's offset, so the lifetimes come out grouped by cache, in row order within each."""
+    cache's offset, so the lifetimes come out grouped by cache, in row order within each.
+    ``at[ncaches]`` is the last slot of ``out``, where the other rows write (and stay)."""
     n = len(op)
+    last = len(out) - 1
     for i in range(lo, hi):
-        o = op[i]
-        if o == _KCA or o == _KMA:
-            continue
+        o = np.int64(op[i])
         src = np.int64(alloc_of[i])
-        if src < 0 or src >= n:
-            continue
         c = np.int64(cache_id[i])
-        if c < 0 or c >= ncaches or ptr[i] == 0:
-            continue
-        j = at[c]
-        if j < len(out):
-            out[j] = ts[i] - ts[src]
-            at[c] = j + 1
+        v = np.int64(
+            (o != _KCA)
+            & (o != _KMA)
+            & (src >= 0)
+            & (src < n)
+            & (c >= 0)
+            & (c < ncaches)
+            & (ptr[i] != 0)
+        )
+        cc = ncaches + (c - ncaches) * v
+        j = min(at[cc], last)
+        out[j] = ts[i] - ts[min(max(src, 0), n - 1)]
+        at[cc] = j + v
     return hi
 
 
@@ -206,46 +230,53 @@ def _heapsort(a, lo, hi):  # type: ignore[no-untyped-def]
 
 
 @_inline
+def _partition(a, lo, hi, pivot, or_equal):  # type: ignore[no-untyped-def]
+    """Move the values of a[lo:hi] below pivot (or, with or_equal, not above it) to the front;
+    returns where the others start. Branch-free Lomuto with a gap (Orson Peters' cyclic
+    variant): whether a value goes left is added to an index, never branched on."""
+    tmp = a[lo]
+    left = lo
+    gap = lo
+    for right in range(lo + 1, hi):
+        r = a[right]
+        a[gap] = a[left]
+        a[left] = r
+        gap = right
+        left += np.int64(r < pivot) | (or_equal & np.int64(r == pivot))
+    a[gap] = a[left]
+    a[left] = tmp
+    left += np.int64(tmp < pivot) | (or_equal & np.int64(tmp == pivot))
+    return left
+
+
+@_inline
 def _select(a, lo, hi, k):  # type: ignore[no-untyped-def]
-    """Reorder a[lo:hi] so that a[k] is the value a sort would put there, none before it
-    larger and none after it smaller (quickselect, median of three, Hoare partitions; a
-    heapsort of what is left if the partitions go badly, so never quadratic)."""
+    """Reorder a[lo:hi] so that a[k] is the value a sort would put there, none before it larger
+    and none after it smaller (quickselect on a median of three; a heapsort of what is left if
+    the partitions go badly, so never quadratic)."""
     budget = 64
     while hi - lo > 16:
         if budget == 0:
             _heapsort(a, lo, hi)
             return
         budget -= 1
-        mid = lo + ((hi - lo) >> 1)
-        x, y, z = a[lo], a[mid], a[hi - 1]
+        x, y, z = a[lo], a[lo + ((hi - lo) >> 1)], a[hi - 1]
         if x > y:
             x, y = y, x
         if y > z:
             y = z
             if x > y:
                 y = x
-        pivot = y
-        i = lo - 1
-        j = hi
-        while True:
-            i += 1
-            while a[i] < pivot:
-                i += 1
-            j -= 1
-            while a[j] > pivot:
-                j -= 1
-            if i >= j:
-                break
-            t = a[i]
-            a[i] = a[j]
-            a[j] = t
-        # a[lo:j+1] <= pivot <= a[j+1:hi]
-        if k <= j:
-            hi = j + 1
-        else:
-            lo = j + 1
-    # insertion sort of the short rest
-    for i in range(lo + 1, hi):
+        i = _partition(a, lo, hi, y, 0)
+        if k < i:
+            hi = i  # not empty above: the pivot itself is not below it
+            continue
+        if i == lo:  # the pivot is the least value: its copies go first
+            i = _partition(a, lo, hi, y, 1)
+            if k < i:
+                return
+        lo = i
+    for i in range(lo + 1, hi):  # insertion sort of the short rest
         v = a[i]
         j = i - 1
         while j >= lo and a[j] > v:
@@ -256,8 +287,8 @@ def _select(a, lo, hi, k):  # type: ignore[no-untyped-def]
 
 def _order_stats(values, bounds, ks, out):  # type: ignore[no-untyped-def]
     """For each group g (values[bounds[g]:bounds[g + 1]], reordered in place): out[g, j] = the
-    ks[g, j]-th smallest (0-based, within the group; ks[g] ascending) for j < ks.shape[1],
-    then the maximum and the minimum. Empty groups are left alone."""
+    ks[g, j]-th smallest (0-based, within the group; ks[g] ascending and in range) for
+    j < ks.shape[1], then the maximum and the minimum. Empty groups are left alone."""
     nk = ks.shape[1]
     for g in range(len(bounds) - 1):
         lo = bounds[g]
@@ -265,33 +296,33 @@ def _order_stats(values, bounds, ks, out):  # type: ignore[no-untyped-def]
         if hi <= lo:
             continue
         start = lo
+        first = hi - 1
         for j in range(nk):
-            k = lo + ks[g, j]
+            k = lo + min(max(ks[g, j], 0), hi - lo - 1)
             _select(values, start, hi, k)
             out[g, j] = values[k]
-            start = k  # later ks are larger: only what is not smaller is left to order
-        first_k = lo + ks[g, 0] if nk else hi - 1
-        top = values[hi - 1]
+            if j == 0:
+                first = k
+            start = k  # the next k is not smaller: only what is not below this is left
+        top = values[start]
         for i in range(start, hi):
-            if values[i] > top:
-                top = values[i]
+            top = max(top, values[i])
         bottom = values[lo]
-        for i in range(lo, first_k + 1 if nk else hi):
-            if values[i] < bottom:
-                bottom = values[i]
+        for i in range(lo, first + 1):
+            bottom = min(bottom, values[i])
         out[g, nk] = top
         out[g, nk + 1] = bottom
     return 0
 
 
-def _rehash(old_keys, old_counts, keys, counts):  # type: ignore[no-untyped-def]
-    """Insert every entry of one hash table into another (empty, larger) one; returns the
-    number of entries."""
-    m = 0
+def _rehash(old_keys, old_counts, keys, counts, fill, w):  # type: ignore[no-untyped-def]
+    """Insert every entry of one hash table into another (empty, larger) one, counting the
+    entries in fill[w]; returns their number."""
+    fill[w] = 0
     for j in range(len(old_keys)):
         if old_keys[j] != -1:
-            m += _add(keys, counts, old_keys[j], old_counts[j])
-    return m
+            counts[_find(keys, counts, old_keys[j], fill, w)] += old_counts[j]
+    return fill[w]
 
 
 count_rows = _kjit(_count_rows)
@@ -306,8 +337,8 @@ lifetimes_i4 = lifetimes_i8 = lifetimes
 def _count_args(idx: str) -> str:
     return (
         "i8(i8, i8, i8, i8, i8, u1[::1], u2[::1], i4[::1], u8[::1], u4[::1], i4[::1], u4[::1], "
-        f"u4[::1], {idx}[::1], {idx}[::1], b1[::1], i8[::1], i8, i8[::1], i8[:, ::1], i8[::1], "
-        "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1])"
+        f"u4[::1], {idx}[::1], {idx}[::1], b1[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1], "
+        "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1])"
     )
 
 
@@ -322,5 +353,5 @@ AOT_EXPORTS = {
     "lifetimes_i4": _lifetime_args("i4"),
     "lifetimes_i8": _lifetime_args("i8"),
     "order_stats": "i8(i8[::1], i8[::1], i8[:, ::1], i8[:, ::1])",
-    "rehash": "i8(i8[::1], i8[::1], i8[::1], i8[::1])",
+    "rehash": "i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8)",
 }

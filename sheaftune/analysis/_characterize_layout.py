@@ -3,17 +3,17 @@
 of the kernels hashes it: an edit here rebuilds them).
 
 Counters are indexed by ``cid``: a cache index, or ``ncaches`` for the events no cache is
-counted for (unknown cache, NULL pointer).
+counted for (unknown cache, NULL pointer). Each event adds one to ``hist[cid * NCODES + code]``,
+where ``code`` holds its op (the low ``OP_BITS`` bits) and one bit per flag below.
 """
 
 from sheaftune.events import Op
 
-#: ops per cache in ``by_op`` (``by_op[cid * NOPS + op]``)
-NOPS = len(Op)
-
-#: rows of ``stats[row, cid]``: matched frees (frees with a visible allocation), allocations
-#: whose pointer was allocated again unseen, allocations live at the end, allocations without
-#: __GFP_DIRECT_RECLAIM, counted matched frees on another CPU than their allocation, and over
-#: the counted allocations: the sum of requested bytes and their number
-S_MATCHED, S_UNSEEN, S_LIVE, S_NOWAIT, S_CROSS, S_REQ_SUM, S_ALLOCS = range(7)
-NSTATS = 7
+#: bits of the op in a code (every ``Op`` fits)
+OP_BITS = 2
+assert len(Op) <= 1 << OP_BITS
+#: flag bits of a code: the allocation's pointer was allocated again unseen; the allocation is
+#: live at the end; an allocation without __GFP_DIRECT_RECLAIM; a free matched to a visible
+#: allocation; a counted matched free on another CPU than its allocation
+B_UNSEEN, B_LIVE, B_NOWAIT, B_MATCHED, B_CROSS = range(OP_BITS, OP_BITS + 5)
+NCODES = 1 << (OP_BITS + 5)

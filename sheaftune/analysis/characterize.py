@@ -16,20 +16,20 @@ import numpy as np
 
 from sheaftune import gfp as gfpmod
 from sheaftune.analysis._characterize_layout import (
-    NOPS,
-    NSTATS,
-    S_ALLOCS,
-    S_CROSS,
-    S_LIVE,
-    S_MATCHED,
-    S_NOWAIT,
-    S_REQ_SUM,
-    S_UNSEEN,
+    B_CROSS,
+    B_LIVE,
+    B_MATCHED,
+    B_NOWAIT,
+    B_UNSEEN,
+    NCODES,
+    OP_BITS,
 )
 from sheaftune.compiled import kernels
 from sheaftune.events import Op
 from sheaftune.normalize import CHUNK_ROWS, Normalized
 from sheaftune.results import Record
+
+NOPS = len(Op)
 
 _KERNELS = "sheaftune.analysis._characterize_kernels"
 #: first sizes of the kernels' hash tables of (cache, side, site) and (cache, slot size)
@@ -123,11 +123,13 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     ncpus = max(int(meta.cpus), cpu_max + 1)
     width = ncpus if ncpus else 1
 
-    by_op_n = np.zeros(stride * NOPS, dtype=np.int64)
-    stats = np.zeros((NSTATS, stride), dtype=np.int64)
+    hist = np.zeros(stride * NCODES, dtype=np.int64)
     per_cpu = np.zeros(2 * stride * width, dtype=np.int64)
+    req_sum = np.zeros(stride, dtype=np.int64)
     tables = [_new_table(SITE_SLOTS), _new_table(SIZE_SLOTS)]
     fill = np.zeros(2, dtype=np.int64)
+    memo = np.empty((2, 2 * len(func_of_site) + 1 + stride), dtype=np.int64)
+    func_of_site = np.r_[func_of_site, 0]  # the kernel's spare entry
     cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req)
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
@@ -135,18 +137,23 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         while at < hi:
             at = count_rows(
                 at, hi, ncaches, width, gfpmod.__GFP_DIRECT_RECLAIM, *cols, norm.alloc_of,
-                norm.reused_by, norm.live_at_end, func_of_site, nfuncs, by_op_n, stats,
-                per_cpu, *tables[0], *tables[1], fill,
+                norm.reused_by, norm.live_at_end, func_of_site, nfuncs, hist, per_cpu,
+                req_sum, *tables[0], *tables[1], memo[0], memo[1], fill,
             )  # fmt: skip
             if at < hi:  # a hash table reached half full: double it, go on from that row
                 for j in range(2):
                     if fill[j] >= len(tables[j][0]) >> 1:
                         old = tables[j]
                         tables[j] = _new_table(2 * len(old[0]))
-                        k.rehash(*old, *tables[j])
+                        k.rehash(*old, *tables[j], fill, j)
         t.release()
 
-    by_op_arr = by_op_n.reshape(stride, NOPS)
+    # events by op, and by flag, per cache
+    hist2 = hist.reshape(stride, NCODES)
+    by_op_arr = hist2.reshape(stride, NCODES >> OP_BITS, 1 << OP_BITS).sum(axis=1)[:, :NOPS]
+    flag_bits = np.array([B_MATCHED, B_UNSEEN, B_LIVE, B_NOWAIT, B_CROSS])
+    flags = hist2 @ ((np.arange(NCODES)[:, None] >> flag_bits) & 1)
+    matched, unseen, live, nowait, cross = flags.T.tolist()
     by_op = by_op_arr[:ncaches].T.tolist()
     allocs = (by_op_arr[:ncaches, Op.KMEM_CACHE_ALLOC] + by_op_arr[:ncaches, Op.KMALLOC]).tolist()
     frees = (by_op_arr[:ncaches, Op.KMEM_CACHE_FREE] + by_op_arr[:ncaches, Op.KFREE]).tolist()
@@ -155,11 +162,10 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     f_cpu = per_cpu[stride * width :].reshape(stride, width)
 
     # lifetimes grouped by cache: each cache's matched frees counted above give its offset
-    nmatched = stats[S_MATCHED, :ncaches]
     bounds = np.zeros(ncaches + 1, dtype=np.int64)
-    np.cumsum(nmatched, out=bounds[1:])
-    lifetime = np.empty(int(bounds[-1]), dtype=np.int64)
-    pos = bounds[:-1].copy()
+    np.cumsum(flags[:ncaches, 0], out=bounds[1:])
+    lifetime = np.empty(int(bounds[-1]) + 1, dtype=np.int64)  # + the kernel's spare slot
+    pos = np.r_[bounds[:-1], bounds[-1]]
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         lifetimes(lo, hi, ncaches, t.op, t.cache_id, t.ptr, norm.alloc_of, ts, pos, lifetime)
@@ -168,13 +174,8 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     del lifetime
 
     sites = _top_sites(tables[0], ncaches, func_names)
-    sizes = _sizes(tables[1], stats[S_REQ_SUM], stats[S_ALLOCS])
+    sizes = _sizes(tables[1], req_sum)
 
-    matched = stats[S_MATCHED].tolist()
-    unseen = stats[S_UNSEEN].tolist()
-    live = stats[S_LIVE].tolist()
-    nowait = stats[S_NOWAIT].tolist()
-    cross = stats[S_CROSS].tolist()
     ops = list(Op)
     wanted = set(cache_filter) if cache_filter else None
     caches: dict[str, dict[str, Any]] = {}
@@ -281,8 +282,9 @@ def _seconds(ts: int, is_ns: bool) -> float:
 
 
 def _new_table(slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """An empty hash table of the kernels (keys -1: empty slot; counts)."""
-    return np.full(slots, -1, dtype=np.int64), np.zeros(slots, dtype=np.int64)
+    """An empty hash table of the kernels: keys (-1: an empty slot), counts (and a last slot
+    where the rows not counted go)."""
+    return np.full(slots, -1, dtype=np.int64), np.zeros(slots + 1, dtype=np.int64)
 
 
 def _entries(table: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -341,9 +343,7 @@ def _top_sites(
     return out
 
 
-def _sizes(
-    table: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray, nalloc: np.ndarray
-) -> dict[int, dict[str, Any]]:
+def _sizes(table: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray) -> dict[int, dict[str, Any]]:
     """Per cache: the most common slot size (the smallest of equals), its range, and the mean
     requested size (keys: cache * 2**32 + bytes_alloc)."""
     keys, counts = _entries(table)
@@ -358,7 +358,7 @@ def _sizes(
     starts = np.flatnonzero(np.r_[True, caches_of[1:] != caches_of[:-1]])
     ends = np.r_[starts[1:], len(keys)] - 1
     cs = caches_of[starts]
-    mean = req_sum[cs] / nalloc[cs]  # numpy's float division, as np.int64 / np.int64
+    mean = req_sum[cs] / np.add.reduceat(counts, starts)  # numpy's int64 / int64 division
     for c, mode, lo, hi, m in zip(
         cs.tolist(),
         vals[order[first]].tolist(),
