@@ -1,22 +1,23 @@
-"""Compiled (numba) kernels of ``characterize``: the per-cache, per-CPU and per-call-site counts
-of a trace in one pass, the matched frees' lifetimes grouped by cache in a second, and their
-percentiles by selection.
+"""Compiled (numba) kernels of ``characterize``: one pass over the rows counts everything per
+cache, per CPU and per call site and collects the matched frees' lifetimes; the lifetimes are
+then grouped by cache in place and their percentiles found by selection.
 
 Nothing imports this module but :mod:`sheaftune.compiled` (and tests): ``characterize`` gets
 the kernels with ``kernels("sheaftune.analysis._characterize_kernels")``, the ahead-of-time
 build of ``AOT_EXPORTS`` (numba is not imported) or, failing that, this module under numba's
 JIT. The kernels allocate nothing (``_nrt=False``): every array, counters included, comes from
 the caller with the exact dtypes the signatures fix. Row-index columns (``alloc_of``,
-``reused_by``) are int32 below 2**31 rows and int64 above, so the kernels reading them are
-exported once per width (``_i4``/``_i8``).
+``reused_by``) are int32 below 2**31 rows and int64 above, so ``count_rows`` is exported once
+per width (``_i4``/``_i8``).
 
-The per-row loops avoid branches on the data (allocations and frees, matched or not, on one
-CPU or two alternate unpredictably): every row adds to every counter it could touch, a flag
-(0 or 1) deciding whether into its cache's slot or a slot nobody reads. They work on a range
-of rows ``lo..hi`` of whole columns, so the caller can go a chunk at a time and give back the
-pages of file-mapped columns in between (issue 10). Indices read from the data (cache, op,
-call site, matched allocation) are clamped before they index anything: a damaged table can be
-miscounted, never read or written out of bounds.
+The per-row loop avoids branches on the data (allocations and frees, matched or not, on one
+CPU or two alternate unpredictably): a row adds to each counter it could touch, a 0/1 flag
+deciding whether into its cache's slot or a slot nobody reads, and its flags go into one code,
+so most facts cost one increment of a histogram. It works on a range of rows ``lo..hi`` of
+whole columns, so the caller can go a chunk at a time and give back the pages of file-mapped
+columns in between (issue 10). Indices read from the data (cache, op, call site, matched
+allocation) are clamped before they index anything: a damaged table can be miscounted, never
+read or written out of bounds.
 
 Counters (``_characterize_layout`` has the constants; ``cid`` is the event's cache, or
 ``ncaches`` for the events no cache is counted for):
@@ -24,14 +25,21 @@ Counters (``_characterize_layout`` has the constants; ``cid`` is the event's cac
 * ``hist[cid * NCODES + code]``: events by op and flags.
 * ``per_cpu[(side * (ncaches + 1) + cid) * width + cpu]``, side 0 allocations, 1 frees.
 * ``req_sum[cid]``: requested bytes of the counted allocations.
-* Two open-addressing hash tables count the distinct (cache, side, call-site function) and
-  (cache, slot size) pairs: ``keys`` (-1 where empty; a power of two long, linear probing) and
-  ``counts`` (one longer: the last slot takes what is not counted). ``fill`` holds their
-  occupancy; ``count_rows`` stops before a row that could take either past half full and
-  returns that row, so the caller can grow the table (``rehash``) and go on from there.
-  ``memo_key``/``memo_slot`` remember, per (side, call site) and per cache, the last key seen
-  and its slot (most call sites feed one cache, most caches have one slot size), so a row
-  rarely probes.
+* Slot sizes: ``primary_size[cid]`` is the first slot size a cache's counted allocations had
+  (-1: none yet; ``primary_size[ncaches]`` is -2); those of that size set the code's
+  ``B_SIZE`` bit, any other (rare: a cache has one slot size) counts in a hash table of
+  (cid << 32) + size.
+* Call sites: ``primary_site[side * nsites + site]`` is the first cache a call site's counted
+  events (of that side) were in (-1: none yet); ``site_hits`` counts those, any other cache
+  (rare: most call sites feed one cache) counts in a hash table of
+  (cid * 2 + side) * nfuncs + call-site function. Both arrays have a last, spare entry
+  (``primary_site``'s is -2).
+* The hash tables: ``keys`` (-1 where empty; a power of two long, linear probing) and
+  ``counts``. ``fill`` holds their occupancy and the number of lifetimes written.
+
+``count_rows`` stops before a row that could take a hash table past half full or the lifetimes
+past their array, and returns that row: the caller grows what is full (``rehash`` for a table)
+and goes on from there.
 """
 
 from __future__ import annotations
@@ -44,6 +52,7 @@ from sheaftune.analysis._characterize_layout import (
     B_LIVE,
     B_MATCHED,
     B_NOWAIT,
+    B_SIZE,
     B_UNSEEN,
     NCODES,
     OP_BITS,
@@ -57,8 +66,6 @@ _KCA = int(Op.KMEM_CACHE_ALLOC)
 _KMA = int(Op.KMALLOC)
 _OP_MASK = (1 << OP_BITS) - 1
 _HASH_MUL = np.uint64(0x9E3779B97F4A7C15)
-#: a memo key no real key equals: the memo slot of rows not counted (it points past the table)
-_TRASH = -2
 
 
 @_inline
@@ -93,6 +100,7 @@ def _count_rows(  # type: ignore[no-untyped-def]
     site_id,
     bytes_alloc,
     bytes_req,
+    ts,
     alloc_of,
     reused_by,
     live_at_end,
@@ -101,33 +109,34 @@ def _count_rows(  # type: ignore[no-untyped-def]
     hist,
     per_cpu,
     req_sum,
+    primary_size,
+    primary_site,
+    site_hits,
     site_keys,
     site_counts,
     size_keys,
     size_counts,
-    memo_key,
-    memo_slot,
+    lifetime,
+    lifetime_cid,
     fill,
 ):
-    """Count rows lo..hi into the counters (see the module docstring); returns the row it
-    stopped before (hi when done, less when a hash table must grow first).
+    """Count rows lo..hi into the counters (see the module docstring) and append the lifetime
+    (ts of the free - ts of its allocation) of each counted matched free, in row order, to
+    ``lifetime[fill[2]:]`` and its cache to ``lifetime_cid``. Returns the row it stopped
+    before: hi when done, less when a hash table or the lifetimes must grow first.
 
-    ``func_of_site`` has one entry per call site plus one spare; ``memo_key``/``memo_slot``
-    are 2 * sites + 1 + ncaches + 1 long (reset here: slots move when a table grows)."""
+    ``func_of_site`` has one entry per call site plus a spare one."""
     n = len(op)
     nsites = len(func_of_site) - 1
+    spare = 2 * nsites  # primary_site's and site_hits' spare entry
     stride = ncaches + 1
     site_room = len(site_keys) >> 1
     size_room = len(size_keys) >> 1
-    zbase = 2 * nsites + 1  # the caches' memo entries
-    for j in range(len(memo_key)):
-        memo_key[j] = -1
-    memo_key[2 * nsites] = _TRASH
-    memo_slot[2 * nsites] = len(site_keys)
-    memo_key[zbase + ncaches] = _TRASH
-    memo_slot[zbase + ncaches] = len(size_keys)
+    room = len(lifetime)
+    m = fill[2]
     for i in range(lo, hi):
-        if fill[0] >= site_room or fill[1] >= size_room:
+        if fill[0] >= site_room or fill[1] >= size_room or m >= room:
+            fill[2] = m
             return i
         o = np.int64(op[i])
         is_alloc = np.int64((o == _KCA) | (o == _KMA))
@@ -137,8 +146,24 @@ def _count_rows(  # type: ignore[no-untyped-def]
         cid = ncaches + (c - ncaches) * counted
         src = np.int64(alloc_of[i])
         has = is_free & np.int64((src >= 0) & (src < n))
-        cross = has & counted & np.int64(cpu[i] != cpu[min(max(src, 0), n - 1)])
+        src = min(max(src, 0), n - 1)
+        cross = has & counted & np.int64(cpu[i] != cpu[src])
         nowait = is_alloc & np.int64((np.int64(gfp[i]) & reclaim) == 0)
+
+        # one comparison, true only for a new or another slot size (x86 code generation
+        # splits a branch on (a & b) into two, and "is it a counted allocation" is a coin
+        # flip): rows that are not counted allocations compare the spare entry with -2
+        ac = is_alloc & counted
+        size = np.int64(bytes_alloc[i])
+        zi = ncaches + ac * (cid - ncaches)
+        zkey = ac * (size + 2) - 2
+        if primary_size[zi] != zkey:
+            if primary_size[zi] == -1:
+                primary_size[zi] = size
+            else:
+                size_counts[_find(size_keys, size_counts, (cid << 32) + size, fill, 1)] += 1
+        first_size = ac & np.int64(primary_size[zi] == zkey)
+
         code = (
             (o & _OP_MASK)
             | (np.int64(reused_by[i] >= 0) << B_UNSEEN)
@@ -146,57 +171,59 @@ def _count_rows(  # type: ignore[no-untyped-def]
             | (nowait << B_NOWAIT)
             | (has << B_MATCHED)
             | (cross << B_CROSS)
+            | (first_size << B_SIZE)
         )
         hist[cid * NCODES + code] += 1
         cp = min(np.int64(cpu[i]), width - 1)
         per_cpu[(is_free * stride + cid) * width + cp] += 1
-        ac = is_alloc & counted
         req_sum[cid] += np.int64(bytes_req[i]) * ac
-
-        zkey = ac * ((cid << 32) + np.int64(bytes_alloc[i]) - _TRASH) + _TRASH
-        zm = zbase + ncaches + (cid - ncaches) * ac
-        if memo_key[zm] != zkey:
-            memo_key[zm] = zkey
-            memo_slot[zm] = _find(size_keys, size_counts, zkey, fill, 1)
-        size_counts[memo_slot[zm]] += 1
 
         s = np.int64(site_id[i])
         sv = counted & np.int64((s >= 0) & (s < nsites))
-        sc = min(max(s, 0), nsites)
-        skey = sv * ((cid * 2 + is_free) * nfuncs + func_of_site[sc] - _TRASH) + _TRASH
-        sm = 2 * nsites + sv * (is_free * nsites + sc - 2 * nsites)
-        if memo_key[sm] != skey:
-            memo_key[sm] = skey
-            memo_slot[sm] = _find(site_keys, site_counts, skey, fill, 0)
-        site_counts[memo_slot[sm]] += 1
+        s = min(max(s, 0), nsites)
+        ps = spare + sv * (is_free * nsites + s - spare)
+        skey = sv * (cid + 2) - 2  # as for sizes: -2 for the spare entry
+        if primary_site[ps] != skey:
+            if primary_site[ps] == -1:
+                primary_site[ps] = cid
+            else:
+                key = (cid * 2 + is_free) * nfuncs + func_of_site[s]
+                site_counts[_find(site_keys, site_counts, key, fill, 0)] += 1
+        site_hits[spare + np.int64(primary_site[ps] == skey) * (ps - spare)] += 1
+
+        lifetime[m] = ts[i] - ts[src]
+        lifetime_cid[m] = cid
+        m += has & counted
+    fill[2] = m
     return hi
 
 
-def _lifetimes(lo, hi, ncaches, op, cache_id, ptr, alloc_of, ts, at, out):  # type: ignore[no-untyped-def]
-    """Write the lifetime (ts of the free - ts of its allocation) of every counted matched
-    free among rows lo..hi to ``out[at[cid]]`` and advance ``at[cid]``: ``at`` starts at each
-    cache's offset, so the lifetimes come out grouped by cache, in row order within each.
-    ``at[ncaches]`` is the last slot of ``out``, where the other rows write (and stay)."""
-    n = len(op)
-    last = len(out) - 1
-    for i in range(lo, hi):
-        o = np.int64(op[i])
-        src = np.int64(alloc_of[i])
-        c = np.int64(cache_id[i])
-        v = np.int64(
-            (o != _KCA)
-            & (o != _KMA)
-            & (src >= 0)
-            & (src < n)
-            & (c >= 0)
-            & (c < ncaches)
-            & (ptr[i] != 0)
-        )
-        cc = ncaches + (c - ncaches) * v
-        j = min(at[cc], last)
-        out[j] = ts[i] - ts[min(max(src, 0), n - 1)]
-        at[cc] = j + v
-    return hi
+def _group(values, cids, bounds, nxt):  # type: ignore[no-untyped-def]
+    """Permute values (with cids, each value's group) in place so that group g's values are
+    values[bounds[g]:bounds[g + 1]] (in no particular order): a cycle-leader counting sort.
+    ``bounds`` must hold the groups' exact sizes; ``nxt`` is scratch, one entry per group."""
+    ngroups = len(bounds) - 1
+    for g in range(ngroups):
+        nxt[g] = bounds[g]
+    for g in range(ngroups):
+        end = bounds[g + 1]
+        while nxt[g] < end:
+            j = nxt[g]
+            v = values[j]
+            d = min(max(np.int64(cids[j]), 0), ngroups - 1)
+            while d != g:  # v belongs to group d: swap it into d's next place
+                p = nxt[d]
+                nxt[d] = p + 1
+                w = values[p]
+                values[p] = v
+                v = w
+                d2 = min(max(np.int64(cids[p]), 0), ngroups - 1)
+                cids[p] = d
+                d = d2
+            values[j] = v
+            cids[j] = g
+            nxt[g] = j + 1
+    return 0
 
 
 @_inline
@@ -326,32 +353,27 @@ def _rehash(old_keys, old_counts, keys, counts, fill, w):  # type: ignore[no-unt
 
 
 count_rows = _kjit(_count_rows)
-lifetimes = _kjit(_lifetimes)
+group = _kjit(_group)
 order_stats = _kjit(_order_stats)
 rehash = _kjit(_rehash)
 # one compiled entry point per width of the row-index columns
 count_rows_i4 = count_rows_i8 = count_rows
-lifetimes_i4 = lifetimes_i8 = lifetimes
 
 
 def _count_args(idx: str) -> str:
     return (
         "i8(i8, i8, i8, i8, i8, u1[::1], u2[::1], i4[::1], u8[::1], u4[::1], i4[::1], u4[::1], "
-        f"u4[::1], {idx}[::1], {idx}[::1], b1[::1], i8[::1], i8, i8[::1], i8[::1], i8[::1], "
-        "i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8[::1])"
+        f"u4[::1], i8[::1], {idx}[::1], {idx}[::1], b1[::1], i8[::1], i8, "
+        + ", ".join(["i8[::1]"] * 11)
+        + ", i4[::1], i8[::1])"
     )
-
-
-def _lifetime_args(idx: str) -> str:
-    return f"i8(i8, i8, i8, u1[::1], i4[::1], u8[::1], {idx}[::1], i8[::1], i8[::1], i8[::1])"
 
 
 #: kernels exported ahead of time: no NRT (every array comes from the caller), GIL released
 AOT_EXPORTS = {
     "count_rows_i4": _count_args("i4"),
     "count_rows_i8": _count_args("i8"),
-    "lifetimes_i4": _lifetime_args("i4"),
-    "lifetimes_i8": _lifetime_args("i8"),
+    "group": "i8(i8[::1], i4[::1], i8[::1], i8[::1])",
     "order_stats": "i8(i8[::1], i8[::1], i8[:, ::1], i8[:, ::1])",
     "rehash": "i8(i8[::1], i8[::1], i8[::1], i8[::1], i8[::1], i8)",
 }

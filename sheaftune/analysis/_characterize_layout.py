@@ -14,6 +14,7 @@ OP_BITS = 2
 assert len(Op) <= 1 << OP_BITS
 #: flag bits of a code: the allocation's pointer was allocated again unseen; the allocation is
 #: live at the end; an allocation without __GFP_DIRECT_RECLAIM; a free matched to a visible
-#: allocation; a counted matched free on another CPU than its allocation
-B_UNSEEN, B_LIVE, B_NOWAIT, B_MATCHED, B_CROSS = range(OP_BITS, OP_BITS + 5)
-NCODES = 1 << (OP_BITS + 5)
+#: allocation; a counted matched free on another CPU than its allocation; a counted allocation
+#: of its cache's first slot size (``primary_size[cid]``)
+B_UNSEEN, B_LIVE, B_NOWAIT, B_MATCHED, B_CROSS, B_SIZE = range(OP_BITS, OP_BITS + 6)
+NCODES = 1 << (OP_BITS + 6)

@@ -20,6 +20,7 @@ from sheaftune.analysis._characterize_layout import (
     B_LIVE,
     B_MATCHED,
     B_NOWAIT,
+    B_SIZE,
     B_UNSEEN,
     NCODES,
     OP_BITS,
@@ -109,7 +110,6 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     k = kernels(_KERNELS)
     wide = norm.alloc_of.dtype == np.int64
     count_rows = k.count_rows_i8 if wide else k.count_rows_i4
-    lifetimes = k.lifetimes_i8 if wide else k.lifetimes_i4
 
     site_funcs = [site_function(s) for s in t.sites]
     func_names, func_of_site = np.unique(np.array(site_funcs, dtype=object), return_inverse=True)
@@ -123,14 +123,23 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     ncpus = max(int(meta.cpus), cpu_max + 1)
     width = ncpus if ncpus else 1
 
+    nsites = len(func_of_site)
     hist = np.zeros(stride * NCODES, dtype=np.int64)
     per_cpu = np.zeros(2 * stride * width, dtype=np.int64)
     req_sum = np.zeros(stride, dtype=np.int64)
+    primary_size = np.full(stride, -1, dtype=np.int64)
+    primary_size[ncaches] = -2
+    primary_site = np.full(2 * nsites + 1, -1, dtype=np.int64)
+    primary_site[-1] = -2
+    site_hits = np.zeros(2 * nsites + 1, dtype=np.int64)
     tables = [_new_table(SITE_SLOTS), _new_table(SIZE_SLOTS)]
-    fill = np.zeros(2, dtype=np.int64)
-    memo = np.empty((2, 2 * len(func_of_site) + 1 + stride), dtype=np.int64)
+    # every matched free, as normalize counted them (grown if that falls short)
+    room = max(1, int(norm.counts.get("matched_free", n)))
+    lifetime = np.empty(room, dtype=np.int64)
+    lifetime_cid = np.empty(room, dtype=np.int32)
+    fill = np.zeros(3, dtype=np.int64)
     func_of_site = np.r_[func_of_site, 0]  # the kernel's spare entry
-    cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req)
+    cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req, ts)
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         at = lo
@@ -138,22 +147,28 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
             at = count_rows(
                 at, hi, ncaches, width, gfpmod.__GFP_DIRECT_RECLAIM, *cols, norm.alloc_of,
                 norm.reused_by, norm.live_at_end, func_of_site, nfuncs, hist, per_cpu,
-                req_sum, *tables[0], *tables[1], memo[0], memo[1], fill,
+                req_sum, primary_size, primary_site, site_hits, *tables[0], *tables[1],
+                lifetime, lifetime_cid, fill,
             )  # fmt: skip
-            if at < hi:  # a hash table reached half full: double it, go on from that row
-                for j in range(2):
-                    if fill[j] >= len(tables[j][0]) >> 1:
-                        old = tables[j]
-                        tables[j] = _new_table(2 * len(old[0]))
-                        k.rehash(*old, *tables[j], fill, j)
+            if at == hi:
+                break
+            # a hash table reached half full, or the lifetimes their end: grow, go on
+            for j in range(2):
+                if fill[j] >= len(tables[j][0]) >> 1:
+                    old = tables[j]
+                    tables[j] = _new_table(2 * len(old[0]))
+                    k.rehash(*old, *tables[j], fill, j)
+            if fill[2] == len(lifetime):
+                lifetime = np.resize(lifetime, 2 * len(lifetime))
+                lifetime_cid = np.resize(lifetime_cid, 2 * len(lifetime_cid))
         t.release()
 
     # events by op, and by flag, per cache
     hist2 = hist.reshape(stride, NCODES)
     by_op_arr = hist2.reshape(stride, NCODES >> OP_BITS, 1 << OP_BITS).sum(axis=1)[:, :NOPS]
-    flag_bits = np.array([B_MATCHED, B_UNSEEN, B_LIVE, B_NOWAIT, B_CROSS])
+    flag_bits = np.array([B_MATCHED, B_UNSEEN, B_LIVE, B_NOWAIT, B_CROSS, B_SIZE])
     flags = hist2 @ ((np.arange(NCODES)[:, None] >> flag_bits) & 1)
-    matched, unseen, live, nowait, cross = flags.T.tolist()
+    matched, unseen, live, nowait, cross, _ = flags.T.tolist()
     by_op = by_op_arr[:ncaches].T.tolist()
     allocs = (by_op_arr[:ncaches, Op.KMEM_CACHE_ALLOC] + by_op_arr[:ncaches, Op.KMALLOC]).tolist()
     frees = (by_op_arr[:ncaches, Op.KMEM_CACHE_FREE] + by_op_arr[:ncaches, Op.KFREE]).tolist()
@@ -161,20 +176,19 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     a_cpu = per_cpu[: stride * width].reshape(stride, width)
     f_cpu = per_cpu[stride * width :].reshape(stride, width)
 
-    # lifetimes grouped by cache: each cache's matched frees counted above give its offset
+    # lifetimes grouped by cache (their counts are the caches' matched frees)
     bounds = np.zeros(ncaches + 1, dtype=np.int64)
     np.cumsum(flags[:ncaches, 0], out=bounds[1:])
-    lifetime = np.empty(int(bounds[-1]) + 1, dtype=np.int64)  # + the kernel's spare slot
-    pos = np.r_[bounds[:-1], bounds[-1]]
-    for lo in range(0, n, CHUNK_ROWS):
-        hi = min(n, lo + CHUNK_ROWS)
-        lifetimes(lo, hi, ncaches, t.op, t.cache_id, t.ptr, norm.alloc_of, ts, pos, lifetime)
-        t.release()
+    if bounds[-1] != fill[2]:
+        raise AssertionError("characterize: matched frees counted twice differently")
+    k.group(lifetime, lifetime_cid, bounds, np.empty(ncaches, dtype=np.int64))
+    del lifetime_cid
     lt_stats = _lifetime_stats(k, lifetime, bounds)
     del lifetime
 
-    sites = _top_sites(tables[0], ncaches, func_names)
-    sizes = _sizes(tables[1], req_sum)
+    hits = site_hits[:-1]
+    sites = _top_sites(tables[0], primary_site[:-1], hits, func_of_site[:-1], func_names)
+    sizes = _sizes(tables[1], primary_size[:ncaches], flags[:ncaches, 5], req_sum)
 
     ops = list(Op)
     wanted = set(cache_filter) if cache_filter else None
@@ -282,17 +296,20 @@ def _seconds(ts: int, is_ns: bool) -> float:
 
 
 def _new_table(slots: int) -> tuple[np.ndarray, np.ndarray]:
-    """An empty hash table of the kernels: keys (-1: an empty slot), counts (and a last slot
-    where the rows not counted go)."""
-    return np.full(slots, -1, dtype=np.int64), np.zeros(slots + 1, dtype=np.int64)
+    """An empty hash table of the kernels: keys (-1: an empty slot) and counts."""
+    return np.full(slots, -1, dtype=np.int64), np.zeros(slots, dtype=np.int64)
 
 
-def _entries(table: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """A hash table's (key, count) pairs, sorted by key."""
-    keys, counts = table
-    used = np.flatnonzero(keys != -1)
-    order = np.argsort(keys[used])
-    return keys[used][order], counts[used][order]
+def _entries(
+    table: tuple[np.ndarray, np.ndarray], keys: np.ndarray, counts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The (key, count) pairs of a hash table and of ``keys``/``counts`` (the kernels' first
+    key of each call site or cache), equal keys summed, sorted by key."""
+    used = table[0] != -1
+    keys = np.r_[table[0][used], keys]
+    counts = np.r_[table[1][used], counts]
+    uniq, inverse = np.unique(keys, return_inverse=True)
+    return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
 
 
 def _lifetime_stats(
@@ -316,17 +333,26 @@ def _lifetime_stats(
 
 
 def _top_sites(
-    table: tuple[np.ndarray, np.ndarray], ncaches: int, func_names: np.ndarray
+    table: tuple[np.ndarray, np.ndarray],
+    primary: np.ndarray,
+    hits: np.ndarray,
+    func_of_site: np.ndarray,
+    func_names: np.ndarray,
 ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
     """Per side (allocations, frees), per cache: the TOP_SITES call-site functions by event
-    count, equal counts in function-name order (keys: (cache * 2 + side) * nfuncs + function)."""
+    count, equal counts in function-name order (keys: (cache * 2 + side) * nfuncs + function;
+    ``primary``/``hits``: each (side, call site)'s first cache and its events there)."""
     out: tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]] = ({}, {})
-    keys, counts = _entries(table)
+    nf = len(func_names)
+    nsites = len(func_of_site)
+    side = np.arange(2 * nsites) // max(nsites, 1)
+    seen = primary >= 0
+    pkeys = ((primary * 2 + side) * nf + np.r_[func_of_site, func_of_site])[seen]
+    keys, counts = _entries(table, pkeys, hits[seen])
     if len(keys) == 0:
         return out
-    nf = len(func_names)
     group = keys // nf
-    totals = np.bincount(group, weights=counts, minlength=2 * ncaches).astype(np.int64)
+    totals = np.bincount(group, weights=counts).astype(np.int64)
     order = np.lexsort((keys, -counts, group))
     group_s = group[order]
     rank = np.arange(len(order)) - np.searchsorted(group_s, group_s)
@@ -336,17 +362,25 @@ def _top_sites(
     for g, key, cnt in zip(
         group[top].tolist(), keys[top].tolist(), counts[top].tolist(), strict=True
     ):
-        c, side = divmod(g, 2)
-        out[side].setdefault(c, []).append(
+        c, s = divmod(g, 2)
+        out[s].setdefault(c, []).append(
             {"site": str(names[key % nf]), "count": cnt, "share": round(cnt / totals_l[g], 6)}
         )
     return out
 
 
-def _sizes(table: tuple[np.ndarray, np.ndarray], req_sum: np.ndarray) -> dict[int, dict[str, Any]]:
+def _sizes(
+    table: tuple[np.ndarray, np.ndarray],
+    primary: np.ndarray,
+    primary_count: np.ndarray,
+    req_sum: np.ndarray,
+) -> dict[int, dict[str, Any]]:
     """Per cache: the most common slot size (the smallest of equals), its range, and the mean
-    requested size (keys: cache * 2**32 + bytes_alloc)."""
-    keys, counts = _entries(table)
+    requested size (keys: cache * 2**32 + bytes_alloc; ``primary``/``primary_count``: each
+    cache's first slot size and its allocations of it)."""
+    seen = primary >= 0
+    cids = np.flatnonzero(seen)
+    keys, counts = _entries(table, (cids << 32) + primary[seen], primary_count[seen])
     out: dict[int, dict[str, Any]] = {}
     if len(keys) == 0:
         return out
