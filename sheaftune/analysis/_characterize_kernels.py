@@ -22,7 +22,10 @@ read or written out of bounds.
 Counters (``_characterize_layout`` has the constants; ``cid`` is the event's cache, or
 ``ncaches`` for the events no cache is counted for):
 
-* ``hist[cid * NCODES + code]``: events by op and flags.
+* ``hist[cid * NCODES + code]``: events by op and flags (allocations' and frees' flags share
+  bits: each is masked with its side). With ``cpus_in_hist`` (the caller's choice when that
+  stays small) ``hist[(cid * width + cpu) * NCODES + code]`` instead, which holds the per-CPU
+  split too, and ``per_cpu`` is not touched; else
 * ``per_cpu[(side * (ncaches + 1) + cid) * width + cpu]``, side 0 allocations, 1 frees.
 * ``req_sum[cid]``: requested bytes of the counted allocations.
 * Slot sizes: ``primary_size[cid]`` is the first slot size a cache's counted allocations had
@@ -91,6 +94,7 @@ def _count_rows(  # type: ignore[no-untyped-def]
     hi,
     ncaches,
     width,
+    cpus_in_hist,
     reclaim,
     op,
     cpu,
@@ -133,9 +137,10 @@ def _count_rows(  # type: ignore[no-untyped-def]
     site_room = len(site_keys) >> 1
     size_room = len(size_keys) >> 1
     room = len(lifetime)
+    hist_width = width if cpus_in_hist else 1
     m = fill[2]
     for i in range(lo, hi):
-        if fill[0] >= site_room or fill[1] >= size_room or m >= room:
+        if m >= room:
             fill[2] = m
             return i
         o = np.int64(op[i])
@@ -149,47 +154,49 @@ def _count_rows(  # type: ignore[no-untyped-def]
         src = min(max(src, 0), n - 1)
         cross = has & counted & np.int64(cpu[i] != cpu[src])
         nowait = is_alloc & np.int64((np.int64(gfp[i]) & reclaim) == 0)
+        cp = min(np.int64(cpu[i]), width - 1)
 
-        # one comparison, true only for a new or another slot size (x86 code generation
-        # splits a branch on (a & b) into two, and "is it a counted allocation" is a coin
-        # flip): rows that are not counted allocations compare the spare entry with -2
+        # Slot size and call site: one comparison each, true only for a new or another size
+        # or cache (x86 code generation splits a branch on (a & b) into two, and "is it a
+        # counted allocation" is a coin flip): the rows they do not apply to compare the
+        # spare entry with -2.
         ac = is_alloc & counted
         size = np.int64(bytes_alloc[i])
         zi = ncaches + ac * (cid - ncaches)
         zkey = ac * (size + 2) - 2
-        if primary_size[zi] != zkey:
-            if primary_size[zi] == -1:
-                primary_size[zi] = size
-            else:
-                size_counts[_find(size_keys, size_counts, (cid << 32) + size, fill, 1)] += 1
-        first_size = ac & np.int64(primary_size[zi] == zkey)
-
-        code = (
-            (o & _OP_MASK)
-            | (np.int64(reused_by[i] >= 0) << B_UNSEEN)
-            | (np.int64(live_at_end[i]) << B_LIVE)
-            | (nowait << B_NOWAIT)
-            | (has << B_MATCHED)
-            | (cross << B_CROSS)
-            | (first_size << B_SIZE)
-        )
-        hist[cid * NCODES + code] += 1
-        cp = min(np.int64(cpu[i]), width - 1)
-        per_cpu[(is_free * stride + cid) * width + cp] += 1
-        req_sum[cid] += np.int64(bytes_req[i]) * ac
-
         s = np.int64(site_id[i])
         sv = counted & np.int64((s >= 0) & (s < nsites))
         s = min(max(s, 0), nsites)
         ps = spare + sv * (is_free * nsites + s - spare)
-        skey = sv * (cid + 2) - 2  # as for sizes: -2 for the spare entry
-        if primary_site[ps] != skey:
+        skey = sv * (cid + 2) - 2
+        if (primary_size[zi] != zkey) | (primary_site[ps] != skey):
+            if fill[0] >= site_room or fill[1] >= size_room:
+                fill[2] = m
+                return i  # before this row changed anything
+            if primary_size[zi] == -1:
+                primary_size[zi] = size
+            elif primary_size[zi] != zkey:
+                size_counts[_find(size_keys, size_counts, (cid << 32) + size, fill, 1)] += 1
             if primary_site[ps] == -1:
                 primary_site[ps] = cid
-            else:
+            elif primary_site[ps] != skey:
                 key = (cid * 2 + is_free) * nfuncs + func_of_site[s]
                 site_counts[_find(site_keys, site_counts, key, fill, 0)] += 1
+        first_size = ac & np.int64(primary_size[zi] == zkey)
         site_hits[spare + np.int64(primary_site[ps] == skey) * (ps - spare)] += 1
+
+        code = (o & _OP_MASK) | (
+            (np.int64(reused_by[i] >= 0) & is_alloc) << B_UNSEEN
+            | (np.int64(live_at_end[i]) & is_alloc) << B_LIVE
+            | nowait << B_NOWAIT
+            | first_size << B_SIZE
+            | has << B_MATCHED
+            | cross << B_CROSS
+        )
+        hist[(cid * hist_width + cp * cpus_in_hist) * NCODES + code] += 1
+        if cpus_in_hist == 0:  # the same every row: predicted
+            per_cpu[(is_free * stride + cid) * width + cp] += 1
+        req_sum[cid] += np.int64(bytes_req[i]) * ac
 
         lifetime[m] = ts[i] - ts[src]
         lifetime_cid[m] = cid
@@ -362,7 +369,7 @@ count_rows_i4 = count_rows_i8 = count_rows
 
 def _count_args(idx: str) -> str:
     return (
-        "i8(i8, i8, i8, i8, i8, u1[::1], u2[::1], i4[::1], u8[::1], u4[::1], i4[::1], u4[::1], "
+        "i8(i8, i8, i8, i8, i8, i8, u1[::1], u2[::1], i4[::1], u8[::1], u4[::1], i4[::1], u4[::1], "
         f"u4[::1], i8[::1], {idx}[::1], {idx}[::1], b1[::1], i8[::1], i8, "
         + ", ".join(["i8[::1]"] * 11)
         + ", i4[::1], i8[::1])"

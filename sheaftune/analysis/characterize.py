@@ -37,6 +37,8 @@ _KERNELS = "sheaftune.analysis._characterize_kernels"
 #: pairs (powers of two; doubled when half full)
 SITE_SLOTS = 1 << 12
 SIZE_SLOTS = 1 << 10
+#: Largest histogram (counters) that also splits by CPU: within a core's L2 cache.
+HIST_CPU_LIMIT = 1 << 15
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
 #: frees through kfree_rcu and bulk frees fire no event).
@@ -52,6 +54,14 @@ _OFFSET = re.compile(r"\+0x[0-9a-fA-F]+(/0x[0-9a-fA-F]+)?")
 def site_function(site: str) -> str:
     """``mas_wr_bnode+0x1af`` -> ``mas_wr_bnode``; raw addresses stay as they are."""
     return _OFFSET.sub("", site)
+
+
+def _site_functions(sites: list[str]) -> list[str]:
+    """``site_function`` of each call site, in one regex pass over them all."""
+    joined = "\n".join(sites)
+    if joined.count("\n") != max(len(sites) - 1, 0):  # a site with a newline: one at a time
+        return [site_function(s) for s in sites]
+    return _OFFSET.sub("", joined).split("\n") if sites else []
 
 
 @dataclass(frozen=True)
@@ -111,10 +121,12 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     wide = norm.alloc_of.dtype == np.int64
     count_rows = k.count_rows_i8 if wide else k.count_rows_i4
 
-    site_funcs = [site_function(s) for s in t.sites]
-    func_names, func_of_site = np.unique(np.array(site_funcs, dtype=object), return_inverse=True)
-    func_of_site = np.ascontiguousarray(func_of_site, dtype=np.int64)
+    site_funcs = _site_functions(t.sites)
+    func_names = sorted(set(site_funcs))
+    func_index = {f: j for j, f in enumerate(func_names)}
     nfuncs = len(func_names)
+    # (and a spare last entry for the kernel)
+    func_of_site = np.array([func_index[f] for f in site_funcs] + [0], dtype=np.int64)
 
     cpu_max = -1
     for lo in range(0, n, CHUNK_ROWS):
@@ -123,9 +135,11 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     ncpus = max(int(meta.cpus), cpu_max + 1)
     width = ncpus if ncpus else 1
 
-    nsites = len(func_of_site)
-    hist = np.zeros(stride * NCODES, dtype=np.int64)
-    per_cpu = np.zeros(2 * stride * width, dtype=np.int64)
+    nsites = len(site_funcs)
+    # the per-CPU split inside the histogram (one counter less per row) when that stays small
+    cpus_in_hist = stride * width * NCODES <= HIST_CPU_LIMIT
+    hist = np.zeros(stride * (width if cpus_in_hist else 1) * NCODES, dtype=np.int64)
+    per_cpu = np.zeros(0 if cpus_in_hist else 2 * stride * width, dtype=np.int64)
     req_sum = np.zeros(stride, dtype=np.int64)
     primary_size = np.full(stride, -1, dtype=np.int64)
     primary_size[ncaches] = -2
@@ -138,16 +152,15 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     lifetime = np.empty(room, dtype=np.int64)
     lifetime_cid = np.empty(room, dtype=np.int32)
     fill = np.zeros(3, dtype=np.int64)
-    func_of_site = np.r_[func_of_site, 0]  # the kernel's spare entry
     cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req, ts)
     for lo in range(0, n, CHUNK_ROWS):
         hi = min(n, lo + CHUNK_ROWS)
         at = lo
         while at < hi:
             at = count_rows(
-                at, hi, ncaches, width, gfpmod.__GFP_DIRECT_RECLAIM, *cols, norm.alloc_of,
-                norm.reused_by, norm.live_at_end, func_of_site, nfuncs, hist, per_cpu,
-                req_sum, primary_size, primary_site, site_hits, *tables[0], *tables[1],
+                at, hi, ncaches, width, int(cpus_in_hist), gfpmod.__GFP_DIRECT_RECLAIM, *cols,
+                norm.alloc_of, norm.reused_by, norm.live_at_end, func_of_site, nfuncs, hist,
+                per_cpu, req_sum, primary_size, primary_site, site_hits, *tables[0], *tables[1],
                 lifetime, lifetime_cid, fill,
             )  # fmt: skip
             if at == hi:
@@ -164,17 +177,39 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         t.release()
 
     # events by op, and by flag, per cache
-    hist2 = hist.reshape(stride, NCODES)
+    codes = np.arange(NCODES)
+    code_ops = codes & ((1 << OP_BITS) - 1)
+    on_alloc = (code_ops == Op.KMEM_CACHE_ALLOC) | (code_ops == Op.KMALLOC)
+    if cpus_in_hist:
+        hist3 = hist.reshape(stride, width, NCODES)
+        a_cpu = hist3[:ncaches, :, on_alloc].sum(axis=2)
+        f_cpu = hist3[:ncaches, :, ~on_alloc].sum(axis=2)
+        hist2 = hist3.sum(axis=1)
+    else:
+        hist2 = hist.reshape(stride, NCODES)
+        a_cpu = per_cpu[: stride * width].reshape(stride, width)[:ncaches]
+        f_cpu = per_cpu[stride * width :].reshape(stride, width)[:ncaches]
     by_op_arr = hist2.reshape(stride, NCODES >> OP_BITS, 1 << OP_BITS).sum(axis=1)[:, :NOPS]
-    flag_bits = np.array([B_MATCHED, B_UNSEEN, B_LIVE, B_NOWAIT, B_CROSS, B_SIZE])
-    flags = hist2 @ ((np.arange(NCODES)[:, None] >> flag_bits) & 1)
+    wanted_bits = [(B_MATCHED, ~on_alloc), (B_UNSEEN, on_alloc), (B_LIVE, on_alloc)]
+    wanted_bits += [(B_NOWAIT, on_alloc), (B_CROSS, ~on_alloc), (B_SIZE, on_alloc)]
+    select = np.array([((codes >> b) & 1).astype(bool) & side for b, side in wanted_bits])
+    flags = hist2 @ select.T.astype(np.int64)
     matched, unseen, live, nowait, cross, _ = flags.T.tolist()
     by_op = by_op_arr[:ncaches].T.tolist()
     allocs = (by_op_arr[:ncaches, Op.KMEM_CACHE_ALLOC] + by_op_arr[:ncaches, Op.KMALLOC]).tolist()
     frees = (by_op_arr[:ncaches, Op.KMEM_CACHE_FREE] + by_op_arr[:ncaches, Op.KFREE]).tolist()
     events_by_op = by_op_arr.sum(axis=0).tolist()
-    a_cpu = per_cpu[: stride * width].reshape(stride, width)
-    f_cpu = per_cpu[stride * width :].reshape(stride, width)
+    # per cache, the CPUs it has events on: [(cpu, allocations, frees)]
+    on_cpu: list[list[tuple[int, int, int]]] = [[] for _ in range(ncaches)]
+    rows, cols_ = np.nonzero(a_cpu | f_cpu)
+    for c, p, a, f in zip(
+        rows.tolist(),
+        cols_.tolist(),
+        a_cpu[rows, cols_].tolist(),
+        f_cpu[rows, cols_].tolist(),
+        strict=True,
+    ):
+        on_cpu[c].append((p, a, f))
 
     # lifetimes grouped by cache (their counts are the caches' matched frees)
     bounds = np.zeros(ncaches + 1, dtype=np.int64)
@@ -190,7 +225,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     sites = _top_sites(tables[0], primary_site[:-1], hits, func_of_site[:-1], func_names)
     sizes = _sizes(tables[1], primary_size[:ncaches], flags[:ncaches, 5], req_sum)
 
-    ops = list(Op)
+    op_names = [(int(o), o.tracepoint) for o in Op]
     wanted = set(cache_filter) if cache_filter else None
     caches: dict[str, dict[str, Any]] = {}
     for c, name in enumerate(t.caches):
@@ -200,12 +235,10 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         if na == 0 and nf == 0:
             continue
         nm = matched[c]
-        ac, fc = a_cpu[c], f_cpu[c]
-        cpus = np.flatnonzero(ac | fc).tolist()
         st: dict[str, Any] = {
             "alloc": na,
             "free": nf,
-            "events_by_type": {o.tracepoint: by_op[o][c] for o in ops if by_op[o][c]},
+            "events_by_type": {tp: by_op[o][c] for o, tp in op_names if by_op[o][c]},
             "matched_free": nm,
             "unmatched_free": nf - nm,
             "unseen_free": unseen[c],
@@ -215,10 +248,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
             "cross_cpu_free": cross[c],
             "cross_cpu_free_share": _share(cross[c], nm),
             "lifetime_ns": lt_stats[c],
-            "per_cpu": {
-                str(p): {"alloc": a, "free": f}
-                for p, a, f in zip(cpus, ac[cpus].tolist(), fc[cpus].tolist(), strict=True)
-            },
+            "per_cpu": {str(p): {"alloc": a, "free": f} for p, a, f in on_cpu[c]},
             "alloc_sites": sites[0].get(c, []),
             "free_sites": sites[1].get(c, []),
             "nowait_share": _share(nowait[c], na),
@@ -237,7 +267,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         "buffer": meta.buffer,
         "buffers": list(meta.buffers),
         "events": n,
-        "events_by_type": {o.tracepoint: events_by_op[o] for o in ops},
+        "events_by_type": {tp: events_by_op[o] for o, tp in op_names},
         "cpus": ncpus,
         "first_ts": _seconds(int(ts[0]), meta.ts_is_ns) if n else None,
         "last_ts": _seconds(int(ts[-1]), meta.ts_is_ns) if n else None,
@@ -306,8 +336,8 @@ def _entries(
     """The (key, count) pairs of a hash table and of ``keys``/``counts`` (the kernels' first
     key of each call site or cache), equal keys summed, sorted by key."""
     used = table[0] != -1
-    keys = np.r_[table[0][used], keys]
-    counts = np.r_[table[1][used], counts]
+    keys = np.concatenate((table[0][used], keys))
+    counts = np.concatenate((table[1][used], counts))
     uniq, inverse = np.unique(keys, return_inverse=True)
     return uniq, np.bincount(inverse, weights=counts, minlength=len(uniq)).astype(np.int64)
 
@@ -337,7 +367,7 @@ def _top_sites(
     primary: np.ndarray,
     hits: np.ndarray,
     func_of_site: np.ndarray,
-    func_names: np.ndarray,
+    func_names: list[str],
 ) -> tuple[dict[int, list[dict[str, Any]]], dict[int, list[dict[str, Any]]]]:
     """Per side (allocations, frees), per cache: the TOP_SITES call-site functions by event
     count, equal counts in function-name order (keys: (cache * 2 + side) * nfuncs + function;
@@ -347,7 +377,7 @@ def _top_sites(
     nsites = len(func_of_site)
     side = np.arange(2 * nsites) // max(nsites, 1)
     seen = primary >= 0
-    pkeys = ((primary * 2 + side) * nf + np.r_[func_of_site, func_of_site])[seen]
+    pkeys = ((primary * 2 + side) * nf + np.tile(func_of_site, 2))[seen]
     keys, counts = _entries(table, pkeys, hits[seen])
     if len(keys) == 0:
         return out
@@ -358,13 +388,12 @@ def _top_sites(
     rank = np.arange(len(order)) - np.searchsorted(group_s, group_s)
     top = order[rank < TOP_SITES]
     totals_l = totals.tolist()
-    names = func_names.tolist()
     for g, key, cnt in zip(
         group[top].tolist(), keys[top].tolist(), counts[top].tolist(), strict=True
     ):
         c, s = divmod(g, 2)
         out[s].setdefault(c, []).append(
-            {"site": str(names[key % nf]), "count": cnt, "share": round(cnt / totals_l[g], 6)}
+            {"site": func_names[key % nf], "count": cnt, "share": round(cnt / totals_l[g], 6)}
         )
     return out
 
@@ -388,14 +417,14 @@ def _sizes(
     vals = keys & 0xFFFFFFFF
     # by cache, then count descending, then size: each cache's first row is its mode
     order = np.lexsort((vals, -counts, caches_of))
-    first = np.flatnonzero(np.r_[True, caches_of[order][1:] != caches_of[order][:-1]])
-    starts = np.flatnonzero(np.r_[True, caches_of[1:] != caches_of[:-1]])
-    ends = np.r_[starts[1:], len(keys)] - 1
+    # caches_of is sorted, so the same group boundaries hold in the lexsorted order
+    starts = np.flatnonzero(np.concatenate(([True], caches_of[1:] != caches_of[:-1])))
+    ends = np.append(starts[1:], len(keys)) - 1
     cs = caches_of[starts]
     mean = req_sum[cs] / np.add.reduceat(counts, starts)  # numpy's int64 / int64 division
     for c, mode, lo, hi, m in zip(
         cs.tolist(),
-        vals[order[first]].tolist(),
+        vals[order[starts]].tolist(),
         vals[starts].tolist(),
         vals[ends].tolist(),
         mean.tolist(),
