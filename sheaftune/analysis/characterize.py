@@ -102,12 +102,13 @@ class AnalysisSet(Record):
 def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Analysis:
     """Statistics per cache (all caches, or those named in ``cache_filter``) and per trace.
 
-    Two compiled passes over the rows (``_characterize_kernels``): one counts everything per
-    cache, per CPU and per call site into arrays sized by caches, CPUs and the distinct (cache,
-    site) and (cache, size) pairs; the second writes the matched frees' lifetimes grouped by
-    cache, whose percentiles are then selected without sorting. Both go a chunk of
-    ``CHUNK_ROWS`` rows at a time, giving back the pages of file-mapped columns in between
-    (issue 10); only the lifetimes (8 bytes per matched free) are kept whole.
+    One compiled pass over the rows (``_characterize_kernels``) counts everything per cache,
+    per CPU and per call site, into arrays sized by caches, CPUs, call sites and the few
+    (cache, call site) and (cache, slot size) pairs beyond each one's first, and collects the
+    matched frees' lifetimes; those are then grouped by cache in place and their percentiles
+    selected without sorting. The pass goes a chunk of ``CHUNK_ROWS`` rows at a time, giving
+    back the pages of file-mapped columns in between (issue 10); only the lifetimes (8 bytes,
+    and their cache's 4, per matched free) are kept whole.
     """
     t = norm.table
     meta = t.meta
