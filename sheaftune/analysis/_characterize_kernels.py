@@ -143,31 +143,34 @@ def _count_rows(  # type: ignore[no-untyped-def]
         if m >= room:
             fill[2] = m
             return i
-        o = np.int64(op[i])
+        # unsigned indices: numba adds no negative-index wraparound to their loads
+        u = np.uint64(i)
+        o = np.int64(op[u])
         is_alloc = np.int64((o == _KCA) | (o == _KMA))
         is_free = 1 - is_alloc
-        c = np.int64(cache_id[i])
-        counted = np.int64((c >= 0) & (c < ncaches) & (ptr[i] != 0))
+        c = np.int64(cache_id[u])
+        counted = np.int64((c >= 0) & (c < ncaches) & (ptr[u] != 0))
         cid = ncaches + (c - ncaches) * counted
-        src = np.int64(alloc_of[i])
+        src = np.int64(alloc_of[u])
         has = is_free & np.int64((src >= 0) & (src < n))
-        src = min(max(src, 0), n - 1)
-        cross = has & counted & np.int64(cpu[i] != cpu[src])
-        nowait = is_alloc & np.int64((np.int64(gfp[i]) & reclaim) == 0)
-        cp = min(np.int64(cpu[i]), width - 1)
+        srcu = np.uint64(min(max(src, 0), n - 1))
+        cpu_i = np.int64(cpu[u])
+        cross = has & counted & np.int64(cpu_i != np.int64(cpu[srcu]))
+        nowait = is_alloc & np.int64((np.int64(gfp[u]) & reclaim) == 0)
+        cp = min(cpu_i, width - 1)
 
         # Slot size and call site: one comparison each, true only for a new or another size
         # or cache (x86 code generation splits a branch on (a & b) into two, and "is it a
         # counted allocation" is a coin flip): the rows they do not apply to compare the
         # spare entry with -2.
         ac = is_alloc & counted
-        size = np.int64(bytes_alloc[i])
-        zi = ncaches + ac * (cid - ncaches)
+        size = np.int64(bytes_alloc[u])
+        zi = np.uint64(ncaches + ac * (cid - ncaches))
         zkey = ac * (size + 2) - 2
-        s = np.int64(site_id[i])
+        s = np.int64(site_id[u])
         sv = counted & np.int64((s >= 0) & (s < nsites))
         s = min(max(s, 0), nsites)
-        ps = spare + sv * (is_free * nsites + s - spare)
+        ps = np.uint64(spare + sv * (is_free * nsites + s - spare))
         skey = sv * (cid + 2) - 2
         if (primary_size[zi] != zkey) | (primary_site[ps] != skey):
             if fill[0] >= site_room or fill[1] >= size_room:
@@ -183,23 +186,26 @@ def _count_rows(  # type: ignore[no-untyped-def]
                 key = (cid * 2 + is_free) * nfuncs + func_of_site[s]
                 site_counts[_find(site_keys, site_counts, key, fill, 0)] += 1
         first_size = ac & np.int64(primary_size[zi] == zkey)
-        site_hits[spare + np.int64(primary_site[ps] == skey) * (ps - spare)] += 1
+        site_hits[
+            np.uint64(spare + np.int64(primary_site[ps] == skey) * (np.int64(ps) - spare))
+        ] += 1
 
         code = (o & _OP_MASK) | (
-            (np.int64(reused_by[i] >= 0) & is_alloc) << B_UNSEEN
-            | (np.int64(live_at_end[i]) & is_alloc) << B_LIVE
+            (np.int64(reused_by[u] >= 0) & is_alloc) << B_UNSEEN
+            | (np.int64(live_at_end[u]) & is_alloc) << B_LIVE
             | nowait << B_NOWAIT
             | first_size << B_SIZE
             | has << B_MATCHED
             | cross << B_CROSS
         )
-        hist[(cid * hist_width + cp * cpus_in_hist) * NCODES + code] += 1
+        hist[np.uint64((cid * hist_width + cp * cpus_in_hist) * NCODES + code)] += 1
         if cpus_in_hist == 0:  # the same every row: predicted
-            per_cpu[(is_free * stride + cid) * width + cp] += 1
-        req_sum[cid] += np.int64(bytes_req[i]) * ac
+            per_cpu[np.uint64((is_free * stride + cid) * width + cp)] += 1
+        req_sum[np.uint64(cid)] += np.int64(bytes_req[u]) * ac
 
-        lifetime[m] = ts[i] - ts[src]
-        lifetime_cid[m] = cid
+        mu = np.uint64(m)
+        lifetime[mu] = ts[u] - ts[srcu]
+        lifetime_cid[mu] = cid
         m += has & counted
     fill[2] = m
     return hi
@@ -210,26 +216,27 @@ def _group(values, cids, bounds, nxt):  # type: ignore[no-untyped-def]
     values[bounds[g]:bounds[g + 1]] (in no particular order): a cycle-leader counting sort.
     ``bounds`` must hold the groups' exact sizes; ``nxt`` is scratch, one entry per group."""
     ngroups = len(bounds) - 1
+    top = ngroups - 1
     for g in range(ngroups):
         nxt[g] = bounds[g]
     for g in range(ngroups):
         end = bounds[g + 1]
         while nxt[g] < end:
-            j = nxt[g]
+            j = np.uint64(nxt[g])
             v = values[j]
-            d = min(max(np.int64(cids[j]), 0), ngroups - 1)
+            d = min(max(np.int64(cids[j]), 0), top)
             while d != g:  # v belongs to group d: swap it into d's next place
-                p = nxt[d]
-                nxt[d] = p + 1
+                p = np.uint64(nxt[np.uint64(d)])
+                nxt[np.uint64(d)] = np.int64(p) + 1
                 w = values[p]
                 values[p] = v
                 v = w
-                d2 = min(max(np.int64(cids[p]), 0), ngroups - 1)
+                d2 = min(max(np.int64(cids[p]), 0), top)
                 cids[p] = d
                 d = d2
             values[j] = v
             cids[j] = g
-            nxt[g] = j + 1
+            nxt[g] = np.int64(j) + 1
     return 0
 
 
@@ -267,20 +274,34 @@ def _heapsort(a, lo, hi):  # type: ignore[no-untyped-def]
 def _partition(a, lo, hi, pivot, or_equal):  # type: ignore[no-untyped-def]
     """Move the values of a[lo:hi] below pivot (or, with or_equal, not above it) to the front;
     returns where the others start. Branch-free Lomuto with a gap (Orson Peters' cyclic
-    variant): whether a value goes left is added to an index, never branched on."""
-    tmp = a[lo]
-    left = lo
-    gap = lo
-    for right in range(lo + 1, hi):
-        r = a[right]
+    variant): whether a value goes left is added to an index, never branched on. (Unsigned
+    indices: numba adds no negative-index wraparound to their loads.)"""
+    left = np.uint64(lo)
+    gap = left
+    tmp = a[left]
+    if or_equal:
+        for right in range(lo + 1, hi):
+            ur = np.uint64(right)
+            r = a[ur]
+            a[gap] = a[left]
+            a[left] = r
+            gap = ur
+            left += np.uint64(r <= pivot)
         a[gap] = a[left]
-        a[left] = r
-        gap = right
-        left += np.int64(r < pivot) | (or_equal & np.int64(r == pivot))
-    a[gap] = a[left]
-    a[left] = tmp
-    left += np.int64(tmp < pivot) | (or_equal & np.int64(tmp == pivot))
-    return left
+        a[left] = tmp
+        left += np.uint64(tmp <= pivot)
+    else:
+        for right in range(lo + 1, hi):
+            ur = np.uint64(right)
+            r = a[ur]
+            a[gap] = a[left]
+            a[left] = r
+            gap = ur
+            left += np.uint64(r < pivot)
+        a[gap] = a[left]
+        a[left] = tmp
+        left += np.uint64(tmp < pivot)
+    return np.int64(left)
 
 
 @_inline
@@ -301,12 +322,12 @@ def _select(a, lo, hi, k):  # type: ignore[no-untyped-def]
             y = z
             if x > y:
                 y = x
-        i = _partition(a, lo, hi, y, 0)
+        i = _partition(a, lo, hi, y, False)
         if k < i:
             hi = i  # not empty above: the pivot itself is not below it
             continue
         if i == lo:  # the pivot is the least value: its copies go first
-            i = _partition(a, lo, hi, y, 1)
+            i = _partition(a, lo, hi, y, True)
             if k < i:
                 return
         lo = i
@@ -340,10 +361,10 @@ def _order_stats(values, bounds, ks, out):  # type: ignore[no-untyped-def]
             start = k  # the next k is not smaller: only what is not below this is left
         top = values[start]
         for i in range(start, hi):
-            top = max(top, values[i])
+            top = max(top, values[np.uint64(i)])
         bottom = values[lo]
         for i in range(lo, first + 1):
-            bottom = min(bottom, values[i])
+            bottom = min(bottom, values[np.uint64(i)])
         out[g, nk] = top
         out[g, nk + 1] = bottom
     return 0
