@@ -76,6 +76,29 @@ def test_help_does_not_import_numba_or_scipy():
     assert out.stdout.strip() == "False False", out.stderr
 
 
+def _imported(args: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a run of ``sheaftune ARGS`` (output to /dev/null) imported."""
+    code = (
+        "import runpy, sys; sys.argv = ['sheaftune', *sys.argv[1:]]\n"
+        "try:\n    runpy.run_module('sheaftune', run_name='__main__')\n"
+        "except SystemExit as e:\n    assert not e.code, e.code\n"
+        f"print('imported:', *(m for m in {modules!r} if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    return out.stdout.splitlines()[-1].split()[1:]
+
+
+def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
+    # start-up time is part of the speed target: a JSON report needs no rich (tables, progress
+    # bars and warnings do), help needs no numpy
+    f = tmp_path / "t.npz"
+    save_native(small_table(), f)
+    heavy = ("rich", "numba", "scipy", "matplotlib", "dask")
+    assert _imported(["analyze", str(f), "--format", "json", "-o", os.devnull], heavy) == []
+    assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
+
+
 def test_native_round_trip_and_analysis(tmp_path: Path):
     f = tmp_path / "t.npz"
     save_native(small_table(), f)
