@@ -91,10 +91,10 @@ def _imported(args: list[str], modules: tuple[str, ...]) -> list[str]:
 
 def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
     # start-up time is part of the speed target: a JSON report needs no rich (tables, progress
-    # bars and warnings do), help needs no numpy
+    # bars and warnings do) nor yaml (YAML output, cost files), help needs no numpy
     f = tmp_path / "t.npz"
     save_native(small_table(), f)
-    heavy = ("rich", "numba", "scipy", "matplotlib", "dask")
+    heavy = ("rich", "yaml", "numba", "scipy", "matplotlib", "dask")
     assert _imported(["analyze", str(f), "--format", "json", "-o", os.devnull], heavy) == []
     assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
 
