@@ -123,8 +123,10 @@ def _json_dict(d: dict[Any, Any], nl: str, out: list[str]) -> None:
     if not d:
         out.append("{}")
         return
-    if not all(type(k) is str for k in d):
-        d = {str(k): v for k, v in d.items()}  # as ``plain`` keys them (the last one wins)
+    for k in d:
+        if type(k) is not str:
+            d = {str(k): v for k, v in d.items()}  # as ``plain`` keys them (the last one wins)
+            break
     inner = nl + "  "
     sep = "{" + inner
     for k in sorted(d):
