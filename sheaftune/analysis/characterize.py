@@ -33,11 +33,12 @@ from sheaftune.results import Record
 NOPS = len(Op)
 
 _KERNELS = "sheaftune.analysis._characterize_kernels"
-#: first sizes of the kernels' hash tables of (cache, side, site) and (cache, slot size)
-#: pairs (powers of two; doubled when half full)
+#: First sizes of the kernels' hash tables (powers of two, doubled when half full): the
+#: (cache, side, call-site function) pairs beyond each call site's first cache, and the
+#: (cache, slot size) pairs beyond each cache's first size.
 SITE_SLOTS = 1 << 12
 SIZE_SLOTS = 1 << 10
-#: Largest histogram (counters) that also splits by CPU: within a core's L2 cache.
+#: Counters of the largest histogram that also splits by CPU (256 KiB: within a core's L2).
 HIST_CPU_LIMIT = 1 << 15
 
 #: Share of allocations that must die visibly; below it a cache is flagged (trace-realities.md:
@@ -118,9 +119,9 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     stride = ncaches + 1  # the last cache slot: events no cache is counted for
     span_ns = int(ts[-1] - ts[0]) if n else 0
     scale = 1e-9 if meta.ts_is_ns else 1.0
-    k = kernels(_KERNELS)
+    kern = kernels(_KERNELS)
     wide = norm.alloc_of.dtype == np.int64
-    count_rows = k.count_rows_i8 if wide else k.count_rows_i4
+    count_rows = kern.count_rows_i8 if wide else kern.count_rows_i4
 
     site_funcs = _site_functions(t.sites)
     func_names = sorted(set(site_funcs))
@@ -142,6 +143,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     hist = np.zeros(stride * (width if cpus_in_hist else 1) * NCODES, dtype=np.int64)
     per_cpu = np.zeros(0 if cpus_in_hist else 2 * stride * width, dtype=np.int64)
     req_sum = np.zeros(stride, dtype=np.int64)
+    # -1: no first size (cache) yet; -2 in the spare entry the other rows look at
     primary_size = np.full(stride, -1, dtype=np.int64)
     primary_size[ncaches] = -2
     primary_site = np.full(2 * nsites + 1, -1, dtype=np.int64)
@@ -171,7 +173,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
                 if fill[j] >= len(tables[j][0]) >> 1:
                     old = tables[j]
                     tables[j] = _new_table(2 * len(old[0]))
-                    k.rehash(*old, *tables[j], fill, j)
+                    kern.rehash(*old, *tables[j], fill, j)
             if fill[2] == len(lifetime):
                 lifetime = np.resize(lifetime, 2 * len(lifetime))
                 lifetime_cid = np.resize(lifetime_cid, 2 * len(lifetime_cid))
@@ -191,10 +193,13 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
         a_cpu = per_cpu[: stride * width].reshape(stride, width)[:ncaches]
         f_cpu = per_cpu[stride * width :].reshape(stride, width)[:ncaches]
     by_op_arr = hist2.reshape(stride, NCODES >> OP_BITS, 1 << OP_BITS).sum(axis=1)[:, :NOPS]
+    # per cache: matched frees, unseen frees, live at the end, no-wait allocations, cross-CPU
+    # frees, allocations of the cache's first slot size
     wanted_bits = [(B_MATCHED, ~on_alloc), (B_UNSEEN, on_alloc), (B_LIVE, on_alloc)]
     wanted_bits += [(B_NOWAIT, on_alloc), (B_CROSS, ~on_alloc), (B_SIZE, on_alloc)]
     select = np.array([((codes >> b) & 1).astype(bool) & side for b, side in wanted_bits])
     flags = hist2 @ select.T.astype(np.int64)
+    nmatched, first_size = flags[:ncaches, 0], flags[:ncaches, 5]
     matched, unseen, live, nowait, cross, _ = flags.T.tolist()
     by_op = by_op_arr[:ncaches].T.tolist()
     allocs = (by_op_arr[:ncaches, Op.KMEM_CACHE_ALLOC] + by_op_arr[:ncaches, Op.KMALLOC]).tolist()
@@ -202,29 +207,29 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     events_by_op = by_op_arr.sum(axis=0).tolist()
     # per cache, the CPUs it has events on: [(cpu, allocations, frees)]
     on_cpu: list[list[tuple[int, int, int]]] = [[] for _ in range(ncaches)]
-    rows, cols_ = np.nonzero(a_cpu | f_cpu)
+    nz_cache, nz_cpu = np.nonzero(a_cpu | f_cpu)
     for c, p, a, f in zip(
-        rows.tolist(),
-        cols_.tolist(),
-        a_cpu[rows, cols_].tolist(),
-        f_cpu[rows, cols_].tolist(),
+        nz_cache.tolist(),
+        nz_cpu.tolist(),
+        a_cpu[nz_cache, nz_cpu].tolist(),
+        f_cpu[nz_cache, nz_cpu].tolist(),
         strict=True,
     ):
         on_cpu[c].append((p, a, f))
 
     # lifetimes grouped by cache (their counts are the caches' matched frees)
     bounds = np.zeros(ncaches + 1, dtype=np.int64)
-    np.cumsum(flags[:ncaches, 0], out=bounds[1:])
+    np.cumsum(nmatched, out=bounds[1:])
     if bounds[-1] != fill[2]:
-        raise AssertionError("characterize: matched frees counted twice differently")
-    k.group(lifetime, lifetime_cid, bounds, np.empty(ncaches, dtype=np.int64))
+        raise AssertionError("characterize: matched frees and their lifetimes disagree")
+    kern.group(lifetime, lifetime_cid, bounds, np.empty(ncaches, dtype=np.int64))
     del lifetime_cid
-    lt_stats = _lifetime_stats(k, lifetime, bounds)
+    lt_stats = _lifetime_stats(kern, lifetime, bounds)
     del lifetime
 
     hits = site_hits[:-1]
     sites = _top_sites(tables[0], primary_site[:-1], hits, func_of_site[:-1], func_names)
-    sizes = _sizes(tables[1], primary_size[:ncaches], flags[:ncaches, 5], req_sum)
+    sizes = _sizes(tables[1], primary_size[:ncaches], first_size, req_sum)
 
     op_names = [(int(o), o.tracepoint) for o in Op]
     wanted = set(cache_filter) if cache_filter else None
