@@ -25,7 +25,6 @@ from sheaftune.analysis._characterize_layout import (
     NCODES,
     OP_BITS,
 )
-from sheaftune.compiled import kernels
 from sheaftune.events import Op
 from sheaftune.normalize import CHUNK_ROWS, Normalized
 from sheaftune.results import Record
@@ -119,6 +118,9 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     stride = ncaches + 1  # the last cache slot: events no cache is counted for
     span_ns = int(ts[-1] - ts[0]) if n else 0
     scale = 1e-9 if meta.ts_is_ns else 1.0
+    # (imported here: modules that only read Analysis records need no kernel machinery)
+    from sheaftune.compiled import kernels
+
     kern = kernels(_KERNELS)
     wide = norm.alloc_of.dtype == np.int64
     count_rows = kern.count_rows_i8 if wide else kern.count_rows_i4
