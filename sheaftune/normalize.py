@@ -13,8 +13,11 @@ A reader's EventTable says what the tracepoints printed; this module decides wha
   object (the free went through a path that fires no event: ``kfree_rcu``, bulk frees).
 * Allocations never freed by the end of the trace are *live at end*.
 
-Everything is vectorised: one stable argsort by pointer groups each pointer's events in time
-order, and neighbour comparisons inside the groups do the matching.
+The passes are compiled kernels (:mod:`sheaftune._normalize_kernels`, loaded through
+:mod:`sheaftune.compiled`): linear sweeps in time order, with open-addressing hash tables in
+arrays allocated here (pointer -> its last event; task -> its current run of sheaf pops) and
+counting sorts. Huge traces go a chunk of rows at a time, and the pointer matching one pointer
+bucket at a time, so the tables and temporaries stay bounded.
 
 Known limit: with the ``local`` trace clock, CPUs' clocks differ slightly, so a free on one
 CPU can sort just after a reallocation of the same pointer on another CPU; such a pair is then
@@ -24,16 +27,34 @@ need a reuse within the skew, microseconds) and are not corrected.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 from sheaftune import gfp as gfpmod
+from sheaftune._normalize_const import (
+    C_FAILED_ALLOC,
+    C_MATCHED,
+    C_MISMATCH,
+    C_NULL_FREE,
+    C_PTRS_USED,
+    C_UNMATCHED_KFREE,
+    C_UNMATCHED_NAMED,
+    C_UNSEEN,
+    C_ZERO_SIZE_FREE,
+    KEY_COLS,
+    N_COUNTS,
+    N_POP_STATE,
+    P_POPS,
+    P_RUNS,
+    P_USED,
+    PTR_COLS,
+    TASK_COLS,
+)
+from sheaftune._normalize_const import ZERO_SIZE_PTR as ZERO_SIZE_PTR  # (part of this API)
+from sheaftune.compiled import kernels
 from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
-
-#: kmalloc(0) returns this pointer; kfree() of it frees nothing.
-ZERO_SIZE_PTR = 0x10
 
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
 
@@ -90,19 +111,8 @@ class Normalized:
         return cached
 
 
-def kmalloc_family(gfp: np.ndarray) -> np.ndarray:
-    """0 normal, 1 cg (accounted), 2 rcl (reclaimable), 3 dma, as ``kmalloc_type()`` decides."""
-    fam = np.zeros(len(gfp), dtype=np.int64)
-    fam[(gfp & gfpmod.__GFP_ACCOUNT) != 0] = 1
-    fam[(gfp & gfpmod.__GFP_RECLAIMABLE) != 0] = 2
-    fam[(gfp & gfpmod.__GFP_DMA) != 0] = 3
-    return fam
-
-
 #: Rows per step of the passes that sweep whole columns: bounds their temporaries.
 CHUNK_ROWS = 1 << 20
-#: Rows per step of a gather from a file-mapped column (its pages are given back after each).
-GATHER_ROWS = 1 << 18
 #: Events per pointer bucket of the matching sort (more events: more buckets).
 BUCKET_EVENTS = 1 << 20
 
@@ -115,128 +125,121 @@ def index_dtype(n: int) -> type:
 def normalize(table: EventTable) -> Normalized:
     """Resolve kmalloc caches, match frees to allocations, attribute kfree to caches.
 
-    Memory: a few bytes per event beyond the table (int32 indices, bool flags); column sweeps
-    go in chunks of ``CHUNK_ROWS`` and the pointer sort in buckets of about ``BUCKET_EVENTS``
-    events, so no step allocates an int64 temporary as long as the trace. File-mapped columns
-    are released when done (``EventTable.release``).
+    Three sweeps in time order: classify the rows (counts, pointer buckets, the distinct
+    kmalloc keys), give each kmalloc its cache, then match pointers (one bucket at a time) and
+    attribute the matched frees.
+
+    Memory: a few bytes per event beyond the table (int32 indices, a 2-byte bucket column, bool
+    flags) plus hash tables of about twice the distinct pointers of a bucket; sweeps go in chunks
+    of ``CHUNK_ROWS`` rows with file-mapped columns released after each (``EventTable.release``),
+    and traces of more than ``BUCKET_EVENTS`` events are matched in pointer buckets of about that
+    many events.
     """
+    k = _kernels()
     n = len(table)
-    op = table.op
-    ptr = table.ptr
+    op = _col(table, "op")
+    ptr = _col(table, "ptr")
+    bytes_alloc = _col(table, "bytes_alloc")
+    gfp = _col(table, "gfp")
     cache_id = np.array(table.cache_id, dtype=np.int32)
     caches = list(table.caches)
     name_ids = {name: i for i, name in enumerate(caches)}
-    hashed = table.meta.pointers_hashed
+    hashed = bool(table.meta.pointers_hashed)
+    counts = np.zeros(N_COUNTS, dtype=np.int64)
 
-    is_alloc = np.empty(n, dtype=bool)
-    valid = np.empty(n, dtype=bool)  # takes part in matching
-    zero_size_n = null_free_n = failed_alloc_n = 0
-    km_keys = []
-    for lo in range(0, n, CHUNK_ROWS):
-        hi = min(n, lo + CHUNK_ROWS)
-        o = op[lo:hi]
-        p = ptr[lo:hi]
-        a = alloc_mask(o)
-        is_alloc[lo:hi] = a
-        null = p == 0
-        null_free_n += int(np.count_nonzero(null & ~a))
-        failed_alloc_n += int(np.count_nonzero(null & a))
-        zero = (p == ZERO_SIZE_PTR) & ~a
-        if hashed:
-            zero[:] = False  # %p hashes 0x10: it cannot be recognised in kernel text
-        zero_size_n += int(np.count_nonzero(zero))
-        valid[lo:hi] = ~null & ~zero
-        km_keys.append(np.unique(_kmalloc_key(table, lo, hi)[1]))
+    # 1. the distinct kmalloc (size, family) keys, and with several pointer buckets each row's
+    # bucket (nb: out of every bucket) and the counts of rows out of matching
+    nb = _bucket_count(n)
+    bits = nb.bit_length() - 1
+    bucket = np.empty(n if nb > 1 else 0, dtype=np.uint16)
+    ktab = _table(64, KEY_COLS)
+    for lo, hi in _chunks(n):
+        if nb > 1:
+            k.classify(op, ptr, lo, hi, hashed, bits, bucket, counts)
+        at = lo
+        while (at := k.kmalloc_keys(op, bytes_alloc, gfp, at, hi, ktab, counts)) < hi:
+            ktab = _grown(k, ktab, 0)
         table.release()
 
-    # kmalloc: cache from size bucket and gfp family, resolved once per distinct pair (in key
-    # order, so cache ids do not depend on the chunking)
-    uniq = np.unique(np.concatenate(km_keys)) if km_keys else np.empty(0, dtype=np.int64)
-    ids = np.empty(len(uniq), dtype=np.int32)
-    for j, k in enumerate(uniq.tolist()):
-        size, fam = divmod(k, 4)
+    # 2. kmalloc: cache from size bucket and gfp family, resolved once per distinct key (in key
+    # order, so cache ids do not depend on the order of the events); with one bucket the
+    # matching sweep gives the kmallocs their caches
+    slots = np.nonzero(ktab[:, 0])[0]
+    slots = slots[np.argsort(ktab[slots, 0])]
+    for s, tag in zip(slots.tolist(), ktab[slots, 0].tolist(), strict=True):
+        size, fam = divmod(tag - 1, 4)
         name = _FAMILY_PREFIX[fam] + gfpmod._size_name(size)
         if name not in name_ids:
             name_ids[name] = len(caches)
             caches.append(name)
-        ids[j] = name_ids[name]
-    if len(uniq):
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(n, lo + CHUNK_ROWS)
-            km, key = _kmalloc_key(table, lo, hi)
-            cache_id[lo + km] = ids[np.searchsorted(uniq, key)]
+        ktab[s, 1] = name_ids[name]
+    if nb > 1 and len(slots):
+        for lo, hi in _chunks(n):
+            k.resolve_kmalloc(op, bytes_alloc, gfp, lo, hi, ktab, cache_id)
+            table.release()
 
-    alloc_of, reused_by, live_at_end = _match_pointers(table, is_alloc, valid)
-    del valid
-    table.release()
+    # 3. pointer matching, bucket by bucket (every event of a pointer falls in one bucket), each
+    # swept in time order; a matched kfree takes the cache of its allocation, a named free keeps
+    # its name
+    idx = index_dtype(n)
+    alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
+    reused_by: np.ndarray = np.full(n, -1, dtype=idx)
+    live_at_end = np.zeros(n, dtype=bool)
+    match = k.match_pointers_i4 if idx is np.int32 else k.match_pointers_i8
+    # (about twice the distinct pointers of a bucket: a guess, grown when short)
+    ptab = _table(min(1 << 16, _pow2(2 * min(n, BUCKET_EVENTS))), PTR_COLS)
+    live_n = 0
+    for b in range(nb):
+        for lo, hi in _chunks(n):
+            at = lo
+            while (
+                at := match(
+                    *(op, ptr, bytes_alloc, gfp, hashed, bucket, b, bits, at, hi),
+                    *(ptab, ktab, cache_id, alloc_of, reused_by, counts),
+                )
+            ) < hi:
+                ptab = _grown(k, ptab, bits)
+            table.release()
+        live_n += k.live_at_end(ptab, live_at_end)  # (and empties the table)
+        counts[C_PTRS_USED] = 0
+    del bucket, ptab, ktab
 
-    # a kfree belongs to the cache of the allocation it frees; a named free keeps its name
-    matched_n = 0
-    cache_mismatch = 0
-    unmatched_kfree = 0
-    unmatched_named = 0
-    for lo in range(0, n, CHUNK_ROWS):
-        hi = min(n, lo + CHUNK_ROWS)
-        src = alloc_of[lo:hi]
-        o = op[lo:hi]
-        has = src >= 0
-        matched_n += int(np.count_nonzero(has))
-        kf = np.nonzero(has & (o == Op.KFREE))[0]
-        cache_id[lo + kf] = cache_id[src[kf]]
-        named = np.nonzero(has & (o == Op.KMEM_CACHE_FREE))[0]
-        own = cache_id[lo + named]
-        unnamed = named[own == NO_CACHE]  # pre-5.12 kmem_cache_free has no name
-        cache_id[lo + unnamed] = cache_id[src[unnamed]]
-        cache_mismatch += int(np.count_nonzero(cache_id[lo + named] != cache_id[src[named]]))
-        unmatched = ~is_alloc[lo:hi] & ~has & (ptr[lo:hi] != 0)  # (not a NULL free)
-        if not hashed:
-            unmatched &= ptr[lo:hi] != ZERO_SIZE_PTR
-        unmatched_kfree += int(np.count_nonzero(unmatched & (o == Op.KFREE)))
-        unmatched_named += int(np.count_nonzero(unmatched & (o == Op.KMEM_CACHE_FREE)))
-    table.release()
-
-    counts = {
-        "null_free": null_free_n,
-        "zero_size_free": zero_size_n,
-        "failed_alloc": failed_alloc_n,
-        "matched_free": matched_n,
-        "unmatched_kfree": unmatched_kfree,
-        "unmatched_kmem_cache_free": unmatched_named,
-        "unseen_free": int(np.count_nonzero(reused_by >= 0)),
-        "live_at_end": int(np.count_nonzero(live_at_end)),
-        "free_cache_mismatch": cache_mismatch,
+    c = counts.tolist()
+    out_counts = {
+        "null_free": c[C_NULL_FREE],
+        "zero_size_free": c[C_ZERO_SIZE_FREE],
+        "failed_alloc": c[C_FAILED_ALLOC],
+        "matched_free": c[C_MATCHED],
+        "unmatched_kfree": c[C_UNMATCHED_KFREE],
+        "unmatched_kmem_cache_free": c[C_UNMATCHED_NAMED],
+        "unseen_free": c[C_UNSEEN],
+        "live_at_end": int(live_n),
+        "free_cache_mismatch": c[C_MISMATCH],
     }
-    del is_alloc
     out = EventTable(
         {**table.columns, "cache_id": cache_id}, caches, table.sites, table.comms, table.meta
     )
-    return Normalized(out, alloc_of, live_at_end, reused_by, counts)
+    return Normalized(out, alloc_of, live_at_end, reused_by, out_counts)
 
 
 def group_rows(key: np.ndarray, nkeys: int) -> tuple[np.ndarray, np.ndarray]:
     """Row indices grouped by ``key`` (values 0..nkeys-1; others are left out), each group in
     row order: ``rows[starts[k]:starts[k + 1]]`` are the rows of key k.
 
-    A counting sort in chunks: int32 rows (when they fit) and no temporary as long as the
-    table, where ``np.argsort(key, kind="stable")`` would build int64 ones.
+    A counting sort (two linear passes): int32 rows when they fit, and no temporary as long as
+    the table, where ``np.argsort(key, kind="stable")`` would build int64 ones.
     """
+    k = _kernels()
     n = len(key)
-    counts = np.bincount(key, minlength=nkeys + 1)[:nkeys] if n else np.zeros(nkeys, np.int64)
+    if key.dtype != np.int32 or not key.flags.c_contiguous:
+        key = np.clip(key, -1, nkeys).astype(np.int32)  # (out-of-range keys stay out of range)
+    counts = np.zeros(nkeys, dtype=np.int64)
+    total = k.count_keys(key, counts)
     starts = np.zeros(nkeys + 1, dtype=np.int64)
     np.cumsum(counts, out=starts[1:])
-    rows: np.ndarray = np.empty(int(starts[-1]), dtype=index_dtype(n))
-    fill = starts[:-1].copy()
-    for lo in range(0, n, CHUNK_ROWS):
-        hi = min(n, lo + CHUNK_ROWS)
-        k = key[lo:hi]
-        order = np.argsort(k, kind="stable")
-        sk = k[order]
-        first = np.searchsorted(sk, np.arange(nkeys), side="left")
-        last = np.searchsorted(sk, np.arange(nkeys), side="right")
-        for j in np.nonzero(last > first)[0].tolist():
-            m = int(last[j] - first[j])
-            rows[fill[j] : fill[j] + m] = lo + order[first[j] : last[j]]
-            fill[j] += m
+    rows: np.ndarray = np.empty(total, dtype=index_dtype(n))
+    fill = k.fill_groups_i4 if rows.dtype == np.int32 else k.fill_groups_i8
+    fill(key, starts[:-1].copy(), rows)
     return rows, starts
 
 
@@ -245,11 +248,34 @@ def alloc_mask(op: np.ndarray) -> np.ndarray:
     return (op == Op.KMEM_CACHE_ALLOC) | (op == Op.KMALLOC)
 
 
-def _kmalloc_key(table: EventTable, lo: int, hi: int) -> tuple[np.ndarray, np.ndarray]:
-    """kmalloc events among rows lo..hi (offsets from lo) and their (size, family) keys."""
-    km = np.nonzero(table.op[lo:hi] == Op.KMALLOC)[0]
-    key = table.bytes_alloc[lo:hi][km].astype(np.int64) * 4 + kmalloc_family(table.gfp[lo:hi][km])
-    return km, key
+def _kernels() -> Any:
+    return kernels("sheaftune._normalize_kernels")
+
+
+def _col(table: EventTable, name: str) -> np.ndarray:
+    """A column as the kernels take it (C-contiguous; a no-op for the tables readers build)."""
+    return np.ascontiguousarray(table.columns[name])
+
+
+def _chunks(n: int) -> list[tuple[int, int]]:
+    return [(lo, min(n, lo + CHUNK_ROWS)) for lo in range(0, n, CHUNK_ROWS)]
+
+
+def _table(slots: int, cols: int) -> np.ndarray:
+    """An empty hash table of the kernels: ``slots`` (a power of two) rows of ``cols`` words."""
+    return np.zeros((slots, cols), dtype=np.int64)
+
+
+def _pow2(n: int) -> int:
+    """The least power of two >= n (and >= 16)."""
+    return max(16, 1 << (n - 1).bit_length())
+
+
+def _grown(k: Any, tab: np.ndarray, bits: int) -> np.ndarray:
+    """The table moved into one of twice the slots (``bits``: of the pointer buckets)."""
+    new = _table(2 * len(tab), tab.shape[1])
+    k.rehash(tab, new, bits)
+    return new
 
 
 def _bucket_count(n: int) -> int:
@@ -258,74 +284,6 @@ def _bucket_count(n: int) -> int:
     while nb * BUCKET_EVENTS < n and nb < 4096:
         nb *= 2
     return nb
-
-
-def _bucket_of(ptr: np.ndarray, nbuckets: int) -> np.ndarray:
-    """A pointer's bucket (0..nbuckets-1, a power of two): the top bits of a multiplicative
-    hash, so aligned slab addresses still spread evenly."""
-    h = ptr * np.uint64(0x9E3779B97F4A7C15)
-    return (h >> np.uint64(64 - nbuckets.bit_length() + 1)).astype(np.uint16)
-
-
-def _match_pointers(
-    table: EventTable, is_alloc: np.ndarray, valid: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(alloc_of, reused_by, live_at_end) by grouping each pointer's events (an unseen free
-    is an allocation with a ``reused_by``).
-
-    Every event of one pointer falls in the same bucket, so buckets are matched one at a time:
-    a stable sort by pointer groups each pointer's events in time order (the table's order) and
-    neighbour comparisons inside the groups do the matching.
-    """
-    ptr = table.ptr
-    n = len(ptr)
-    idx = index_dtype(n)
-    alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
-    reused_by: np.ndarray = np.full(n, -1, dtype=idx)
-    live_at_end = np.zeros(n, dtype=bool)
-    nb = _bucket_count(n)
-    groups: Iterable[np.ndarray]
-    if nb == 1:
-        groups = [np.nonzero(valid)[0].astype(idx)]
-    else:
-        bucket = np.empty(n, dtype=np.uint16)
-        for lo in range(0, n, CHUNK_ROWS):
-            hi = min(n, lo + CHUNK_ROWS)
-            b = _bucket_of(ptr[lo:hi], nb)
-            b[~valid[lo:hi]] = nb  # out of every bucket
-            bucket[lo:hi] = b
-            table.release()
-        # each bucket's rows found when its turn comes (a scan of the 2-byte bucket column),
-        # rather than every bucket's rows held at once
-        groups = (np.nonzero(bucket == k)[0].astype(idx) for k in range(nb))
-    for g in groups:
-        if len(g) == 0:
-            continue
-        # the bucket's pointers, gathered a row range at a time: a bucket's rows lie all over
-        # a mapped column, and each range's pages are given back before the next
-        key = table.gather("ptr", g, GATHER_ROWS)
-        by_ptr = np.argsort(key, kind="stable")
-        order = g[by_ptr]
-        p = key[by_ptr]
-        del key, by_ptr
-        a = is_alloc[order]
-        m = len(order)
-        same_prev = np.zeros(m, dtype=bool)
-        same_prev[1:] = p[1:] == p[:-1]
-        del p
-        prev_is_alloc = np.zeros(m, dtype=bool)
-        prev_is_alloc[1:] = a[:-1]
-        matched = ~a & same_prev & prev_is_alloc
-        same_next = np.zeros(m, dtype=bool)
-        same_next[:-1] = same_prev[1:]
-        next_is_alloc = np.zeros(m, dtype=bool)
-        next_is_alloc[:-1] = a[1:]
-        pos = np.nonzero(matched)[0]
-        alloc_of[order[pos]] = order[pos - 1]
-        reuse_pos = np.nonzero(a & same_next & next_is_alloc)[0]
-        reused_by[order[reuse_pos]] = order[reuse_pos + 1]
-        live_at_end[order[a & ~same_next]] = True
-    return alloc_of, reused_by, live_at_end
 
 
 # --- operation inference (prefill users) ----------------------------------------------------
@@ -415,112 +373,99 @@ def sheaf_pop_runs(
     another path (a new tree operation), or after ``gap_ns`` without a pop. The upper bound is
     ``upper_bound`` when given, else the request rule of the store type the pop sites reveal
     (the largest over the run's sites), and never less than what the run used.
+
+    The first call finds the pops of every cache in one sweep (memoised on ``norm`` per
+    ``gap_ns``); ``rows`` (the cache's rows, from callers that have them) is not needed.
     """
+    del rows
     t = norm.table
     empty = np.empty(0, dtype=np.int64)
-    none = PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
-    if cache not in t.caches:
-        return none
-    if rows is None:
-        rows = rows_of_cache(norm, cache)
-    rows = rows[alloc_mask(t.op[rows])]
-    # (each gather from a mapped column is released at once: the rows of one cache touch
-    # pages all over it)
+    found = _all_pop_runs(norm, gap_ns).get(cache) if cache in t.caches else None
+    if found is None:
+        return PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
+    pop_rows, run, code, mask, used = found
+    if upper_bound is not None:
+        bound = np.full(len(used), upper_bound, dtype=np.int64)
+    else:
+        bound = _bound_of_codes(tree_height)[mask]
+    # a run cannot use more than it asked for
+    return PopRuns(pop_rows.copy(), run.astype(np.int64), code.copy(), np.maximum(bound, used))
+
+
+#: Per cache: its pops' rows, runs and codes, its runs' code sets and sizes.
+_CachePops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
+    """The sheaf pops of every cache that has some, found in one sweep of the trace in time
+    order (a chunk of rows at a time) and memoised on ``norm``; see ``pop_runs_i4``."""
+    memo = norm.__dict__.setdefault("_pop_runs", {})
+    done: dict[str, _CachePops] | None = memo.get(gap_ns)
+    if done is not None:
+        return done
+    done = memo[gap_ns] = {}
     code_of_site = _site_store_codes(norm)
     if not code_of_site.any():  # no call site of the trace is a pop site
-        return none
-    code = np.empty(len(rows), dtype=np.int8)
-    is_pop = np.empty(len(rows), dtype=bool)
-    for lo in range(0, len(rows), CHUNK_ROWS):
-        part = rows[lo : lo + CHUNK_ROWS]
-        site = t.site_id[part]
-        c = code_of_site[np.where(site >= 0, site, len(code_of_site) - 1)]
-        code[lo : lo + CHUNK_ROWS] = c
-        is_pop[lo : lo + CHUNK_ROWS] = (c != 0) & ((t.gfp[part] & gfpmod.__GFP_DIRECT_RECLAIM) == 0)
+        return done
+    k = _kernels()
+    t = norm.table
+    n = len(t)
+    ncaches = len(t.caches)
+    idx = index_dtype(n)
+    sweep = k.pop_runs_i4 if idx is np.int32 else k.pop_runs_i8
+    cols = [_col(t, c) for c in ("op", "cache_id", "site_id", "gfp", "pid", "ts_ns")]
+    ttab = _table(1 << 8, TASK_COLS)
+    cache_runs = np.zeros(ncaches, dtype=np.int64)
+    # per pop: row, run number in its cache, code, cache; per run: cache, code set, pops
+    pops = [np.empty(1 << 12, dtype=d) for d in (idx, idx, np.int8, np.int32)]
+    runs = [np.empty(1 << 10, dtype=d) for d in (np.int32, np.uint8, np.int64)]
+    state = np.zeros(N_POP_STATE, dtype=np.int64)
+    for lo, hi in _chunks(n):
+        at = lo
+        while (
+            at := sweep(*cols, at, hi, code_of_site, gap_ns, ttab, cache_runs, *pops, *runs, state)
+        ) < hi:
+            if state[P_POPS] >= len(pops[0]):
+                pops = [_longer(a) for a in pops]
+            if state[P_RUNS] >= len(runs[0]):
+                runs = [_longer(a) for a in runs]
+            if (state[P_USED] + 1) * 2 > len(ttab):
+                ttab = _grown(k, ttab, 0)
         t.release()
-    if not is_pop.any():  # most caches: no allocation is a pop, nothing to group
-        return none
-    # runs never cross tasks: tasks are split into buckets (by a hash of the pid) and each
-    # bucket's allocations are grouped alone, which bounds the temporaries on huge traces
-    n = len(rows)
-    nb = _bucket_count(n)
-    if nb == 1:
-        groups: list[np.ndarray] = [np.arange(n, dtype=index_dtype(n))]
-    else:
-        bucket = np.empty(n, dtype=np.uint16)
-        for lo in range(0, n, CHUNK_ROWS):
-            pid = t.pid[rows[lo : lo + CHUNK_ROWS]].astype(np.uint64)
-            bucket[lo : lo + CHUNK_ROWS] = _bucket_of(pid, nb)
-            t.release()
-        pos, starts = group_rows(bucket, nb)
-        del bucket
-        groups = [pos[starts[k] : starts[k + 1]] for k in range(nb)]
-    pop_pos: list[np.ndarray] = []
-    pop_run: list[np.ndarray] = []
-    nruns = 0
-    for g in groups:  # positions into rows, in time order
-        if len(g) == 0:
-            continue
-        if not is_pop[g].any():
-            continue
-        # (per bucket, gathered in row order a chunk at a time: no column as long as the cache,
-        # and no mapped column resident whole)
-        rg = rows[g]
-        pid = t.gather("pid", rg)
-        by_pid = np.argsort(pid, kind="stable")
-        order = g[by_pid]  # each task's allocations, in time order
-        pop = is_pop[order]
-        p = pid[by_pid]
-        del pid
-        prev_same = np.zeros(len(order), dtype=bool)
-        prev_same[1:] = p[1:] == p[:-1]
-        prev_pop = np.zeros(len(order), dtype=bool)
-        prev_pop[1:] = pop[:-1]
-        ts = t.gather("ts_ns", rg)[by_pid]
-        del rg, by_pid
-        gap = np.zeros(len(order), dtype=bool)
-        gap[1:] = (ts[1:] - ts[:-1]) > gap_ns
-        del ts, p
-        start = pop & ~(prev_same & prev_pop & ~gap)
-        pop_run.append((nruns + np.cumsum(start, dtype=np.int64) - 1)[pop])
-        pop_pos.append(order[pop])
-        nruns += int(start.sum())
-        t.release()
-    del groups, is_pop
-    # list pops in time order (one in-place sort of (position, run) packed in 64 bits), then
-    # renumber runs by their first pop's time
-    idx = index_dtype(len(rows))
-    key = np.concatenate(pop_pos).astype(np.uint64) << np.uint64(32)
-    del pop_pos
-    key |= np.concatenate(pop_run).astype(np.uint64)
-    del pop_run
-    key.sort()
-    pos_sorted: np.ndarray = (key >> np.uint64(32)).astype(idx)
-    run_pid_order = (key & np.uint64(0xFFFFFFFF)).astype(np.int64)
-    del key
-    pop_code = code[pos_sorted]
-    del code
-    pop_rows = rows[pos_sorted]
-    del pos_sorted
-    npops = len(pop_rows)
-    first_seen = np.full(nruns, npops, dtype=np.int64)
-    np.minimum.at(first_seen, run_pid_order, np.arange(npops, dtype=np.int64))
-    renumber = np.empty(nruns, dtype=np.int64)
-    renumber[np.argsort(first_seen, kind="stable")] = np.arange(nruns)
-    del first_seen
-    run = renumber[run_pid_order]
-    del renumber, run_pid_order
-    used = np.bincount(run, minlength=nruns)
-    bound = np.zeros(nruns, dtype=np.int64)
-    if nruns:
-        bound_of_code = np.array(
-            [request_bound(name, tree_height, 0) for name in _STORE_TYPES], dtype=np.int64
-        )
-        np.maximum.at(bound, run, bound_of_code[pop_code])
-        if upper_bound is not None:
-            bound[:] = upper_bound
-        bound = np.maximum(bound, used)  # a run cannot use more than it asked for
-    return PopRuns(pop_rows, run, pop_code, bound)
+    del cols, ttab
+    npops, nruns = int(state[P_POPS]), int(state[P_RUNS])
+    pop_row, pop_run, pop_code, pop_cache = (a[:npops] for a in pops)
+    run_cache, run_mask, run_used = (a[:nruns] for a in runs)
+    # each cache's pops and runs, in time order (runs by first pop)
+    by_pop, pop_starts = group_rows(pop_cache, ncaches)
+    by_run, run_starts = group_rows(run_cache, ncaches)
+    for c in np.nonzero(np.diff(pop_starts))[0].tolist():
+        p = by_pop[pop_starts[c] : pop_starts[c + 1]]
+        r = by_run[run_starts[c] : run_starts[c + 1]]
+        done[t.caches[c]] = (pop_row[p], pop_run[p], pop_code[p], run_mask[r], run_used[r])
+    return done
+
+
+def _longer(a: np.ndarray) -> np.ndarray:
+    out = np.empty(2 * len(a), dtype=a.dtype)
+    out[: len(a)] = a
+    return out
+
+
+def _bound_of_codes(tree_height: int) -> np.ndarray:
+    """The request bound of a run, by the set of its pops' store-type codes (bit c: code c):
+    the largest rule among them (``request_bound`` with nothing used)."""
+    cached = _BOUND_OF_CODES.get(tree_height)
+    if cached is None:
+        rule = [request_bound(name, tree_height, 0) for name in _STORE_TYPES]
+        cached = np.zeros(1 << len(_STORE_TYPES), dtype=np.int64)
+        for m in range(1, len(cached)):
+            cached[m] = max(0, *(b for c, b in enumerate(rule) if m >> c & 1))
+        _BOUND_OF_CODES[tree_height] = cached
+    return cached
+
+
+_BOUND_OF_CODES: dict[int, np.ndarray] = {}
 
 
 def rows_of_cache(norm: Normalized, cache: str) -> np.ndarray:
@@ -568,8 +513,10 @@ def infer_operations(
     return ops, counts
 
 
-#: Store types of ``SHEAF_POP_SITES`` as codes: index 0 ("") is "not a pop site".
+#: Store types of ``SHEAF_POP_SITES`` as codes: index 0 ("") is "not a pop site". (A run's
+#: codes are kept as the bits of one byte: at most 8.)
 _STORE_TYPES = ("", *sorted(set(SHEAF_POP_SITES.values())))
+assert len(_STORE_TYPES) <= 8
 
 
 def _site_store_codes(norm: Normalized) -> np.ndarray:
