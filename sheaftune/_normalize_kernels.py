@@ -313,20 +313,23 @@ def _pop_runs(  # type: ignore[no-untyped-def]
     another allocation), that pop's time and the run's number in its cache. A pop
     continues the task's run when its last allocation from the cache was a pop at most
     ``gap_ns`` earlier, else starts one: runs get global ids in order of their first pop, and
-    numbers per cache (``cache_runs`` counts them) in the same order. Per pop: row, run number
+    numbers per cache (``cache_runs`` counts them, with a last 0 for rows of no cache) in the
+    same order. Per pop: row, run number
     in the cache, code, cache; per run (global id): cache, the bit set of its pops' codes, its
     number of pops. Returns hi, or the row where an output array or the table must grow.
     """
     tcap = ttab.shape[0]
-    ncodes = len(code_of_site)
+    last_code = np.uint64(len(code_of_site) - 1)  # (a 0: "no call site")
+    last_cache = np.uint64(len(cache_runs) - 1)  # (stays 0: "no cache")
     for i in range(lo, hi):
-        if not _is_alloc(op[i]):
-            continue
+        # (one branch, rarely taken, for the rows of no interest: most of them)
         c = cache_id[i]
-        if c < 0 or c >= len(cache_runs):
+        code = code_of_site[min(np.uint64(np.int64(site_id[i])), last_code)]
+        runs_of_c = cache_runs[min(np.uint64(np.int64(c)), last_cache)]
+        if not (_is_alloc(op[i]) & ((code != 0) | (runs_of_c != 0))):
+            continue  # a free, or no pop and no run of this cache to end
+        if c < 0 or c >= len(cache_runs) - 1:
             continue
-        site = site_id[i]
-        code = code_of_site[site] if 0 <= site < ncodes else 0
         pop = code != 0 and (gfp[i] & _DIRECT_RECLAIM) == 0
         tag = (np.int64(c) << 32 | (np.int64(pid[i]) & 0xFFFFFFFF)) + 1
         s = _find(ttab, tag, 0)

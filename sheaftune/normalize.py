@@ -399,11 +399,11 @@ _CachePops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     """The sheaf pops of every cache that has some, found in one sweep of the trace in time
     order (a chunk of rows at a time) and memoised on ``norm``; see ``pop_runs_i4``."""
-    memo = norm.__dict__.setdefault("_pop_runs", {})
-    done: dict[str, _CachePops] | None = memo.get(gap_ns)
-    if done is not None:
-        return done
-    done = memo[gap_ns] = {}
+    memo: dict[int, dict[str, _CachePops]] = norm.__dict__.setdefault("_pop_runs", {})
+    if gap_ns in memo:
+        return memo[gap_ns]
+    done: dict[str, _CachePops] = {}
+    memo[gap_ns] = done
     code_of_site = _site_store_codes(norm)
     if not code_of_site.any():  # no call site of the trace is a pop site
         return done
@@ -415,10 +415,10 @@ def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     sweep = k.pop_runs_i4 if idx is np.int32 else k.pop_runs_i8
     cols = [_col(t, c) for c in ("op", "cache_id", "site_id", "gfp", "pid", "ts_ns")]
     ttab = _table(1 << 8, TASK_COLS)
-    cache_runs = np.zeros(ncaches, dtype=np.int64)
+    cache_runs = np.zeros(ncaches + 1, dtype=np.int64)  # (the last: rows of no cache)
     # per pop: row, run number in its cache, code, cache; per run: cache, code set, pops
-    pops = [np.empty(1 << 12, dtype=d) for d in (idx, idx, np.int8, np.int32)]
-    runs = [np.empty(1 << 10, dtype=d) for d in (np.int32, np.uint8, np.int64)]
+    pops: list[np.ndarray] = [np.empty(1 << 14, dtype=d) for d in (idx, idx, np.int8, np.int32)]
+    runs: list[np.ndarray] = [np.empty(1 << 12, dtype=d) for d in (np.int32, np.uint8, np.int64)]
     state = np.zeros(N_POP_STATE, dtype=np.int64)
     for lo, hi in _chunks(n):
         at = lo
@@ -436,7 +436,12 @@ def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     npops, nruns = int(state[P_POPS]), int(state[P_RUNS])
     pop_row, pop_run, pop_code, pop_cache = (a[:npops] for a in pops)
     run_cache, run_mask, run_used = (a[:nruns] for a in runs)
-    # each cache's pops and runs, in time order (runs by first pop)
+    # each cache's pops and runs, in time order (runs by first pop); usually one cache has all
+    if nruns and run_cache.min() == run_cache.max():
+        # (copies: not the spare room of the arrays)
+        found = (pop_row.copy(), pop_run.copy(), pop_code.copy(), run_mask.copy(), run_used.copy())
+        done[t.caches[int(run_cache[0])]] = found
+        return done
     by_pop, pop_starts = group_rows(pop_cache, ncaches)
     by_run, run_starts = group_rows(run_cache, ncaches)
     for c in np.nonzero(np.diff(pop_starts))[0].tolist():
