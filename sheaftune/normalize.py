@@ -113,8 +113,13 @@ class Normalized:
 
 #: Rows per step of the passes that sweep whole columns: bounds their temporaries.
 CHUNK_ROWS = 1 << 20
-#: Events per pointer bucket of the matching sort (more events: more buckets).
+#: Events per pointer bucket of the matching (more events: more buckets).
 BUCKET_EVENTS = 1 << 20
+#: First sizes of the kernels' hash tables (slots) and pop arrays; they grow (double) when
+#: short. The pointer table starts at twice a bucket's events, at most ``FIRST_SLOTS``.
+FIRST_SLOTS = 1 << 16
+FIRST_SLOTS_SMALL = 1 << 8
+FIRST_POPS = 1 << 14
 
 
 def index_dtype(n: int) -> type:
@@ -152,7 +157,7 @@ def normalize(table: EventTable) -> Normalized:
     nb = _bucket_count(n)
     bits = nb.bit_length() - 1
     bucket = np.empty(n if nb > 1 else 0, dtype=np.uint16)
-    ktab = _table(64, KEY_COLS)
+    ktab = _table(FIRST_SLOTS_SMALL, KEY_COLS)
     for lo, hi in _chunks(n):
         if nb > 1:
             k.classify(op, ptr, lo, hi, hashed, bits, bucket, counts)
@@ -187,7 +192,7 @@ def normalize(table: EventTable) -> Normalized:
     live_at_end = np.zeros(n, dtype=bool)
     match = k.match_pointers_i4 if idx is np.int32 else k.match_pointers_i8
     # (about twice the distinct pointers of a bucket: a guess, grown when short)
-    ptab = _table(min(1 << 16, _pow2(2 * min(n, BUCKET_EVENTS))), PTR_COLS)
+    ptab = _table(min(FIRST_SLOTS, _pow2(2 * min(n, BUCKET_EVENTS))), PTR_COLS)
     live_n = 0
     for b in range(nb):
         for lo, hi in _chunks(n):
@@ -414,11 +419,11 @@ def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     idx = index_dtype(n)
     sweep = k.pop_runs_i4 if idx is np.int32 else k.pop_runs_i8
     cols = [_col(t, c) for c in ("op", "cache_id", "site_id", "gfp", "pid", "ts_ns")]
-    ttab = _table(1 << 8, TASK_COLS)
+    ttab = _table(FIRST_SLOTS_SMALL, TASK_COLS)
     cache_runs = np.zeros(ncaches + 1, dtype=np.int64)  # (the last: rows of no cache)
     # per pop: row, run number in its cache, code, cache; per run: cache, code set, pops
-    pops: list[np.ndarray] = [np.empty(1 << 14, dtype=d) for d in (idx, idx, np.int8, np.int32)]
-    runs: list[np.ndarray] = [np.empty(1 << 12, dtype=d) for d in (np.int32, np.uint8, np.int64)]
+    pops: list[np.ndarray] = [np.empty(FIRST_POPS, dtype=d) for d in (idx, idx, np.int8, np.int32)]
+    runs: list[np.ndarray] = [np.empty(FIRST_POPS, dtype=d) for d in (np.int32, np.uint8, np.int64)]
     state = np.zeros(N_POP_STATE, dtype=np.int64)
     for lo, hi in _chunks(n):
         at = lo

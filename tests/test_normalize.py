@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from sheaftune import gfp
 from sheaftune.analysis.characterize import characterize
@@ -137,3 +138,167 @@ def test_infer_operations_runs_of_sheaf_pops():
     assert counts["sheaf_pops"] == 7 and counts["operations"] == 4
     ops2, _ = infer_operations(normalize(t), upper_bound=5)
     assert ops2.upper_bound.tolist() == [5, 5, 5, 5]
+
+
+# --- the compiled sweeps against a plain reading of the rules ------------------------------
+
+
+def _random_trace(seed: int, n: int = 4000, hashed: bool = False) -> EventTable:
+    """Reuse-heavy random events: few pointers (and NULL, ZERO_SIZE_PTR), many kmalloc sizes
+    (the key table must grow), pop sites in two caches, many tasks, gaps around the run gap."""
+    rng = np.random.default_rng(seed)
+    caches = ["maple_node", "vm_area_struct", "dentry"]
+    sites = ["mas_wr_split+0x1", "mas_wr_node_store+0x2", "mas_dup_alloc+0x3", "vm_area_dup+0x4"]
+    cols = {k: np.zeros(n, dtype=d) for k, d in COLUMNS.items()}
+    op = rng.integers(0, 4, n)
+    cols["op"][:] = op
+    cols["ts_ns"][:] = np.cumsum(rng.choice([1_000, 20_000, 60_000], n))
+    named = (op == A) | (op == F)
+    cid = rng.integers(0, len(caches), n)
+    cid[(op == F) & (rng.random(n) < 0.1)] = NO_CACHE  # a pre-5.12 kmem_cache_free
+    cols["cache_id"][:] = np.where(named, cid, NO_CACHE)
+    pool = (np.arange(1, 300, dtype=np.uint64) * np.uint64(0x40)) | np.uint64(0xFFFF888000000000)
+    ptr = rng.choice(pool, n)
+    ptr[rng.random(n) < 0.03] = 0
+    ptr[rng.random(n) < 0.03] = 0x10
+    cols["ptr"][:] = ptr
+    cols["bytes_alloc"][:] = rng.integers(1, 200, n) * 8
+    flags = [K, gfp.GFP_NOWAIT, gfp.GFP_KERNEL_ACCOUNT, K | gfp.__GFP_RECLAIMABLE, gfp.__GFP_DMA]
+    cols["gfp"][:] = rng.choice(flags, n)
+    cols["site_id"][:] = rng.integers(-1, len(sites), n)
+    cols["pid"][:] = rng.integers(1, 300, n)
+    cols["node"][:] = -1
+    cols["comm_id"][:] = -1
+    return EventTable(cols, caches, sites, meta=TraceMeta(cpus=2, pointers_hashed=hashed))
+
+
+def _family(flags: int) -> int:
+    if flags & gfp.__GFP_DMA:
+        return 3
+    if flags & gfp.__GFP_RECLAIMABLE:
+        return 2
+    return 1 if flags & gfp.__GFP_ACCOUNT else 0
+
+
+def _plain_normalize(
+    t: EventTable,
+) -> tuple[list[str], list[int], list[int], list[int], list, dict]:
+    """caches, cache_id, alloc_of, reused_by, live_at_end and counts as the module docstring
+    states them."""
+    from sheaftune.normalize import _FAMILY_PREFIX
+
+    caches = list(t.caches)
+    cid = t.cache_id.tolist()
+    ops, ptrs = t.op.tolist(), t.ptr.tolist()
+    keys = set()
+    for i, o in enumerate(ops):
+        if o == KM:
+            keys.add((int(t.bytes_alloc[i]), _family(int(t.gfp[i]))))
+    for size, fam in sorted(keys):
+        name = _FAMILY_PREFIX[fam] + gfp._size_name(size)
+        if name not in caches:
+            caches.append(name)
+    for i, o in enumerate(ops):
+        if o == KM:
+            name = _FAMILY_PREFIX[_family(int(t.gfp[i]))] + gfp._size_name(int(t.bytes_alloc[i]))
+            cid[i] = caches.index(name)
+    n = len(ops)
+    alloc_of, reused_by = [-1] * n, [-1] * n
+    c = dict.fromkeys(["null_free", "zero_size_free", "failed_alloc", "matched_free"], 0)
+    c |= dict.fromkeys(["unmatched_kfree", "unmatched_kmem_cache_free", "unseen_free"], 0)
+    c |= {"live_at_end": 0, "free_cache_mismatch": 0}
+    last: dict[int, int] = {}
+    for i, (o, p) in enumerate(zip(ops, ptrs, strict=True)):
+        alloc = o in (A, KM)
+        if p == 0:
+            c["failed_alloc" if alloc else "null_free"] += 1
+            continue
+        if p == 0x10 and not alloc and not t.meta.pointers_hashed:
+            c["zero_size_free"] += 1
+            continue
+        j = last.get(p, -1)
+        last[p] = i
+        if j >= 0 and ops[j] in (A, KM):
+            if alloc:
+                reused_by[j] = i
+                c["unseen_free"] += 1
+                continue
+            alloc_of[i] = j
+            c["matched_free"] += 1
+            if o == KF or (o == F and cid[i] == NO_CACHE):
+                cid[i] = cid[j]
+            elif o == F and cid[i] != cid[j]:
+                c["free_cache_mismatch"] += 1
+        elif not alloc:
+            c["unmatched_kfree" if o == KF else "unmatched_kmem_cache_free"] += 1
+    live = sorted(j for j in last.values() if ops[j] in (A, KM))
+    c["live_at_end"] = len(live)
+    return caches, cid, alloc_of, reused_by, live, c
+
+
+def _plain_pop_runs(norm, cache: str, height: int, gap: int) -> tuple[list, list, list, list]:
+    """(rows, run, code, bound) of ``sheaf_pop_runs`` read straight from its docstring."""
+    from sheaftune.normalize import _STORE_TYPES, SHEAF_POP_SITES, _site_func, request_bound
+
+    t = norm.table
+    cid = t.caches.index(cache)
+    open_run: dict[int, tuple[int, int]] = {}  # pid -> (run, time of its last pop)
+    rows, run, code, bound, used = [], [], [], [], []
+    for i in range(len(t)):
+        if t.cache_id[i] != cid or t.op[i] not in (A, KM):
+            continue
+        s = int(t.site_id[i])
+        store = SHEAF_POP_SITES.get(_site_func(t.sites[s]), "") if s >= 0 else ""
+        pid, ts = int(t.pid[i]), int(t.ts_ns[i])
+        if not store or t.gfp[i] & gfp.__GFP_DIRECT_RECLAIM:
+            open_run.pop(pid, None)
+            continue
+        r, at = open_run.get(pid, (-1, 0))
+        if r < 0 or ts - at > gap:
+            r = len(bound)
+            bound.append(0)
+            used.append(0)
+        open_run[pid] = (r, ts)
+        rows.append(i)
+        run.append(r)
+        code.append(_STORE_TYPES.index(store))
+        bound[r] = max(bound[r], request_bound(store, height, 0))
+        used[r] += 1
+    return rows, run, code, [max(b, u) for b, u in zip(bound, used, strict=True)]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+@pytest.mark.parametrize("small", [False, True])
+def test_sweeps_equal_the_plain_rules(seed: int, small: bool, monkeypatch: pytest.MonkeyPatch):
+    """The kernels, with and without tiny chunks, buckets and first table sizes (every table
+    grows, every sweep resumes), give what a plain reading of the rules gives."""
+    from sheaftune import normalize as normmod
+    from sheaftune.normalize import sheaf_pop_runs
+
+    if small:
+        for name, value in [("CHUNK_ROWS", 333), ("BUCKET_EVENTS", 500), ("FIRST_SLOTS", 2)]:
+            monkeypatch.setattr(normmod, name, value)
+        monkeypatch.setattr(normmod, "FIRST_SLOTS_SMALL", 2)
+        monkeypatch.setattr(normmod, "FIRST_POPS", 2)
+    for hashed in (False, True):
+        t = _random_trace(seed, hashed=hashed)
+        n = normalize(t)
+        caches, cid, alloc_of, reused_by, live, counts = _plain_normalize(t)
+        assert n.table.caches == caches
+        assert n.table.cache_id.tolist() == cid
+        assert n.alloc_of.tolist() == alloc_of and n.alloc_of.dtype == np.int32
+        assert n.reused_by.tolist() == reused_by and n.reused_by.dtype == np.int32
+        assert np.nonzero(n.live_at_end)[0].tolist() == live
+        assert n.counts == counts
+        for cache in ("maple_node", "vm_area_struct", "dentry", "kmalloc-64"):
+            for height, gap in ((3, 50_000), (4, 30_000)):
+                runs = sheaf_pop_runs(n, cache, tree_height=height, gap_ns=gap)
+                rows, run, code, bound = _plain_pop_runs(n, cache, height, gap)
+                assert runs.rows.tolist() == rows and runs.run.tolist() == run
+                assert runs.code.tolist() == code and runs.bound.tolist() == bound
+                assert runs.run.dtype == np.int64 and runs.bound.dtype == np.int64
+                assert runs.code.dtype == np.int8
+            fixed = sheaf_pop_runs(n, cache, upper_bound=2, gap_ns=gap)
+            used = np.bincount(fixed.run, minlength=fixed.n_runs)
+            assert fixed.bound.tolist() == np.maximum(2, used).tolist()
+        assert sum(len(sheaf_pop_runs(n, c).rows) for c in ("maple_node", "vm_area_struct")) > 100
