@@ -8,10 +8,11 @@ JIT. The kernels allocate nothing (``_nrt=False``): every array, scratch hash ta
 comes from the caller with the exact dtypes the signatures fix. Kernels that take row indices
 come in two exports, ``..._i4`` and ``..._i8``, for ``normalize.index_dtype``'s two dtypes.
 
-Hash tables are open addressing with linear probing over a power-of-two number of slots:
-``keys`` (uint64) and ``vals`` (int64, one row of ``vals.shape[1]`` words per slot; a slot is
-empty while ``vals[s, 0] == -1``). A kernel that would fill a table past half its slots (or
-an output array to its end) stops *before* the row that needs the room and returns that row;
+Hash tables are open addressing with linear probing (Fibonacci hashing) over a power-of-two
+number of slots, one int64 row per slot: ``tab[s, 0]`` is the slot's tag (the key, never 0;
+0 marks an empty slot), the other columns its values (``_normalize_const.*_COLS``). A kernel
+that would fill a table past half its slots (or an output array to its end) stops *before*
+the row that needs the room and returns that row;
 the caller grows the array (``rehash`` moves a table into a bigger one) and calls again from
 there. Everything a kernel accumulates lives in caller arrays, so a resumed call continues
 exactly where the stopped one left off, and calls over consecutive row ranges (chunks of a huge
@@ -58,8 +59,6 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _U64_ZERO = np.uint64(0)
 _ONE = np.uint64(1)
 _S32 = np.uint64(32)
-_S63 = np.uint64(63)
-_PID_MASK = np.uint64(0xFFFFFFFF)
 
 
 @_inline
@@ -203,15 +202,16 @@ def _match_pointers(  # type: ignore[no-untyped-def]
     matched = unseen = mismatch = unmatched_kfree = unmatched_named = 0
     stop = hi
     for i in range(lo, hi):
+        if not single and bucket[i] != k:
+            continue  # (before reading more: each bucket's sweep skips most rows)
         o = op[i]
         a = _is_alloc(o)
         p = ptr[i]
+        valid = True
         if single:
             null = p == _U64_ZERO
             zero = (p == _ZERO_SIZE_PTR) & (not a) & (not hashed)
             valid = not (null | zero)
-        else:
-            valid = bucket[i] == k
         if valid:
             tag = np.int64(p)
             s = _find(ptab, tag, bucket_bits)

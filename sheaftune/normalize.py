@@ -130,12 +130,14 @@ def index_dtype(n: int) -> type:
 def normalize(table: EventTable) -> Normalized:
     """Resolve kmalloc caches, match frees to allocations, attribute kfree to caches.
 
-    Three sweeps in time order: classify the rows (counts, pointer buckets, the distinct
-    kmalloc keys), give each kmalloc its cache, then match pointers (one bucket at a time) and
-    attribute the matched frees.
+    Sweeps in time order: collect the distinct kmalloc keys, then match pointers and attribute
+    the matched frees (which also counts the rows left out of matching and gives each kmalloc
+    its cache). A trace of several pointer buckets first writes each row's bucket and gives the
+    kmallocs their caches in sweeps of their own, then matches one bucket at a time.
 
-    Memory: a few bytes per event beyond the table (int32 indices, a 2-byte bucket column, bool
-    flags) plus hash tables of about twice the distinct pointers of a bucket; sweeps go in chunks
+    Memory: a few bytes per event beyond the table (int32 indices, bool flags; with several
+    buckets a 2-byte bucket column) plus a hash table of about twice the distinct pointers of a
+    bucket; sweeps go in chunks
     of ``CHUNK_ROWS`` rows with file-mapped columns released after each (``EventTable.release``),
     and traces of more than ``BUCKET_EVENTS`` events are matched in pointer buckets of about that
     many events.
