@@ -382,12 +382,29 @@ def sheaf_pop_runs(
     (the largest over the run's sites), and never less than what the run used.
 
     The first call finds the pops of every cache in one sweep (memoised on ``norm`` per
-    ``gap_ns``); ``rows`` (the cache's rows, from callers that have them) is not needed.
+    ``gap_ns``); ``rows`` (the cache's rows, from callers that have them) is not needed. On a
+    trace of more than ``BUCKET_EVENTS`` events a cache's pops are handed over rather than kept
+    (a second call for that cache sweeps again).
     """
     del rows
     t = norm.table
     empty = np.empty(0, dtype=np.int64)
-    found = _all_pop_runs(norm, gap_ns).get(cache) if cache in t.caches else None
+    if cache not in t.caches:
+        return PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
+    pops = _all_pop_runs(norm, gap_ns)
+    if len(t) > BUCKET_EVENTS:
+        served: set[str] = norm.__dict__.setdefault("_pops_served", {}).setdefault(gap_ns, set())
+        if cache in served:
+            del norm.__dict__["_pop_runs"][gap_ns]
+            served.clear()
+            pops = _all_pop_runs(norm, gap_ns)
+        found = pops.pop(cache, None)
+        if found is not None:
+            served.add(cache)
+    else:
+        found = pops.get(cache)
+        if found is not None:  # (copies: the caller may write into them)
+            found = (found[0].copy(), found[1], found[2].copy(), found[3], found[4])
     if found is None:
         return PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
     pop_rows, run, code, mask, used = found
@@ -396,7 +413,7 @@ def sheaf_pop_runs(
     else:
         bound = _bound_of_codes(tree_height)[mask]
     # a run cannot use more than it asked for
-    return PopRuns(pop_rows.copy(), run.astype(np.int64), code.copy(), np.maximum(bound, used))
+    return PopRuns(pop_rows, run.astype(np.int64), code, np.maximum(bound, used))
 
 
 #: Per cache: its pops' rows, runs and codes, its runs' code sets and sizes.
