@@ -116,20 +116,20 @@ def rehash(tab, new, lsh):  # type: ignore[no-untyped-def]
 
 
 @_kjit
-def kmalloc_keys(op, bytes_alloc, gfp, lo, hi, ktab, counts):  # type: ignore[no-untyped-def]
-    """Rows lo..hi: add each kmalloc's (size, family) tag to ``ktab``. Returns hi, or the row
-    where ``ktab`` needs to grow."""
+def kmalloc_keys(rows, bytes_alloc, gfp, at, ktab, counts):  # type: ignore[no-untyped-def]
+    """Kmalloc rows ``rows[at:]``: add each one's (size, family) tag to ``ktab``. Returns
+    len(rows), or the position in ``rows`` where ``ktab`` needs to grow."""
     cap = ktab.shape[0]
-    for i in range(lo, hi):
-        if op[i] == _KMALLOC:
-            tag = _kmalloc_tag(bytes_alloc[i], gfp[i])
-            s = _find(ktab, tag, 0)
-            if ktab[s, 0] == 0:
-                if (counts[C_KEYS_USED] + 1) * 2 > cap:
-                    return i
-                ktab[s, 0] = tag
-                counts[C_KEYS_USED] += 1
-    return hi
+    for r in range(at, len(rows)):
+        i = rows[r]
+        tag = _kmalloc_tag(bytes_alloc[i], gfp[i])
+        s = _find(ktab, tag, 0)
+        if ktab[s, 0] == 0:
+            if (counts[C_KEYS_USED] + 1) * 2 > cap:
+                return r
+            ktab[s, 0] = tag
+            counts[C_KEYS_USED] += 1
+    return len(rows)
 
 
 @_kjit
@@ -159,13 +159,12 @@ def classify(op, ptr, lo, hi, hashed, bucket_bits, bucket, counts):  # type: ign
 
 
 @_kjit
-def resolve_kmalloc(op, bytes_alloc, gfp, lo, hi, ktab, cache_id):  # type: ignore[no-untyped-def]
-    """Rows lo..hi: each kmalloc gets the cache id its tag's slot holds (``ktab[s, 1]``)."""
-    for i in range(lo, hi):
-        if op[i] == _KMALLOC:
-            s = _find(ktab, _kmalloc_tag(bytes_alloc[i], gfp[i]), 0)
-            cache_id[i] = np.int32(ktab[s, 1])
-    return hi
+def resolve_kmalloc(rows, bytes_alloc, gfp, ktab, cache_id):  # type: ignore[no-untyped-def]
+    """Kmalloc rows ``rows``: each gets the cache id its tag's slot holds (``ktab[s, 1]``)."""
+    for r in range(len(rows)):
+        i = rows[r]
+        cache_id[i] = np.int32(ktab[_find(ktab, _kmalloc_tag(bytes_alloc[i], gfp[i]), 0), 1])
+    return len(rows)
 
 
 def _match_pointers(  # type: ignore[no-untyped-def]
@@ -423,9 +422,9 @@ _MATCH_ARGS = (
 
 AOT_EXPORTS = {
     "rehash": f"i8({_TABLE}, {_TABLE}, i8)",
-    "kmalloc_keys": f"i8(u1[::1], u4[::1], u4[::1], i8, i8, {_TABLE}, i8[::1])",
+    "kmalloc_keys": f"i8(i8[::1], u4[::1], u4[::1], i8, {_TABLE}, i8[::1])",
     "classify": "i8(u1[::1], u8[::1], i8, i8, b1, i8, u2[::1], i8[::1])",
-    "resolve_kmalloc": f"i8(u1[::1], u4[::1], u4[::1], i8, i8, {_TABLE}, i4[::1])",
+    "resolve_kmalloc": f"i8(i8[::1], u4[::1], u4[::1], {_TABLE}, i4[::1])",
     "match_pointers_i4": "i8(" + _MATCH_ARGS.format(idx="i4") + ")",
     "match_pointers_i8": "i8(" + _MATCH_ARGS.format(idx="i8") + ")",
     "live_at_end": f"i8({_TABLE}, b1[::1])",

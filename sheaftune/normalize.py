@@ -163,8 +163,9 @@ def normalize(table: EventTable) -> Normalized:
     for lo, hi in _chunks(n):
         if nb > 1:
             k.classify(op, ptr, lo, hi, hashed, bits, bucket, counts)
-        at = lo
-        while (at := k.kmalloc_keys(op, bytes_alloc, gfp, at, hi, ktab, counts)) < hi:
+        km = _kmalloc_rows(op, lo, hi)
+        at = 0
+        while (at := k.kmalloc_keys(km, bytes_alloc, gfp, at, ktab, counts)) < len(km):
             ktab = _grown(k, ktab, 0)
         table.release()
 
@@ -182,7 +183,7 @@ def normalize(table: EventTable) -> Normalized:
         ktab[s, 1] = name_ids[name]
     if nb > 1 and len(slots):
         for lo, hi in _chunks(n):
-            k.resolve_kmalloc(op, bytes_alloc, gfp, lo, hi, ktab, cache_id)
+            k.resolve_kmalloc(_kmalloc_rows(op, lo, hi), bytes_alloc, gfp, ktab, cache_id)
             table.release()
 
     # 3. pointer matching, bucket by bucket (every event of a pointer falls in one bucket), each
@@ -262,6 +263,11 @@ def _kernels() -> Any:
 def _col(table: EventTable, name: str) -> np.ndarray:
     """A column as the kernels take it (C-contiguous; a no-op for the tables readers build)."""
     return np.ascontiguousarray(table.columns[name])
+
+
+def _kmalloc_rows(op: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """The kmalloc rows among lo..hi (a vectorised scan: they are few)."""
+    return lo + np.flatnonzero(op[lo:hi] == Op.KMALLOC)
 
 
 def _chunks(n: int) -> list[tuple[int, int]]:
