@@ -53,7 +53,6 @@ from sheaftune._normalize_const import (
     TASK_COLS,
 )
 from sheaftune._normalize_const import ZERO_SIZE_PTR as ZERO_SIZE_PTR  # (part of this API)
-from sheaftune.compiled import kernels
 from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
 
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
@@ -257,6 +256,10 @@ def alloc_mask(op: np.ndarray) -> np.ndarray:
 
 
 def _kernels() -> Any:
+    # (imported here: modules that only read Normalized or its constants need no kernel
+    # machinery)
+    from sheaftune.compiled import kernels
+
     return kernels("sheaftune._normalize_kernels")
 
 
