@@ -7,9 +7,14 @@ and the "nothing to analyse" checks.
 from __future__ import annotations
 
 import dataclasses
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
@@ -115,28 +120,7 @@ def analyze_table(
     norm: Normalized = normalize(table)
     result = characterize(norm, caches or None)
     if model is not None:
-        # every cache's rows at once (one pass) unless the trace is huge: then one cache's
-        # rows at a time, so they never add a whole int32 column to the replay's memory
-        rows = cache_rows(norm) if len(table) <= ROWS_AT_ONCE else None
-        for name, st in result.caches.items():
-            if st["alloc"] == 0:
-                continue
-            st["replay"] = replay_cache(
-                norm,
-                name,
-                model.kernel,
-                model.capacities,
-                model.engine,
-                model.policy,
-                model.cpus,
-                model.nodes,
-                # (None on a huge trace: replay_cache finds the rows and drops them once the
-                # plan is made; an argument passed from here would live through the replay)
-                rows[name] if rows is not None else None,
-            )
-        del rows  # the recommendations find their own cache's rows
-    if model is not None and model.recommend:
-        _recommend(norm, result, model)
+        _replay_and_recommend(norm, result, model, len(table) <= PARALLEL_EVENTS)
     if caches and not result.caches:
         raise NothingToAnalyse(
             f"{table.meta.source}: no event of cache {', '.join(caches)} "
@@ -156,22 +140,106 @@ def analyze_table(
     return result
 
 
-def _recommend(norm: Normalized, result: Analysis, model: ModelOptions) -> None:
-    """Attach ``recommend``'s answer to the largest caches of the analysis (in place)."""
-    from sheaftune.analysis.recommend import RecommendOptions, recommend_for_cache
+#: Traces up to this many events replay their caches on several threads at once (the
+#: compiled kernels release the GIL); bigger ones one cache at a time, so memory holds one
+#: cache's plan and engine states, not one per thread (issue 10's bound).
+PARALLEL_EVENTS = 1 << 22
 
+
+def _replay_and_recommend(
+    norm: Normalized, result: Analysis, model: ModelOptions, parallel: bool
+) -> None:
+    """Replay every cache with allocations and recommend for the largest ones (in place).
+
+    Each cache is independent of the others, so on a trace of modest size the caches run on
+    a pool of threads, largest first (the big ones set the wall time); the answers are put
+    back in the analysis's own order, so the output never depends on the thread count.
+    """
+    names = [name for name, st in result.caches.items() if st["alloc"] > 0]
+    jobs: list[tuple[str, str]] = [("replay", name) for name in names]
+    if model.recommend:
+        jobs += [("recommend", name) for name in _recommended_caches(result, model)]
+    workers = min(os.cpu_count() or 1, MAX_THREADS) if parallel else 1
+    if workers <= 1 or len(jobs) <= 1:
+        # every cache's rows at once (one pass) unless the trace is huge: then one cache's
+        # rows at a time, so they never add a whole int32 column to the replay's memory
+        rows = cache_rows(norm) if len(norm.table) <= ROWS_AT_ONCE else None
+        for kind, name in jobs:
+            if kind == "replay":
+                # (None on a huge trace: replay_cache finds the rows and drops them once the
+                # plan is made; an argument passed from here would live through the replay)
+                cache_row = rows[name] if rows is not None else None
+                result.caches[name]["replay"] = _replay(norm, name, model, cache_row)
+            else:
+                rows = None  # the recommendations find their own cache's rows
+                result.caches[name]["recommendation"] = _recommendation(norm, name, model)
+        return
+    rows = cache_rows(norm)
+    size = {name: st["alloc"] + st["free"] for name, st in result.caches.items()}
+    # recommendations first (each sweeps many capacities), then replays, each largest first
+    order = sorted(jobs, key=lambda j: (j[0] != "recommend", -size[j[1]], j[1]))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        futures = {
+            (kind, name): (
+                pool.submit(_replay, norm, name, model, rows[name])
+                if kind == "replay"
+                else pool.submit(_recommendation, norm, name, model)
+            )
+            for kind, name in order
+        }
+        # (collected in the sequential order, so a failure reported is the one it would be)
+        for kind, name in jobs:
+            key = "replay" if kind == "replay" else "recommendation"
+            result.caches[name][key] = futures[kind, name].result()
+    # (a dict built in submission order: re-insert the keys in the analysis's own order)
+    for name in names:
+        st = result.caches[name]
+        rec = st.pop("recommendation", None)
+        st["replay"] = st.pop("replay")
+        if rec is not None:
+            st["recommendation"] = rec
+
+
+#: At most this many threads replay caches at once.
+MAX_THREADS = 4
+
+
+def _replay(
+    norm: Normalized, name: str, model: ModelOptions, rows: np.ndarray | None
+) -> dict[str, Any]:
+    return replay_cache(
+        norm,
+        name,
+        model.kernel,
+        model.capacities,
+        model.engine,
+        model.policy,
+        model.cpus,
+        model.nodes,
+        rows,
+    )
+
+
+def _recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
+    """The largest caches (by allocations) with at least ``recommend_min_allocs`` of them."""
     ranked = sorted(result.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
     chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
+    return chosen[: model.recommend_caches]
+
+
+def _recommendation(norm: Normalized, name: str, model: ModelOptions) -> dict[str, Any]:
+    """``recommend``'s answer for one cache, as the analysis reports it."""
+    from sheaftune.analysis.recommend import RecommendOptions, recommend_for_cache
+
     options = RecommendOptions(
         kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
     )
-    for name in chosen[: model.recommend_caches]:
-        rec = recommend_for_cache(norm, name, options, model.policy)
-        result.caches[name]["recommendation"] = {
-            "recommended": rec.recommended,
-            "kernel_autotune": rec.kernel_autotune,
-            "current": rec.current,
-            "objective": rec.objective,
-            "snippet": rec.snippet,
-            "rationale": rec.rationale,
-        }
+    rec = recommend_for_cache(norm, name, options, model.policy)
+    return {
+        "recommended": rec.recommended,
+        "kernel_autotune": rec.kernel_autotune,
+        "current": rec.current,
+        "objective": rec.objective,
+        "snippet": rec.snippet,
+        "rationale": rec.rationale,
+    }
