@@ -64,7 +64,9 @@ the kernel module and of the ``sheaftune`` modules it imports, the numba, llvmli
 versions (read from package metadata, without importing them), the Python version, its ABI
 tag and extension suffix, and the platform. A changed numpy (ABI) or numba therefore means a
 new key and a rebuild, never the import of a stale extension. The extension's module name
-embeds the key, so two builds never share an init symbol in one process.
+embeds the key, so two builds never share an init symbol in one process. Each module's key is
+remembered in ``aot/<module>/key.json`` with a stamp of its inputs (see :func:`_remembered_entry`),
+so a run with unchanged sources and packages does not hash them again.
 
 Cache directory: ``$SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune``, else
 ``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>`` (when it is ours).
@@ -354,8 +356,14 @@ def _sources(module_name: str) -> list[tuple[str, Path]]:
 
 
 def _dist_version(name: str) -> str:
-    """An installed distribution's version, from its ``.dist-info`` name when it sits beside
-    the package (no import, no full metadata scan), else from :mod:`importlib.metadata`."""
+    """An installed distribution's version (see :func:`_dist_info`)."""
+    return _dist_info(name)[0]
+
+
+def _dist_info(name: str) -> tuple[str, Path | None]:
+    """(version, ``.dist-info`` directory) of an installed distribution: from the directory's
+    name when it sits beside the package (no import, no full metadata scan), else from
+    :mod:`importlib.metadata` (no directory then)."""
     try:
         spec = importlib.util.find_spec(name)
     except (ImportError, ValueError):
@@ -364,13 +372,13 @@ def _dist_version(name: str) -> str:
         site = Path(spec.origin).parent.parent
         found = sorted(site.glob(f"{name}-*.dist-info"))
         if len(found) == 1:
-            return found[0].name[len(name) + 1 : -len(".dist-info")]
+            return found[0].name[len(name) + 1 : -len(".dist-info")], found[0]
     from importlib import metadata
 
     try:
-        return metadata.version(name)
+        return metadata.version(name), None
     except metadata.PackageNotFoundError:
-        return "missing"
+        return "missing", None
 
 
 #: ``_entry`` per module with the stamp it was computed for (the CLI asks ``needs_build`` and
@@ -396,23 +404,94 @@ def _entry(module_name: str) -> _Entry:
                 return memo[1]
         except OSError:
             pass
-    entry = _compute_entry(module_name)
+    entry = _remembered_entry(module_name) or _compute_entry(module_name)
     with contextlib.suppress(OSError):
         _entries[module_name] = (_stamp(entry.sources), entry)
     return entry
 
 
-def _compute_entry(module_name: str) -> _Entry:
-    h = hashlib.sha256()
-    parts = [
+#: The key of each module is remembered on disk (``aot/<module>/key.json``) with the stamp it
+#: was computed for, so a run whose sources and installed packages are as they were skips
+#: hashing the sources, reading their imports and finding the packages' versions (about 5 ms
+#: per kernel module). The stamp: everything the key hashes that is not a file (format,
+#: module, Python, ABI, platform, numpy version), plus (path, inode, size, mtime) of every
+#: source and of numba's and llvmlite's ``.dist-info`` directories: the test Python itself
+#: uses to trust a ``.pyc``. Any change, or any doubt, computes the key again.
+_KEY_FILE = "key.json"
+
+
+def _fixed_parts(module_name: str) -> list[str]:
+    """What the key hashes besides the sources and the numba and llvmlite versions."""
+    return [
         f"format={BUILD_FORMAT}",
         f"module={module_name}",
-        f"numba={_dist_version('numba')}",
-        f"llvmlite={_dist_version('llvmlite')}",
         f"numpy={_numpy_version()}",
         f"python={sys.version}",
         f"abi={sys.implementation.cache_tag}{sysconfig.get_config_var('EXT_SUFFIX')}",
         f"platform={sys.platform}-{platform.machine()}",
+    ]
+
+
+def _file_stamps(paths: list[Path]) -> list[list[Any]]:
+    out: list[list[Any]] = []
+    for p in paths:
+        st = p.stat()
+        out.append([str(p), st.st_ino, st.st_size, st.st_mtime_ns])
+    return out
+
+
+def _remembered_entry(module_name: str) -> _Entry | None:
+    """The entry from ``key.json`` when its stamp still holds (else None)."""
+    root = cache_dir()
+    try:
+        memo = json.loads((root / "aot" / module_name / _KEY_FILE).read_text())
+        sources = [Path(p) for p in memo["sources"]]
+        dists = [Path(p) for p in memo["dists"]]
+        now = {
+            "fixed": _fixed_parts(module_name),
+            "files": _file_stamps(sources + dists),
+        }
+        if memo["stamp"] != now or not isinstance(memo["key"], str) or len(memo["key"]) != 64:
+            return None
+        return _Entry(module_name, memo["key"], root, sources)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _remember_entry(entry: _Entry, dists: list[Path]) -> None:
+    """Write ``key.json`` for :func:`_remembered_entry` (atomically; failures ignored: the
+    key is then computed again next time)."""
+    path = entry.base / _KEY_FILE
+    tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        stamp = {
+            "fixed": _fixed_parts(entry.module_name),
+            "files": _file_stamps(entry.sources + dists),
+        }
+        memo = {
+            "key": entry.key,
+            "sources": [str(p) for p in entry.sources],
+            "dists": [str(p) for p in dists],
+            "stamp": stamp,
+        }
+        entry.base.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(memo))
+        os.replace(tmp, path)
+    except OSError:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+def _compute_entry(module_name: str) -> _Entry:
+    h = hashlib.sha256()
+    numba_version, numba_dist = _dist_info("numba")
+    llvmlite_version, llvmlite_dist = _dist_info("llvmlite")
+    fixed = _fixed_parts(module_name)
+    parts = [
+        *fixed[:2],
+        f"numba={numba_version}",
+        f"llvmlite={llvmlite_version}",
+        *fixed[2:],
     ]
     for p in parts:
         h.update(p.encode() + b"\0")
@@ -420,7 +499,11 @@ def _compute_entry(module_name: str) -> _Entry:
     for name, path in srcs:
         h.update(name.encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
-    return _Entry(module_name, h.hexdigest(), cache_dir(), [p for _, p in srcs])
+    entry = _Entry(module_name, h.hexdigest(), cache_dir(), [p for _, p in srcs])
+    dists = [d for d in (numba_dist, llvmlite_dist) if d is not None]
+    if len(dists) == 2:  # (versions not from a directory: nothing to stamp, compute each time)
+        _remember_entry(entry, dists)
+    return entry
 
 
 def _numpy_version() -> str:

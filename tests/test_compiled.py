@@ -378,3 +378,46 @@ def test_prebuild_runs_builds_in_parallel(fresh: Path, monkeypatch: pytest.Monke
         t.join()
     assert time.perf_counter() - t0 < 0.95  # the two builds overlapped
     assert compiled._loaded == {"a": "kernels of a", "b": "kernels of b"}
+
+
+def test_key_is_remembered_until_a_source_changes(
+    fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``key.json`` spares a run the hashing of sources; any edit brings the hashing back."""
+    name = "stkern_memo"
+    src_dir = tmp_path / "src"
+    src_dir.mkdir()
+    src = src_dir / f"{name}.py"
+    src.write_text(KERNEL_SOURCE)
+    monkeypatch.syspath_prepend(str(src_dir))
+    monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(tmp_path / "c"))
+    monkeypatch.setattr(compiled, "_entries", {})
+    first = compiled._entry(name)
+    assert (first.base / "key.json").is_file()
+
+    # a later run (nothing memoised in the process) takes the key without reading sources
+    monkeypatch.setattr(compiled, "_entries", {})
+
+    def no_hashing(module_name: str) -> list[tuple[str, Path]]:
+        raise AssertionError("the sources were read again")
+
+    with monkeypatch.context() as m:
+        m.setattr(compiled, "_sources", no_hashing)
+        again = compiled._entry(name)
+    assert (again.key, again.sources, again.so) == (first.key, first.sources, first.so)
+
+    # an edited source: the stamp no longer holds, the key is computed again (and differs)
+    src.write_text(KERNEL_SOURCE + "\n# edited\n")
+    st = src.stat()
+    os.utime(src, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert compiled._remembered_entry(name) is None
+    monkeypatch.setattr(compiled, "_entries", {})
+    edited = compiled._entry(name)
+    assert edited.key != first.key
+    assert compiled._remembered_entry(name) is not None  # (remembered anew)
+
+    # a damaged key.json is ignored, never trusted
+    (edited.base / "key.json").write_text("{not json")
+    assert compiled._remembered_entry(name) is None
+    (edited.base / "key.json").write_text(json.dumps({"key": "x", "sources": [], "dists": []}))
+    assert compiled._remembered_entry(name) is None

@@ -10,7 +10,6 @@ import dataclasses
 import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,9 @@ EXAMPLE_TRACE = "vma-small.dat"
 
 
 def example_path() -> str:
+    # (imported here: importlib.resources brings zipfile, tempfile and more, for --example only)
+    from importlib import resources
+
     return str(Path(str(resources.files("sheaftune") / "data" / EXAMPLE_TRACE)))
 
 
