@@ -27,6 +27,7 @@ need a reuse within the skew, microseconds) and are not corrected.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -400,20 +401,25 @@ def sheaf_pop_runs(
     empty = np.empty(0, dtype=np.int64)
     if cache not in t.caches:
         return PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
-    pops = _all_pop_runs(norm, gap_ns)
-    if len(t) > BUCKET_EVENTS:
-        served: set[str] = norm.__dict__.setdefault("_pops_served", {}).setdefault(gap_ns, set())
-        if cache in served:
-            del norm.__dict__["_pop_runs"][gap_ns]
-            served.clear()
-            pops = _all_pop_runs(norm, gap_ns)
-        found = pops.pop(cache, None)
-        if found is not None:
-            served.add(cache)
-    else:
-        found = pops.get(cache)
-        if found is not None:  # (copies: the caller may write into them)
-            found = (found[0].copy(), found[1], found[2].copy(), found[3], found[4])
+    # (one sweep at a time: analyze replays caches on several threads, and a thread must not
+    # see the memo of a sweep still running on another)
+    with _POP_RUNS_LOCK:
+        pops = _all_pop_runs(norm, gap_ns)
+        if len(t) > BUCKET_EVENTS:
+            served: set[str] = norm.__dict__.setdefault("_pops_served", {}).setdefault(
+                gap_ns, set()
+            )
+            if cache in served:
+                del norm.__dict__["_pop_runs"][gap_ns]
+                served.clear()
+                pops = _all_pop_runs(norm, gap_ns)
+            found = pops.pop(cache, None)
+            if found is not None:
+                served.add(cache)
+        else:
+            found = pops.get(cache)
+            if found is not None:  # (copies: the caller may write into them)
+                found = (found[0].copy(), found[1], found[2].copy(), found[3], found[4])
     if found is None:
         return PopRuns(empty, empty, np.empty(0, dtype=np.int8), empty)
     pop_rows, run, code, mask, used = found
@@ -424,6 +430,8 @@ def sheaf_pop_runs(
     # a run cannot use more than it asked for
     return PopRuns(pop_rows, run.astype(np.int64), code, np.maximum(bound, used))
 
+
+_POP_RUNS_LOCK = threading.Lock()
 
 #: Per cache: its pops' rows, runs and codes, its runs' code sets and sizes.
 _CachePops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
