@@ -114,7 +114,12 @@ BUILD_TIMEOUT = 900
 
 #: The package's kernel modules (``python -m sheaftune.compiled`` builds them all up front,
 #: e.g. when packaging; :func:`pending_builds` checks them). A new kernel module adds itself here.
-KERNEL_MODULES = ("sheaftune.readers._jit", "sheaftune.model._engine_kernels")
+KERNEL_MODULES = (
+    "sheaftune.readers._jit",
+    "sheaftune._normalize_kernels",
+    "sheaftune.analysis._characterize_kernels",
+    "sheaftune.model._engine_kernels",
+)
 
 _lock = threading.Lock()
 _module_locks: dict[str, threading.Lock] = {}
