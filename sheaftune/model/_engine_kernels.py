@@ -317,12 +317,15 @@ def build_detached_freelist(p, size, P):
     ops = P[P_OPS]
     size -= 1
     sid = p[size] // ops
+    # o // ops == sid exactly when lo <= o < hi (ops > 0): no division per object
+    lo = sid * ops
+    hi = lo + ops
     lookahead = 3
     same = size
     while size:
         size -= 1
         o = p[size]
-        if o // ops == sid:
+        if lo <= o < hi:
             same -= 1
             if size != same:
                 t = p[same]
@@ -1715,7 +1718,10 @@ def exec_plan(
             if obj < 0:
                 skips[K_KFREE_RCU] += 1
                 continue
-            if not (has_pcs and obj_node(obj, P, slm, sidr) == cn[cp] and kfree_rcu_sheaf(cp, obj)):
+            # (one node: every slab and CPU is on node 0, so the object is local; as for
+            # C_FREE, this skips obj_node's division and two dependent loads)
+            local = has_pcs and (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp])
+            if not (local and kfree_rcu_sheaf(cp, obj)):
                 q = g[G_CRQ_N]
                 crq[q, 0] = cp
                 crq[q, 1] = obj
