@@ -216,7 +216,26 @@ class _Facts(NamedTuple):
 
 
 def _facts(plan: Plan) -> _Facts:
-    return plan_stats(plan, len(plan)).facts
+    return _facts_of(_stats_pass(plan, len(plan), _NO_CPUS))
+
+
+def _stats_pass(plan: Plan, k: int, active: np.ndarray) -> list[int]:
+    """``plan_stats``' kernel output (``PS_*``) as a list."""
+    out = np.empty(PS_LEN, dtype=np.int64)
+    _, cmd, cpu, _, b, c, _ = _columns(plan)
+    _stats_kernel()(cmd, cpu, b, c, k, out, active)
+    o: list[int] = out.tolist()
+    return o
+
+
+def _facts_of(o: list[int]) -> _Facts:
+    hist = o[PS_HIST : PS_HIST + PS_N_CMDS]
+    return _Facts(
+        o[PS_MAX_CPU],
+        o[PS_MAX_NODE] if hist[Cmd.ALLOC] else -1,
+        o[PS_MAX_SIZE] if hist[Cmd.PREFILL] or hist[Cmd.REFILL_SHEAF] else 1,
+        o[PS_MAX_BULK] if hist[Cmd.ALLOC_BULK] or hist[Cmd.FREE_BULK] else 0,
+    )
 
 
 class PlanStats(NamedTuple):
@@ -236,30 +255,20 @@ class PlanStats(NamedTuple):
     k: int
 
 
-_NO_CPUS = np.zeros(0, dtype=np.uint8)
+_NO_CPUS = np.zeros(0, dtype=np.uint8)  # (k = len(plan): no CPU is active after the cut)
+_CMD_NAMES = tuple(c.name.lower() for c in Cmd)
 
 
 def plan_stats(plan: Plan, k: int = 0) -> PlanStats:
     """What a sweep and ``recommend`` need of ``plan`` (with the window after its first ``k``
     commands), in one compiled pass instead of a dozen numpy ones."""
-    out = np.empty(PS_LEN, dtype=np.int64)
     k = min(max(k, 0), len(plan))
     active = np.zeros(PS_CPUS, dtype=np.uint8) if k < len(plan) else _NO_CPUS
-    cols = _columns(plan)
-    _stats_kernel()(cols[1], cols[2], cols[4], cols[5], k, out, active)
-    o = out.tolist()
+    o = _stats_pass(plan, k, active)
     hist = o[PS_HIST : PS_HIST + PS_N_CMDS]
-    n_size = hist[Cmd.PREFILL] + hist[Cmd.REFILL_SHEAF]
-    n_bulk = hist[Cmd.ALLOC_BULK] + hist[Cmd.FREE_BULK]
-    facts = _Facts(
-        o[PS_MAX_CPU],
-        o[PS_MAX_NODE] if hist[Cmd.ALLOC] else -1,
-        o[PS_MAX_SIZE] if n_size else 1,
-        o[PS_MAX_BULK] if n_bulk else 0,
-    )
     return PlanStats(
-        facts,
-        {c.name.lower(): hist[c] for c in Cmd if hist[c]},
+        _facts_of(o),
+        {name: n for name, n in zip(_CMD_NAMES, hist, strict=True) if n},
         o[PS_MAX_PREFILL] if hist[Cmd.PREFILL] else None,
         o[PS_OPS],
         o[PS_PREFILLS],
