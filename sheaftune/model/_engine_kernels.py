@@ -1721,6 +1721,29 @@ def exec_plan(
             # (one node: every slab and CPU is on node 0, so the object is local; as for
             # C_FREE, this skips obj_node's division and two dependent loads)
             local = has_pcs and (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp])
+            if local:
+                r = pc[cp, PC_RCU]
+                if r >= 0:
+                    size = shm[r, SH_SZ]
+                    if size + 1 < cap:
+                        # K2 into the CPU's rcu_free sheaf, not filling it, inline: no barn or
+                        # sheaf struct changes, so _sample(cpu) reduces to one more held
+                        # object (as the F2 hit above)
+                        sho[r, size] = obj
+                        shm[r, SH_SZ] = size + 1
+                        g[FREE_RCU_SHEAF] += 1
+                        v = pc[cp, PC_VAL]
+                        pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
+                        pc[cp, PC_SINCE] = now
+                        pc[cp, PC_VAL] = v + 1
+                        if v + 1 > pc[cp, PC_MAX]:
+                            pc[cp, PC_MAX] = v + 1
+                        held = g[X_HELD] + 1
+                        g[X_HELD] = held
+                        if held > g[X_HELD_MAX]:
+                            g[X_HELD_MAX] = held
+                        objs[a[i]] = -1
+                        continue
             if not (local and kfree_rcu_sheaf(cp, obj)):
                 q = g[G_CRQ_N]
                 crq[q, 0] = cp
@@ -1757,7 +1780,9 @@ def exec_plan(
             else:
                 shm[h, SH_SZ] = size - 1
                 obj = sho[h, size - 1]
-            sample(cp, P, cn, g, pc, nd, shm)
+            # _sample(cpu): a prefilled sheaf is no CPU's and no barn's, so only the held
+            # objects change (one fewer; the peak cannot grow)
+            g[X_HELD] -= 1
             objs[a[i]] = obj
         elif k == C_RETURN_SHEAF:
             h = pslot[a[i]]
