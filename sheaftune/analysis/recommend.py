@@ -28,9 +28,11 @@ Demand, three ways:
 
 Measurement window: the first ``warmup_share`` of the replay's commands warms the sheaves and
 slabs up; the counters of the window are those of the whole replay minus those of the warm-up
-prefix (the model is deterministic, so the prefix replay is exactly the state at the cut).
-Without that, a large capacity is charged for filling its sheaves once, which a long-running
-machine pays only at boot.
+prefix. The fast engine reads the state at the cut during each capacity's one replay (a
+checkpoint, ``fast.sweep``): the interpreter never looks ahead, so that is exactly what a
+replay of the prefix alone ends with (the reference model replays the prefix). Without that,
+a large capacity is charged for filling its sheaves once, which a long-running machine pays
+only at boot.
 """
 
 from __future__ import annotations
