@@ -45,6 +45,11 @@ without numba; built on first use), or, with ``SHEAFTUNE_AOT=0`` or when no buil
 the JIT kernels (cached on disk by numba). ``needs_compile`` tells the CLI whether that first
 run will compile. Nothing imports this module except ``replay.replay(engine="fast")`` and the
 commands that replay, lazily, so ``sheaftune --help`` loads none of it.
+
+``sweep`` replays one plan under several parameter sets on one shared pool of threads (the
+kernels release the GIL) and can read a checkpoint (``recommend``'s warm-up cut) during the
+same replay; ``plan_stats`` (the second kernel) summarises a plan in one pass: what the state's
+pool sizes and the parameter checks need, the plan's counts and ``recommend``'s window figures.
 """
 
 from __future__ import annotations
