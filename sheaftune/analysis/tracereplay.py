@@ -27,15 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from sheaftune import gfp as gfpmod
+from sheaftune.compiled import kernels
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
-from sheaftune.model.plan import Cmd, Plan, PlanBuilder
+from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult
 from sheaftune.normalize import (
     CHUNK_ROWS,
     Normalized,
     alloc_mask,
-    group_rows,
     index_dtype,
     rows_of_cache,
     sheaf_pop_runs,
@@ -66,77 +65,47 @@ def effective_capacity(kernel: str, cache: str, slot_size: int) -> int:
 
 
 def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
-    """Event indices of every cache, each in time order: one counting sort instead of a scan
-    per cache (int32 indices when they fit)."""
+    """Event indices of every cache, each in time order: one compiled counting sort instead of
+    a scan per cache (int32 indices when they fit)."""
     t = norm.table
-    ncaches = len(t.caches)
-    cid = t.cache_id
-    key = np.where(cid >= 0, cid, ncaches).astype(np.int32 if ncaches < 2**31 - 1 else np.int64)
-    rows, starts = group_rows(key, ncaches)
-    del key
-    return {name: rows[starts[i] : starts[i + 1]] for i, name in enumerate(t.caches)}
+    n = len(t)
+    idx = index_dtype(n)
+    starts = np.empty(len(t.caches) + 1, dtype=np.int64)
+    rows: np.ndarray = np.empty(n, dtype=idx)
+    cid = np.ascontiguousarray(t.cache_id, dtype=np.int32)
+    _kernel("group_by_key", idx)(cid, len(t.caches), starts, rows)
+    at = starts.tolist()
+    return {name: rows[at[i] : at[i + 1]] for i, name in enumerate(t.caches)}
 
 
-#: dtypes of the plan's columns (as ``PlanBuilder`` casts them): ts, seq, cmd, cpu, a, b, c
-_PLAN_DTYPES = (np.int64, np.int64, np.uint8, np.uint16, np.int64, np.int64, np.int64)
+#: The plan-building kernels (``sheaftune.compiled.kernels``; numba is imported only when
+#: there is no ahead-of-time build).
+KERNELS = "sheaftune.analysis._plan_kernels"
 
 
-class _LeanPlanBuilder(PlanBuilder):
-    """``PlanBuilder`` with the same plan at a third of its peak memory on big traces.
-
-    ``PlanBuilder`` copies every chunk on ``add``, concatenates the chunks while they are alive,
-    then sorts into a third set of columns (~140 bytes per command at the peak). Here ``add``
-    keeps the caller's fresh arrays (scalars stay scalars), ``build`` fills one preallocated
-    column at a time from the chunks and releases each chunk's part as soon as it is copied,
-    and the sort permutes one column at a time (~60 bytes per command). The result is
-    identical: same dtypes, same stable (time, sequence) order.
-    """
-
-    def add(
-        self,
-        ts: np.ndarray,
-        seq: np.ndarray,
-        cmd: int | np.ndarray,
-        cpu: np.ndarray,
-        a: np.ndarray | int = 0,
-        b: np.ndarray | int = 0,
-        c: np.ndarray | int = 0,
-    ) -> None:
-        if len(ts) == 0:
-            return
-        # scalars stay scalars until build() broadcasts them (PlanBuilder's parts are arrays)
-        self._parts.append((ts, seq, cmd, cpu, a, b, c))  # type: ignore[arg-type]
-
-    def build(self) -> Plan:
-        n = sum(len(p[0]) for p in self._parts)
-        sizes = [len(p[0]) for p in self._parts]
-        parts: list[list[Any]] = [list(p) for p in self._parts]
-        self._parts = []
-        cols: list[np.ndarray] = []
-        for i, dtype in enumerate(_PLAN_DTYPES):
-            col = np.empty(n, dtype=dtype)
-            at = 0
-            for part, size in zip(parts, sizes, strict=True):
-                col[at : at + size] = part[i]  # a scalar broadcasts, as PlanBuilder's col()
-                part[i] = None  # release the chunk's column now, not at the end
-                at += size
-            cols.append(col)
-        ts, seq = cols[0], cols[1]
-        order = np.lexsort((seq, ts))
-        del cols[1], seq
-        for i, col in enumerate(cols):
-            cols[i] = col[order]
-            del col
-        del order
-        ts, cmd, cpu, a, b, c = cols
-        aux = np.concatenate(self._aux) if self._aux else np.empty(0, dtype=np.int64)
-        return Plan(
-            ts, cmd, cpu, a, b, c, aux, self.n_objects, self.n_sheaves, dict(self.assumptions)
-        )
+def _kernel(name: str, idx: type) -> Any:
+    """Kernel ``name`` for event index arrays of type ``idx`` (int32, or int64 on huge tables)."""
+    return getattr(kernels(KERNELS), name if idx is np.int32 else name + "_i8")
 
 
-#: (a module constant: inside a class body the name would be mangled)
-_DIRECT_RECLAIM = gfpmod.__GFP_DIRECT_RECLAIM
+def _fit(buf: np.ndarray, n: int) -> np.ndarray:
+    """The first n entries of an output sized for the worst case: a view, or a copy when the
+    rest is big enough to matter (a huge cache's arrays live through its whole replay)."""
+    return buf[:n].copy() if len(buf) - n > 1 << 16 else buf[:n]
+
+
+def _c(x: np.ndarray, dtype: type) -> np.ndarray:
+    """``x`` as a contiguous array of ``dtype`` (the kernels' exact argument types), no copy
+    when it already is one."""
+    return np.ascontiguousarray(x, dtype=dtype)
+
+
+#: dtypes of the plan's columns: ts, cmd, cpu, a, b, c
+_PLAN_DTYPES = (np.int64, np.uint8, np.uint16, np.int64, np.int64, np.int64)
+
+#: Plan order of the command kinds among commands of equal time and sequence (the order in
+#: which ``PlanBuilder`` used to receive them), by ``Cmd`` value; for tables out of time order.
+_TIE_RANK = np.array([3, 4, 5, 6, 0, 1, 2], dtype=np.int8)
 
 #: A cache with more events than this replays (fast engine) from a stream of plan windows,
 #: so its whole plan never exists at once: issue 10's 2 GB bound on 50 million events.
@@ -152,9 +121,11 @@ class CacheCommands:
     one event of the trace: an allocation, free or pop at itself, a prefill at its first pop
     (sequence -1), a return at its last pop (+1), an unseen free's ``kfree_rcu`` at the
     reallocation that reveals it (-1), a grace period at the first event at or after its time.
-    A window is a range of events whose edges fall between two different timestamps, so the
-    commands of consecutive windows never tie on (time, sequence), and sorting each window
-    gives exactly the whole plan's order.
+    Each kind of command is kept as a stream of anchors in event order; a window is a range of
+    events, and a compiled merge of the streams emits its commands directly in the plan's
+    order (time, then sequence). Window edges fall between two different timestamps, so the
+    commands of consecutive windows never tie on (time, sequence), and the windows'
+    concatenation is exactly the whole plan.
     """
 
     def __init__(
@@ -169,102 +140,101 @@ class CacheCommands:
         self.n_events = len(t)
         self.n_sheaves = 0
         self.assumptions: dict[str, int] = {}
-        idx = index_dtype(len(t))
+        idx = self._idx = index_dtype(len(t))
         empty: np.ndarray = np.empty(0, dtype=idx)
+        # the streams (event indices in increasing order) and what each command needs
         self.allocs = self.pop_rows = self.pop_run = self.fr = self.lr = self.lr_run = empty
+        self.matched = self.matched_slot = self.kf_r = self.kf_slot = empty
         self.bound = np.empty(0, dtype=np.int64)
-        self.matched = self.matched_slot = self.unseen = self.reuse = empty
         self.gps = np.empty(0, dtype=np.int64)
         self.gp_anchor = np.empty(0, dtype=np.int64)
         self.n_plain = 0
+        self.n_unseen = 0
+        # which allocations are pops (empty: none), as a mask over allocs
         self.is_pop = np.zeros(0, dtype=bool)
         if cache not in t.caches:
             self.n_objects = 0
             return
         if rows is None:
             rows = rows_of_cache(norm, cache)
-        rows = rows.astype(idx, copy=False)
-        is_alloc = alloc_mask(t.gather("op", rows))
-        # not failed allocations (NULL pointer)
-        allocs = self.allocs = rows[is_alloc & (t.gather("ptr", rows) != 0)]
-        self.n_objects = len(allocs)
+        rows = _c(rows, idx)
+        m = len(rows)
+        allocs: np.ndarray = np.empty(m, dtype=idx)
+        matched: np.ndarray = np.empty(m, dtype=idx)
+        mslot: np.ndarray = np.empty(m, dtype=idx)
+        st = np.zeros(6, dtype=np.int64)  # _plan_kernels.ST_*
+        scan = _kernel("scan_cache", idx)
+        recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
+        op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
+        alloc_of, reused_by = _c(norm.alloc_of, idx), _c(norm.reused_by, idx)
+        live = _c(norm.live_at_end, np.bool_)
+        # a chunk of the cache's rows at a time, the mapped columns' pages given back between
+        for lo in range(0, m, CHUNK_ROWS):
+            scan(rows, lo, min(m, lo + CHUNK_ROWS), op, ptr, alloc_of, reused_by, live,
+                 allocs, matched, mslot, st, recent)  # fmt: skip
+            t.release()
+        na, nm, before, other, unseen, n_live = st.tolist()
+        self.allocs = allocs = _fit(allocs, na)
+        self.matched, self.matched_slot = _fit(matched, nm), _fit(mslot, nm)
+        del matched, mslot
+        self.n_objects = na
 
         if policy.sheaf_pops == "prefill":
             runs = sheaf_pop_runs(norm, cache, policy.upper_bound, policy.tree_height, rows=rows)
             if runs.n_runs:
-                self.n_sheaves = runs.n_runs
-                self.pop_rows = runs.rows.astype(idx)
-                self.pop_run = runs.run.astype(idx)
-                # each run's first and last pop (pops are in time order), without a sort
-                npops = len(runs.run)
-                at: np.ndarray = np.arange(npops, dtype=idx)
-                first: np.ndarray = np.full(runs.n_runs, npops, dtype=idx)
-                np.minimum.at(first, runs.run, at)
-                last: np.ndarray = np.full(runs.n_runs, -1, dtype=idx)
-                np.maximum.at(last, runs.run, at)
-                del at
-                self.fr = runs.rows[first].astype(idx)  # increasing: runs number by first pop
-                lr = runs.rows[last]
-                del first, last
-                by_lr = np.argsort(lr, kind="stable")
-                self.lr, self.lr_run = lr[by_lr].astype(idx), by_lr.astype(idx)
-                self.bound = runs.bound
+                nr = self.n_sheaves = runs.n_runs
+                self.pop_rows, self.pop_run = _c(runs.rows, idx), _c(runs.run, idx)
+                self.bound = _c(runs.bound, np.int64)
+                self.is_pop = np.empty(na, dtype=bool)
+                self.fr, self.lr, self.lr_run = (np.empty(nr, dtype=idx) for _ in range(3))
+                if (
+                    _kernel("sheaf_edges", idx)(
+                        allocs, self.pop_rows, self.pop_run, self.is_pop, self.fr, self.lr,
+                        self.lr_run, np.empty(nr, dtype=np.int64),
+                    )  # fmt: skip
+                    < 0
+                ):
+                    raise IndexError("a sheaf pop after the cache's last allocation")
                 self._assume("sheaf pops replayed as prefill operations", len(runs.rows))
                 self._assume("prefill operations", runs.n_runs)
-        self.n_plain = len(allocs) - len(self.pop_rows)
-
-        # which allocations are pops (the plain ones are the rest), as a mask over allocs
-        self.is_pop = np.zeros(len(allocs), dtype=bool)
-        if len(self.pop_rows):
-            self.is_pop[np.searchsorted(allocs, self.pop_rows)] = True
-
-        # frees, a chunk of the cache's rows at a time (bounded temporaries on huge caches)
-        matched: list[np.ndarray] = []
-        matched_slot: list[np.ndarray] = []
-        before = other = 0
-        for lo in range(0, len(rows), CHUNK_ROWS):
-            part = rows[lo : lo + CHUNK_ROWS]
-            frees = part[~is_alloc[lo : lo + CHUNK_ROWS] & (t.ptr[part] != 0)]  # not NULL
-            src = norm.alloc_of[frees]
-            # a free matched to an allocation this cache replays (a kmem_cache_free naming
-            # another cache than its allocation's stays with the cache it names, no object)
-            pos = np.searchsorted(allocs, src)
-            ok = (src >= 0) & (pos < len(allocs))
-            ok[ok] = allocs[pos[ok]] == src[ok]
-            matched.append(frees[ok])
-            matched_slot.append(pos[ok].astype(idx))
-            before += int(np.count_nonzero(src < 0))
-            other += int(np.count_nonzero((src >= 0) & ~ok))
-            t.release()
-        del rows, is_alloc
-        self.matched = np.concatenate(matched) if matched else empty
-        self.matched_slot = np.concatenate(matched_slot) if matched_slot else empty
-        del matched, matched_slot
+        self.n_plain = na - len(self.pop_rows)
         self._assume("frees of objects allocated before the trace (skipped)", before)
         self._assume("frees of objects allocated as another cache (skipped)", other)
 
-        mask = norm.reused_by[allocs] >= 0
-        unseen = allocs if mask.all() else allocs[mask]  # (share: often every one is unseen)
-        del mask
         if policy.unseen_free == "rcu":
-            # kept in allocation order: a window picks its reuses by range (no sort here)
-            self.reuse = norm.reused_by[unseen]
-            self.unseen = unseen
-            self._assume("unseen frees replayed as kfree_rcu on the allocating CPU", len(unseen))
+            self.n_unseen = unseen
+            if unseen:
+                self._link_unseen(reused_by, unseen)
+            self._assume("unseen frees replayed as kfree_rcu on the allocating CPU", unseen)
         else:
-            self._assume("unseen frees left live (policy none)", len(unseen))
-        del unseen
-        self._assume(
-            "objects live at the end of the trace",
-            int(np.count_nonzero(norm.live_at_end[allocs])),
-        )
+            self._assume("unseen frees left live (policy none)", unseen)
+        self._assume("objects live at the end of the trace", n_live)
 
-        if len(allocs) and policy.rcu_gp_ns > 0:
+        if na and policy.rcu_gp_ns > 0:
             ts = t.ts_ns
             t0, t1 = int(ts[allocs[0]]), int(ts[-1])
             self.gps = np.arange(t0 + policy.rcu_gp_ns, t1 + 1, policy.rcu_gp_ns, dtype=np.int64)
-            self.gp_anchor = np.searchsorted(ts, self.gps, side="left")
+            self.gp_anchor = np.searchsorted(ts, self.gps, side="left").astype(np.int64)
         t.release()
+
+    def _link_unseen(self, reused_by: np.ndarray, unseen: int) -> None:
+        """The kfree_rcu stream: each unseen free's reallocation (its anchor) in event order,
+        with the freed object's slot."""
+        idx = self._idx
+        allocs = self.allocs
+        kf_at: np.ndarray = np.empty(len(allocs), dtype=idx)
+        f_r: np.ndarray = np.empty(unseen, dtype=idx)
+        f_slot: np.ndarray = np.empty(unseen, dtype=idx)
+        recent: np.ndarray = np.empty(1 << min(16, len(allocs).bit_length()), dtype=idx)
+        nf = _kernel("link_unseen", idx)(allocs, reused_by, kf_at, f_r, f_slot, recent)
+        # reallocations as another cache: few, sorted here
+        f_r, f_slot = f_r[:nf], f_slot[:nf]
+        if nf > 1:
+            order = np.argsort(f_r, kind="stable")
+            f_r, f_slot = f_r[order], f_slot[order]
+        self.kf_r = np.empty(unseen, dtype=idx)
+        self.kf_slot = np.empty(unseen, dtype=idx)
+        _kernel("merge_unseen", idx)(allocs, kf_at, f_r, f_slot, self.kf_r, self.kf_slot)
 
     def _assume(self, what: str, n: int) -> None:
         if n:
@@ -275,7 +245,7 @@ class CacheCommands:
         n = {
             "alloc": self.n_plain,
             "free": len(self.matched),
-            "kfree_rcu": len(self.unseen),
+            "kfree_rcu": self.n_unseen,
             "rcu_gp": len(self.gps),
             "prefill": self.n_sheaves,
             "alloc_from_sheaf": len(self.pop_rows),
@@ -292,9 +262,7 @@ class CacheCommands:
 
     def plan(self) -> Plan:
         """The whole plan (one window over every event)."""
-        pb = _LeanPlanBuilder()
-        self._emit(pb, 0, self.n_events)
-        return self._finish(pb)
+        return self._window(0, self.n_events)
 
     def windows(self, events: int = WINDOW_EVENTS) -> Iterator[Plan]:
         """The plan in consecutive windows of about ``events`` trace events each (empty
@@ -309,73 +277,63 @@ class CacheCommands:
                 b = int(np.searchsorted(ts, ts[b - 1], side="right"))
             edges.append(min(b, n))
         for g0, g1 in zip(edges[:-1], edges[1:], strict=True):
-            pb = _LeanPlanBuilder()
-            self._emit(pb, g0, g1)
-            if pb._parts:
-                yield self._finish(pb)
+            plan = self._window(g0, g1)
+            if len(plan):
+                yield plan
             self.table.release()
 
-    def _finish(self, pb: PlanBuilder) -> Plan:
-        plan = pb.build()
-        plan.n_objects, plan.n_sheaves = self.n_objects, self.n_sheaves
-        plan.assumptions = dict(self.assumptions)
-        return plan
-
-    def _emit(self, pb: PlanBuilder, g0: int, g1: int) -> None:
-        """Add the commands anchored at events g0..g1-1, in build_plan's order of groups."""
+    def _window(self, g0: int, g1: int) -> Plan:
+        """The plan of the commands anchored at events g0..g1-1."""
         t = self.table
-        ts, cpu = t.ts_ns, t.cpu
+        streams = (self.allocs, self.pop_rows, self.fr, self.lr, self.matched, self.kf_r,
+                   self.gp_anchor)  # fmt: skip
+        spans: list[int] = []
+        if g0 == 0 and g1 >= self.n_events:
+            # every stream whole but the grace periods (one may anchor past the last event)
+            for s in streams[:-1]:
+                spans += (0, len(s))
+            spans += np.searchsorted(self.gp_anchor, (g0, g1)).tolist()
+        else:
+            for s in streams:
+                spans += np.searchsorted(s, (g0, g1)).tolist()
+        size = sum(spans[1::2]) - sum(spans[0::2])
+        cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
+        ts, cmd, cpu, a, b, c = cols
+        (a0, a1, p0, p1, f0, f1, l0, l1, m0, m1, k0, k1, q0, q1) = spans
+        emit = _kernel("emit", self._idx)
 
-        def span(anchors: np.ndarray) -> slice:
-            lo, hi = np.searchsorted(anchors, (g0, g1))
-            return slice(int(lo), int(hi))
+        def run(seq: np.ndarray) -> int:
+            return int(
+                emit(
+                    _c(t.ts_ns, np.int64), _c(t.cpu, np.uint16), _c(t.gfp, np.uint32),
+                    _c(t.node, np.int16),
+                    self.allocs, a0, a1, self.is_pop,
+                    self.pop_rows, self.pop_run, p0, p1,
+                    self.fr, self.bound, f0, f1,
+                    self.lr, self.lr_run, l0, l1,
+                    self.matched, self.matched_slot, m0, m1,
+                    self.kf_r, self.kf_slot, k0, k1,
+                    self.gps, self.gp_anchor, q0, q1,
+                    ts, cmd, cpu, a, b, c, seq,
+                )
+            )  # fmt: skip
 
-        def seq(events: np.ndarray) -> np.ndarray:
-            return 2 * events.astype(np.int64)
-
-        allocs = self.allocs
-        if self.n_sheaves:
-            w = span(self.fr)
-            fr = self.fr[w]
-            sheaves = np.arange(w.start, w.stop, dtype=np.int64)
-            pb.add(ts[fr], seq(fr) - 1, Cmd.PREFILL, cpu[fr], sheaves, self.bound[w], 1)
-            w = span(self.pop_rows)
-            pops = self.pop_rows[w]
-            slots = np.searchsorted(allocs, pops)
-            pb.add(ts[pops], seq(pops), Cmd.ALLOC_FROM_SHEAF, cpu[pops], slots, self.pop_run[w])
-            w = span(self.lr)
-            lr = self.lr[w]
-            pb.add(ts[lr], seq(lr) + 1, Cmd.RETURN_SHEAF, cpu[lr], self.lr_run[w].astype(np.int64))
-        w = span(allocs)
-        keep = ~self.is_pop[w]
-        plain = allocs[w][keep]
-        blocking = (t.gfp[plain] & _DIRECT_RECLAIM) != 0
-        pb.add(
-            ts[plain],
-            seq(plain),
-            Cmd.ALLOC,
-            cpu[plain],
-            np.arange(w.start, w.stop, dtype=np.int64)[keep],
-            blocking,
-            t.node[plain].astype(np.int64),
-        )
-        w = span(self.matched)
-        m = self.matched[w]
-        pb.add(ts[m], seq(m), Cmd.FREE, cpu[m], self.matched_slot[w].astype(np.int64))
-        if len(self.reuse):
-            pick = np.nonzero((self.reuse >= g0) & (self.reuse < g1))[0]
-            reuse, unseen = self.reuse[pick], self.unseen[pick]
-            slots = np.searchsorted(allocs, unseen)
-            pb.add(ts[reuse], seq(reuse) - 1, Cmd.KFREE_RCU, cpu[unseen], slots)
-        if len(self.gps):
-            w = span(self.gp_anchor)
-            gps = self.gps[w]
-            pb.add(
-                gps,
-                np.full(len(gps), -1, dtype=np.int64),
-                Cmd.RCU_GP,
-                np.zeros(len(gps), dtype=np.uint16),
-            )
+        n = run(np.empty(0, dtype=np.int64))
+        if n < 0:
+            # a table out of time order: the streams' merge is not the plan's order, so sort
+            # by (time, sequence, kind) as the plan defines it
+            seq = np.empty(size, dtype=np.int64)
+            n = -1 - run(seq)
+            ts, cmd, cpu, a, b, c = (col[:n] for col in cols)
+            order = np.lexsort((_TIE_RANK[cmd], seq[:n], ts))
+            del seq
+            ts, cmd, cpu, a, b, c = (col[order] for col in (ts, cmd, cpu, a, b, c))
+        elif n < size:
+            ts, cmd, cpu, a, b, c = (col[:n] for col in cols)
+        return Plan(
+            ts, cmd, cpu, a, b, c, np.empty(0, dtype=np.int64), self.n_objects, self.n_sheaves,
+            dict(self.assumptions),
+        )  # fmt: skip
 
 
 def build_plan(
@@ -461,7 +419,9 @@ class StreamedPlan:
         n = 0
         for lo in range(0, len(cc.allocs), CHUNK_ROWS):
             a = cc.allocs[lo : lo + CHUNK_ROWS]
-            bad = (t.node[a] >= nodes) & ~cc.is_pop[lo : lo + CHUNK_ROWS]
+            bad = t.node[a] >= nodes
+            if len(cc.is_pop):
+                bad &= ~cc.is_pop[lo : lo + CHUNK_ROWS]
             n += int(np.count_nonzero(bad))
             t.release()
         _note_node_fit(self.assumptions, n, nodes)
@@ -579,9 +539,22 @@ def params_for(
     t = norm.table
     if rows is None:
         rows = rows_of_cache(norm, cache)
-    sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
-    slot = int(np.bincount(sizes).argmax()) if len(sizes) else 256
-    ncpus = cpus or max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
+    idx = index_dtype(len(t))
+    rows = _c(rows, idx)
+    # the allocations' most common size: almost always their only one
+    st = np.zeros(3, dtype=np.int64)
+    sizes_of = _kernel("slot_size", idx)
+    op, size = _c(t.op, np.uint8), _c(t.bytes_alloc, np.uint32)
+    for lo in range(0, len(rows), CHUNK_ROWS):
+        sizes_of(rows, lo, min(len(rows), lo + CHUNK_ROWS), op, size, st)
+        t.release()
+    n_allocs, slot, mixed = st.tolist()
+    if not n_allocs:
+        slot = 256
+    elif mixed:
+        sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
+        slot = int(np.bincount(sizes).argmax())
+    ncpus = cpus or _trace_cpus(norm)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)
     return ModelParams.for_cache(
         kernel=kernel,
@@ -591,6 +564,17 @@ def params_for(
         nodes=nodes,
         cpu_node=contiguous_cpu_nodes(ncpus, nodes),
     )
+
+
+def _trace_cpus(norm: Normalized) -> int:
+    """CPUs of the trace: its header's, or more if events name more (found once per trace)."""
+    n = norm.__dict__.get("_trace_cpus")
+    if n is None:
+        t = norm.table
+        n = max(int(t.meta.cpus), int(t.cpu.max()) + 1 if len(t) else 1, 1)
+        t.release()
+        norm.__dict__["_trace_cpus"] = n
+    return int(n)
 
 
 def metrics(plan: Plan | StreamedPlan, params: ModelParams, res: ReplayResult) -> dict[str, Any]:
