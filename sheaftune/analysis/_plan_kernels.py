@@ -277,15 +277,17 @@ def sheaf_edges(allocs, pop_rows, pop_run, is_pop, fr, lr, lr_run, last):  # typ
 
 
 @_inline
-def _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, t, cmd, cpu, a, b, c, seq):  # type: ignore[no-untyped-def]
-    o_ts[n] = t
-    o_cmd[n] = cmd
-    o_cpu[n] = cpu
-    o_a[n] = a
-    o_b[n] = b
-    o_c[n] = c
-    if len(o_seq):
-        o_seq[n] = seq
+def _put(out, n, t, cmd, cpu, a, b, c, seq):  # type: ignore[no-untyped-def]
+    """Write command n into ``out`` (the plan's columns ts, cmd, cpu, a, b, c, and the
+    sequences when that array is not empty); returns n + 1."""
+    out[0][n] = t
+    out[1][n] = cmd
+    out[2][n] = cpu
+    out[3][n] = a
+    out[4][n] = b
+    out[5][n] = c
+    if len(out[6]):
+        out[6][n] = seq
     return n + 1
 
 
@@ -314,6 +316,7 @@ def emit(  # type: ignore[no-untyped-def]
     ``o_seq`` (if as long as the outputs, else unused) holds each command's sequence, and the
     caller sorts.
     """
+    out = (o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq)
     big = np.int64(2**62)
     ok = True
     last_ts = np.int64(-(2**63))
@@ -345,43 +348,43 @@ def emit(  # type: ignore[no-untyped-def]
             t = ts[pe]
             ok &= t >= last_ts
             last_ts = t
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, t, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
+            n = _put(out, n, t, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
             pend = False
         while ng <= e:
             t = gps[g]
             # (no grace period can tie with the first event: its time is after it)
             ok &= t > last_ts and e != 0
             last_ts = t
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, t, _RCU_GP, 0, 0, 0, 0, -1)
+            n = _put(out, n, t, _RCU_GP, 0, 0, 0, 0, -1)
             g += 1
             ng = np.int64(gp_anchor[g]) if g < g1 else big
         ok &= te >= last_ts
         last_ts = te
         if nf == e:
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _PREFILL, cpu[e], q, bound[q], 1, 2 * e - 1)
+            n = _put(out, n, te, _PREFILL, cpu[e], q, bound[q], 1, 2 * e - 1)
             q += 1
             nf = np.int64(fr[q]) if q < f1 else big
         if pend:  # (a return at the previous event, at the same time as this prefill)
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
+            n = _put(out, n, te, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
             pend = False
         if nk == e:
             u = allocs[kf_slot[h]]
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _KFREE_RCU, cpu[u], kf_slot[h], 0, 0, 2 * e - 1)
+            n = _put(out, n, te, _KFREE_RCU, cpu[u], kf_slot[h], 0, 0, 2 * e - 1)
             h += 1
             nk = np.int64(kf_r[h]) if h < k1 else big
         if np_ == e:
             # the object slot is the allocation's: the first at or after the pop
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _ALLOC_FROM_SHEAF, cpu[e], i, pop_run[k], 0, 2 * e)
+            n = _put(out, n, te, _ALLOC_FROM_SHEAF, cpu[e], i, pop_run[k], 0, 2 * e)
             k += 1
             np_ = np.int64(pop_rows[k]) if k < p1 else big
         if na == e:
             if len(is_pop) == 0 or not is_pop[i]:
                 b = 1 if (gfp[e] & _DIRECT_RECLAIM) != 0 else 0
-                n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _ALLOC, cpu[e], i, b, node[e], 2 * e)
+                n = _put(out, n, te, _ALLOC, cpu[e], i, b, node[e], 2 * e)
             i += 1
             na = np.int64(allocs[i]) if i < a1 else big
         elif nm == e:
-            n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, te, _FREE, cpu[e], mslot[j], 0, 0, 2 * e)
+            n = _put(out, n, te, _FREE, cpu[e], mslot[j], 0, 0, 2 * e)
             j += 1
             nm = np.int64(matched[j]) if j < m1 else big
         if nl == e:
@@ -394,12 +397,12 @@ def emit(  # type: ignore[no-untyped-def]
         t = ts[pe]
         ok &= t >= last_ts
         last_ts = t
-        n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, t, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
+        n = _put(out, n, t, _RETURN_SHEAF, cpu[pe], psheaf, 0, 0, 2 * pe + 1)
     while g < g1:
         t = gps[g]
         ok &= t > last_ts
         last_ts = t
-        n = _put(o_ts, o_cmd, o_cpu, o_a, o_b, o_c, o_seq, n, t, _RCU_GP, 0, 0, 0, 0, -1)
+        n = _put(out, n, t, _RCU_GP, 0, 0, 0, 0, -1)
         g += 1
     return n if ok else -1 - n
 

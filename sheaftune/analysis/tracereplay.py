@@ -27,8 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from sheaftune.compiled import kernels
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
+from sheaftune.compiled import Kernels, kernels
 from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult
 from sheaftune.normalize import (
@@ -84,14 +84,20 @@ KERNELS = "sheaftune.analysis._plan_kernels"
 
 
 def _kernel(name: str, idx: type) -> Any:
-    """Kernel ``name`` for event index arrays of type ``idx`` (int32, or int64 on huge tables)."""
-    return getattr(kernels(KERNELS), name if idx is np.int32 else name + "_i8")
+    """Kernel ``name`` for event index arrays of type ``idx`` (int32, or int64 on huge tables).
+
+    The AOT build's entry point is called without ``compiled``'s argument check: every array
+    passed here is made, or converted (``_c``), to the exact exported type by this module.
+    """
+    k = kernels(KERNELS)
+    name = name if idx is np.int32 else name + "_i8"
+    return getattr(k.extension, name) if isinstance(k, Kernels) else getattr(k, name)
 
 
-def _fit(buf: np.ndarray, n: int) -> np.ndarray:
-    """The first n entries of an output sized for the worst case: a view, or a copy when the
-    rest is big enough to matter (a huge cache's arrays live through its whole replay)."""
-    return buf[:n].copy() if len(buf) - n > 1 << 16 else buf[:n]
+def _fit(buf: np.ndarray, n: int, compact: bool) -> np.ndarray:
+    """The first n entries of an output sized for the worst case: a view, or with ``compact``
+    a copy (the arrays of a streamed cache live through its whole replay)."""
+    return buf[:n].copy() if compact and n < len(buf) else buf[:n]
 
 
 def _c(x: np.ndarray, dtype: type) -> np.ndarray:
@@ -174,8 +180,9 @@ class CacheCommands:
                  allocs, matched, mslot, st, recent)  # fmt: skip
             t.release()
         na, nm, before, other, unseen, n_live = st.tolist()
-        self.allocs = allocs = _fit(allocs, na)
-        self.matched, self.matched_slot = _fit(matched, nm), _fit(mslot, nm)
+        compact = m > STREAM_EVENTS
+        self.allocs = allocs = _fit(allocs, na, compact)
+        self.matched, self.matched_slot = _fit(matched, nm, compact), _fit(mslot, nm, compact)
         del matched, mslot
         self.n_objects = na
 
@@ -187,13 +194,10 @@ class CacheCommands:
                 self.bound = _c(runs.bound, np.int64)
                 self.is_pop = np.empty(na, dtype=bool)
                 self.fr, self.lr, self.lr_run = (np.empty(nr, dtype=idx) for _ in range(3))
-                if (
-                    _kernel("sheaf_edges", idx)(
-                        allocs, self.pop_rows, self.pop_run, self.is_pop, self.fr, self.lr,
-                        self.lr_run, np.empty(nr, dtype=np.int64),
-                    )  # fmt: skip
-                    < 0
-                ):
+                edges = _kernel("sheaf_edges", idx)
+                last = np.empty(nr, dtype=np.int64)
+                pops, run = self.pop_rows, self.pop_run
+                if edges(allocs, pops, run, self.is_pop, self.fr, self.lr, self.lr_run, last) < 0:
                     raise IndexError("a sheaf pop after the cache's last allocation")
                 self._assume("sheaf pops replayed as prefill operations", len(runs.rows))
                 self._assume("prefill operations", runs.n_runs)
