@@ -109,8 +109,9 @@ def _c(x: np.ndarray, dtype: type) -> np.ndarray:
 #: dtypes of the plan's columns: ts, cmd, cpu, a, b, c
 _PLAN_DTYPES = (np.int64, np.uint8, np.uint16, np.int64, np.int64, np.int64)
 
-#: Plan order of the command kinds among commands of equal time and sequence (the order in
-#: which ``PlanBuilder`` used to receive them), by ``Cmd`` value; for tables out of time order.
+#: The plan's order of command kinds among commands of equal time and sequence (prefill,
+#: alloc_from_sheaf, return_sheaf, alloc, free, kfree_rcu, rcu_gp), indexed by ``Cmd`` value:
+#: the sort key of a table out of time order, where the compiled merge cannot be used.
 _TIE_RANK = np.array([3, 4, 5, 6, 0, 1, 2], dtype=np.int8)
 
 #: A cache with more events than this replays (fast engine) from a stream of plan windows,
