@@ -118,6 +118,7 @@ KERNEL_MODULES = (
     "sheaftune.readers._jit",
     "sheaftune._normalize_kernels",
     "sheaftune.analysis._characterize_kernels",
+    "sheaftune.analysis._plan_kernels",
     "sheaftune.model._engine_kernels",
 )
 
