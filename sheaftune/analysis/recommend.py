@@ -659,59 +659,6 @@ def recommend_for_cache(
     indices (``tracereplay.cache_rows``), ``plan``: its ``plan_for(norm, cache, policy,
     engine)`` not yet fitted to nodes (this function fits it), when the caller has them.
     """
-    args, kwargs = _cache_inputs(norm, cache, options, policy, source, rows, plan)
-    return recommend(*args, **kwargs)
-
-
-#: ``recommend_for_caches`` runs the caches' sweeps at once up to this many trace events
-#: (their plans are alive together); a bigger trace's caches go one at a time.
-CONCURRENT_EVENTS = 1 << 22
-
-
-def recommend_for_caches(
-    norm: Normalized,
-    caches: list[str],
-    options: RecommendOptions | None = None,
-    policy: ReplayPolicy | None = None,
-    source: str = "trace",
-) -> list[Recommendation]:
-    """``recommend_for_cache`` for each of ``caches``, in order, with the same results.
-
-    The plans are built one after the other; then the caches' sweeps run at once, so the
-    engine's threads always have a replay to run (one cache's sweep alone leaves a core idle
-    at its end, while its last long replay finishes). A trace of more than
-    ``CONCURRENT_EVENTS`` events recommends one cache at a time (one plan alive at a time).
-    """
-    if len(caches) <= 1 or len(norm.table) > CONCURRENT_EVENTS:
-        return [recommend_for_cache(norm, c, options, policy, source) for c in caches]
-    from concurrent.futures import ThreadPoolExecutor
-
-    inputs = []
-    failed: Exception | None = None
-    for c in caches:
-        try:
-            inputs.append(_cache_inputs(norm, c, options, policy, source, None, None))
-        except Exception as e:  # raised after the caches before it, as one at a time would
-            failed = e
-            break
-    with ThreadPoolExecutor(max_workers=max(1, len(inputs))) as pool:
-        futures = [pool.submit(recommend, *args, **kwargs) for args, kwargs in inputs]
-        out = [f.result() for f in futures]
-    if failed is not None:
-        raise failed
-    return out
-
-
-def _cache_inputs(
-    norm: Normalized,
-    cache: str,
-    options: RecommendOptions | None,
-    policy: ReplayPolicy | None,
-    source: str,
-    rows: np.ndarray | None,
-    plan: Plan | StreamedPlan | None,
-) -> tuple[tuple[Any, ...], dict[str, Any]]:
-    """``recommend``'s arguments for one cache of a trace (``recommend_for_cache``)."""
     options = options or RecommendOptions()
     policy = policy or ReplayPolicy()
     if options.upper_bound is not None and policy.upper_bound is None:
@@ -754,16 +701,18 @@ def _cache_inputs(
         "warmup_share": options.warmup_share,
     }
     current = EXPLICIT_CAPACITY.get(cache, 0) if options.kernel == "6.18" else base.sheaf_capacity
-    return (plan, base), {
-        "cache": cache,
-        "options": options,
-        "current": current,
-        "demand": demand,
-        "upper_bound": options.upper_bound or _prefill_bound(plan, stats),
-        "cpus": cpus,
-        "nodes": nodes,
-        "stats": stats,
-    }
+    return recommend(
+        plan,
+        base,
+        cache=cache,
+        options=options,
+        current=current,
+        demand=demand,
+        upper_bound=options.upper_bound or _prefill_bound(plan, stats),
+        cpus=cpus,
+        nodes=nodes,
+        stats=stats,
+    )
 
 
 def recommend_for_workload(

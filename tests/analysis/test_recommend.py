@@ -226,26 +226,6 @@ def test_fast_evaluate_equals_the_reference_with_prefix_replays() -> None:
             assert fast_c == ref_c
 
 
-def test_caches_at_once_equal_one_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
-    """recommend_for_caches (sweeps of several caches at once) gives recommend_for_cache's
-    records, in order, and raises the first cache's error as one at a time would."""
-    from sheaftune.analysis import recommend as rmod
-    from sheaftune.analysis.pipeline import example_path, load
-    from sheaftune.errors import NothingToAnalyse
-    from sheaftune.normalize import normalize
-
-    norm = normalize(load(example_path()))
-    caches = sorted(norm.table.caches)[:4] + ["maple_node", "vm_area_struct"]
-    opts = RecommendOptions(engine="fast")
-    one = [recommend_for_cache(norm, c, opts).to_dict() for c in caches]
-    assert [r.to_dict() for r in rmod.recommend_for_caches(norm, caches, opts)] == one
-    monkeypatch.setattr(rmod, "CONCURRENT_EVENTS", 0)  # one at a time: the same again
-    assert [r.to_dict() for r in rmod.recommend_for_caches(norm, caches, opts)] == one
-    monkeypatch.undo()
-    with pytest.raises(NothingToAnalyse, match="no event of cache nosuch"):
-        rmod.recommend_for_caches(norm, ["maple_node", "nosuch", "vm_area_struct"], opts)
-
-
 def test_demand_plan_is_deterministic_and_has_the_stated_shape() -> None:
     a = demand_plan(13, 2, writes_per_cpu=400, seed=3)
     b = demand_plan(13, 2, writes_per_cpu=400, seed=3)
