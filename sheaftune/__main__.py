@@ -4,10 +4,15 @@
 numpy) ends with the documented one line and exit 130 rather than a traceback.
 """
 
+import os
 import sys
 
 
 def run() -> None:
+    # sheaftune does no linear algebra worth a thread pool, yet numpy's OpenBLAS starts a
+    # thread per core at import: on a short run that is a third of the CPU time, taken from
+    # the reader's and the replays' threads. The user's own setting wins.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
         from sheaftune.cli import main
     except KeyboardInterrupt:
