@@ -3,7 +3,8 @@
 For the large fixture (trace-cmd v7 + zstd, 715k kmem events) and its v6 conversion, runs
 
 * ``trace-cmd report FILE > /dev/null`` (the oracle we must beat tenfold),
-* ``python -m sheaftune analyze FILE --format json > /dev/null`` (read, normalise, characterise),
+* ``python -m sheaftune analyze FILE --format json > /dev/null`` (read, normalise, characterise,
+  replay every cache, recommend for the five largest), and the same with ``--no-recommend``,
 * the reader alone (``read_trace`` in a fresh interpreter, plus a JSON dump of its counts),
 * the reader warm, in-process (best of 5 ``read_trace`` calls after one; CPU time is of all
   its threads),
@@ -20,6 +21,7 @@ it the script still times sheaftune and says what it could not measure.
 from __future__ import annotations
 
 import argparse
+import compileall
 import json
 import os
 import shutil
@@ -123,6 +125,9 @@ def main() -> None:
         raise SystemExit(f"{src}: no such file (the large fixture lives in ../shared/fixtures)")
     tc = ensure_trace_cmd()
     py = sys.executable
+    # as a pip install leaves it: bytecode compiled (PYTHONDONTWRITEBYTECODE=1 or a read-only
+    # tree would otherwise compile every module from source on every run)
+    compileall.compile_dir(ROOT / "sheaftune", quiet=1)
     with tempfile.TemporaryDirectory() as tmp:
         files = [("as given", src)]
         if tc:
@@ -164,6 +169,12 @@ def main() -> None:
                     [py, "-m", "sheaftune", "analyze", str(path), "--format", "json"], args.repeat
                 )
                 rows.append(("sheaftune analyze --format json", w, c, rss))
+                w, c, rss = best(
+                    [py, "-m", "sheaftune", "analyze", str(path), "--format", "json",
+                     "--no-recommend"],
+                    args.repeat,
+                )  # fmt: skip
+                rows.append(("  the same, --no-recommend", w, c, rss))
             except RuntimeError as e:  # the analyze command is someone else's moving part
                 print(f"{label:<14} sheaftune analyze failed, not timed: {e}")
             w, c, rss = best([py, "-c", READER_ONLY, str(path)], args.repeat)
