@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,9 +17,17 @@ import numpy as np
 
 from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
-from sheaftune.analysis.tracereplay import ReplayPolicy, cache_rows, replay_cache
+from sheaftune.analysis.tracereplay import (
+    STREAM_EVENTS,
+    ReplayPolicy,
+    StreamedPlan,
+    cache_rows,
+    plan_for,
+    replay_cache,
+)
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
+from sheaftune.model.plan import Plan
 from sheaftune.normalize import Normalized, normalize
 from sheaftune.readers import ReadOptions, read_trace
 
@@ -178,21 +186,32 @@ def _replay_and_recommend(
         return
     rows = cache_rows(norm)
     size = {name: st["alloc"] + st["free"] for name, st in result.caches.items()}
-    # recommendations first (each sweeps many capacities), then replays, each largest first
-    order = sorted(jobs, key=lambda j: (j[0] != "recommend", -size[j[1]], j[1]))
+    recommended = {name for kind, name in jobs if kind == "recommend"}
+    # a recommended cache's replay and recommendation are one job sharing the cache's plan
+    # (built once); the recommendations first (each sweeps many capacities), largest first
+    order = sorted(
+        (name for kind, name in jobs if kind == "replay"),
+        key=lambda name: (name not in recommended, -size[name], name),
+    )
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures = {
-            (kind, name): (
-                pool.submit(_replay, norm, name, model, rows[name])
-                if kind == "replay"
-                else pool.submit(_recommendation, norm, name, model)
+        futures: dict[str, Future[Any]] = {
+            name: (
+                pool.submit(_replay_and_recommendation, norm, name, model, rows[name])
+                if name in recommended
+                else pool.submit(_replay, norm, name, model, rows[name])
             )
-            for kind, name in order
+            for name in order
         }
         # (collected in the sequential order, so a failure reported is the one it would be)
+        answers: dict[tuple[str, str], dict[str, Any]] = {}
         for kind, name in jobs:
+            if name in recommended:
+                replay, rec = futures[name].result()
+                answers["replay", name], answers["recommend", name] = replay, rec
+            else:
+                answers["replay", name] = futures[name].result()
             key = "replay" if kind == "replay" else "recommendation"
-            result.caches[name][key] = futures[kind, name].result()
+            result.caches[name][key] = answers[kind, name]
     # (a dict built in submission order: re-insert the keys in the analysis's own order)
     for name in names:
         st = result.caches[name]
@@ -207,7 +226,11 @@ MAX_THREADS = 4
 
 
 def _replay(
-    norm: Normalized, name: str, model: ModelOptions, rows: np.ndarray | None
+    norm: Normalized,
+    name: str,
+    model: ModelOptions,
+    rows: np.ndarray | None,
+    plan: Plan | StreamedPlan | None = None,
 ) -> dict[str, Any]:
     return replay_cache(
         norm,
@@ -219,7 +242,21 @@ def _replay(
         model.cpus,
         model.nodes,
         rows,
+        plan,
     )
+
+
+def _replay_and_recommendation(
+    norm: Normalized, name: str, model: ModelOptions, rows: np.ndarray
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """One cache's replay, then its recommendation, from one plan when they can share it: an
+    in-memory plan (not a stream) fitted to the same single node by both."""
+    shared = None
+    if model.nodes == 1 and not (model.engine == "fast" and len(rows) > STREAM_EVENTS):
+        plan = plan_for(norm, name, model.policy, model.engine, rows)
+        shared = plan if isinstance(plan, Plan) else None
+    replay = _replay(norm, name, model, rows, shared)
+    return replay, _recommendation(norm, name, model, rows, shared)
 
 
 def _recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
@@ -229,14 +266,20 @@ def _recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
     return chosen[: model.recommend_caches]
 
 
-def _recommendation(norm: Normalized, name: str, model: ModelOptions) -> dict[str, Any]:
+def _recommendation(
+    norm: Normalized,
+    name: str,
+    model: ModelOptions,
+    rows: np.ndarray | None = None,
+    plan: Plan | None = None,
+) -> dict[str, Any]:
     """``recommend``'s answer for one cache, as the analysis reports it."""
     from sheaftune.analysis.recommend import RecommendOptions, recommend_for_cache
 
     options = RecommendOptions(
         kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
     )
-    rec = recommend_for_cache(norm, name, options, model.policy)
+    rec = recommend_for_cache(norm, name, options, model.policy, rows=rows, plan=plan)
     return {
         "recommended": rec.recommended,
         "kernel_autotune": rec.kernel_autotune,

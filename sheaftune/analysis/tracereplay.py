@@ -633,14 +633,21 @@ def replay_cache(
     cpus: int | None = None,
     nodes: int = 1,
     rows: np.ndarray | None = None,
+    plan: Plan | StreamedPlan | None = None,
 ) -> dict[str, Any]:
     """Replay one cache at the capacities ``capacities`` asks for (default: the kernel's own)
-    and return the report dict: parameters, what was assumed, one row per capacity."""
+    and return the report dict: parameters, what was assumed, one row per capacity.
+
+    ``plan``: the cache's ``plan_for(norm, cache, policy, engine, rows)`` when the caller
+    already has it (``analyze`` shares it with the recommendation); it is fitted to the
+    modelled nodes here, in place.
+    """
     policy = policy or ReplayPolicy()
     if rows is None:
         rows = rows_of_cache(norm, cache)
     base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
-    plan = plan_for(norm, cache, policy, engine, rows)
+    if plan is None:
+        plan = plan_for(norm, cache, policy, engine, rows)
     del rows  # a streamed plan keeps what it needs; the cache's rows can go
     fit_plan_to_nodes(plan, base.nodes)
     current = effective_capacity("6.18", cache, base.object_size)
