@@ -284,6 +284,7 @@ def live_at_end(ptab, live):  # type: ignore[no-untyped-def]
 
 def _pop_runs(  # type: ignore[no-untyped-def]
     op,
+    ptr,
     cache_id,
     site_id,
     gfp,
@@ -307,15 +308,16 @@ def _pop_runs(  # type: ignore[no-untyped-def]
     """Rows lo..hi, in time order: the sheaf pops of every cache, grouped into runs.
 
     A pop is an allocation at a site whose ``code_of_site`` is not 0, without
-    ``__GFP_DIRECT_RECLAIM``. ``ttab`` is keyed by (cache, pid) and holds 2 * the task's
-    current run (global id) + 1 while its last allocation from that cache was a pop (+ 0 after
-    another allocation), that pop's time and the run's number in its cache. A pop
-    continues the task's run when its last allocation from the cache was a pop at most
-    ``gap_ns`` earlier, else starts one: runs get global ids in order of their first pop, and
-    numbers per cache (``cache_runs`` counts them, with a last 0 for rows of no cache) in the
-    same order. Per pop: row, run number
-    in the cache, code, cache; per run (global id): cache, the bit set of its pops' codes, its
-    number of pops. Returns hi, or the row where an output array or the table must grow.
+    ``__GFP_DIRECT_RECLAIM``, that returned an object: a failed one (NULL) takes no object
+    from the sheaf, so it is no pop, and it does not end the task's run either. ``ttab`` is
+    keyed by (cache, pid) and holds 2 * the task's current run (global id) + 1 while its last
+    allocation from that cache was a pop (+ 0 after another allocation), that pop's time and
+    the run's number in its cache. A pop continues the task's run when its last allocation
+    from the cache was a pop at most ``gap_ns`` earlier, else starts one: runs get global ids
+    in order of their first pop, and numbers per cache (``cache_runs`` counts them, with a
+    last 0 for rows of no cache) in the same order. Per pop: row, run number in the cache,
+    code, cache; per run (global id): cache, the bit set of its pops' codes, its number of
+    pops. Returns hi, or the row where an output array or the table must grow.
     """
     tcap = ttab.shape[0]
     last_code = np.uint64(len(code_of_site) - 1)  # (a 0: "no call site")
@@ -330,6 +332,8 @@ def _pop_runs(  # type: ignore[no-untyped-def]
         if c < 0 or c >= len(cache_runs) - 1:
             continue
         pop = code != 0 and (gfp[i] & _DIRECT_RECLAIM) == 0
+        if pop and ptr[i] == 0:
+            continue  # a failed pop: no object (the replay has no slot for it)
         tag = (np.int64(c) << 32 | (np.int64(pid[i]) & 0xFFFFFFFF)) + 1
         s = _find(ttab, tag, 0)
         new = ttab[s, 0] == 0
@@ -408,7 +412,7 @@ fill_groups_i8 = _kjit(_fill_groups)
 
 _TABLE = "i8[:, ::1]"
 _POP_ARGS = (
-    "u1[::1], i4[::1], i4[::1], u4[::1], i4[::1], i8[::1], i8, i8, i1[::1], i8, "
+    "u1[::1], u8[::1], i4[::1], i4[::1], u4[::1], i4[::1], i8[::1], i8, i8, i1[::1], i8, "
     + _TABLE
     + ", i8[::1], {idx}[::1], {idx}[::1], i1[::1], i4[::1], i4[::1], u1[::1], i8[::1], i8[::1]"
 )

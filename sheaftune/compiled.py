@@ -65,8 +65,9 @@ versions (read from package metadata, without importing them), the Python versio
 tag and extension suffix, and the platform. A changed numpy (ABI) or numba therefore means a
 new key and a rebuild, never the import of a stale extension. The extension's module name
 embeds the key, so two builds never share an init symbol in one process. Each module's key is
-remembered in ``aot/<module>/key.json`` with a stamp of its inputs (see :func:`_remembered_entry`),
-so a run with unchanged sources and packages does not hash them again.
+remembered in ``aot/<module>/key-<location>.json`` with a stamp of its inputs (see
+:func:`_remembered_entry`), so a run with unchanged sources and packages does not hash them
+again.
 
 Cache directory: ``$SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune``, else
 ``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>`` (when it is ours).
@@ -416,16 +417,13 @@ def _entry(module_name: str) -> _Entry:
     return entry
 
 
-#: The key of each module is remembered on disk (``aot/<module>/key.json``) with the stamp it
+#: The key of each module is remembered on disk (``aot/<module>/key-*.json``) with the stamp it
 #: was computed for, so a run whose sources and installed packages are as they were skips
 #: hashing the sources, reading their imports and finding the packages' versions (about 5 ms
 #: per kernel module). The stamp: everything the key hashes that is not a file (format,
 #: module, Python, ABI, platform, numpy version), plus (path, inode, size, mtime) of every
 #: source and of numba's and llvmlite's ``.dist-info`` directories: the test Python itself
 #: uses to trust a ``.pyc``. Any change, or any doubt, computes the key again.
-_KEY_FILE = "key.json"
-
-
 def _fixed_parts(module_name: str) -> list[str]:
     """What the key hashes besides the sources and the numba and llvmlite versions."""
     return [
@@ -446,13 +444,36 @@ def _file_stamps(paths: list[Path]) -> list[list[Any]]:
     return out
 
 
+def _key_file(root: Path, module_name: str, origin: str) -> Path:
+    """Where the key of ``module_name`` found at ``origin`` is remembered: one file per source
+    location, so two checkouts sharing the cache (a worktree, a second clone) never take each
+    other's key, nor overwrite each other's file at every run."""
+    where = hashlib.sha256(origin.encode()).hexdigest()[:16]
+    return root / "aot" / module_name / f"key-{where}.json"
+
+
+def _quick_origin(module_name: str) -> str:
+    """The kernel module's source path; for this package's modules without ``find_spec``
+    (which would import their parent packages)."""
+    package = Path(__file__).resolve().parent
+    head, _, rest = module_name.partition(".")
+    if head == package.name and rest:
+        path = package.joinpath(*rest.split(".")).with_suffix(".py")
+        if path.is_file():
+            return str(path)
+    return str(_origin(module_name))
+
+
 def _remembered_entry(module_name: str) -> _Entry | None:
-    """The entry from ``key.json`` when its stamp still holds (else None)."""
+    """The entry from its key file when the stamp still holds (else None)."""
     root = cache_dir()
     try:
-        memo = json.loads((root / "aot" / module_name / _KEY_FILE).read_text())
+        origin = _quick_origin(module_name)
+        memo = json.loads(_key_file(root, module_name, origin).read_text())
         sources = [Path(p) for p in memo["sources"]]
         dists = [Path(p) for p in memo["dists"]]
+        if str(Path(origin).resolve()) not in {str(p.resolve()) for p in sources}:
+            return None
         now = {
             "fixed": _fixed_parts(module_name),
             "files": _file_stamps(sources + dists),
@@ -460,15 +481,20 @@ def _remembered_entry(module_name: str) -> _Entry | None:
         if memo["stamp"] != now or not isinstance(memo["key"], str) or len(memo["key"]) != 64:
             return None
         return _Entry(module_name, memo["key"], root, sources)
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, BuildError, ImportError):
         return None
 
 
 def _remember_entry(entry: _Entry, dists: list[Path]) -> None:
-    """Write ``key.json`` for :func:`_remembered_entry` (atomically; failures ignored: the
+    """Write the key file for :func:`_remembered_entry` (atomically; failures ignored: the
     key is then computed again next time)."""
-    path = entry.base / _KEY_FILE
-    tmp = path.with_name(f".{_KEY_FILE}.{os.getpid()}.{threading.get_ident()}")
+    try:
+        path = _key_file(
+            entry.base.parent.parent, entry.module_name, _quick_origin(entry.module_name)
+        )
+    except (OSError, BuildError, ImportError, ValueError):
+        return
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     try:
         stamp = {
             "fixed": _fixed_parts(entry.module_name),

@@ -386,10 +386,11 @@ def sheaf_pop_runs(
     """Runs of sheaf pops of one task (by call site), each run one prefill operation.
 
     A pop is a ``GFP_NOWAIT`` allocation of ``cache`` at a function into which ``mas_pop_node``
-    is inlined (``SHEAF_POP_SITES``). A run ends when the task allocates from the cache by
-    another path (a new tree operation), or after ``gap_ns`` without a pop. The upper bound is
-    ``upper_bound`` when given, else the request rule of the store type the pop sites reveal
-    (the largest over the run's sites), and never less than what the run used.
+    is inlined (``SHEAF_POP_SITES``) that returned an object (a failed one, NULL, took nothing
+    from the sheaf: it is no pop and does not end the run). A run ends when the task allocates
+    from the cache by another path (a new tree operation), or after ``gap_ns`` without a pop.
+    The upper bound is ``upper_bound`` when given, else the request rule of the store type the
+    pop sites reveal (the largest over the run's sites), and never less than what the run used.
 
     The first call finds the pops of every cache in one sweep (memoised on ``norm`` per
     ``gap_ns``); ``rows`` (the cache's rows, from callers that have them) is not needed. On a
@@ -454,7 +455,7 @@ def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     ncaches = len(t.caches)
     idx = index_dtype(n)
     sweep = k.pop_runs_i4 if idx is np.int32 else k.pop_runs_i8
-    cols = [_col(t, c) for c in ("op", "cache_id", "site_id", "gfp", "pid", "ts_ns")]
+    cols = [_col(t, c) for c in ("op", "ptr", "cache_id", "site_id", "gfp", "pid", "ts_ns")]
     ttab = _table(FIRST_SLOTS_SMALL, TASK_COLS)
     cache_runs = np.zeros(ncaches + 1, dtype=np.int64)  # (the last: rows of no cache)
     # per pop: row, run number in its cache, code, cache; per run: cache, code set, pops

@@ -383,17 +383,19 @@ def test_prebuild_runs_builds_in_parallel(fresh: Path, monkeypatch: pytest.Monke
 def test_key_is_remembered_until_a_source_changes(
     fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """``key.json`` spares a run the hashing of sources; any edit brings the hashing back."""
+    """The key file spares a run the hashing of sources; any edit brings the hashing back."""
     name = "stkern_memo"
     src_dir = tmp_path / "src"
     src_dir.mkdir()
     src = src_dir / f"{name}.py"
     src.write_text(KERNEL_SOURCE)
     monkeypatch.syspath_prepend(str(src_dir))
-    monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(tmp_path / "c"))
+    cache = tmp_path / "c"
+    monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(cache))
     monkeypatch.setattr(compiled, "_entries", {})
     first = compiled._entry(name)
-    assert (first.base / "key.json").is_file()
+    key_file = compiled._key_file(cache, name, str(src))
+    assert key_file.is_file()
 
     # a later run (nothing memoised in the process) takes the key without reading sources
     monkeypatch.setattr(compiled, "_entries", {})
@@ -406,6 +408,20 @@ def test_key_is_remembered_until_a_source_changes(
         again = compiled._entry(name)
     assert (again.key, again.sources, again.so) == (first.key, first.sources, first.so)
 
+    # another checkout of the same module (a worktree sharing the cache) has its own key
+    other_dir = tmp_path / "other"
+    other_dir.mkdir()
+    (other_dir / f"{name}.py").write_text(KERNEL_SOURCE + "\n# the other checkout\n")
+    with monkeypatch.context() as m:
+        m.syspath_prepend(str(other_dir))
+        m.setattr(compiled, "_entries", {})
+        assert compiled._remembered_entry(name) is None
+        other = compiled._entry(name)
+        assert other.key != first.key and other.sources == [other_dir / f"{name}.py"]
+    monkeypatch.setattr(compiled, "_entries", {})
+    remembered = compiled._remembered_entry(name)
+    assert remembered is not None and remembered.key == first.key
+
     # an edited source: the stamp no longer holds, the key is computed again (and differs)
     src.write_text(KERNEL_SOURCE + "\n# edited\n")
     st = src.stat()
@@ -416,8 +432,8 @@ def test_key_is_remembered_until_a_source_changes(
     assert edited.key != first.key
     assert compiled._remembered_entry(name) is not None  # (remembered anew)
 
-    # a damaged key.json is ignored, never trusted
-    (edited.base / "key.json").write_text("{not json")
+    # a damaged key file is ignored, never trusted
+    key_file.write_text("{not json")
     assert compiled._remembered_entry(name) is None
-    (edited.base / "key.json").write_text(json.dumps({"key": "x", "sources": [], "dists": []}))
+    key_file.write_text(json.dumps({"key": "x", "sources": [], "dists": []}))
     assert compiled._remembered_entry(name) is None
