@@ -77,15 +77,33 @@ ENVIRONMENT = [
         "columns wide (costs: 140) unless COLUMNS says otherwise.",
     ),
     (
+        "SHEAFTUNE_CACHE_DIR",
+        "Where the ahead-of-time builds of the compiled kernels (reader, normalisation, "
+        "characterisation, plan building, replay engine) are cached; default "
+        "$XDG_CACHE_HOME/sheaftune, else ~/.cache/sheaftune. The first run builds them and "
+        "says so; deleting the folder is always safe.",
+    ),
+    (
+        "SHEAFTUNE_AOT",
+        "0 uses numba's just-in-time compiler instead of the ahead-of-time builds (same "
+        "results, slower start; for debugging).",
+    ),
+    (
         "NUMBA_CACHE_DIR",
-        "Where the compiled replay and reader kernels are cached (numba's default: "
-        "__pycache__ beside the installed modules, or a user cache folder when that is not "
-        "writable). The first run of the fast engine compiles them and says so.",
+        "Where numba caches the just-in-time kernels (with SHEAFTUNE_AOT=0, or when no "
+        "ahead-of-time build is possible): numba's default is __pycache__ beside the installed "
+        "modules, or a user cache folder when that is not writable.",
     ),
     (
         "SHEAFTUNE_PAGE_ENGINE",
-        "numpy or numba: force the trace.dat page walk instead of choosing by the amount of "
-        "page data.",
+        "numpy or numba: force the trace.dat page walk (numba: the compiled whole-stream "
+        "reader; numpy: the streaming one) instead of the default, the compiled reader when "
+        "its build is at hand, else chosen by the amount of page data.",
+    ),
+    (
+        "OPENBLAS_NUM_THREADS",
+        "sheaftune sets it to 1 when unset (it does no linear algebra worth a thread pool, "
+        "and the pool's start-up costs CPU on every run).",
     ),
     (
         "_SHEAFTUNE_COMPLETE",
