@@ -433,23 +433,6 @@ def run_replay_unit(unit: ReplayUnit) -> dict[str, Any]:
     }
 
 
-def _recommend_targets(analysis: Analysis, model: ModelOptions) -> list[str]:
-    """The caches ``pipeline.analyze_table`` recommends for: the largest by allocations."""
-    if not model.recommend:
-        return []
-    ranked = sorted(analysis.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
-    chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
-    return chosen[: model.recommend_caches]
-
-
-def _recommend_options(model: ModelOptions) -> RecommendOptions:
-    from sheaftune.analysis.recommend import RecommendOptions
-
-    return RecommendOptions(
-        kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
-    )
-
-
 def _run_any(unit: ReplayUnit | RecommendUnit) -> Any:
     if isinstance(unit, ReplayUnit):
         return run_replay_unit(unit)
@@ -464,9 +447,11 @@ def _trace_work(
     replays: list[ReplayUnit | RecommendUnit] = [
         ReplayUnit(trace, name, cap, model) for name, (_, caps) in s.replays.items() for cap in caps
     ]
+    from sheaftune.analysis.pipeline import recommend_options, recommended_caches
+
     recs = [
-        RecommendUnit(trace, name, _recommend_options(model), model.policy)
-        for name in _recommend_targets(s.analysis, model)
+        RecommendUnit(trace, name, recommend_options(model), model.policy)
+        for name in recommended_caches(s.analysis, model)
     ]
     return [*replays, *recs]
 
@@ -512,26 +497,21 @@ def analyze_many(
             on_meta(s.meta)
     if model is None:
         return [s.analysis for s in summaries]
+    from sheaftune.analysis.pipeline import recommendation_entry, recommended_caches
+
     out = []
     for s, res in zip(summaries, results, strict=True):
         it = iter(res)
         cache_stats = {name: dict(st) for name, st in s.analysis.caches.items()}
         for name, (header, caps) in s.replays.items():
             cache_stats[name]["replay"] = {**header, "replays": [next(it) for _ in caps]}
-        for name in _recommend_targets(s.analysis, model):
+        for name in recommended_caches(s.analysis, model):
             rec = next(it)
             if isinstance(rec, str):
                 from sheaftune.errors import NothingToAnalyse
 
                 raise NothingToAnalyse(rec)  # as analyze_table would have raised it
-            cache_stats[name]["recommendation"] = {
-                "recommended": rec.recommended,
-                "kernel_autotune": rec.kernel_autotune,
-                "current": rec.current,
-                "objective": rec.objective,
-                "snippet": rec.snippet,
-                "rationale": rec.rationale,
-            }
+            cache_stats[name]["recommendation"] = recommendation_entry(rec)
         out.append(
             dataclasses.replace(
                 s.analysis,

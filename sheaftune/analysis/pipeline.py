@@ -11,7 +11,7 @@ import os
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from sheaftune.events import EventTable
 from sheaftune.model.plan import Plan
 from sheaftune.normalize import Normalized, normalize
 from sheaftune.readers import ReadOptions, read_trace
+
+if TYPE_CHECKING:  # (recommend is imported when a recommendation is made)
+    from sheaftune.analysis.recommend import Recommendation, RecommendOptions
 
 #: The real trace shipped with the package (`--example`): a Linux 6.18 capture of VMA and
 #: maple-tree churn on 2 CPUs (7,516 events), as trace-cmd's zstd-compressed trace.dat v7.
@@ -167,8 +170,7 @@ def _replay_and_recommend(
     """
     names = [name for name, st in result.caches.items() if st["alloc"] > 0]
     jobs: list[tuple[str, str]] = [("replay", name) for name in names]
-    if model.recommend:
-        jobs += [("recommend", name) for name in _recommended_caches(result, model)]
+    jobs += [("recommend", name) for name in recommended_caches(result, model)]
     workers = min(os.cpu_count() or 1, MAX_THREADS) if parallel else 1
     if workers <= 1 or len(jobs) <= 1:
         # every cache's rows at once (one pass) unless the trace is huge: then one cache's
@@ -259,11 +261,35 @@ def _replay_and_recommendation(
     return replay, _recommendation(norm, name, model, rows, shared)
 
 
-def _recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
-    """The largest caches (by allocations) with at least ``recommend_min_allocs`` of them."""
+def recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
+    """The caches ``analyze`` recommends for: the largest by allocations (at most
+    ``recommend_caches`` of them, each with at least ``recommend_min_allocs``)."""
+    if not model.recommend:
+        return []
     ranked = sorted(result.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
     chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
     return chosen[: model.recommend_caches]
+
+
+def recommend_options(model: ModelOptions) -> RecommendOptions:
+    """``recommend``'s options for the analysis's model."""
+    from sheaftune.analysis.recommend import RecommendOptions
+
+    return RecommendOptions(
+        kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
+    )
+
+
+def recommendation_entry(rec: Recommendation) -> dict[str, Any]:
+    """A recommendation as the analysis reports it, under its cache's ``recommendation``."""
+    return {
+        "recommended": rec.recommended,
+        "kernel_autotune": rec.kernel_autotune,
+        "current": rec.current,
+        "objective": rec.objective,
+        "snippet": rec.snippet,
+        "rationale": rec.rationale,
+    }
 
 
 def _recommendation(
@@ -274,17 +300,8 @@ def _recommendation(
     plan: Plan | None = None,
 ) -> dict[str, Any]:
     """``recommend``'s answer for one cache, as the analysis reports it."""
-    from sheaftune.analysis.recommend import RecommendOptions, recommend_for_cache
+    from sheaftune.analysis.recommend import recommend_for_cache
 
-    options = RecommendOptions(
-        kernel=model.kernel, cpus=model.cpus, nodes=model.nodes, engine=model.engine
-    )
+    options = recommend_options(model)
     rec = recommend_for_cache(norm, name, options, model.policy, rows=rows, plan=plan)
-    return {
-        "recommended": rec.recommended,
-        "kernel_autotune": rec.kernel_autotune,
-        "current": rec.current,
-        "objective": rec.objective,
-        "snippet": rec.snippet,
-        "rationale": rec.rationale,
-    }
+    return recommendation_entry(rec)
