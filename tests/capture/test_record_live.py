@@ -3,6 +3,7 @@ clean tracing state afterwards, Ctrl-C, refusals. Skipped where tracefs is unava
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -150,6 +151,9 @@ def test_ctrl_c_restores_state_and_exits_130(tracefs: Path, tmp_path: Path) -> N
         stderr=subprocess.PIPE,
         text=True,
         env=env,
+        # as from a terminal: a test run started in the background (``cmd &``) ignores SIGINT,
+        # which its children inherit, and `sleep` would then outlive the Ctrl-C
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         _wait_for_instance(tracefs, proc.pid)
@@ -159,6 +163,11 @@ def test_ctrl_c_restores_state_and_exits_130(tracefs: Path, tmp_path: Path) -> N
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.wait()
+            # a killed recorder cannot remove its instance: do it, or every later live test
+            # would skip as "another recorder is running"
+            with contextlib.suppress(OSError):
+                (tracefs / "instances" / f"{INSTANCE_PREFIX}{proc.pid}").rmdir()
     assert proc.returncode == 130, err
     assert time.monotonic() - t0 < 20, "record did not stop promptly on SIGINT"
     assert "stopped by SIGINT" in err
