@@ -320,3 +320,17 @@ def test_compiled_plans_equal_the_sorted_ones_on_ties_and_disorder():
         norm = normalize(t)
         policies = [ReplayPolicy(rcu_gp_ns=int(rng.integers(1, 6))), ReplayPolicy("none")]
         _same_plans(norm, policies, windows=(1, 5) if trial % 3 != 2 else ())
+
+
+def test_window_edges_move_past_equal_timestamps() -> None:
+    """``_past_ties`` (short slices, never the whole column) agrees with a whole-column
+    search: ties shorter and longer than one slice, and up to the end of the trace."""
+    from sheaftune.analysis import tracereplay
+
+    rng = np.random.default_rng(7)
+    ts = np.cumsum(rng.integers(0, 2, 20_000)).astype(np.int64)
+    ts[5_000:15_000] = ts[5_000]  # a run of ties longer than two slices
+    ts[-3_000:] = ts[-3_000]  # ties up to the last event
+    for b in [1, 2, 4_999, 5_001, 9_000, 15_001, 17_001, 19_999, 20_000]:
+        want = int(np.searchsorted(ts, ts[b - 1], side="right"))
+        assert tracereplay._past_ties(ts, b) == want, b
