@@ -254,6 +254,8 @@ def _plain_pop_runs(norm, cache: str, height: int, gap: int) -> tuple[list, list
         if not store or t.gfp[i] & gfp.__GFP_DIRECT_RECLAIM:
             open_run.pop(pid, None)
             continue
+        if t.ptr[i] == 0:
+            continue  # a failed pop: no pop, and the task's run goes on
         r, at = open_run.get(pid, (-1, 0))
         if r < 0 or ts - at > gap:
             r = len(bound)
