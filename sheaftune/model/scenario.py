@@ -288,9 +288,7 @@ def _parse_op(ctx: _Ctx, i: int, line: int | None, raw: Any, cpus: int, nodes: i
             out.append(int(v))
         else:
             if not _is_int(v) or not 0 <= v <= MAX_COUNT:
-                raise ctx.err(
-                    f"count must be an integer in 0..{MAX_COUNT}, not {v!r}", line, w
-                )
+                raise ctx.err(f"count must be an integer in 0..{MAX_COUNT}, not {v!r}", line, w)
             out.append(int(v))
     return ScenarioOp(i, line or 0, cpu, name, tuple(out), blocking)
 
