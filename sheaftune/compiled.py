@@ -67,7 +67,9 @@ new key and a rebuild, never the import of a stale extension. The extension's mo
 embeds the key, so two builds never share an init symbol in one process. Each module's key is
 remembered in ``aot/<module>/key-<location>.json`` with a stamp of its inputs (see
 :func:`_remembered_entry`), so a run with unchanged sources and packages does not hash them
-again.
+again; the same file remembers the build as last verified against its checksum, with a stamp
+of the extension and its ``meta.json``, so such a run does not hash the extension either (see
+:func:`_verified_meta`).
 
 Cache directory: ``$SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune``, else
 ``~/.cache/sheaftune``; if that is not writable, ``<tmp>/sheaftune-<uid>`` (when it is ours).
@@ -82,25 +84,23 @@ the GIL while they run (as ``nogil=True`` JIT functions do), so threads can repl
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import functools
-import hashlib
+import importlib.machinery
 import importlib.util
 import json
 import os
-import platform
 import re
 import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-# (shutil, subprocess and tempfile are imported where a build needs them: a run that loads a
-# cached build should not pay for them)
+# (ast, hashlib, shutil, subprocess and tempfile are imported where computing a key or a build
+# needs them: a run that loads cached builds should not pay for them, nor for sysconfig and
+# platform, whose values here come from the interpreter directly)
 
 #: Bump when the build procedure or the layout of a cache entry changes (history:
 #: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT;
@@ -231,11 +231,22 @@ class _Entry:
         self.base = root / "aot" / module_name
         self.dir = self.base / key[:32]
         self.ext_name = "_st_" + module_name.replace(".", "_") + "_" + key[:16]
-        suffix = sysconfig.get_config_var("EXT_SUFFIX") or ".so"
-        self.so = self.dir / (self.ext_name + suffix)
+        self.so = self.dir / (self.ext_name + _EXT_SUFFIX)
         self.meta = self.dir / "meta.json"
         self.failed = self.base / (key[:32] + ".failed")
         self.lockfile = self.base / (key[:32] + ".lock")
+        #: numba's and llvmlite's ``.dist-info`` directories (stamped in the key file)
+        self.dists: list[Path] = []
+        #: {"stamp", "meta"}: the build as last verified (see :func:`_verified_meta`)
+        self.verified: dict[str, Any] | None = None
+        #: whether the key file may be written (the key is worth remembering)
+        self.rememberable = False
+        #: the stamp of the key's inputs written to the key file
+        self.stamp: dict[str, Any] | None = None
+
+
+#: The interpreter's extension-module suffix (sysconfig's EXT_SUFFIX, without sysconfig)
+_EXT_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
 def _writable(root: Path) -> bool:
@@ -297,6 +308,8 @@ _IMPORT_RE = re.compile(
 
 def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
     """The ``sheaftune`` modules ``path`` imports at any level (read, not imported)."""
+    import ast
+
     package = module_name.rpartition(".")[0]
     out: set[str] = set()
     for m in _IMPORT_RE.finditer(path.read_text(encoding="utf-8", errors="replace")):
@@ -431,9 +444,19 @@ def _fixed_parts(module_name: str) -> list[str]:
         f"module={module_name}",
         f"numpy={_numpy_version()}",
         f"python={sys.version}",
-        f"abi={sys.implementation.cache_tag}{sysconfig.get_config_var('EXT_SUFFIX')}",
-        f"platform={sys.platform}-{platform.machine()}",
+        f"abi={sys.implementation.cache_tag}{_EXT_SUFFIX}",
+        f"platform={sys.platform}-{_machine()}",
     ]
+
+
+@functools.lru_cache(maxsize=1)
+def _machine() -> str:
+    """``platform.machine()`` (which is ``os.uname().machine`` where there is one)."""
+    if hasattr(os, "uname"):
+        return os.uname().machine
+    import platform
+
+    return platform.machine()
 
 
 def _file_stamps(paths: list[Path]) -> list[list[Any]]:
@@ -448,14 +471,16 @@ def _key_file(root: Path, module_name: str, origin: str) -> Path:
     """Where the key of ``module_name`` found at ``origin`` is remembered: one file per source
     location, so two checkouts sharing the cache (a worktree, a second clone) never take each
     other's key, nor overwrite each other's file at every run."""
-    where = hashlib.sha256(origin.encode()).hexdigest()[:16]
+    import zlib  # (a checksum of the path names the file; the file says whose it is)
+
+    where = f"{zlib.crc32(origin.encode()):08x}"
     return root / "aot" / module_name / f"key-{where}.json"
 
 
 def _quick_origin(module_name: str) -> str:
     """The kernel module's source path; for this package's modules without ``find_spec``
     (which would import their parent packages)."""
-    package = Path(__file__).resolve().parent
+    package = _package_root()
     head, _, rest = module_name.partition(".")
     if head == package.name and rest:
         path = package.joinpath(*rest.split(".")).with_suffix(".py")
@@ -464,30 +489,44 @@ def _quick_origin(module_name: str) -> str:
     return str(_origin(module_name))
 
 
+@functools.lru_cache(maxsize=1)
+def _package_root() -> Path:
+    return Path(__file__).resolve().parent
+
+
 def _remembered_entry(module_name: str) -> _Entry | None:
     """The entry from its key file when the stamp still holds (else None)."""
     root = cache_dir()
     try:
         origin = _quick_origin(module_name)
         memo = json.loads(_key_file(root, module_name, origin).read_text())
+        resolved = memo["resolved"]
+        if origin not in resolved and str(Path(origin).resolve()) not in resolved:
+            return None  # another checkout's (the file is named by a checksum of the path)
         sources = [Path(p) for p in memo["sources"]]
         dists = [Path(p) for p in memo["dists"]]
-        if str(Path(origin).resolve()) not in {str(p.resolve()) for p in sources}:
-            return None
         now = {
             "fixed": _fixed_parts(module_name),
             "files": _file_stamps(sources + dists),
         }
         if memo["stamp"] != now or not isinstance(memo["key"], str) or len(memo["key"]) != 64:
             return None
-        return _Entry(module_name, memo["key"], root, sources)
+        entry = _Entry(module_name, memo["key"], root, sources)
+        entry.dists = dists
+        entry.stamp = now
+        entry.rememberable = True
+        verified = memo.get("verified")
+        entry.verified = verified if isinstance(verified, dict) else None
+        return entry
     except (OSError, ValueError, KeyError, TypeError, BuildError, ImportError):
         return None
 
 
-def _remember_entry(entry: _Entry, dists: list[Path]) -> None:
+def _remember_entry(entry: _Entry) -> None:
     """Write the key file for :func:`_remembered_entry` (atomically; failures ignored: the
-    key is then computed again next time)."""
+    key is then computed again next time), with the build as last verified."""
+    if not entry.rememberable:
+        return
     try:
         path = _key_file(
             entry.base.parent.parent, entry.module_name, _quick_origin(entry.module_name)
@@ -496,15 +535,18 @@ def _remember_entry(entry: _Entry, dists: list[Path]) -> None:
         return
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
     try:
-        stamp = {
-            "fixed": _fixed_parts(entry.module_name),
-            "files": _file_stamps(entry.sources + dists),
-        }
+        if entry.stamp is None:
+            entry.stamp = {
+                "fixed": _fixed_parts(entry.module_name),
+                "files": _file_stamps(entry.sources + entry.dists),
+            }
         memo = {
             "key": entry.key,
             "sources": [str(p) for p in entry.sources],
-            "dists": [str(p) for p in dists],
-            "stamp": stamp,
+            "resolved": [str(p.resolve()) for p in entry.sources],
+            "dists": [str(p) for p in entry.dists],
+            "stamp": entry.stamp,
+            "verified": entry.verified,
         }
         entry.base.mkdir(parents=True, exist_ok=True)
         tmp.write_text(json.dumps(memo))
@@ -515,6 +557,8 @@ def _remember_entry(entry: _Entry, dists: list[Path]) -> None:
 
 
 def _compute_entry(module_name: str) -> _Entry:
+    import hashlib
+
     h = hashlib.sha256()
     numba_version, numba_dist = _dist_info("numba")
     llvmlite_version, llvmlite_dist = _dist_info("llvmlite")
@@ -532,9 +576,10 @@ def _compute_entry(module_name: str) -> _Entry:
         h.update(name.encode() + b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     entry = _Entry(module_name, h.hexdigest(), cache_dir(), [p for _, p in srcs])
-    dists = [d for d in (numba_dist, llvmlite_dist) if d is not None]
-    if len(dists) == 2:  # (versions not from a directory: nothing to stamp, compute each time)
-        _remember_entry(entry, dists)
+    entry.dists = [d for d in (numba_dist, llvmlite_dist) if d is not None]
+    # (versions not from a directory: nothing to stamp, the key is computed each time)
+    entry.rememberable = len(entry.dists) == 2
+    _remember_entry(entry)
     return entry
 
 
@@ -548,6 +593,8 @@ def _file_sha(path: Path) -> str:
     stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
     sha = _shas.get(stamp)
     if sha is None:
+        import hashlib
+
         sha = _shas[stamp] = hashlib.sha256(path.read_bytes()).hexdigest()
     return sha
 
@@ -562,20 +609,49 @@ def _read_meta(entry: _Entry) -> dict[str, Any] | None:
 
 def _verified_so(entry: _Entry) -> Path | None:
     """The cached extension if it exists and matches the checksum recorded at build time."""
+    return None if _verified_meta(entry) is None else entry.so
+
+
+def _build_stamp(entry: _Entry) -> list[int]:
+    so, meta = os.stat(entry.so), os.stat(entry.meta)
+    return [so.st_ino, so.st_size, so.st_mtime_ns, meta.st_ino, meta.st_size, meta.st_mtime_ns]
+
+
+def _verified_meta(entry: _Entry) -> dict[str, Any] | None:
+    """The build's ``meta.json`` if the extension exists and matches the checksum recorded
+    in it at build time (else None).
+
+    The extension is hashed once per state of the two files, not at every run: the key file
+    remembers the ``meta.json`` of the last verified build with the (inode, size, mtime) of
+    both files, and a run that finds that stamp again takes the meta from there (the test that
+    trusts the key, and that Python uses for a ``.pyc``). A rebuild, a truncated, rewritten,
+    replaced or removed file changes the stamp and brings the hashing back.
+    """
+    try:
+        stamp = _build_stamp(entry)
+    except OSError:
+        return None
+    v = entry.verified
+    if v is not None and v.get("stamp") == stamp:
+        meta = v.get("meta")
+        if isinstance(meta, dict) and meta.get("key") == entry.key:
+            return meta
     meta = _read_meta(entry)
     if meta is None or meta.get("key") != entry.key:
         return None
     try:
-        if _file_sha(entry.so) != meta.get("sha256"):
+        if _file_sha(entry.so) != meta.get("sha256") or _build_stamp(entry) != stamp:
             return None
     except OSError:
         return None
-    return entry.so
+    entry.verified = {"stamp": stamp, "meta": meta}
+    _remember_entry(entry)
+    return meta
 
 
 def _load(entry: _Entry) -> Any:
-    meta = _read_meta(entry)
-    if meta is None or meta.get("key") != entry.key or meta.get("sha256") != _file_sha(entry.so):
+    meta = _verified_meta(entry)
+    if meta is None:
         raise BuildError(f"the build of {entry.module_name} is missing or corrupt")
     spec = importlib.util.spec_from_file_location(entry.ext_name, entry.so)
     if spec is None or spec.loader is None:
