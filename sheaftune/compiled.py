@@ -106,8 +106,9 @@ from typing import Any
 #: 1 first version: pycc, generic CPU, GIL released by the entry points, no NRT;
 #: 2 meta.json records each export's argument types, checked at every call).
 BUILD_FORMAT = 2
-#: Keys kept per module (the current one and the newest others).
-KEEP = 3
+#: Keys kept per module (the current one and the newest others): several checkouts (worktrees,
+#: branches) sharing the cache each need theirs, or they rebuild one another's away.
+KEEP = 8
 #: A failed build is not retried for this long (seconds), unless ``$CC`` changes.
 FAILED_TTL = 24 * 3600
 #: Seconds a build may take before it is abandoned (then the JIT fallback is used).
@@ -300,9 +301,10 @@ def _origin(module_name: str) -> Path:
 
 
 #: Import statements, found without parsing the whole module (a kernel module is long, and
-#: ``ast`` over all of it would cost more than loading the build).
-_IMPORT_RE = re.compile(
-    r"^[ \t]*(from[ \t]+[.\w]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)", re.M
+#: ``ast`` over all of it would cost more than loading the build). Compiled on first use: only
+#: computing a key reads imports.
+_IMPORT_PATTERN = (
+    r"^[ \t]*(from[ \t]+[.\w]+[ \t]+import[ \t]+(?:\([^)]*\)|[^\n]*)|import[ \t]+[^\n]*)"
 )
 
 
@@ -312,7 +314,8 @@ def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
 
     package = module_name.rpartition(".")[0]
     out: set[str] = set()
-    for m in _IMPORT_RE.finditer(path.read_text(encoding="utf-8", errors="replace")):
+    text = path.read_text(encoding="utf-8", errors="replace")
+    for m in re.finditer(_IMPORT_PATTERN, text, re.M):
         try:
             tree = ast.parse(m.group(1))
         except SyntaxError:  # prose in a docstring that looks like an import

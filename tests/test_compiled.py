@@ -240,7 +240,8 @@ def test_old_builds_are_pruned(
     cache = warm_copy(built, tmp_path / "c")
     monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(cache))
     entry = compiled._entry(NAME)
-    for i in range(6):
+    n = compiled.KEEP + 3
+    for i in range(n):
         old = entry.base / f"{i:032x}"
         old.mkdir()
         (entry.base / f"{i:032x}.lock").touch()
@@ -254,7 +255,8 @@ def test_old_builds_are_pruned(
     assert not killed.exists() and fresh_tmp.exists()
     fresh_tmp.rmdir()
     kept = sorted(p.name for p in entry.base.iterdir() if p.is_dir())
-    assert kept == sorted([entry.dir.name, f"{5:032x}", f"{4:032x}"])
+    newest = [f"{i:032x}" for i in range(n - compiled.KEEP + 1, n)]
+    assert kept == sorted([entry.dir.name, *newest])
     assert not (entry.base / f"{0:032x}.lock").exists()
 
 
@@ -328,6 +330,32 @@ def test_a_corrupt_build_is_rebuilt(built: Path, kern_dir: Path, tmp_path: Path,
     assert out.stderr == ""
     out = run_py(CHECK, cache, kern_dir)  # and the rebuilt one is used as is
     assert out.stdout.split() == ["270", "Kernels", "False", "[]"], out.stderr
+
+
+def test_a_verified_build_is_not_hashed_again(
+    built: Path, fresh: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The key file remembers the verified build with a stamp of its files: later runs do not
+    hash the extension, until the file changes."""
+    cache = warm_copy(built, tmp_path / "c")
+    monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(cache))
+    monkeypatch.setattr(compiled, "_entries", {})
+    entry = compiled._entry(NAME)
+    assert compiled._verified_so(entry) == entry.so  # (hashed: the copy has other inodes)
+    hashed: list[Path] = []
+    real = compiled._file_sha
+    monkeypatch.setattr(compiled, "_file_sha", lambda p: hashed.append(p) or real(p))
+    monkeypatch.setattr(compiled, "_shas", {})
+    monkeypatch.setattr(compiled, "_entries", {})  # a later run
+    again = compiled._entry(NAME)
+    assert compiled._verified_so(again) == again.so and hashed == []
+    # rewritten in place at the same size: the stamp no longer holds, the hash refuses it
+    data = bytearray(again.so.read_bytes())
+    data[-1] ^= 0xFF
+    again.so.write_bytes(bytes(data))
+    monkeypatch.setattr(compiled, "_entries", {})
+    third = compiled._entry(NAME)
+    assert compiled._verified_so(third) is None and hashed == [third.so]
 
 
 def test_concurrent_builders_share_one_build(built: Path, kern_dir: Path, tmp_path: Path) -> None:
