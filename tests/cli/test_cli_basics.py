@@ -99,6 +99,34 @@ def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
     assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
 
 
+def test_a_program_run_ends_without_teardown_but_runs_atexit(tmp_path: Path):
+    # the console script's way in (``from sheaftune.__main__ import run``): the report and the
+    # atexit functions as usual, then no interpreter teardown (the global's __del__ never runs)
+    # and the collector's larger threshold; an embedding program keeps both (previous test)
+    f = tmp_path / "t.npz"
+    save_native(small_table(), f)
+    code = (
+        "import atexit, gc, sys\n"
+        "from sheaftune.__main__ import run\n"
+        "class Late:\n"
+        "    def __del__(self):\n"
+        "        print('teardown')\n"
+        "late = Late()\n"
+        "atexit.register(lambda: print('atexit', gc.get_threshold()[0]))\n"
+        "sys.argv = ['sheaftune', *sys.argv[1:]]\n"
+        "run()\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "analyze", str(f), "--format", "json"],
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 0, out.stderr
+    report, _, tail = out.stdout.rpartition("}\n")
+    assert json.loads(report + "}")["schema"] == "sheaftune/analysis"
+    assert tail == "atexit 100000\n", out.stdout[-200:]
+
+
 def test_native_round_trip_and_analysis(tmp_path: Path):
     f = tmp_path / "t.npz"
     save_native(small_table(), f)
