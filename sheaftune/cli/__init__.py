@@ -85,10 +85,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         _invoke(list(sys.argv[1:] if argv is None else argv))
         sys.stdout.flush()  # a pipe closed under buffered output fails here, not at exit
-        if argv is None:
-            _exit_program()
     except click.exceptions.Exit as e:
-        sys.exit(e.exit_code)
+        if e.exit_code:  # (0 is --help or --version: a successful run, below)
+            sys.exit(e.exit_code)
     except click.Abort:
         _fail("interrupted", EXIT_INTERRUPTED)
     except KeyboardInterrupt:
@@ -114,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail(f"cannot write standard output: {e.strerror}", EXIT_INTERNAL)
     except Exception as e:  # the boundary: one line, traceback only with --debug
         _internal(e, debug)
+    if argv is None:
+        _exit_program()
     sys.exit(0)
 
 
@@ -138,10 +139,16 @@ def _exit_program() -> None:
     run_exitfuncs = getattr(atexit, "_run_exitfuncs", None)
     if shutdown is None or run_exitfuncs is None:  # not CPython's: the ordinary exit
         return
-    shutdown()
-    run_exitfuncs()
-    sys.stdout.flush()  # (a closed pipe raises here, into main's handlers)
-    sys.stderr.flush()
+    try:
+        shutdown()
+        run_exitfuncs()
+    except KeyboardInterrupt:
+        _fail("interrupted", EXIT_INTERRUPTED)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        return  # (e.g. a pipe closed under --help's output: the ordinary exit says so)
     os._exit(0)
 
 
