@@ -127,10 +127,17 @@ def _exit_program() -> None:
     (which shuts idle executors down), run the ``atexit`` functions, flush standard output and
     error; then ``os._exit(0)``. Only when this process is the program (``python -m sheaftune``
     or the console script, not an embedding program that calls ``main`` and catches its
-    ``SystemExit``), and not under ``python -i`` or coverage; else (or on any doubt) it returns
-    and ``main`` exits normally.
+    ``SystemExit``), and not under ``python -i``, coverage, a profiler or a debugger (``python
+    -m cProfile -m sheaftune`` prints its statistics after the run); else (or on any doubt) it
+    returns and ``main`` exits normally.
     """
-    if sys.flags.inspect or "coverage" in sys.modules or not _is_program():
+    if (
+        sys.flags.inspect
+        or "coverage" in sys.modules
+        or sys.getprofile() is not None
+        or sys.gettrace() is not None
+        or not _is_program()
+    ):
         return
     import atexit
     import threading
