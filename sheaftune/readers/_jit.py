@@ -154,10 +154,13 @@ def _hash_name(buf, spos, sl, nbuf):  # type: ignore[no-untyped-def]
         rem = sl - k
         if rem < 8:
             w &= (np.uint64(1) << np.uint64(8 * rem)) - np.uint64(1)
-        if (w - _ONES) & ~w & _HIGHS:  # a NUL byte (or the field's end) in this word
-            b = 0
-            while (w >> np.uint64(8 * b)) & np.uint64(0xFF):
-                b += 1
+        z = (w - _ONES) & ~w & _HIGHS
+        if z:  # a NUL byte (or the field's end) in this word
+            # its index, without a loop: the lowest bit of z marks the first NUL exactly;
+            # shifted down it is 2**(8b), whose product with 0x0101... has 8 - b bytes of 1,
+            # and a second product sums those bytes into the top one
+            low = (z & (~z + np.uint64(1))) >> np.uint64(7)
+            b = np.int64(8) - np.int64(((low * _ONES) * _ONES) >> np.uint64(56))
             slen = k + b
             if b > 0:
                 w &= (np.uint64(1) << np.uint64(8 * b)) - np.uint64(1)
@@ -190,6 +193,39 @@ def _same_name(buf, a, b, n, nbuf):  # type: ignore[no-untyped-def]
             return False
         k += 8
     return True
+
+
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _field(buf, pl, lay, f, nbuf, big, absent):  # type: ignore[no-untyped-def]
+    """Numeric field ``f`` of layout ``lay`` in the payload at ``pl`` (``absent`` when the
+    format has none), sign- or zero-extended to int64. Little-endian with eight bytes left in
+    the buffer (nearly always): one unaligned load, the width cut off by two shifts and the
+    kind chosen by selects, no branch on the width or the kind."""
+    kind = lay[f, 2]
+    size = lay[f, 1]
+    q = pl + lay[f, 0]
+    if not big and q + 8 <= nbuf:
+        sh = np.uint64(64 - 8 * size) & np.uint64(63)  # widths 1, 2, 4, 8 (absent: 0)
+        x = _rd(buf, q, 8, False) << sh
+        signed = np.int64(x) >> np.int64(sh)
+        unsigned = np.int64(x >> sh)
+        v = signed if kind == K_SINT else unsigned
+        return v if kind != K_ABSENT else np.int64(absent)
+    if kind == K_ABSENT:
+        return np.int64(absent)
+    u = _rd(buf, q, size, big)
+    if kind == K_SINT:
+        return _sext(u, size)
+    return np.int64(u)
+
+
+@njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
+def _add_counts(stats, records, short, unknown, discarded, bad_pages):  # type: ignore[no-untyped-def]
+    stats[S_RECORDS] += records
+    stats[S_SHORT] += short
+    stats[S_UNKNOWN_ID] += unknown
+    stats[S_DISCARDED] += discarded
+    stats[S_BAD_PAGES] += bad_pages
 
 
 @_kjit
@@ -254,6 +290,9 @@ def walk_pages(  # type: ignore[no-untyped-def]
     data_len = page_size - hdr_len
     max_rows_page = data_len // 8 + 1
     nev = evmap.shape[0]
+    # counts kept in locals, added to ``stats`` on the way out (stores to an array the
+    # outputs may alias would be reloaded and stored again on every record)
+    c_rec = c_short = c_unk = c_disc = c_bad = np.int64(0)
     pg = first_page
     while pg < npages:
         if n + max_rows_page > cap or nm >= mcap:
@@ -269,7 +308,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 stats[S_ERR_PAGE] = pg
                 stats[S_ERR_OFF] = p0 + 8
                 break
-            stats[S_BAD_PAGES] += 1
+            c_bad += 1
             pg += 1
             continue
         has_missed = (commit >> np.uint64(31)) & np.uint64(1)
@@ -306,7 +345,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
                         break
                     ts += d
                     p += 4 + ln
-                    stats[S_DISCARDED] += 1
+                    c_disc += 1
                 elif tl == 30:  # time extend
                     ts += (a0 << np.uint64(27)) + d
                     p += 8
@@ -332,7 +371,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 err = np.int64(E_LENGTH)
                 break
             p = pl + ln
-            stats[S_RECORDS] += 1
+            c_rec += 1
             if first:
                 first = False
                 if has_missed:
@@ -341,49 +380,36 @@ def walk_pages(  # type: ignore[no-untyped-def]
                     m_row[nm] = n
                     nm += 1
             if ln < 2:
-                stats[S_SHORT] += 1
+                c_short += 1
                 continue
             etype = np.int64(_rd(buf, pl, 2, big))
             if etype >= nev:
-                stats[S_UNKNOWN_ID] += 1
+                c_unk += 1
                 continue
             li = evmap[etype]
             if li < 0:
                 if li == -2:
-                    stats[S_UNKNOWN_ID] += 1
+                    c_unk += 1
                 continue
             if ln < lay_min[li]:
-                stats[S_SHORT] += 1
+                c_short += 1
                 continue
             lay = layouts[li]
             un = np.uint64(n)  # unsigned: no negative-index wraparound on the stores
             o_ts[un] = np.int64(ts)
             o_op[un] = lay_op[li]
-            # fixed numeric fields
-            for f in range(7):
-                kind = lay[f, 2]
-                if kind == K_ABSENT:
-                    v = np.int64(-1) if f == F_NODE else np.int64(0)
-                else:
-                    u = _rd(buf, pl + lay[f, 0], lay[f, 1], big)
-                    if kind == K_SINT:
-                        v = _sext(u, lay[f, 1])
-                    else:
-                        v = np.int64(u)
-                if f == F_PID:
-                    o_pid[un] = v
-                elif f == F_SITE:
-                    o_site[un] = np.uint64(v)
-                elif f == F_PTR:
-                    o_ptr[un] = np.uint64(v)
-                elif f == F_REQ:
-                    o_req[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
-                elif f == F_ALLOC:
-                    o_alloc[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
-                elif f == F_GFP:
-                    o_gfp[un] = np.uint64(v) & np.uint64(0xFFFFFFFF)
-                else:
-                    o_node[un] = v
+            # fixed numeric fields, one straight line each (a loop over the slots dispatched
+            # on the slot and on the field's width: mispredicted jumps on every record)
+            o_pid[un] = _field(buf, pl, lay, F_PID, nbuf, big, 0)
+            o_site[un] = np.uint64(_field(buf, pl, lay, F_SITE, nbuf, big, 0))
+            o_ptr[un] = np.uint64(_field(buf, pl, lay, F_PTR, nbuf, big, 0))
+            v = _field(buf, pl, lay, F_REQ, nbuf, big, 0)
+            o_req[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
+            v = _field(buf, pl, lay, F_ALLOC, nbuf, big, 0)
+            o_alloc[un] = min(np.uint64(v), np.uint64(0xFFFFFFFF))
+            v = _field(buf, pl, lay, F_GFP, nbuf, big, 0)
+            o_gfp[un] = np.uint64(v) & np.uint64(0xFFFFFFFF)
+            o_node[un] = _field(buf, pl, lay, F_NODE, nbuf, big, -1)
             # the cache name: a dynamic string, hashed here and materialised once per value
             kind = lay[F_NAME, 2]
             h = np.uint64(0)
@@ -435,6 +461,7 @@ def walk_pages(  # type: ignore[no-untyped-def]
                             if 2 * (nu + 1) > tcap or nu >= t_pos.shape[0]:
                                 stats[S_NAMES] = -1
                                 stats[S_ROWS] = n
+                                _add_counts(stats, c_rec, c_short, c_unk, c_disc, c_bad)
                                 return n
                             t_slot[j] = nu
                             t_keys[j] = h
@@ -456,8 +483,9 @@ def walk_pages(  # type: ignore[no-untyped-def]
                 stats[S_ERR_PAGE] = pg
                 stats[S_ERR_OFF] = p
                 break
-            stats[S_BAD_PAGES] += 1
+            c_bad += 1
         pg += 1
+    _add_counts(stats, c_rec, c_short, c_unk, c_disc, c_bad)
     stats[S_ROWS] = n
     stats[S_MARKS] = nm
     stats[S_NEXT_PAGE] = pg
@@ -516,6 +544,19 @@ def merge_order(ts, bounds):  # type: ignore[no-untyped-def]
 @njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
 def _mix(h, mask):  # type: ignore[no-untyped-def]
     return np.int64(((h * np.uint64(0x9E3779B97F4A7C15)) >> np.uint64(40)) & np.uint64(mask))
+
+
+@_kjit
+def gather_i32(lut, idx, out):  # type: ignore[no-untyped-def]
+    """``out[i] = lut[idx[i]]`` (``out`` may be ``idx``); -1, at the first index out of
+    ``lut``'s range, else the rows written."""
+    m = lut.shape[0]
+    for i in range(idx.shape[0]):
+        v = idx[i]
+        if v < 0 or v >= m:
+            return -1
+        out[i] = lut[v]
+    return idx.shape[0]
 
 
 @_kjit
@@ -636,11 +677,17 @@ def merge_rows(  # type: ignore[no-untyped-def]
         s = cur[c]
         r = pos[c]
         end = seg_end[s]
+        # the run's loop state in locals: stores to ``head``/``back``, which the output
+        # columns may alias for all LLVM knows, would be reloaded on every row
+        hc = head[c]
+        bc = back[c]
+        ho = head[o] if o >= 0 else hc
+        cid = cpu_id[c]
         while True:
             un = np.uint64(n)  # unsigned indices: no negative-index wraparound
             ur = np.uint64(r)
             o_ts[un] = ts[ur]
-            o_cpu[un] = cpu_id[c]
+            o_cpu[un] = cid
             o_op[un] = op[ur]
             o_pid[un] = pid[ur]
             o_site[un] = site[ur]
@@ -662,11 +709,13 @@ def merge_rows(  # type: ignore[no-untyped-def]
                 r = seg_start[s]
                 end = seg_end[s]
             t = ts[r]
-            if t < head[c]:
-                back[c] += 1
-            head[c] = t
-            if o >= 0 and not _heap_less(c, o, head):
+            if t < hc:
+                bc += 1
+            hc = t
+            if o >= 0 and not (t < ho or (t == ho and c < o)):  # _heap_less(c, o, head)
                 break
+        head[c] = hc
+        back[c] = bc
         if s < 0:  # stream exhausted: the last heap entry replaces the top
             nh -= 1
             heap[0] = heap[nh]
@@ -790,4 +839,5 @@ AOT_EXPORTS = {
     "factorize_u64": "i8(u8[::1], i4[::1], i8[::1], u8[::1], i8[::1])",
     "merge_rows": "i8(" + ", ".join(_MERGE_ARGS) + ")",
     "kallsyms_lookup": "i8(u1[::1], i8, u8[::1], i8[::1], u8[::1], u8[::1])",
+    "gather_i32": "i8(i4[::1], i4[::1], i4[::1])",
 }
