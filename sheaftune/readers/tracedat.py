@@ -31,7 +31,6 @@ import os
 import re
 import struct
 import sys
-import tempfile
 import threading
 import zlib
 from collections.abc import Iterator
@@ -204,6 +203,8 @@ class _mapped:
     def __enter__(self) -> Any:
         path = self.source.mmap_path
         if path is None:
+            import tempfile  # (only here: with shutil and random, 4 ms of every run's start)
+
             fd, self.tmp = tempfile.mkstemp(suffix=".dat")
             errs = self.source.decompression_errors()
             try:
@@ -1061,10 +1062,15 @@ class _TraceDat:
         if warning:
             meta.warnings.append(warning)
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
-        codes, sites = factorize_sites(k, raw["call_site"])
-        cols["site_id"] = site_ids[np.searchsorted(sorted_sites, sites)][codes]
+        # codes, then ids, in the column the merge's allocation holds for them (huge pages)
+        codes, sites = factorize_sites(k, raw["call_site"], raw["site_id"])
+        if k.gather_i32(site_ids[np.searchsorted(sorted_sites, sites)], codes, codes) < 0:
+            raise RuntimeError("call-site code out of range")
+        cols["site_id"] = codes
         # monotonic CPU streams merge into time order; otherwise the stable sort, as _build
-        return self._finish(builder, cols, raw["name_key"], f.names, pids, not f.backwards)
+        return self._finish(
+            builder, cols, raw["name_key"], f.names, pids, not f.backwards, k, raw["comm_id"]
+        )
 
     def _account(self, per_cpu: list[tuple[int, Any]], backwards: dict[int, int]) -> None:
         """Per-CPU facts of the page walks into the meta: pages, records, what was skipped,
@@ -1105,9 +1111,12 @@ class _TraceDat:
         names: dict[int, str],
         pids: np.ndarray | None = None,
         in_order: bool = False,
+        kern: Any = None,
+        comm_out: np.ndarray | None = None,
     ) -> EventTable:
         """Cache ids from the name keys, comms from the pids (``pids``: the distinct ones,
-        ascending, when known already); the table, sorted by time (``in_order``: it is)."""
+        ascending, when known already); the table, sorted by time (``in_order``: it is).
+        ``kern``, ``comm_out``: the compiled kernels and the int32 column for the comm ids."""
         meta = self.meta
         # cache-name keys -> cache ids
         cache_of_key = np.full(max(names, default=0) + 1, NO_CACHE, dtype=np.int32)
@@ -1136,7 +1145,10 @@ class _TraceDat:
         elif len(pids) and 0 <= int(pids[0]) and int(pids[-1]) < 1 << 23:
             lut = np.zeros(int(pids[-1]) + 1, dtype=np.int32)
             lut[pids] = comm_ids
-            cols["comm_id"] = lut[cols["pid"]]
+            if comm_out is not None and kern.gather_i32(lut, cols["pid"], comm_out) >= 0:
+                cols["comm_id"] = comm_out
+            else:
+                cols["comm_id"] = lut[cols["pid"]]
         else:
             cols["comm_id"] = comm_ids[np.searchsorted(pids, cols["pid"])]
         assert set(cols) == set(COLUMNS)

@@ -59,6 +59,9 @@ ROW_COLS: tuple[tuple[str, type], ...] = (
     ("name_key", np.int32),
 )
 
+#: columns the merge's allocation holds for ``tracedat`` to fill
+ID_COLS: tuple[tuple[str, type], ...] = (("site_id", np.int32), ("comm_id", np.int32))
+
 
 def reader_kernels() -> Any:
     """The reader's compiled kernels (AOT build, else numba JIT): see :mod:`sheaftune.compiled`."""
@@ -318,7 +321,7 @@ class _Reader:
             cb(min(self.progress_done, self.progress_todo), self.progress_todo)
 
     def _alloc(self, rows: int) -> dict[str, np.ndarray]:
-        return {name: np.empty(rows, dtype=dt) for name, dt in ROW_COLS}
+        return columns(rows, ROW_COLS)
 
     def _plain_jobs(self, cpus: list[tuple[int, int, int]]) -> list[_Job]:
         ps = self.ps
@@ -583,8 +586,8 @@ class _Reader:
             summaries.append((cpu, s))
         segs = [(cpu, j.base, j.base + j.rows) for cpu in cpus for j in by_cpu[cpu]]
         total = sum(e - b for _, b, e in segs)
-        out: dict[str, np.ndarray] = {name: np.empty(total, dtype=dt) for name, dt in ROW_COLS}
-        out["cpu"] = np.empty(total, dtype=np.uint16)
+        # (with the table's site and comm ids, filled later: the same huge pages)
+        out = columns(total, (*ROW_COLS, ("cpu", np.uint16), *ID_COLS))
         parts = self._split(segs, total) if self.workers > 1 else None
         if parts is None:  # one merge (it also counts backward steps)
             backwards = self._merge_part(cpus, segs, out, 0, total)
@@ -593,6 +596,24 @@ class _Reader:
             backwards = {}
         names = {v: name for name, v in name_keys.items()}
         return FastResult(out, names, summaries, backwards)
+
+
+def columns(rows: int, spec: tuple[tuple[str, type], ...]) -> dict[str, np.ndarray]:
+    """Empty columns of ``rows`` rows, carved from one allocation. numpy asks for transparent
+    huge pages only for arrays of 4 MiB and more; a column of a few MiB in 4 KiB pages costs a
+    page fault per page on first touch (microseconds each in a VM), more than the walk or the
+    merge that fills it. (The table's columns then share one buffer: none is freed alone.)"""
+    offsets = []
+    total = 0
+    for _, dt in spec:
+        total = (total + 63) & ~63
+        offsets.append(total)
+        total += rows * np.dtype(dt).itemsize
+    slab = np.empty(max(total, 1), dtype=np.uint8)
+    return {
+        name: slab[at : at + rows * np.dtype(dt).itemsize].view(dt)
+        for (name, dt), at in zip(spec, offsets, strict=True)
+    }
 
 
 def _chains(
@@ -616,10 +637,14 @@ def _chains(
     return seg_start, seg_end, seg_next, cpu_first
 
 
-def factorize_sites(k: Any, sites: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(codes, distinct call sites in order of first appearance) of the merged column."""
+def factorize_sites(
+    k: Any, sites: np.ndarray, codes: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, distinct call sites in order of first appearance) of the merged column; the
+    codes written to ``codes`` when given."""
     n = len(sites)
-    codes = np.empty(n, dtype=np.int32)
+    if codes is None:
+        codes = np.empty(n, dtype=np.int32)
     size = 1 << 12
     while True:
         tslot = np.full(size, -1, dtype=np.int64)
