@@ -91,6 +91,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=9)
     args = ap.parse_args()
+    # the `python -c` rows import numpy themselves: give them the setting `sheaftune` makes
+    # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     compileall.compile_dir(ROOT / "sheaftune", quiet=1)
     py = sys.executable
     st = [py, "-m", "sheaftune"]

@@ -120,6 +120,9 @@ def main() -> None:
     ap.add_argument("trace", nargs="?", default=str(DEFAULT))
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
+    # the `python -c` rows import numpy themselves: give them the setting `sheaftune` makes
+    # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU)
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     src = Path(args.trace)
     if not src.exists():
         raise SystemExit(f"{src}: no such file (the large fixture lives in ../shared/fixtures)")
