@@ -7,8 +7,10 @@ and the "nothing to analyse" checks.
 from __future__ import annotations
 
 import dataclasses
+import heapq
 import os
-from concurrent.futures import Future, ThreadPoolExecutor
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -19,20 +21,23 @@ from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
 from sheaftune.analysis.tracereplay import (
     STREAM_EVENTS,
+    CacheReplay,
     ReplayPolicy,
     StreamedPlan,
     cache_rows,
     plan_for,
     replay_cache,
+    slot_size,
 )
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.model.plan import Plan
-from sheaftune.normalize import Normalized, normalize
+from sheaftune.normalize import Normalized, alloc_mask, normalize
+from sheaftune.params import ModelParams
 from sheaftune.readers import ReadOptions, read_trace
 
 if TYPE_CHECKING:  # (recommend is imported when a recommendation is made)
-    from sheaftune.analysis.recommend import Recommendation, RecommendOptions
+    from sheaftune.analysis.recommend import Pending, Recommendation, RecommendOptions
 
 #: The real trace shipped with the package (`--example`): a Linux 6.18 capture of VMA and
 #: maple-tree churn on 2 CPUs (7,516 events), as trace-cmd's zstd-compressed trace.dat v7.
@@ -131,9 +136,19 @@ def analyze_table(
     """Normalise and characterise one trace, optionally only the named caches; with ``model``,
     replay every reported cache through the sheaf model too."""
     norm: Normalized = normalize(table)
-    result = characterize(norm, caches or None)
-    if model is not None:
-        _replay_and_recommend(norm, result, model, len(table) <= PARALLEL_EVENTS)
+    if model is not None and len(table) <= PARALLEL_EVENTS:
+        # the replays need only the normalised events and which caches allocate: they start
+        # now, on a pool of threads, while this thread characterises the trace
+        replays = _Replays(norm, caches or None, model)
+        try:
+            result = characterize(norm, caches or None)
+        finally:
+            replays.close()
+        replays.answer(result)
+    else:
+        result = characterize(norm, caches or None)
+        if model is not None:
+            _replay_and_recommend(norm, result, model)
     if caches and not result.caches:
         raise NothingToAnalyse(
             f"{table.meta.source}: no event of cache {', '.join(caches)} "
@@ -159,72 +174,314 @@ def analyze_table(
 PARALLEL_EVENTS = 1 << 22
 
 
-def _replay_and_recommend(
-    norm: Normalized, result: Analysis, model: ModelOptions, parallel: bool
-) -> None:
-    """Replay every cache with allocations and recommend for the largest ones (in place).
-
-    Each cache is independent of the others, so on a trace of modest size the caches run on
-    a pool of threads, largest first (the big ones set the wall time); the answers are put
-    back in the analysis's own order, so the output never depends on the thread count.
-    """
+def _replay_and_recommend(norm: Normalized, result: Analysis, model: ModelOptions) -> None:
+    """Replay every cache with allocations and recommend for the largest ones (in place), one
+    cache at a time (a huge trace)."""
     names = [name for name, st in result.caches.items() if st["alloc"] > 0]
-    jobs: list[tuple[str, str]] = [("replay", name) for name in names]
-    jobs += [("recommend", name) for name in recommended_caches(result, model)]
-    workers = min(os.cpu_count() or 1, MAX_THREADS) if parallel else 1
-    if workers <= 1 or len(jobs) <= 1:
-        # every cache's rows at once (one pass) unless the trace is huge: then one cache's
-        # rows at a time, so they never add a whole int32 column to the replay's memory
-        rows = cache_rows(norm) if len(norm.table) <= ROWS_AT_ONCE else None
-        for kind, name in jobs:
-            if kind == "replay":
-                # (None on a huge trace: replay_cache finds the rows and drops them once the
-                # plan is made; an argument passed from here would live through the replay)
-                cache_row = rows[name] if rows is not None else None
-                result.caches[name]["replay"] = _replay(norm, name, model, cache_row)
-            else:
-                rows = None  # the recommendations find their own cache's rows
-                result.caches[name]["recommendation"] = _recommendation(norm, name, model)
-        return
-    rows = cache_rows(norm)
-    size = {name: st["alloc"] + st["free"] for name, st in result.caches.items()}
-    recommended = {name for kind, name in jobs if kind == "recommend"}
-    # a recommended cache's replay and recommendation are one job sharing the cache's plan
-    # (built once); the recommendations first (each sweeps many capacities), largest first
-    order = sorted(
-        (name for kind, name in jobs if kind == "replay"),
-        key=lambda name: (name not in recommended, -size[name], name),
-    )
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        futures: dict[str, Future[Any]] = {
-            name: (
-                pool.submit(_replay_and_recommendation, norm, name, model, rows[name])
-                if name in recommended
-                else pool.submit(_replay, norm, name, model, rows[name])
-            )
-            for name in order
-        }
-        # (collected in the sequential order, so a failure reported is the one it would be)
-        answers: dict[tuple[str, str], dict[str, Any]] = {}
-        for kind, name in jobs:
-            if name in recommended:
-                replay, rec = futures[name].result()
-                answers["replay", name], answers["recommend", name] = replay, rec
-            else:
-                answers["replay", name] = futures[name].result()
-            key = "replay" if kind == "replay" else "recommendation"
-            result.caches[name][key] = answers[kind, name]
-    # (a dict built in submission order: re-insert the keys in the analysis's own order)
+    # every cache's rows at once (one pass) unless the trace is huge: then one cache's rows
+    # at a time, so they never add a whole int32 column to the replay's memory
+    rows = cache_rows(norm) if len(norm.table) <= ROWS_AT_ONCE else None
     for name in names:
-        st = result.caches[name]
-        rec = st.pop("recommendation", None)
-        st["replay"] = st.pop("replay")
-        if rec is not None:
-            st["recommendation"] = rec
+        # (None on a huge trace: replay_cache finds the rows and drops them once the plan is
+        # made; an argument passed from here would live through the replay)
+        cache_row = rows[name] if rows is not None else None
+        result.caches[name]["replay"] = _replay(norm, name, model, cache_row)
+    rows = None  # the recommendations find their own cache's rows
+    for name in recommended_caches(result, model):
+        result.caches[name]["recommendation"] = _recommendation(norm, name, model)
 
 
 #: At most this many threads replay caches at once.
 MAX_THREADS = 4
+
+
+class _Replays:
+    """Every replay and recommendation of a trace of modest size, as jobs on one pool of
+    threads, started before the trace is characterised.
+
+    Which caches to replay (those with allocations) and recommend for (the largest) are read
+    off the normalised events here, the way ``characterize`` counts them; ``answer`` checks
+    that against its analysis. A cache's jobs: one to make its plan and parameters, then one
+    per replay: each capacity of its replay and each candidate of its recommendation, the
+    candidate replay at the replay's own parameters serving both (the recommendation's
+    replay, whose warm-up checkpoint is read on the way, is that replay). Jobs run largest
+    first, so both cores stay busy to the end; a cache's last job writes its answers. The
+    answers go back in the analysis's own order, so the output never depends on the thread
+    count or timing; a failure reported is the one the sequential order meets first.
+    """
+
+    def __init__(self, norm: Normalized, caches: list[str] | None, model: ModelOptions) -> None:
+        self.norm = norm
+        self.model = model
+        allocs = allocations_by_cache(norm, caches)
+        self.names = [name for name, n in allocs.items() if n > 0]
+        self.recommended = _largest(allocs, model)
+        self.rows = cache_rows(norm) if self.names else {}
+        self.jobs: dict[str, _CacheJobs] = {}
+        workers = min(os.cpu_count() or 1, MAX_THREADS)
+        self.pool = _Pool(workers)
+        rec = set(self.recommended)
+        for name in self.names:
+            n = len(self.rows[name])
+            job = self.jobs[name] = _CacheJobs(name, name in rec)
+            # (the recommendations' plans first: each opens many replays)
+            self.pool.add(float("inf") if job.recommend else 2 * n, self._prepare, job, n)
+        self.pool.start()
+
+    def close(self) -> None:
+        """Wait for every job."""
+        self.pool.join()
+
+    def answer(self, result: Analysis) -> None:
+        """Put the replays and recommendations into ``result`` (in its order), or raise the
+        first failure of the sequential order (every replay, then every recommendation)."""
+        names = [name for name, st in result.caches.items() if st["alloc"] > 0]
+        if names != self.names or recommended_caches(result, self.model) != self.recommended:
+            raise AssertionError("analyze: the caches replayed differ from the analysis's")
+        for kind in ("replay", "recommendation"):
+            for name in names:
+                job = self.jobs[name]
+                if kind in job.errors:
+                    raise job.errors[kind]
+        for name in names:
+            job = self.jobs[name]
+            st = result.caches[name]
+            st["replay"] = job.replay_out
+            if job.recommend:
+                st["recommendation"] = job.rec_out
+
+    # -- jobs
+    def _prepare(self, job: _CacheJobs, n: int) -> None:
+        norm, model, name = self.norm, self.model, job.name
+        rows = self.rows[name]
+        in_memory = not (model.engine == "fast" and n > STREAM_EVENTS)  # (plan_for's rule)
+        # a recommendation shares the replay's plan fitted to the same single node
+        shared = job.recommend and model.nodes == 1 and in_memory
+        if job.recommend and not shared:
+            self.pool.add(2 * n, self._whole_recommendation, job)
+        if not shared and (not in_memory or _single_capacity(model, name)):
+            # one short replay (most caches) is one job
+            job.run("replay", lambda: _replay(norm, name, model, rows))
+            return
+        try:
+            plan = plan_for(norm, name, model.policy, model.engine, rows)
+            slot = slot_size(norm, name, rows)
+            rep = job.rep = CacheReplay.of(
+                norm, name, model.kernel, model.capacities, model.engine, model.policy,
+                model.cpus, model.nodes, rows, plan, slot,
+            )  # fmt: skip
+        except Exception as e:  # noqa: BLE001 - reported by answer(), in order
+            job.errors["replay"] = e
+            if shared:  # (the sequential order would fail the same way, in the replay)
+                job.errors["recommendation"] = e
+            return
+        assert isinstance(plan, Plan)
+        units: list[tuple[str, int, ModelParams]] = []
+        if shared:
+            try:
+                from sheaftune.analysis.recommend import prepare_for_cache
+
+                options = recommend_options(model)
+                pend = job.pending = prepare_for_cache(
+                    norm, name, options, model.policy, rows=rows, plan=plan, slot=slot
+                )
+            except Exception as e:  # noqa: BLE001
+                job.errors["recommendation"] = e
+                job.pending = None
+            else:
+                units += [("candidate", j, p) for j, p in enumerate(pend.sweep.params)]
+                job.candidates = [None] * len(pend.sweep.params)
+        job.results = [None] * len(rep.params)
+        for i, p in enumerate(rep.params):
+            j = _index(job.pending.sweep.params, p) if job.pending is not None else None
+            if j is None:
+                units.append(("replay", i, p))
+            else:
+                job.shared[i] = j
+        job.left = len(units)
+        if not units:
+            self._finish(job)
+        for kind, i, p in units:
+            self.pool.add(_replay_cost(len(plan), p.sheaf_capacity), self._unit, job, kind, i)
+
+    def _unit(self, job: _CacheJobs, kind: str, i: int) -> None:
+        out: Any
+        try:
+            if kind == "candidate":
+                assert job.pending is not None
+                out = job.pending.sweep.run(i)
+            else:
+                assert job.rep is not None
+                stats = job.pending.sweep.stats if job.pending is not None else None
+                out = job.rep.run(i, stats.facts if stats is not None else None)
+        except Exception as e:  # noqa: BLE001 - reported by answer(), in order
+            out = e
+        (job.candidates if kind == "candidate" else job.results)[i] = out
+        if job.unit_done():
+            self._finish(job)
+
+    def _finish(self, job: _CacheJobs) -> None:
+        """A cache's answers, once its last replay is done (a failed replay's result is its
+        exception; the first in order is the one the sequential order would meet)."""
+        cands = job.candidates
+        failed = [c for c in cands if isinstance(c, Exception)]
+        if failed:
+            job.errors.setdefault("recommendation", failed[0])
+        rep = job.rep
+        if rep is not None and "replay" not in job.errors:
+            results = []
+            for i, r in enumerate(job.results):
+                if i in job.shared:  # the candidate's replay at the same parameters
+                    r = cands[job.shared[i]]
+                    r = r if isinstance(r, Exception) else r[0]
+                if isinstance(r, Exception):
+                    job.errors["replay"] = r
+                    break
+                results.append(r)
+            else:
+                job.run("replay", lambda: rep.report(results))
+        pend = job.pending
+        if pend is not None and "recommendation" not in job.errors:
+            job.run("recommendation", lambda: recommendation_entry(pend.finish(cands)))
+
+    def _whole_recommendation(self, job: _CacheJobs) -> None:
+        rows = self.rows[job.name]
+        job.run("recommendation", lambda: _recommendation(self.norm, job.name, self.model, rows))
+
+
+class _CacheJobs:
+    """One cache's state across its jobs (see :class:`_Replays`)."""
+
+    def __init__(self, name: str, recommend: bool) -> None:
+        self.name = name
+        self.recommend = recommend
+        self.rep: CacheReplay | None = None
+        self.pending: Pending | None = None
+        #: results of the replay's capacities, of the recommendation's candidates (or the
+        #: exception a replay raised)
+        self.results: list[Any] = []
+        self.candidates: list[Any] = []
+        #: replay capacity -> the candidate with the same parameters
+        self.shared: dict[int, int] = {}
+        self.left = 0
+        self._lock = threading.Lock()
+        self.errors: dict[str, BaseException] = {}
+        self.replay_out: dict[str, Any] = {}
+        self.rec_out: dict[str, Any] = {}
+
+    def run(self, kind: str, f: Callable[[], dict[str, Any]]) -> None:
+        """``f()`` as the cache's replay or recommendation answer, or its failure."""
+        try:
+            out = f()
+        except Exception as e:  # noqa: BLE001 - reported by _Replays.answer, in order
+            self.errors[kind] = e
+            return
+        if kind == "replay":
+            self.replay_out = out
+        else:
+            self.rec_out = out
+
+    def unit_done(self) -> bool:
+        """One replay job done: True for the last."""
+        with self._lock:
+            self.left -= 1
+            return self.left == 0
+
+
+class _Pool:
+    """Threads taking jobs from one queue, the largest (highest priority) first; a job may add
+    jobs. With one worker, ``join`` runs them all in the calling thread."""
+
+    def __init__(self, workers: int) -> None:
+        self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
+        self._cv = threading.Condition()
+        self._count = 0  # jobs added (the tie-break: first added, first run)
+        self._open = 0  # jobs added and not finished
+        self._closing = False
+        self._threads = [
+            threading.Thread(target=self._work, name=f"replay_{i}", daemon=True)
+            for i in range(workers if workers > 1 else 0)
+        ]
+
+    def add(self, priority: float, job: Callable[..., None], *args: Any) -> None:
+        with self._cv:
+            heapq.heappush(self._heap, (-priority, self._count, job, args))
+            self._count += 1
+            self._open += 1
+            self._cv.notify()
+
+    def start(self) -> None:
+        for t in self._threads:
+            t.start()
+
+    def join(self) -> None:
+        if not self._threads:
+            while self._heap:
+                _, _, job, args = heapq.heappop(self._heap)
+                job(*args)
+            return
+        with self._cv:
+            while self._open:
+                self._cv.wait()
+            self._closing = True
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join()
+
+    def _work(self) -> None:
+        while True:
+            with self._cv:
+                while not self._heap and not self._closing:
+                    self._cv.wait()
+                if not self._heap:
+                    return
+                _, _, job, args = heapq.heappop(self._heap)
+            try:
+                job(*args)
+            finally:
+                with self._cv:
+                    self._open -= 1
+                    if not self._open:
+                        self._cv.notify_all()
+
+
+def _replay_cost(commands: int, capacity: int) -> float:
+    """A replay's expected CPU time, in commands: small capacities go to the barn and the
+    slabs often, so cost more per command (the order of jobs only, never their results)."""
+    return commands * (3.0 if capacity <= 4 else 1.5 if capacity <= 12 else 1.0)
+
+
+def _index(params: list[ModelParams], p: ModelParams) -> int | None:
+    """Where ``params`` holds ``p`` (equal in every field), if anywhere."""
+    for j, q in enumerate(params):
+        if q == p:
+            return j
+    return None
+
+
+def _single_capacity(model: ModelOptions, cache: str) -> bool:
+    """Whether the cache replays at one capacity only (the kernel's, by default)."""
+    spec = model.capacities
+    items = spec.per_cache.get(cache, spec.default)
+    return len(items) == 1 and items[0] != "buckets"
+
+
+def allocations_by_cache(norm: Normalized, caches: list[str] | None = None) -> dict[str, int]:
+    """Per cache the analysis reports (of ``caches``, if given; in the table's order): its
+    allocations, counted as ``characterize`` counts them (events of the cache with a
+    non-NULL pointer), without characterising the trace."""
+    t = norm.table
+    nc = len(t.caches)
+    cid = t.cache_id
+    counted = (t.ptr != 0) & (cid >= 0) & (cid < nc)
+    key = cid[counted] * 2 + alloc_mask(t.op[counted])  # (int32: 2 * caches fits)
+    both = np.bincount(key, minlength=2 * nc).reshape(nc, 2).tolist()
+    wanted = set(caches) if caches else None
+    return {
+        name: a
+        for name, (f, a) in zip(t.caches, both, strict=True)
+        if (a or f) and (wanted is None or name in wanted)
+    }
 
 
 def _replay(
@@ -248,26 +505,18 @@ def _replay(
     )
 
 
-def _replay_and_recommendation(
-    norm: Normalized, name: str, model: ModelOptions, rows: np.ndarray
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """One cache's replay, then its recommendation, from one plan when they can share it: an
-    in-memory plan (not a stream) fitted to the same single node by both."""
-    shared = None
-    if model.nodes == 1 and not (model.engine == "fast" and len(rows) > STREAM_EVENTS):
-        plan = plan_for(norm, name, model.policy, model.engine, rows)
-        shared = plan if isinstance(plan, Plan) else None
-    replay = _replay(norm, name, model, rows, shared)
-    return replay, _recommendation(norm, name, model, rows, shared)
-
-
 def recommended_caches(result: Analysis, model: ModelOptions) -> list[str]:
     """The caches ``analyze`` recommends for: the largest by allocations (at most
     ``recommend_caches`` of them, each with at least ``recommend_min_allocs``)."""
+    return _largest({name: st["alloc"] for name, st in result.caches.items()}, model)
+
+
+def _largest(allocs: dict[str, int], model: ModelOptions) -> list[str]:
+    """``recommended_caches`` from the caches' allocation counts."""
     if not model.recommend:
         return []
-    ranked = sorted(result.caches.items(), key=lambda kv: (-kv[1]["alloc"], kv[0]))
-    chosen = [name for name, st in ranked if st["alloc"] >= model.recommend_min_allocs]
+    ranked = sorted(allocs.items(), key=lambda kv: (-kv[1], kv[0]))
+    chosen = [name for name, n in ranked if n >= model.recommend_min_allocs]
     return chosen[: model.recommend_caches]
 
 

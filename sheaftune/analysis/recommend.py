@@ -52,6 +52,7 @@ from sheaftune.analysis.tracereplay import (
     EXPLICIT_CAPACITY,
     ReplayPolicy,
     StreamedPlan,
+    StreamStats,
     build_plan,
     fit_plan_to_nodes,
     params_for,
@@ -280,6 +281,91 @@ def _warmup_cut(plan: Plan | StreamedPlan, warmup_share: float) -> int:
     return int(len(plan) * warmup_share)
 
 
+@dataclass
+class Sweep:
+    """The candidates' replays of one plan, each an independent job: ``run(i)`` replays
+    candidate i (the full replay and, from the same replay, the state at the warm-up cut),
+    ``run_all()`` every candidate. ``analyze`` schedules the ``run(i)`` of several caches on one
+    pool of threads; ``evaluate`` runs them all at once.
+
+    ``stats``: ``fast.plan_stats`` of an in-memory plan at the cut ``k`` (None for a stream,
+    whose figures come from its one pass over the windows).
+    """
+
+    plan: Plan | StreamedPlan
+    base: ModelParams
+    params: list[ModelParams]
+    k: int
+    engine: str
+    stats: PlanStats | None
+    #: a streamed plan's statistics, known once ``run_all`` has passed over its windows
+    stream: StreamStats | None = None
+
+    @classmethod
+    def of(
+        cls,
+        plan: Plan | StreamedPlan,
+        base: ModelParams,
+        capacities: list[int],
+        engine: str,
+        warmup_share: float = WARMUP_SHARE,
+        stats: PlanStats | None = None,
+    ) -> Sweep:
+        engine = resolve_engine(engine)
+        params = [dataclasses.replace(base, sheaf_capacity=c) for c in capacities]
+        k = _warmup_cut(plan, warmup_share)
+        if isinstance(plan, StreamedPlan):
+            return cls(plan, base, params, k, engine, None)
+        if stats is None or stats.k != k:
+            from sheaftune.model import fast
+
+            stats = fast.plan_stats(plan, k)
+        return cls(plan, base, params, k, engine, stats)
+
+    def run(self, i: int) -> tuple[ReplayResult, ReplayResult | None]:
+        """Candidate i's replay and its warm-up checkpoint (an in-memory plan)."""
+        plan, p, k = self.plan, self.params[i], self.k
+        assert isinstance(plan, Plan) and self.stats is not None
+        if self.engine == "fast":
+            from sheaftune.model import fast
+
+            # the warm-up cut is read during the full replay (a checkpoint of the same state)
+            return fast.sweep(plan, [p], k if k > 0 else None, 1, facts=self.stats.facts)[0]
+        # the reference model has no checkpoint: the warm-up prefix is replayed on its own
+        return replay(plan, p, self.engine), replay(_prefix(plan, k), p, self.engine) if k else None
+
+    def run_all(self) -> list[tuple[ReplayResult, ReplayResult | None]]:
+        """Every candidate's ``run`` (the fast engine's on all cores)."""
+        plan, k = self.plan, self.k
+        if isinstance(plan, StreamedPlan):
+            # one pass over the windows gives the full replays, the warm-up cut and its figures
+            full, pre_k, self.stream = plan.replay(self.params, checkpoint=k if k > 0 else None)
+            pre = list(pre_k) if pre_k is not None else [None] * len(full)
+            return list(zip(full, pre, strict=True))
+        if self.engine == "fast":
+            from sheaftune.model import fast
+
+            assert self.stats is not None
+            return fast.sweep(plan, self.params, k if k > 0 else None, facts=self.stats.facts)
+        return [self.run(i) for i in range(len(self.params))]
+
+    def window(self) -> tuple[int, int, set[int], int, int]:
+        """After the warm-up cut: object-moving operations, prefills, active CPUs; and the
+        time spans of the whole replay and of its warm-up."""
+        plan, k = self.plan, self.k
+        if isinstance(plan, StreamedPlan):
+            st = self.stream
+            assert st is not None, "run_all first"
+            span_full = st.ts_last - st.ts_first if st.commands else 0
+            span_pre = st.ts_before_cut - st.ts_first if k > 0 else 0
+            return st.ops_after_cut, st.prefills_after_cut, st.active_after_cut, span_full, span_pre
+        ps = self.stats
+        assert ps is not None
+        span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
+        span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
+        return ps.ops_after, ps.prefills_after, ps.active_after, span_full, span_pre
+
+
 def evaluate(
     plan: Plan | StreamedPlan,
     base: ModelParams,
@@ -294,36 +380,26 @@ def evaluate(
 ) -> list[dict[str, Any]]:
     """Replay ``plan`` at each capacity and describe each candidate (one dict each).
     ``stats``: ``fast.plan_stats`` of the plan at its warm-up cut, when already known."""
-    engine = resolve_engine(engine)
-    params = [dataclasses.replace(base, sheaf_capacity=c) for c in capacities]
-    k = _warmup_cut(plan, warmup_share)
-    pre: list[ReplayResult | None]
-    if isinstance(plan, StreamedPlan):
-        # one pass over the windows gives the full replays, the warm-up cut and its figures
-        full, pre_k, st = plan.replay(params, checkpoint=k if k > 0 else None)
-        pre = list(pre_k) if pre_k is not None else [None] * len(params)
-        ops, prefills, active = st.ops_after_cut, st.prefills_after_cut, st.active_after_cut
-        span_full = st.ts_last - st.ts_first if st.commands else 0
-        span_pre = st.ts_before_cut - st.ts_first if k > 0 else 0
-    else:
-        from sheaftune.model import fast
+    sweep = Sweep.of(plan, base, capacities, engine, warmup_share, stats)
+    return describe(sweep, sweep.run_all(), costs, cpus_per_node, upper_bound)
 
-        ps = stats if stats is not None and stats.k == k else fast.plan_stats(plan, k)
-        if engine == "fast":
-            # the warm-up cut is read during the full replay (a checkpoint of the same state)
-            both = fast.sweep(plan, params, k if k > 0 else None, facts=ps.facts)
-            full = [r for r, _ in both]
-            pre = [r for _, r in both]
-        else:
-            # the reference model has no checkpoint: the warm-up prefix is replayed on its own
-            full = [replay(plan, p, engine) for p in params]
-            pre = [replay(_prefix(plan, k), p, engine) if k > 0 else None for p in params]
-        ops, prefills, active = ps.ops_after, ps.prefills_after, ps.active_after
-        span_full = int(plan.ts_ns[-1] - plan.ts_ns[0]) if len(plan) else 0
-        span_pre = int(plan.ts_ns[k - 1] - plan.ts_ns[0]) if k > 0 else 0
+
+def describe(
+    sweep: Sweep,
+    results: list[tuple[ReplayResult, ReplayResult | None]],
+    costs: CostModel,
+    cpus_per_node: int,
+    upper_bound: int | None,
+) -> list[dict[str, Any]]:
+    """Each candidate of ``sweep`` priced and measured from its replay ``results`` (in
+    ``sweep.params`` order): one dict each."""
+    params = sweep.params
+    full = [r for r, _ in results]
+    pre = [r for _, r in results]
+    ops, prefills, active, span_full, span_pre = sweep.window()
     if ops == 0:
         raise NothingToAnalyse("the replay has no allocator operation to measure")
-    size = base.object_size
+    size = sweep.base.object_size
     out = []
     for p, rf, rp in zip(params, full, pre, strict=True):
         c = dict(rf.counters)
@@ -553,85 +629,123 @@ def recommend(
 ) -> Recommendation:
     """Evaluate the candidates on ``plan`` (replayed with ``base``) and choose (``stats``:
     ``fast.plan_stats`` of the plan at its warm-up cut, when already known)."""
-    size = base.object_size
-    requested = EXPLICIT_CAPACITY.get(cache, 0)
-    kernel_auto = autotune_capacity(size, requested)
-    caps = candidate_capacities(current, kernel_auto, options.capacities)
-    cpn = math.ceil(cpus / nodes)
-    engine = resolve_engine(options.engine)
-    cands = evaluate(
-        plan,
-        base,
-        caps,
-        engine=engine,
-        costs=options.costs,
-        cpus_per_node=cpn,
-        upper_bound=upper_bound,
-        warmup_share=options.warmup_share,
-        stats=stats,
-    )
-    win, runner, why = choose(
-        cands,
-        options.objective,
-        tolerance=options.tolerance,
-        oversize_rare=options.oversize_rare,
-        memory_budget=options.memory_budget,
-        upper_bound=upper_bound,
-    )
-    by_cap = {c["capacity"]: c for c in cands}
-    refs = [(kernel_auto, "the 7.3 kernel's autotuned value")]
-    if current != kernel_auto:
-        refs.append((current, "the current value"))
-    for ref, label in refs:
-        if ref == win["capacity"] or ref not in by_cap:
-            continue
-        r = by_cap[ref]
-        why.append(
-            f"against {label} {ref}: time {_pct(win['cost_ns_per_op'], r['cost_ns_per_op'])}, "
-            f"worst-case memory per node {_signed_kib(win['bytes_per_node'] - r['bytes_per_node'])}"
-            f" ({_signed_kib(win['bytes_per_cpu'] - r['bytes_per_cpu'])} per CPU)"
+    pending = Pending.of(
+        plan, base, cache=cache, options=options, current=current, demand=demand,
+        upper_bound=upper_bound, cpus=cpus, nodes=nodes, stats=stats,
+    )  # fmt: skip
+    return pending.finish(pending.sweep.run_all())
+
+
+@dataclass
+class Pending:
+    """A recommendation whose candidates are still to be replayed: ``sweep`` holds the
+    replays, ``finish`` prices them and chooses. (``recommend`` is ``finish(sweep.run_all())``;
+    ``analyze`` runs the sweep's replays as jobs of its own pool.)"""
+
+    sweep: Sweep
+    cache: str
+    options: RecommendOptions
+    current: int
+    kernel_auto: int
+    demand: dict[str, Any]
+    upper_bound: int | None
+    cpus: int
+    nodes: int
+
+    @classmethod
+    def of(
+        cls,
+        plan: Plan | StreamedPlan,
+        base: ModelParams,
+        *,
+        cache: str,
+        options: RecommendOptions,
+        current: int,
+        demand: dict[str, Any],
+        upper_bound: int | None,
+        cpus: int,
+        nodes: int,
+        stats: PlanStats | None = None,
+    ) -> Pending:
+        kernel_auto = autotune_capacity(base.object_size, EXPLICIT_CAPACITY.get(cache, 0))
+        caps = candidate_capacities(current, kernel_auto, options.capacities)
+        engine = resolve_engine(options.engine)
+        sweep = Sweep.of(plan, base, caps, engine, options.warmup_share, stats)
+        return cls(sweep, cache, options, current, kernel_auto, demand, upper_bound, cpus, nodes)
+
+    def finish(self, results: list[tuple[ReplayResult, ReplayResult | None]]) -> Recommendation:
+        """The recommendation from the sweep's ``results`` (in ``sweep.params`` order)."""
+        options, cache, current = self.options, self.cache, self.current
+        upper_bound, cpus, nodes, demand = self.upper_bound, self.cpus, self.nodes, self.demand
+        base, engine, kernel_auto = self.sweep.base, self.sweep.engine, self.kernel_auto
+        size = base.object_size
+        requested = EXPLICIT_CAPACITY.get(cache, 0)
+        cpn = math.ceil(cpus / nodes)
+        cands = describe(self.sweep, results, options.costs, cpn, upper_bound)
+        win, runner, why = choose(
+            cands,
+            options.objective,
+            tolerance=options.tolerance,
+            oversize_rare=options.oversize_rare,
+            memory_budget=options.memory_budget,
+            upper_bound=upper_bound,
         )
-    size_only = autotune_capacity(size)
-    if size_only != kernel_auto:
-        why.append(
-            f"7.3 autotuning gives a {size}-byte slot {size_only}; the cache's explicit "
-            f"request of {requested} is a floor, so the kernel uses {kernel_auto}"
-        )
-    if win["wastes_bucket"]:
-        why.append(
-            f"note: {win['capacity']} does not fill its kmalloc bucket; its {win['sheaf_bytes']}-"
-            f"byte sheaf would hold {win['bucket_capacity']} pointers for the same memory"
-        )
-    for c in cands:
-        if c["wastes_bucket"] and c["capacity"] != win["capacity"]:
+        by_cap = {c["capacity"]: c for c in cands}
+        refs = [(kernel_auto, "the 7.3 kernel's autotuned value")]
+        if current != kernel_auto:
+            refs.append((current, "the current value"))
+        for ref, label in refs:
+            if ref == win["capacity"] or ref not in by_cap:
+                continue
+            r = by_cap[ref]
             why.append(
-                f"note: {c['capacity']} costs the sheaf memory of {c['bucket_capacity']} "
-                f"({c['sheaf_bytes']}-byte kmalloc bucket)"
+                f"against {label} {ref}: time "
+                f"{_pct(win['cost_ns_per_op'], r['cost_ns_per_op'])}, worst-case memory per node "
+                f"{_signed_kib(win['bytes_per_node'] - r['bytes_per_node'])}"
+                f" ({_signed_kib(win['bytes_per_cpu'] - r['bytes_per_cpu'])} per CPU)"
             )
-    return Recommendation(
-        cache=cache,
-        kernel=base.kernel,
-        object_size=size,
-        cpus=cpus,
-        nodes=nodes,
-        cpus_per_node=cpn,
-        objective=options.objective,
-        tolerance=options.tolerance,
-        oversize_rare=options.oversize_rare,
-        memory_budget=options.memory_budget,
-        upper_bound=upper_bound,
-        recommended=win["capacity"],
-        runner_up=runner["capacity"] if runner else None,
-        current=current,
-        kernel_autotune=kernel_auto,
-        kernel_autotune_difference=win["capacity"] - kernel_auto,
-        candidates=cands,
-        rationale=why,
-        snippet=f".sheaf_capacity = {win['capacity']},",
-        demand=demand,
-        engine=engine,
-        costs=options.costs.to_dict(),
-    )
+        size_only = autotune_capacity(size)
+        if size_only != kernel_auto:
+            why.append(
+                f"7.3 autotuning gives a {size}-byte slot {size_only}; the cache's explicit "
+                f"request of {requested} is a floor, so the kernel uses {kernel_auto}"
+            )
+        if win["wastes_bucket"]:
+            why.append(
+                f"note: {win['capacity']} does not fill its kmalloc bucket; its "
+                f"{win['sheaf_bytes']}-byte sheaf would hold {win['bucket_capacity']} pointers "
+                "for the same memory"
+            )
+        for c in cands:
+            if c["wastes_bucket"] and c["capacity"] != win["capacity"]:
+                why.append(
+                    f"note: {c['capacity']} costs the sheaf memory of {c['bucket_capacity']} "
+                    f"({c['sheaf_bytes']}-byte kmalloc bucket)"
+                )
+        return Recommendation(
+            cache=cache,
+            kernel=base.kernel,
+            object_size=size,
+            cpus=cpus,
+            nodes=nodes,
+            cpus_per_node=cpn,
+            objective=options.objective,
+            tolerance=options.tolerance,
+            oversize_rare=options.oversize_rare,
+            memory_budget=options.memory_budget,
+            upper_bound=upper_bound,
+            recommended=win["capacity"],
+            runner_up=runner["capacity"] if runner else None,
+            current=current,
+            kernel_autotune=kernel_auto,
+            kernel_autotune_difference=win["capacity"] - kernel_auto,
+            candidates=cands,
+            rationale=why,
+            snippet=f".sheaf_capacity = {win['capacity']},",
+            demand=demand,
+            engine=engine,
+            costs=options.costs.to_dict(),
+        )
 
 
 def _prefill_bound(plan: Plan | StreamedPlan, stats: PlanStats | None = None) -> int | None:
@@ -659,6 +773,22 @@ def recommend_for_cache(
     indices (``tracereplay.cache_rows``), ``plan``: its ``plan_for(norm, cache, policy,
     engine)`` not yet fitted to nodes (this function fits it), when the caller has them.
     """
+    pending = prepare_for_cache(norm, cache, options, policy, source, rows, plan)
+    return pending.finish(pending.sweep.run_all())
+
+
+def prepare_for_cache(
+    norm: Normalized,
+    cache: str,
+    options: RecommendOptions | None = None,
+    policy: ReplayPolicy | None = None,
+    source: str = "trace",
+    rows: np.ndarray | None = None,
+    plan: Plan | StreamedPlan | None = None,
+    slot: int | None = None,
+) -> Pending:
+    """``recommend_for_cache`` up to its replays: the :class:`Pending` recommendation
+    (``slot``: the cache's slot size, ``tracereplay.slot_size``, when the caller has it)."""
     options = options or RecommendOptions()
     policy = policy or ReplayPolicy()
     if options.upper_bound is not None and policy.upper_bound is None:
@@ -670,7 +800,7 @@ def recommend_for_cache(
         rows = rows_of_cache(norm, cache)
     if plan is None:
         plan = plan_for(norm, cache, policy, resolve_engine(options.engine), rows)
-    base = params_for(norm, cache, options.kernel, rows=rows)
+    base = params_for(norm, cache, options.kernel, rows=rows, slot=slot)
     del rows
     replay_nodes = min(options.nodes or 1, base.cpus)
     base = dataclasses.replace(
@@ -701,7 +831,7 @@ def recommend_for_cache(
         "warmup_share": options.warmup_share,
     }
     current = EXPLICIT_CAPACITY.get(cache, 0) if options.kernel == "6.18" else base.sheaf_capacity
-    return recommend(
+    return Pending.of(
         plan,
         base,
         cache=cache,

@@ -30,7 +30,7 @@ import numpy as np
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
 from sheaftune.compiled import Kernels, kernels
 from sheaftune.model.plan import Cmd, Plan
-from sheaftune.model.replay import ReplayResult
+from sheaftune.model.replay import ReplayResult, replay
 from sheaftune.normalize import (
     CHUNK_ROWS,
     Normalized,
@@ -560,27 +560,13 @@ def params_for(
     cpus: int | None = None,
     nodes: int = 1,
     rows: np.ndarray | None = None,
+    slot: int | None = None,
 ) -> ModelParams:
     """ModelParams for one cache of the trace: its slot size (``bytes_alloc``), the trace's
-    CPUs, and the kernel's effective capacity unless ``capacity`` forces one."""
-    t = norm.table
-    if rows is None:
-        rows = rows_of_cache(norm, cache)
-    idx = index_dtype(len(t))
-    rows = _c(rows, idx)
-    # the allocations' most common size: almost always their only one
-    st = np.zeros(3, dtype=np.int64)
-    sizes_of = _kernel("slot_size", idx)
-    op, size = _c(t.op, np.uint8), _c(t.bytes_alloc, np.uint32)
-    for lo in range(0, len(rows), CHUNK_ROWS):
-        sizes_of(rows, lo, min(len(rows), lo + CHUNK_ROWS), op, size, st)
-        t.release()
-    n_allocs, slot, mixed = st.tolist()
-    if not n_allocs:
-        slot = 256
-    elif mixed:
-        sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
-        slot = int(np.bincount(sizes).argmax())
+    CPUs, and the kernel's effective capacity unless ``capacity`` forces one. ``slot``: the
+    cache's ``slot_size`` when the caller has it."""
+    if slot is None:
+        slot = slot_size(norm, cache, rows)
     ncpus = cpus or _trace_cpus(norm)
     cap = capacity if capacity is not None else effective_capacity(kernel, cache, slot)
     return ModelParams.for_cache(
@@ -591,6 +577,29 @@ def params_for(
         nodes=nodes,
         cpu_node=contiguous_cpu_nodes(ncpus, nodes),
     )
+
+
+def slot_size(norm: Normalized, cache: str, rows: np.ndarray | None = None) -> int:
+    """The slot size of one cache: its allocations' most common ``bytes_alloc`` (almost always
+    their only one); 256 when it has none."""
+    t = norm.table
+    if rows is None:
+        rows = rows_of_cache(norm, cache)
+    idx = index_dtype(len(t))
+    rows = _c(rows, idx)
+    st = np.zeros(3, dtype=np.int64)
+    sizes_of = _kernel("slot_size", idx)
+    op, size = _c(t.op, np.uint8), _c(t.bytes_alloc, np.uint32)
+    for lo in range(0, len(rows), CHUNK_ROWS):
+        sizes_of(rows, lo, min(len(rows), lo + CHUNK_ROWS), op, size, st)
+        t.release()
+    n_allocs, slot, mixed = st.tolist()
+    if not n_allocs:
+        return 256
+    if mixed:
+        sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
+        return int(np.bincount(sizes).argmax())
+    return int(slot)
 
 
 def _trace_cpus(norm: Normalized) -> int:
@@ -661,46 +670,100 @@ def replay_cache(
     and return the report dict: parameters, what was assumed, one row per capacity.
 
     ``plan``: the cache's ``plan_for(norm, cache, policy, engine, rows)`` when the caller
-    already has it (``analyze`` shares it with the recommendation); it is fitted to the
-    modelled nodes here, in place.
+    already has it; it is fitted to the modelled nodes here, in place.
     """
-    policy = policy or ReplayPolicy()
-    if rows is None:
-        rows = rows_of_cache(norm, cache)
-    base = params_for(norm, cache, kernel, None, cpus, nodes, rows)
-    if plan is None:
-        plan = plan_for(norm, cache, policy, engine, rows)
+    job = CacheReplay.of(norm, cache, kernel, capacities, engine, policy, cpus, nodes, rows, plan)
     del rows  # a streamed plan keeps what it needs; the cache's rows can go
-    fit_plan_to_nodes(plan, base.nodes)
-    current = effective_capacity("6.18", cache, base.object_size)
-    caps = capacities_for(
-        capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
-    )
-    if isinstance(plan, StreamedPlan):
-        plist = [dataclasses.replace(base, sheaf_capacity=c) for c in caps]
-        pairs = list(zip(plist, plan.replay(plist)[0], strict=True))
-    else:
-        pairs = replay_capacities(plan, base, caps, engine)
-    replays = []
-    for params, res in pairs:
-        replays.append(
-            {
-                **metrics(plan, params, res),
-                "counters": res.counters,
-                "extras": res.extras,
-                "skipped": res.skipped,
-            }
+    return job.report(job.run_all())
+
+
+@dataclass
+class CacheReplay:
+    """One cache's replays for ``replay_cache``, made ready: the plan fitted to the modelled
+    nodes, the parameters of each capacity. ``analyze`` runs ``params`` as jobs of its own
+    pool (or takes a replay from the cache's recommendation, when it has the same
+    parameters) and hands the results to ``report``."""
+
+    plan: Plan | StreamedPlan
+    base: ModelParams
+    params: list[ModelParams]
+    current: int
+    kernel: str
+    engine: str
+    policy: ReplayPolicy
+
+    @classmethod
+    def of(
+        cls,
+        norm: Normalized,
+        cache: str,
+        kernel: str = "7.3",
+        capacities: CapacitySpec | None = None,
+        engine: str = "reference",
+        policy: ReplayPolicy | None = None,
+        cpus: int | None = None,
+        nodes: int = 1,
+        rows: np.ndarray | None = None,
+        plan: Plan | StreamedPlan | None = None,
+        slot: int | None = None,
+    ) -> CacheReplay:
+        """(``slot``: the cache's ``slot_size``, when the caller has it.)"""
+        policy = policy or ReplayPolicy()
+        if rows is None:
+            rows = rows_of_cache(norm, cache)
+        base = params_for(norm, cache, kernel, None, cpus, nodes, rows, slot)
+        if plan is None:
+            plan = plan_for(norm, cache, policy, engine, rows)
+        del rows
+        fit_plan_to_nodes(plan, base.nodes)
+        current = effective_capacity("6.18", cache, base.object_size)
+        caps = capacities_for(
+            capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
         )
-    return {
-        "kernel": kernel,
-        "engine": engine,
-        "object_size": base.object_size,
-        "kernel_capacity": base.sheaf_capacity,
-        "traced_capacity": current,
-        "cpus": base.cpus,
-        "nodes": base.nodes,
-        "policy": dataclasses.asdict(policy),
-        "plan": plan.counts(),
-        "assumptions": plan.assumptions,
-        "replays": replays,
-    }
+        params = [dataclasses.replace(base, sheaf_capacity=c) for c in caps]
+        return cls(plan, base, params, current, kernel, engine, policy)
+
+    def run(self, i: int, facts: Any = None) -> ReplayResult:
+        """The replay of ``params[i]`` (an in-memory plan; ``facts``: the plan's
+        ``fast.plan_stats(...).facts``, when known)."""
+        plan = self.plan
+        assert isinstance(plan, Plan)
+        if self.engine == "fast":
+            from sheaftune.model import fast
+
+            return fast.sweep(plan, [self.params[i]], None, 1, facts=facts)[0][0]
+        return replay(plan, self.params[i], self.engine)
+
+    def run_all(self) -> list[ReplayResult]:
+        plan = self.plan
+        if isinstance(plan, StreamedPlan):
+            return plan.replay(self.params)[0]
+        caps = [p.sheaf_capacity for p in self.params]
+        return [r for _, r in replay_capacities(plan, self.base, caps, self.engine)]
+
+    def report(self, results: list[ReplayResult]) -> dict[str, Any]:
+        """The report dict of the replays ``results`` (in ``params`` order)."""
+        plan, base = self.plan, self.base
+        replays = []
+        for params, res in zip(self.params, results, strict=True):
+            replays.append(
+                {
+                    **metrics(plan, params, res),
+                    "counters": res.counters,
+                    "extras": res.extras,
+                    "skipped": res.skipped,
+                }
+            )
+        return {
+            "kernel": self.kernel,
+            "engine": self.engine,
+            "object_size": base.object_size,
+            "kernel_capacity": base.sheaf_capacity,
+            "traced_capacity": self.current,
+            "cpus": base.cpus,
+            "nodes": base.nodes,
+            "policy": dataclasses.asdict(self.policy),
+            "plan": plan.counts(),
+            "assumptions": plan.assumptions,
+            "replays": replays,
+        }
