@@ -115,6 +115,18 @@ def group_by_key(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
 
 
 @_kjit
+def count_by_key(key, op, ptr, lo, hi, nkeys, counts):  # type: ignore[no-untyped-def]
+    """Rows lo..hi-1 with a key in 0..nkeys-1 and a non-NULL pointer, counted by key and kind:
+    ``counts[2 * key + 1]`` allocations, ``counts[2 * key]`` the others (added to ``counts``)."""
+    for i in range(lo, hi):
+        k = key[i]
+        if 0 <= k < nkeys and ptr[i] != 0:
+            o = op[i]
+            counts[2 * k + ((o == _OP_ALLOC) | (o == _OP_KMALLOC))] += 1
+    return 0
+
+
+@_kjit
 def slot_size(rows, lo, hi, op, bytes_alloc, st):  # type: ignore[no-untyped-def]
     """The allocations' sizes among rows[lo:hi]: st = [allocations, first size, 1 if sizes
     differ], carried over chunks."""
@@ -451,4 +463,8 @@ def _sigs(x: str) -> dict[str, str]:
 
 
 #: What ``sheaftune.compiled`` exports ahead of time (attribute -> numba signature).
-AOT_EXPORTS = {**_sigs("i4"), **_sigs("i8")}
+AOT_EXPORTS = {
+    **_sigs("i4"),
+    **_sigs("i8"),
+    "count_by_key": "i8(i4[::1], u1[::1], u8[::1], i8, i8, i8, i8[::1])",
+}

@@ -20,10 +20,10 @@ import numpy as np
 from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
 from sheaftune.analysis.tracereplay import (
-    STREAM_EVENTS,
     CacheReplay,
     ReplayPolicy,
     StreamedPlan,
+    allocations_by_cache,
     cache_rows,
     plan_for,
     replay_cache,
@@ -32,7 +32,7 @@ from sheaftune.analysis.tracereplay import (
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.model.plan import Plan
-from sheaftune.normalize import Normalized, alloc_mask, normalize
+from sheaftune.normalize import Normalized, normalize
 from sheaftune.params import ModelParams
 from sheaftune.readers import ReadOptions, read_trace
 
@@ -254,28 +254,37 @@ class _Replays:
     def _prepare(self, job: _CacheJobs, n: int) -> None:
         norm, model, name = self.norm, self.model, job.name
         rows = self.rows[name]
-        in_memory = not (model.engine == "fast" and n > STREAM_EVENTS)  # (plan_for's rule)
-        # a recommendation shares the replay's plan fitted to the same single node
-        shared = job.recommend and model.nodes == 1 and in_memory
-        if job.recommend and not shared:
-            self.pool.add(2 * n, self._whole_recommendation, job)
-        if not shared and (not in_memory or _single_capacity(model, name)):
+        if not job.recommend and _single_capacity(model, name):
             # one short replay (most caches) is one job
             job.run("replay", lambda: _replay(norm, name, model, rows))
             return
         try:
             plan = plan_for(norm, name, model.policy, model.engine, rows)
+        except Exception as e:  # noqa: BLE001 - reported by answer(), in order
+            # (the recommendation would fail the same way, after the replay)
+            job.errors["replay"] = job.errors["recommendation"] = e
+            return
+        if not isinstance(plan, Plan):
+            # a huge cache streams its plan: its replay, then its recommendation, in this job
+            job.run("replay", lambda: _replay(norm, name, model, rows, plan))
+            if job.recommend:
+                self._whole_recommendation(job)
+            return
+        # a recommendation shares the replay's plan when both fit it to the same single node
+        shared = job.recommend and model.nodes == 1
+        if job.recommend and not shared:
+            self.pool.add(2 * n, self._whole_recommendation, job)
+        try:
             slot = slot_size(norm, name, rows)
             rep = job.rep = CacheReplay.of(
                 norm, name, model.kernel, model.capacities, model.engine, model.policy,
                 model.cpus, model.nodes, rows, plan, slot,
             )  # fmt: skip
-        except Exception as e:  # noqa: BLE001 - reported by answer(), in order
+        except Exception as e:  # noqa: BLE001
             job.errors["replay"] = e
-            if shared:  # (the sequential order would fail the same way, in the replay)
+            if shared:
                 job.errors["recommendation"] = e
             return
-        assert isinstance(plan, Plan)
         units: list[tuple[str, int, ModelParams]] = []
         if shared:
             try:
@@ -398,6 +407,7 @@ class _Pool:
         self._count = 0  # jobs added (the tie-break: first added, first run)
         self._open = 0  # jobs added and not finished
         self._closing = False
+        self._failed: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"replay_{i}", daemon=True)
             for i in range(workers if workers > 1 else 0)
@@ -427,6 +437,8 @@ class _Pool:
             self._cv.notify_all()
         for t in self._threads:
             t.join()
+        if self._failed is not None:
+            raise self._failed
 
     def _work(self) -> None:
         while True:
@@ -438,11 +450,12 @@ class _Pool:
                 _, _, job, args = heapq.heappop(self._heap)
             try:
                 job(*args)
-            finally:
-                with self._cv:
-                    self._open -= 1
-                    if not self._open:
-                        self._cv.notify_all()
+            except BaseException as e:  # (a bug: jobs keep their own failures) - join raises it
+                self._failed = self._failed or e
+            with self._cv:
+                self._open -= 1
+                if not self._open:
+                    self._cv.notify_all()
 
 
 def _replay_cost(commands: int, capacity: int) -> float:
@@ -464,24 +477,6 @@ def _single_capacity(model: ModelOptions, cache: str) -> bool:
     spec = model.capacities
     items = spec.per_cache.get(cache, spec.default)
     return len(items) == 1 and items[0] != "buckets"
-
-
-def allocations_by_cache(norm: Normalized, caches: list[str] | None = None) -> dict[str, int]:
-    """Per cache the analysis reports (of ``caches``, if given; in the table's order): its
-    allocations, counted as ``characterize`` counts them (events of the cache with a
-    non-NULL pointer), without characterising the trace."""
-    t = norm.table
-    nc = len(t.caches)
-    cid = t.cache_id
-    counted = (t.ptr != 0) & (cid >= 0) & (cid < nc)
-    key = cid[counted] * 2 + alloc_mask(t.op[counted])  # (int32: 2 * caches fits)
-    both = np.bincount(key, minlength=2 * nc).reshape(nc, 2).tolist()
-    wanted = set(caches) if caches else None
-    return {
-        name: a
-        for name, (f, a) in zip(t.caches, both, strict=True)
-        if (a or f) and (wanted is None or name in wanted)
-    }
 
 
 def _replay(

@@ -78,6 +78,27 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
     return {name: rows[at[i] : at[i + 1]] for i, name in enumerate(t.caches)}
 
 
+def allocations_by_cache(norm: Normalized, caches: list[str] | None = None) -> dict[str, int]:
+    """Per cache the analysis reports (of ``caches``, if given; in the table's order): its
+    allocations, counted as ``characterize`` counts them (events of the cache with a
+    non-NULL pointer), without characterising the trace."""
+    t = norm.table
+    n, nc = len(t), len(t.caches)
+    counts = np.zeros(2 * nc, dtype=np.int64)
+    count = _kernel("count_by_key", np.int32)
+    cid = _c(t.cache_id, np.int32)
+    op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
+    for lo in range(0, n, CHUNK_ROWS):
+        count(cid, op, ptr, lo, min(n, lo + CHUNK_ROWS), nc, counts)
+        t.release()
+    wanted = set(caches) if caches else None
+    return {
+        name: a
+        for name, (f, a) in zip(t.caches, counts.reshape(nc, 2).tolist(), strict=True)
+        if (a or f) and (wanted is None or name in wanted)
+    }
+
+
 #: The plan-building kernels (``sheaftune.compiled.kernels``; numba is imported only when
 #: there is no ahead-of-time build).
 KERNELS = "sheaftune.analysis._plan_kernels"
