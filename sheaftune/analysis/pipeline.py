@@ -25,7 +25,7 @@ from sheaftune.analysis.tracereplay import (
     StreamedPlan,
     allocations_by_cache,
     cache_rows,
-    plan_for,
+    planned,
     replay_cache,
     slot_size,
 )
@@ -259,7 +259,7 @@ class _Replays:
             job.run("replay", lambda: _replay(norm, name, model, rows))
             return
         try:
-            plan = plan_for(norm, name, model.policy, model.engine, rows)
+            plan, counts = planned(norm, name, model.policy, model.engine, rows)
         except Exception as e:  # noqa: BLE001 - reported by answer(), in order
             # (the recommendation would fail the same way, after the replay)
             job.errors["replay"] = job.errors["recommendation"] = e
@@ -278,7 +278,7 @@ class _Replays:
             slot = slot_size(norm, name, rows)
             rep = job.rep = CacheReplay.of(
                 norm, name, model.kernel, model.capacities, model.engine, model.policy,
-                model.cpus, model.nodes, rows, plan, slot,
+                model.cpus, model.nodes, rows, plan, slot, counts,
             )  # fmt: skip
         except Exception as e:  # noqa: BLE001
             job.errors["replay"] = e

@@ -565,12 +565,28 @@ def plan_for(
 ) -> Plan | StreamedPlan:
     """``build_plan``, or for a cache of more than ``STREAM_EVENTS`` events replayed by the
     fast engine, a :class:`StreamedPlan`."""
-    if engine == "fast" and cache in norm.table.caches:
+    return planned(norm, cache, policy, engine, rows)[0]
+
+
+def planned(
+    norm: Normalized,
+    cache: str,
+    policy: ReplayPolicy | None,
+    engine: str,
+    rows: np.ndarray | None = None,
+) -> tuple[Plan | StreamedPlan, dict[str, int]]:
+    """``plan_for`` and the plan's ``counts()``, known from its making (no pass over it)."""
+    if cache in norm.table.caches:
         if rows is None:
             rows = rows_of_cache(norm, cache)
-        if len(rows) > STREAM_EVENTS:
-            return StreamedPlan(CacheCommands(norm, cache, policy, rows))
-    return build_plan(norm, cache, policy, rows)
+        cc = CacheCommands(norm, cache, policy, rows)
+        if engine == "fast" and len(rows) > STREAM_EVENTS:
+            plan: Plan | StreamedPlan = StreamedPlan(cc)
+        else:
+            plan = cc.plan()
+        return plan, cc.counts()
+    plan = build_plan(norm, cache, policy, rows)
+    return plan, plan.counts()
 
 
 def params_for(
@@ -634,11 +650,17 @@ def _trace_cpus(norm: Normalized) -> int:
     return int(n)
 
 
-def metrics(plan: Plan | StreamedPlan, params: ModelParams, res: ReplayResult) -> dict[str, Any]:
-    """What a user compares between capacities, derived from one replay's counters."""
+def metrics(
+    plan: Plan | StreamedPlan,
+    params: ModelParams,
+    res: ReplayResult,
+    counts: dict[str, int] | None = None,
+) -> dict[str, Any]:
+    """What a user compares between capacities, derived from one replay's counters
+    (``counts``: the plan's ``counts()``, when known)."""
     c = res.counters
     ex = res.extras
-    n = plan.counts()
+    n = counts if counts is not None else plan.counts()
     allocs = n.get("alloc", 0)
     frees = n.get("free", 0)
     ops = allocs + frees + n.get("kfree_rcu", 0) + n.get("alloc_from_sheaf", 0)
@@ -712,6 +734,8 @@ class CacheReplay:
     kernel: str
     engine: str
     policy: ReplayPolicy
+    #: the plan's ``counts()``
+    counts: dict[str, int]
 
     @classmethod
     def of(
@@ -727,14 +751,16 @@ class CacheReplay:
         rows: np.ndarray | None = None,
         plan: Plan | StreamedPlan | None = None,
         slot: int | None = None,
+        counts: dict[str, int] | None = None,
     ) -> CacheReplay:
-        """(``slot``: the cache's ``slot_size``, when the caller has it.)"""
+        """(``slot``: the cache's ``slot_size``, ``counts``: the plan's ``counts()``, when the
+        caller has them.)"""
         policy = policy or ReplayPolicy()
         if rows is None:
             rows = rows_of_cache(norm, cache)
         base = params_for(norm, cache, kernel, None, cpus, nodes, rows, slot)
         if plan is None:
-            plan = plan_for(norm, cache, policy, engine, rows)
+            plan, counts = planned(norm, cache, policy, engine, rows)
         del rows
         fit_plan_to_nodes(plan, base.nodes)
         current = effective_capacity("6.18", cache, base.object_size)
@@ -742,7 +768,8 @@ class CacheReplay:
             capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
         )
         params = [dataclasses.replace(base, sheaf_capacity=c) for c in caps]
-        return cls(plan, base, params, current, kernel, engine, policy)
+        counts = counts if counts is not None else plan.counts()
+        return cls(plan, base, params, current, kernel, engine, policy, counts)
 
     def run(self, i: int, facts: Any = None) -> ReplayResult:
         """The replay of ``params[i]`` (an in-memory plan; ``facts``: the plan's
@@ -769,7 +796,7 @@ class CacheReplay:
         for params, res in zip(self.params, results, strict=True):
             replays.append(
                 {
-                    **metrics(plan, params, res),
+                    **metrics(plan, params, res, self.counts),
                     "counters": res.counters,
                     "extras": res.extras,
                     "skipped": res.skipped,
@@ -784,7 +811,7 @@ class CacheReplay:
             "cpus": base.cpus,
             "nodes": base.nodes,
             "policy": dataclasses.asdict(self.policy),
-            "plan": plan.counts(),
+            "plan": dict(self.counts),
             "assumptions": plan.assumptions,
             "replays": replays,
         }
