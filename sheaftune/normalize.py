@@ -28,7 +28,6 @@ need a reuse within the skew, microseconds) and are not corrected.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -59,7 +58,6 @@ from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
 
 
-@dataclass
 class Normalized:
     """An EventTable with caches resolved, plus the pointer matching.
 
@@ -74,11 +72,20 @@ class Normalized:
     on the huge traces issue 10 is about), else int64; ``freed_by`` is derived on first use.
     """
 
-    table: EventTable
-    alloc_of: np.ndarray
-    live_at_end: np.ndarray
-    reused_by: np.ndarray
-    counts: dict[str, int] = field(default_factory=dict)
+    # (plain classes here, not dataclasses: those cost their generated methods at start-up)
+    def __init__(
+        self,
+        table: EventTable,
+        alloc_of: np.ndarray,
+        live_at_end: np.ndarray,
+        reused_by: np.ndarray,
+        counts: dict[str, int] | None = None,
+    ) -> None:
+        self.table = table
+        self.alloc_of = alloc_of
+        self.live_at_end = live_at_end
+        self.reused_by = reused_by
+        self.counts: dict[str, int] = counts if counts is not None else {}
 
     # The flags below are derived rather than stored (issue 10: every byte per event counts on
     # huge traces); code sweeping a huge table derives them for its own rows the same way.
@@ -351,7 +358,6 @@ def request_bound(store_type: str, height: int, used: int) -> int:
     return used
 
 
-@dataclass
 class PopRuns:
     """Pops from prefilled sheaves found in a trace, grouped into operations (runs).
 
@@ -360,10 +366,13 @@ class PopRuns:
     reveals, ``bound`` each run's upper bound.
     """
 
-    rows: np.ndarray
-    run: np.ndarray
-    code: np.ndarray  # index into _STORE_TYPES, one per pop
-    bound: np.ndarray
+    def __init__(
+        self, rows: np.ndarray, run: np.ndarray, code: np.ndarray, bound: np.ndarray
+    ) -> None:
+        self.rows = rows
+        self.run = run
+        self.code = code  # index into _STORE_TYPES, one per pop
+        self.bound = bound
 
     @property
     def n_runs(self) -> int:

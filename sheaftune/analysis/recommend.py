@@ -281,7 +281,6 @@ def _warmup_cut(plan: Plan | StreamedPlan, warmup_share: float) -> int:
     return int(len(plan) * warmup_share)
 
 
-@dataclass
 class Sweep:
     """The candidates' replays of one plan, each an independent job: ``run(i)`` replays
     candidate i (the full replay and, from the same replay, the state at the warm-up cut),
@@ -292,14 +291,24 @@ class Sweep:
     whose figures come from its one pass over the windows).
     """
 
-    plan: Plan | StreamedPlan
-    base: ModelParams
-    params: list[ModelParams]
-    k: int
-    engine: str
-    stats: PlanStats | None
-    #: a streamed plan's statistics, known once ``run_all`` has passed over its windows
-    stream: StreamStats | None = None
+    # (plain classes here: a dataclass costs its generated methods at every start-up)
+    def __init__(
+        self,
+        plan: Plan | StreamedPlan,
+        base: ModelParams,
+        params: list[ModelParams],
+        k: int,
+        engine: str,
+        stats: PlanStats | None,
+    ) -> None:
+        self.plan = plan
+        self.base = base
+        self.params = params
+        self.k = k
+        self.engine = engine
+        self.stats = stats
+        #: a streamed plan's statistics, known once ``run_all`` has passed over its windows
+        self.stream: StreamStats | None = None
 
     @classmethod
     def of(
@@ -636,21 +645,32 @@ def recommend(
     return pending.finish(pending.sweep.run_all())
 
 
-@dataclass
 class Pending:
     """A recommendation whose candidates are still to be replayed: ``sweep`` holds the
     replays, ``finish`` prices them and chooses. (``recommend`` is ``finish(sweep.run_all())``;
     ``analyze`` runs the sweep's replays as jobs of its own pool.)"""
 
-    sweep: Sweep
-    cache: str
-    options: RecommendOptions
-    current: int
-    kernel_auto: int
-    demand: dict[str, Any]
-    upper_bound: int | None
-    cpus: int
-    nodes: int
+    def __init__(
+        self,
+        sweep: Sweep,
+        cache: str,
+        options: RecommendOptions,
+        current: int,
+        kernel_auto: int,
+        demand: dict[str, Any],
+        upper_bound: int | None,
+        cpus: int,
+        nodes: int,
+    ) -> None:
+        self.sweep = sweep
+        self.cache = cache
+        self.options = options
+        self.current = current
+        self.kernel_auto = kernel_auto
+        self.demand = demand
+        self.upper_bound = upper_bound
+        self.cpus = cpus
+        self.nodes = nodes
 
     @classmethod
     def of(

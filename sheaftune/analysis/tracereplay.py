@@ -426,17 +426,17 @@ def _note_node_fit(assumptions: dict[str, int], n: int, nodes: int) -> None:
 STREAM_STATE_BYTES = 256 << 20
 
 
-@dataclass
 class StreamStats:
     """What a streamed replay saw of its plan (``recommend.evaluate`` needs these)."""
 
-    commands: int = 0
-    ts_first: int = 0
-    ts_last: int = 0
-    ts_before_cut: int = 0  # time of the last command before the checkpoint
-    ops_after_cut: int = 0  # object-moving calls after the checkpoint
-    prefills_after_cut: int = 0
-    active_after_cut: set[int] = dataclasses.field(default_factory=set)
+    def __init__(self) -> None:
+        self.commands = 0
+        self.ts_first = 0
+        self.ts_last = 0
+        self.ts_before_cut = 0  # time of the last command before the checkpoint
+        self.ops_after_cut = 0  # object-moving calls after the checkpoint
+        self.prefills_after_cut = 0
+        self.active_after_cut: set[int] = set()
 
 
 class StreamedPlan:
@@ -720,22 +720,32 @@ def replay_cache(
     return job.report(job.run_all())
 
 
-@dataclass
 class CacheReplay:
     """One cache's replays for ``replay_cache``, made ready: the plan fitted to the modelled
     nodes, the parameters of each capacity. ``analyze`` runs ``params`` as jobs of its own
     pool (or takes a replay from the cache's recommendation, when it has the same
     parameters) and hands the results to ``report``."""
 
-    plan: Plan | StreamedPlan
-    base: ModelParams
-    params: list[ModelParams]
-    current: int
-    kernel: str
-    engine: str
-    policy: ReplayPolicy
-    #: the plan's ``counts()``
-    counts: dict[str, int]
+    # (a plain class: a dataclass would cost its generated methods at every start-up)
+    def __init__(
+        self,
+        plan: Plan | StreamedPlan,
+        base: ModelParams,
+        params: list[ModelParams],
+        current: int,
+        kernel: str,
+        engine: str,
+        policy: ReplayPolicy,
+        counts: dict[str, int],
+    ) -> None:
+        self.plan = plan
+        self.base = base
+        self.params = params
+        self.current = current  # the traced (6.18) capacity
+        self.kernel = kernel
+        self.engine = engine
+        self.policy = policy
+        self.counts = counts  # the plan's ``counts()``
 
     @classmethod
     def of(
