@@ -34,9 +34,11 @@ _PREFILL = int(Cmd.PREFILL)
 _ALLOC_FROM_SHEAF = int(Cmd.ALLOC_FROM_SHEAF)
 _RETURN_SHEAF = int(Cmd.RETURN_SHEAF)
 
-#: scan_cache's state vector (carried from one chunk of rows to the next)
+#: scan_cache's state vector (carried from one chunk of rows to the next); the last three are
+#: ``slot_size``'s: allocation events (failed ones too), the first one's size, 1 if sizes differ
 ST_ALLOCS, ST_MATCHED, ST_BEFORE, ST_OTHER, ST_UNSEEN, ST_LIVE = range(6)
-ST_LEN = 6
+ST_SIZED, ST_SIZE, ST_MIXED = range(6, 9)
+ST_LEN = 9
 
 
 @_inline
@@ -145,13 +147,15 @@ def slot_size(rows, lo, hi, op, bytes_alloc, st):  # type: ignore[no-untyped-def
 
 @_kjit
 def scan_cache(  # type: ignore[no-untyped-def]
-    rows, lo, hi, op, ptr, alloc_of, reused_by, live_at_end, allocs, matched, mslot, st, recent
-):
+    rows, lo, hi, op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, allocs, matched, mslot,
+    st, recent,
+):  # fmt: skip
     """One cache's rows[lo:hi] (in time order, after rows[:lo]): allocations that returned an
     object go to ``allocs`` (their slot is their position there), frees of those objects to
     ``matched`` with the object's slot in ``mslot``; ``st`` (``ST_*``) counts them and the frees
     skipped (object allocated before the trace, or as another cache), the unseen frees and
-    the objects live at the end. Returns the allocations so far.
+    the objects live at the end, and does ``slot_size``'s work on the way. Returns the
+    allocations so far.
 
     ``recent`` (scratch, a power of two long, need not be initialised) remembers the slot of
     the last allocation at each event index modulo its length: a free's allocation is found
@@ -164,6 +168,12 @@ def scan_cache(  # type: ignore[no-untyped-def]
         e = rows[p]
         o = op[e]
         if o == _OP_ALLOC or o == _OP_KMALLOC:
+            size = np.int64(bytes_alloc[e])
+            if st[ST_SIZED] == 0:
+                st[ST_SIZE] = size
+            elif size != st[ST_SIZE]:
+                st[ST_MIXED] = 1
+            st[ST_SIZED] += 1
             if ptr[e] != 0:  # not a failed allocation
                 allocs[na] = e
                 recent[e & mask] = na
@@ -452,8 +462,8 @@ def _sigs(x: str) -> dict[str, str]:
         f"group_by_key{sfx}": f"i8(i4[::1], i8, i8[::1], {ix})",
         f"slot_size{sfx}": f"i8({ix}, i8, i8, u1[::1], u4[::1], i8[::1])",
         f"scan_cache{sfx}": (
-            f"i8({ix}, i8, i8, u1[::1], u8[::1], {ix}, {ix}, b1[::1], {ix}, {ix}, {ix}, i8[::1], "
-            f"{ix})"
+            f"i8({ix}, i8, i8, u1[::1], u8[::1], u4[::1], {ix}, {ix}, b1[::1], {ix}, {ix}, {ix}, "
+            f"i8[::1], {ix})"
         ),
         f"link_unseen{sfx}": f"i8({ix}, {ix}, {ix}, {ix}, {ix}, {ix})",
         f"merge_unseen{sfx}": f"i8({ix}, {ix}, {ix}, {ix}, {ix}, {ix})",

@@ -27,7 +27,6 @@ from sheaftune.analysis.tracereplay import (
     cache_rows,
     planned,
     replay_cache,
-    slot_size,
 )
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
@@ -259,7 +258,7 @@ class _Replays:
             job.run("replay", lambda: _replay(norm, name, model, rows))
             return
         try:
-            plan, counts = planned(norm, name, model.policy, model.engine, rows)
+            plan, counts, slot = planned(norm, name, model.policy, model.engine, rows)
         except Exception as e:  # noqa: BLE001 - reported by answer(), in order
             # (the recommendation would fail the same way, after the replay)
             job.errors["replay"] = job.errors["recommendation"] = e
@@ -275,7 +274,6 @@ class _Replays:
         if job.recommend and not shared:
             self.pool.add(2 * n, self._whole_recommendation, job)
         try:
-            slot = slot_size(norm, name, rows)
             rep = job.rep = CacheReplay.of(
                 norm, name, model.kernel, model.capacities, model.engine, model.policy,
                 model.cpus, model.nodes, rows, plan, slot, counts,

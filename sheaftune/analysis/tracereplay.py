@@ -29,6 +29,7 @@ import numpy as np
 
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
 from sheaftune.compiled import Kernels, kernels
+from sheaftune.events import EventTable
 from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult, replay
 from sheaftune.normalize import (
@@ -180,6 +181,8 @@ class CacheCommands:
         self.n_unseen = 0
         # which allocations are pops (empty: none), as a mask over allocs
         self.is_pop = np.zeros(0, dtype=bool)
+        #: the cache's ``slot_size``, found on the way (None: the cache has no event)
+        self.slot: int | None = None
         if cache not in t.caches:
             self.n_objects = 0
             return
@@ -190,18 +193,19 @@ class CacheCommands:
         allocs: np.ndarray = np.empty(m, dtype=idx)
         matched: np.ndarray = np.empty(m, dtype=idx)
         mslot: np.ndarray = np.empty(m, dtype=idx)
-        st = np.zeros(6, dtype=np.int64)  # _plan_kernels.ST_*
+        st = np.zeros(9, dtype=np.int64)  # _plan_kernels.ST_*
         scan = _kernel("scan_cache", idx)
         recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
-        op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
+        op, ptr, size = _c(t.op, np.uint8), _c(t.ptr, np.uint64), _c(t.bytes_alloc, np.uint32)
         alloc_of, reused_by = _c(norm.alloc_of, idx), _c(norm.reused_by, idx)
         live = _c(norm.live_at_end, np.bool_)
         # a chunk of the cache's rows at a time, the mapped columns' pages given back between
         for lo in range(0, m, CHUNK_ROWS):
-            scan(rows, lo, min(m, lo + CHUNK_ROWS), op, ptr, alloc_of, reused_by, live,
+            scan(rows, lo, min(m, lo + CHUNK_ROWS), op, ptr, size, alloc_of, reused_by, live,
                  allocs, matched, mslot, st, recent)  # fmt: skip
             t.release()
-        na, nm, before, other, unseen, n_live = st.tolist()
+        na, nm, before, other, unseen, n_live, *sizes = st.tolist()
+        self.slot = _slot_of(t, rows, sizes)
         compact = m > STREAM_EVENTS
         self.allocs = allocs = _fit(allocs, na, compact)
         self.matched, self.matched_slot = _fit(matched, nm, compact), _fit(mslot, nm, compact)
@@ -574,8 +578,9 @@ def planned(
     policy: ReplayPolicy | None,
     engine: str,
     rows: np.ndarray | None = None,
-) -> tuple[Plan | StreamedPlan, dict[str, int]]:
-    """``plan_for`` and the plan's ``counts()``, known from its making (no pass over it)."""
+) -> tuple[Plan | StreamedPlan, dict[str, int], int | None]:
+    """``plan_for``, the plan's ``counts()`` and the cache's ``slot_size`` (None: no event of
+    the cache), known from its making (no pass over the plan or the rows)."""
     if cache in norm.table.caches:
         if rows is None:
             rows = rows_of_cache(norm, cache)
@@ -584,9 +589,9 @@ def planned(
             plan: Plan | StreamedPlan = StreamedPlan(cc)
         else:
             plan = cc.plan()
-        return plan, cc.counts()
+        return plan, cc.counts(), cc.slot
     plan = build_plan(norm, cache, policy, rows)
-    return plan, plan.counts()
+    return plan, plan.counts(), None
 
 
 def params_for(
@@ -630,12 +635,17 @@ def slot_size(norm: Normalized, cache: str, rows: np.ndarray | None = None) -> i
     for lo in range(0, len(rows), CHUNK_ROWS):
         sizes_of(rows, lo, min(len(rows), lo + CHUNK_ROWS), op, size, st)
         t.release()
-    n_allocs, slot, mixed = st.tolist()
+    return _slot_of(t, rows, st.tolist())
+
+
+def _slot_of(t: EventTable, rows: np.ndarray, sizes: list[int]) -> int:
+    """``slot_size`` from its kernel's answer (allocations, first size, 1 if sizes differ)."""
+    n_allocs, slot, mixed = sizes
     if not n_allocs:
         return 256
     if mixed:
-        sizes = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
-        return int(np.bincount(sizes).argmax())
+        sizes_ = t.gather("bytes_alloc", rows[alloc_mask(t.gather("op", rows))])
+        return int(np.bincount(sizes_).argmax())
     return int(slot)
 
 
@@ -768,9 +778,10 @@ class CacheReplay:
         policy = policy or ReplayPolicy()
         if rows is None:
             rows = rows_of_cache(norm, cache)
-        base = params_for(norm, cache, kernel, None, cpus, nodes, rows, slot)
         if plan is None:
-            plan, counts = planned(norm, cache, policy, engine, rows)
+            plan, counts, found = planned(norm, cache, policy, engine, rows)
+            slot = found if slot is None else slot
+        base = params_for(norm, cache, kernel, None, cpus, nodes, rows, slot)
         del rows
         fit_plan_to_nodes(plan, base.nodes)
         current = effective_capacity("6.18", cache, base.object_size)
