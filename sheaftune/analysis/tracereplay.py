@@ -412,11 +412,12 @@ def fit_plan_to_nodes(plan: Plan | StreamedPlan, nodes: int) -> Plan | StreamedP
 
 
 def _fit_nodes(plan: Plan, nodes: int) -> int:
-    bad = (plan.cmd == Cmd.ALLOC) & (plan.c >= nodes)
-    n = int(np.count_nonzero(bad))
-    if n:
+    # (one pass over c: few commands name a node at all, a prefill's c is its flag)
+    high = np.flatnonzero(plan.c >= nodes)
+    bad = high[plan.cmd[high] == Cmd.ALLOC]
+    if len(bad):
         plan.c[bad] = -1
-    return n
+    return len(bad)
 
 
 def _note_node_fit(assumptions: dict[str, int], n: int, nodes: int) -> None:
