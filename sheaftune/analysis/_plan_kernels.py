@@ -117,15 +117,33 @@ def group_by_key(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
 
 
 @_kjit
-def count_by_key(key, op, ptr, lo, hi, nkeys, counts):  # type: ignore[no-untyped-def]
-    """Rows lo..hi-1 with a key in 0..nkeys-1 and a non-NULL pointer, counted by key and kind:
-    ``counts[2 * key + 1]`` allocations, ``counts[2 * key]`` the others (added to ``counts``)."""
-    for i in range(lo, hi):
+def group_and_count(key, op, ptr, nkeys, starts, rows, counts):  # type: ignore[no-untyped-def]
+    """``group_by_key``, counting on the way the grouped rows with a non-NULL pointer by key
+    and kind: ``counts[2 * key + 1]`` allocations, ``counts[2 * key]`` the others (what
+    ``characterize`` counts per cache). Returns the number of rows grouped."""
+    n = len(key)
+    for k in range(nkeys + 1):
+        starts[k] = 0
+    for k in range(2 * nkeys):
+        counts[k] = 0
+    for i in range(n):
         k = key[i]
-        if 0 <= k < nkeys and ptr[i] != 0:
-            o = op[i]
-            counts[2 * k + ((o == _OP_ALLOC) | (o == _OP_KMALLOC))] += 1
-    return 0
+        if 0 <= k < nkeys:
+            starts[k + 1] += 1
+            if ptr[i] != 0:
+                o = op[i]
+                counts[2 * k + ((o == _OP_ALLOC) | (o == _OP_KMALLOC))] += 1
+    for k in range(nkeys):
+        starts[k + 1] += starts[k]
+    for i in range(n):
+        k = key[i]
+        if 0 <= k < nkeys:
+            rows[starts[k]] = i
+            starts[k] += 1
+    for k in range(nkeys, 0, -1):
+        starts[k] = starts[k - 1]
+    starts[0] = 0
+    return starts[nkeys]
 
 
 @_kjit
@@ -476,5 +494,5 @@ def _sigs(x: str) -> dict[str, str]:
 AOT_EXPORTS = {
     **_sigs("i4"),
     **_sigs("i8"),
-    "count_by_key": "i8(i4[::1], u1[::1], u8[::1], i8, i8, i8, i8[::1])",
+    "group_and_count": "i8(i4[::1], u1[::1], u8[::1], i8, i8[::1], i4[::1], i8[::1])",
 }

@@ -23,8 +23,8 @@ from sheaftune.analysis.tracereplay import (
     CacheReplay,
     ReplayPolicy,
     StreamedPlan,
-    allocations_by_cache,
     cache_rows,
+    cache_rows_counted,
     planned,
     replay_cache,
 )
@@ -192,6 +192,8 @@ def _replay_and_recommend(norm: Normalized, result: Analysis, model: ModelOption
 
 #: At most this many threads replay caches at once.
 MAX_THREADS = 4
+#: The priority of the jobs that come first (above any replay's cost).
+_FIRST = float(1 << 62)
 
 
 class _Replays:
@@ -212,20 +214,29 @@ class _Replays:
     def __init__(self, norm: Normalized, caches: list[str] | None, model: ModelOptions) -> None:
         self.norm = norm
         self.model = model
-        allocs = allocations_by_cache(norm, caches)
-        self.names = [name for name, n in allocs.items() if n > 0]
-        self.recommended = _largest(allocs, model)
-        self.rows = cache_rows(norm) if self.names else {}
+        self.caches = caches
+        self.names: list[str] = []
+        self.recommended: list[str] = []
+        self.rows: dict[str, np.ndarray] = {}
         self.jobs: dict[str, _CacheJobs] = {}
-        workers = min(os.cpu_count() or 1, MAX_THREADS)
-        self.pool = _Pool(workers)
+        self.pool = _Pool(min(os.cpu_count() or 1, MAX_THREADS))
+        # (the grouping by cache is a job too: the caller characterises meanwhile)
+        self.pool.add(_FIRST, self._start)
+        self.pool.start()
+
+    def _start(self) -> None:
+        """Group the rows by cache, count their allocations, and queue every cache's jobs."""
+        self.rows, allocs = cache_rows_counted(self.norm)
+        if self.caches:
+            allocs = {name: n for name, n in allocs.items() if name in self.caches}
+        self.names = [name for name, n in allocs.items() if n > 0]
+        self.recommended = _largest(allocs, self.model)
         rec = set(self.recommended)
         for name in self.names:
             n = len(self.rows[name])
             job = self.jobs[name] = _CacheJobs(name, name in rec)
-            # (the recommendations' plans first: each opens many replays)
-            self.pool.add(float("inf") if job.recommend else 2 * n, self._prepare, job, n)
-        self.pool.start()
+            # (the recommendations' plans first, largest first: each opens many replays)
+            self.pool.add(_FIRST / 2 + n if job.recommend else 2 * n, self._prepare, job, n)
 
     def close(self) -> None:
         """Wait for every job."""

@@ -79,25 +79,22 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
     return {name: rows[at[i] : at[i + 1]] for i, name in enumerate(t.caches)}
 
 
-def allocations_by_cache(norm: Normalized, caches: list[str] | None = None) -> dict[str, int]:
-    """Per cache the analysis reports (of ``caches``, if given; in the table's order): its
-    allocations, counted as ``characterize`` counts them (events of the cache with a
-    non-NULL pointer), without characterising the trace."""
+def cache_rows_counted(norm: Normalized) -> tuple[dict[str, np.ndarray], dict[str, int]]:
+    """``cache_rows``, and in the same pass each cache's allocations as ``characterize``
+    counts them (events of the cache with a non-NULL pointer), for the caches it reports
+    (those with a counted event), in the table's order. For traces whose indices are int32."""
     t = norm.table
     n, nc = len(t), len(t.caches)
-    counts = np.zeros(2 * nc, dtype=np.int64)
-    count = _kernel("count_by_key", np.int32)
+    starts = np.empty(nc + 1, dtype=np.int64)
+    rows: np.ndarray = np.empty(n, dtype=np.int32)
+    counts = np.empty(2 * nc, dtype=np.int64)
     cid = _c(t.cache_id, np.int32)
     op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
-    for lo in range(0, n, CHUNK_ROWS):
-        count(cid, op, ptr, lo, min(n, lo + CHUNK_ROWS), nc, counts)
-        t.release()
-    wanted = set(caches) if caches else None
-    return {
-        name: a
-        for name, (f, a) in zip(t.caches, counts.reshape(nc, 2).tolist(), strict=True)
-        if (a or f) and (wanted is None or name in wanted)
-    }
+    _kernel("group_and_count", np.int32)(cid, op, ptr, nc, starts, rows, counts)
+    at = starts.tolist()
+    by_cache = {name: rows[at[i] : at[i + 1]] for i, name in enumerate(t.caches)}
+    pairs = zip(t.caches, counts.reshape(nc, 2).tolist(), strict=True)
+    return by_cache, {name: a for name, (f, a) in pairs if a or f}
 
 
 #: The plan-building kernels (``sheaftune.compiled.kernels``; numba is imported only when
