@@ -1,0 +1,105 @@
+"""``analyze``'s pool of replay jobs gives exactly the one-cache-at-a-time answers.
+
+A trace of modest size replays its caches as jobs on a pool of threads, started before the
+trace is characterised, one job per capacity and per recommendation candidate, with a
+recommended cache's replay taken from its sweep; a huge trace replays one cache at a time, a
+replay then a recommendation, each making its own plan. Both must give the same analysis, in
+any order of the jobs and with any number of threads.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sheaftune.analysis import pipeline
+from sheaftune.analysis.sweep import parse_capacities
+from sheaftune.analysis.tracereplay import ReplayPolicy, cache_rows, cache_rows_counted
+from sheaftune.events import EventTable
+from sheaftune.normalize import normalize
+from sheaftune.readers import read_trace
+
+FIX = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "traces"
+TRACES = ["vma-small.v7zstd.dat", "kmalloc-small.v7zstd.dat"]
+
+pytestmark = pytest.mark.skipif(not FIX.is_dir(), reason=f"{FIX} (../shared/fixtures) is absent")
+
+
+@pytest.fixture(scope="module", params=TRACES)
+def table(request: pytest.FixtureRequest) -> EventTable:
+    return read_trace(str(FIX / request.param))
+
+
+MODELS = [
+    pipeline.ModelOptions(),
+    # several capacities per cache (one job each), one of them the recommendation's
+    pipeline.ModelOptions(
+        kernel="6.18",
+        capacities=parse_capacities(["0,16,32,64"]),
+        policy=ReplayPolicy(unseen_free="none"),
+    ),
+    # parameters the recommendation does not share (its replay is on the trace's CPUs)
+    pipeline.ModelOptions(cpus=8, recommend_min_allocs=1),
+    pipeline.ModelOptions(nodes=2, recommend_caches=2),
+]
+
+
+def _analysis(table: EventTable, model: pipeline.ModelOptions) -> str:
+    return json.dumps(pipeline.analyze_table(table, None, model).to_dict(), sort_keys=True)
+
+
+@pytest.mark.parametrize("m", range(len(MODELS)))
+def test_jobs_equal_one_cache_at_a_time(
+    table: EventTable, m: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = MODELS[m]
+    pooled = _analysis(table, model)
+    with monkeypatch.context() as patch:
+        patch.setattr(pipeline, "MAX_THREADS", 1)  # the same jobs, in this thread
+        assert _analysis(table, model) == pooled
+    monkeypatch.setattr(pipeline, "PARALLEL_EVENTS", 0)  # the huge-trace path
+    assert _analysis(table, model) == pooled
+
+
+def test_jobs_in_any_order_give_the_same_analysis(
+    table: EventTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = pipeline.ModelOptions()
+    pooled = _analysis(table, model)
+    rng = np.random.default_rng(3)
+    monkeypatch.setattr(pipeline, "_replay_cost", lambda n, cap: float(rng.random()))
+    monkeypatch.setattr(pipeline, "_FIRST", 1.0)
+    assert _analysis(table, model) == pooled
+
+
+def test_counts_by_cache_are_the_analysis_allocations(table: EventTable) -> None:
+    norm = normalize(table)
+    rows, allocs = cache_rows_counted(norm)
+    plain = cache_rows(norm)
+    assert rows.keys() == plain.keys()
+    assert all(np.array_equal(rows[k], plain[k]) for k in rows)
+    analysis = pipeline.characterize(norm)
+    assert allocs == {name: st["alloc"] for name, st in analysis.caches.items()}
+
+
+def test_a_cache_filter_replays_only_those_caches(table: EventTable) -> None:
+    norm = normalize(table)
+    name = next(iter(cache_rows_counted(norm)[1]))
+    got = pipeline.analyze_table(table, [name], pipeline.ModelOptions()).to_dict()
+    assert list(got["caches"]) == [name]
+
+
+def test_a_failing_replay_is_reported(table: EventTable, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("replay failed")
+
+    from sheaftune.analysis.recommend import Sweep
+
+    monkeypatch.setattr(Sweep, "run", broken)
+    monkeypatch.setattr(pipeline.CacheReplay, "run", broken)
+    monkeypatch.setattr(pipeline, "_replay", broken)
+    with pytest.raises(RuntimeError, match="replay failed"):
+        pipeline.analyze_table(table, None, pipeline.ModelOptions())
