@@ -83,8 +83,13 @@ def replay_capacities(
 ) -> list[tuple[ModelParams, ReplayResult]]:
     """Replay ``plan`` at each capacity; the fast engine shares the plan across cores."""
     params = [dataclasses.replace(base, sheaf_capacity=c) for c in capacities]
+    return list(zip(params, replay_all(plan, params, engine), strict=True))
+
+
+def replay_all(plan: Plan, params: list[ModelParams], engine: str) -> list[ReplayResult]:
+    """Replay ``plan`` with each parameter set; the fast engine shares the plan across cores."""
     if engine == "fast" and len(params) > 1:
         from sheaftune.model import fast
 
-        return list(zip(params, fast.run_many(plan, params), strict=True))
-    return [(p, replay(plan, p, engine)) for p in params]
+        return fast.run_many(plan, params)
+    return [replay(plan, p, engine) for p in params]

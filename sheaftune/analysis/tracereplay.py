@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_capacities
+from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_all
 from sheaftune.compiled import Kernels, kernels
 from sheaftune.events import EventTable
 from sheaftune.model.plan import Cmd, Plan
@@ -57,6 +57,15 @@ class ReplayPolicy:
     rcu_gp_ns: int = 10_000_000  # a grace period every 10 ms of trace time
     upper_bound: int | None = None  # prefill size; None: the store type's request rule
     tree_height: int = 3
+
+
+def policy_dict(policy: ReplayPolicy) -> dict[str, Any]:
+    """``dataclasses.asdict(policy)`` (its fields are plain values), without its deep copies:
+    every cache's report carries it."""
+    return {f: getattr(policy, f) for f in _POLICY_FIELDS}
+
+
+_POLICY_FIELDS = tuple(f.name for f in dataclasses.fields(ReplayPolicy))
 
 
 def effective_capacity(kernel: str, cache: str, slot_size: int) -> int:
@@ -124,6 +133,9 @@ def _c(x: np.ndarray, dtype: type) -> np.ndarray:
     when it already is one."""
     return np.ascontiguousarray(x, dtype=dtype)
 
+
+#: Command names in ``Cmd`` order (``Plan.counts``'s keys and order).
+_CMD_NAMES = tuple(c.name.lower() for c in Cmd)
 
 #: dtypes of the plan's columns: ts, cmd, cpu, a, b, c
 _PLAN_DTYPES = (np.int64, np.uint8, np.uint16, np.int64, np.int64, np.int64)
@@ -278,7 +290,7 @@ class CacheCommands:
             "alloc_from_sheaf": len(self.pop_rows),
             "return_sheaf": self.n_sheaves,
         }
-        return {c.name.lower(): n[c.name.lower()] for c in Cmd if n.get(c.name.lower(), 0)}
+        return {name: n[name] for name in _CMD_NAMES if n.get(name, 0)}
 
     def __len__(self) -> int:
         return sum(self.counts().values())
@@ -728,6 +740,13 @@ def replay_cache(
     return job.report(job.run_all())
 
 
+def _with_capacity(base: ModelParams, capacity: int) -> ModelParams:
+    """``base`` at ``capacity`` (itself when that is its own: a replace validates anew)."""
+    if capacity == base.sheaf_capacity:
+        return base
+    return dataclasses.replace(base, sheaf_capacity=capacity)
+
+
 class CacheReplay:
     """One cache's replays for ``replay_cache``, made ready: the plan fitted to the modelled
     nodes, the parameters of each capacity. ``analyze`` runs ``params`` as jobs of its own
@@ -786,7 +805,7 @@ class CacheReplay:
         caps = capacities_for(
             capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
         )
-        params = [dataclasses.replace(base, sheaf_capacity=c) for c in caps]
+        params = [_with_capacity(base, c) for c in caps]
         counts = counts if counts is not None else plan.counts()
         return cls(plan, base, params, current, kernel, engine, policy, counts)
 
@@ -805,8 +824,7 @@ class CacheReplay:
         plan = self.plan
         if isinstance(plan, StreamedPlan):
             return plan.replay(self.params)[0]
-        caps = [p.sheaf_capacity for p in self.params]
-        return [r for _, r in replay_capacities(plan, self.base, caps, self.engine)]
+        return replay_all(plan, self.params, self.engine)
 
     def report(self, results: list[ReplayResult]) -> dict[str, Any]:
         """The report dict of the replays ``results`` (in ``params`` order)."""
@@ -829,7 +847,7 @@ class CacheReplay:
             "traced_capacity": self.current,
             "cpus": base.cpus,
             "nodes": base.nodes,
-            "policy": dataclasses.asdict(self.policy),
+            "policy": policy_dict(self.policy),
             "plan": dict(self.counts),
             "assumptions": plan.assumptions,
             "replays": replays,
