@@ -1586,22 +1586,155 @@ def exec_plan(
 
     # ---- the command loop
     n_cmd = len(cmd)
-    ncpus = P[P_CPUS]
     nnodes = P[P_NODES]
     hit_a = ALLOC_CPU_SHEAF if v618 else ALLOC_FASTPATH
     hit_f = FREE_CPU_SHEAF if v618 else FREE_FASTPATH
     base_rows = cap // ops + 3
-    for i in range(i0, n_cmd):
-        k = cmd[i]
-        cp = np.int64(cpu[i])
+    # advance(ts) of the first command ever run: the occupancy clocks start there (the
+    # reference's first SheafModel.advance); later commands only move the clock forward
+    if g[G_T_SET] == 0 and i0 < n_cmd:
+        t = ts[i0]
+        g[G_T_SET] = 1
+        g[G_T_FIRST] = t
+        g[G_T_LAST] = t
+        for x in range(P[P_CPUS]):
+            pc[x, PC_SINCE] = t
+        for x in range(nnodes):
+            nd[x, ND_SINCE] = t
+    i = i0
+    while True:
+        # ---- sheaf hits: a run of commands served by a per-CPU or prefilled sheaf, or
+        # skipped, touches no pool, barn or slab, so it needs no headroom check, and its
+        # _sample(cpu) reduces to the CPU's held objects moving by one (no barn, sheaf struct
+        # or, on a pop, held peak can change), applied inline with the same lazy integrals.
+        # The counters it moves stay in locals until the run ends. A command that is not
+        # one of these leaves the run untouched for the general path below.
+        now = g[G_T_LAST]
+        held = g[X_HELD]
+        held_max = g[X_HELD_MAX]
+        n_ha = 0  # sheaf-hit allocations (ALLOC_CPU_SHEAF / ALLOC_FASTPATH)
+        n_hf = 0  # sheaf-hit frees (FREE_CPU_SHEAF / FREE_FASTPATH)
+        n_rcu = 0  # FREE_RCU_SHEAF
+        n_pop = 0  # X_ALLOC_FROM_SHEAF
+        while i < n_cmd:
+            k = cmd[i]
+            cp = np.int64(cpu[i])
+            if k == C_ALLOC:
+                # A2 hit
+                if not has_pcs or c[i] != NUMA_NO_NODE:
+                    break
+                m = pc[cp, PC_MAIN]
+                size = shm[m, SH_SZ]
+                if size == 0:
+                    break
+                t = ts[i]
+                if t > now:
+                    now = t
+                shm[m, SH_SZ] = size - 1
+                objs[a[i]] = sho[m, size - 1]
+                n_ha += 1
+                v = pc[cp, PC_VAL]
+                pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
+                pc[cp, PC_SINCE] = now
+                pc[cp, PC_VAL] = v - 1
+                held -= 1
+            elif k == C_FREE or k == C_KFREE_RCU:
+                obj = objs[a[i]]
+                if obj >= 0:
+                    # F2 hit into the main sheaf, or K2 into the CPU's rcu_free sheaf without
+                    # filling it. (One node: every slab and CPU is on node 0, so the object
+                    # is local: no obj_node division and its two dependent loads.)
+                    if not has_pcs:
+                        break
+                    if nnodes != 1 and obj_node(obj, P, slm, sidr) != cn[cp]:
+                        break
+                    if k == C_FREE:
+                        m = pc[cp, PC_MAIN]
+                        size = shm[m, SH_SZ]
+                        if size == cap:
+                            break
+                        n_hf += 1
+                    else:
+                        m = pc[cp, PC_RCU]
+                        if m < 0:
+                            break
+                        size = shm[m, SH_SZ]
+                        if size + 1 >= cap:
+                            break
+                        n_rcu += 1
+                    t = ts[i]
+                    if t > now:
+                        now = t
+                    sho[m, size] = obj
+                    shm[m, SH_SZ] = size + 1
+                    objs[a[i]] = -1
+                    v = pc[cp, PC_VAL] + 1
+                    pc[cp, PC_INT] += (v - 1) * (now - pc[cp, PC_SINCE])
+                    pc[cp, PC_SINCE] = now
+                    pc[cp, PC_VAL] = v
+                    if v > pc[cp, PC_MAX]:
+                        pc[cp, PC_MAX] = v
+                    held += 1
+                    if held > held_max:
+                        held_max = held
+                else:
+                    t = ts[i]
+                    if t > now:
+                        now = t
+                    skips[K_FREE if k == C_FREE else K_KFREE_RCU] += 1
+            elif k == C_ALLOC_FROM_SHEAF:
+                # P4 kmem_cache_alloc_from_sheaf, always here: a prefilled sheaf is no CPU's
+                # and no barn's, so only the held objects change (one fewer)
+                t = ts[i]
+                if t > now:
+                    now = t
+                h = pslot[b[i]]
+                if h < 0:
+                    skips[K_POP_NONE] += 1
+                else:
+                    o = h - OV_BASE
+                    if h >= OV_BASE:
+                        size = ovm[o, OV_SZ]
+                    else:
+                        size = shm[h, SH_SZ]
+                    if size == 0:
+                        g[X_ALLOC_FROM_SHEAF_NULL] += 1
+                        skips[K_POP_EMPTY] += 1
+                    else:
+                        n_pop += 1
+                        if h >= OV_BASE:
+                            ovm[o, OV_SZ] = size - 1
+                            objs[a[i]] = ovo[o, size - 1]
+                        else:
+                            shm[h, SH_SZ] = size - 1
+                            objs[a[i]] = sho[h, size - 1]
+                        held -= 1
+            else:
+                break
+            i += 1
+        g[G_T_LAST] = now
+        g[X_HELD] = held
+        g[X_HELD_MAX] = held_max
+        g[hit_a] += n_ha
+        g[hit_f] += n_hf
+        g[FREE_RCU_SHEAF] += n_rcu
+        g[X_ALLOC_FROM_SHEAF] += n_pop
+        if i >= n_cmd:
+            break
+
+        # ---- the general path: one command (ic), in the reference's shape
+        ic = i
+        i += 1
+        k = cmd[ic]
+        cp = np.int64(cpu[ic])
         # room for what this command may create (see run: pools grow, then we resume)
         if g[G_SFREE_N] < SHEAF_HEADROOM:
             g[G_STATUS] = ST_GROW
-            return i
+            return ic
         if k != C_FREE and k != C_RCU_GP:
             need_rows = base_rows
             if k == C_ALLOC_BULK or k == C_PREFILL or k == C_REFILL_SHEAF:
-                need_rows += b[i] // ops + 2
+                need_rows += b[ic] // ops + 2
             if (
                 g[G_OVFREE_N] < 2
                 or g[G_RFREE_N] < need_rows
@@ -1609,39 +1742,14 @@ def exec_plan(
                 or (k == C_KFREE_RCU and g[G_CRQ_N] >= len(crq))
             ):
                 g[G_STATUS] = ST_GROW
-                return i
+                return ic
         # advance(ts): lazy occupancy integration (reference SheafModel.advance)
-        t = ts[i]
-        if g[G_T_SET] == 0:
-            g[G_T_SET] = 1
-            g[G_T_FIRST] = t
+        t = ts[ic]
+        if t > g[G_T_LAST]:
             g[G_T_LAST] = t
-            for x in range(ncpus):
-                pc[x, PC_SINCE] = t
-            for x in range(nnodes):
-                nd[x, ND_SINCE] = t
-        elif t > g[G_T_LAST]:
-            g[G_T_LAST] = t
-        now = g[G_T_LAST]
 
         if k == C_ALLOC:
-            node = c[i]
-            if has_pcs and node == NUMA_NO_NODE:
-                m = pc[cp, PC_MAIN]
-                size = shm[m, SH_SZ]
-                if size > 0:
-                    # A2 hit, inline. Its _sample(cpu) reduces to the CPU's held objects going
-                    # down by one: no barn, sheaf struct or held peak can change.
-                    obj = sho[m, size - 1]
-                    shm[m, SH_SZ] = size - 1
-                    g[hit_a] += 1
-                    v = pc[cp, PC_VAL]
-                    pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
-                    pc[cp, PC_SINCE] = now
-                    pc[cp, PC_VAL] = v - 1
-                    g[X_HELD] -= 1
-                    objs[a[i]] = obj
-                    continue
+            node = c[ic]
             if not has_pcs:
                 # a 6.18 cache without sheaves: nothing the sample looks at can change (no
                 # sheaf, no barn, no term of the held-objects identity), so it is skipped
@@ -1650,43 +1758,23 @@ def exec_plan(
                 if n > 0 and row >= 0 and (node == NUMA_NO_NODE or slm[row, SL_NODE] == node):
                     g[ALLOC_FASTPATH] += 1  # X4 CPU freelist, inline
                     pc[cp, PC_CFN] = n - 1
-                    objs[a[i]] = cfree[cp, n - 1]
+                    objs[a[ic]] = cfree[cp, n - 1]
                 else:
-                    objs[a[i]] = s618_slab_alloc(
+                    objs[a[ic]] = s618_slab_alloc(
                         cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt
                     )
                 continue
-            obj = alloc_from_pcs(cp, node, b[i] != 0)
+            obj = alloc_from_pcs(cp, node, b[ic] != 0)
             if obj < 0:
                 obj = slab_alloc_one(cp, node, P, cn, g, pc, nd, slm, slf, cfree, sidr, rfree, mt)
             sample(cp, P, cn, g, pc, nd, shm)
-            objs[a[i]] = obj
+            objs[a[ic]] = obj
         elif k == C_FREE:
-            obj = objs[a[i]]
+            obj = objs[a[ic]]
             if obj < 0:
                 skips[K_FREE] += 1
                 continue
-            objs[a[i]] = -1
-            local = has_pcs and (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp])
-            if local:
-                m = pc[cp, PC_MAIN]
-                size = shm[m, SH_SZ]
-                if size != cap:
-                    # F2 hit, inline; _sample(cpu) reduces to one more held object
-                    sho[m, size] = obj
-                    shm[m, SH_SZ] = size + 1
-                    g[hit_f] += 1
-                    v = pc[cp, PC_VAL]
-                    pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
-                    pc[cp, PC_SINCE] = now
-                    pc[cp, PC_VAL] = v + 1
-                    if v + 1 > pc[cp, PC_MAX]:
-                        pc[cp, PC_MAX] = v + 1
-                    held = g[X_HELD] + 1
-                    g[X_HELD] = held
-                    if held > g[X_HELD_MAX]:
-                        g[X_HELD_MAX] = held
-                    continue
+            objs[a[ic]] = -1
             if not has_pcs:
                 # 6.18 without sheaves: X9 do_slab_free; the sample would be a no-op (above)
                 row = sidr[obj // ops]
@@ -1699,12 +1787,13 @@ def exec_plan(
                     one[0] = obj
                     s618_slab_free(cp, row, one, 0, 1, P, g, pc, nd, slm, slf, sidr, rfree)
                 continue
-            if not local or cap == 0:
+            if not (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp]) or cap == 0:
                 # straight to the slab (a remote object; F3.1 with no sheaves): no sheaf
                 # changes, so the sample would be a no-op
                 slab_free_one(cp, obj, P, g, pc, nd, slm, slf, cfree, sidr, rfree, one)
                 continue
-            if pcs_replace_full_main(cp):
+            # F2: into the main sheaf, replacing it first when full
+            if shm[pc[cp, PC_MAIN], SH_SZ] < cap or pcs_replace_full_main(cp):
                 m = pc[cp, PC_MAIN]
                 size = shm[m, SH_SZ]
                 sho[m, size] = obj
@@ -1714,36 +1803,11 @@ def exec_plan(
                 slab_free_one(cp, obj, P, g, pc, nd, slm, slf, cfree, sidr, rfree, one)
             sample(cp, P, cn, g, pc, nd, shm)
         elif k == C_KFREE_RCU:
-            obj = objs[a[i]]
+            obj = objs[a[ic]]
             if obj < 0:
                 skips[K_KFREE_RCU] += 1
                 continue
-            # (one node: every slab and CPU is on node 0, so the object is local; as for
-            # C_FREE, this skips obj_node's division and two dependent loads)
             local = has_pcs and (nnodes == 1 or obj_node(obj, P, slm, sidr) == cn[cp])
-            if local:
-                r = pc[cp, PC_RCU]
-                if r >= 0:
-                    size = shm[r, SH_SZ]
-                    if size + 1 < cap:
-                        # K2 into the CPU's rcu_free sheaf, not filling it, inline: no barn or
-                        # sheaf struct changes, so _sample(cpu) reduces to one more held
-                        # object (as the F2 hit above)
-                        sho[r, size] = obj
-                        shm[r, SH_SZ] = size + 1
-                        g[FREE_RCU_SHEAF] += 1
-                        v = pc[cp, PC_VAL]
-                        pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
-                        pc[cp, PC_SINCE] = now
-                        pc[cp, PC_VAL] = v + 1
-                        if v + 1 > pc[cp, PC_MAX]:
-                            pc[cp, PC_MAX] = v + 1
-                        held = g[X_HELD] + 1
-                        g[X_HELD] = held
-                        if held > g[X_HELD_MAX]:
-                            g[X_HELD_MAX] = held
-                        objs[a[i]] = -1
-                        continue
             if not (local and kfree_rcu_sheaf(cp, obj)):
                 q = g[G_CRQ_N]
                 crq[q, 0] = cp
@@ -1751,55 +1815,30 @@ def exec_plan(
                 g[G_CRQ_N] = q + 1
                 g[X_KFREE_RCU_CLASSIC] += 1
             sample(cp, P, cn, g, pc, nd, shm)
-            objs[a[i]] = -1
+            objs[a[ic]] = -1
         elif k == C_RCU_GP:
             rcu_grace_period()
         elif k == C_PREFILL:
-            h = prefill(cp, b[i])
+            h = prefill(cp, b[ic])
             if g[G_STATUS] == ST_ERROR:
-                return i
-            pslot[a[i]] = h
-        elif k == C_ALLOC_FROM_SHEAF:
-            h = pslot[b[i]]
-            if h < 0:
-                skips[K_POP_NONE] += 1
-                continue
-            o = h - OV_BASE
-            if h >= OV_BASE:
-                size = ovm[o, OV_SZ]
-            else:
-                size = shm[h, SH_SZ]
-            if size == 0:
-                g[X_ALLOC_FROM_SHEAF_NULL] += 1
-                skips[K_POP_EMPTY] += 1
-                continue
-            g[X_ALLOC_FROM_SHEAF] += 1
-            if h >= OV_BASE:
-                ovm[o, OV_SZ] = size - 1
-                obj = ovo[o, size - 1]
-            else:
-                shm[h, SH_SZ] = size - 1
-                obj = sho[h, size - 1]
-            # _sample(cpu): a prefilled sheaf is no CPU's and no barn's, so only the held
-            # objects change (one fewer; the peak cannot grow)
-            g[X_HELD] -= 1
-            objs[a[i]] = obj
+                return ic
+            pslot[a[ic]] = h
         elif k == C_RETURN_SHEAF:
-            h = pslot[a[i]]
+            h = pslot[a[ic]]
             if h >= 0:
                 return_sheaf(cp, h)
-                pslot[a[i]] = -1
+                pslot[a[ic]] = -1
         elif k == C_REFILL_SHEAF:
-            h = pslot[a[i]]
+            h = pslot[a[ic]]
             if h < 0:
                 skips[K_REFILL_NONE] += 1
                 continue
-            pslot[a[i]] = refill_prefilled(cp, h, b[i])
+            pslot[a[ic]] = refill_prefilled(cp, h, b[ic])
             if g[G_STATUS] == ST_ERROR:
-                return i
+                return ic
         elif k == C_ALLOC_BULK:
-            off = a[i]
-            kk = b[i]
+            off = a[ic]
+            kk = b[ic]
             got = 0
             if has_pcs:
                 # B2 alloc_from_pcs_bulk
@@ -1837,8 +1876,8 @@ def exec_plan(
             for j in range(got):
                 objs[aux[off + j]] = scr[j]
         elif k == C_FREE_BULK:
-            off = a[i]
-            kk = b[i]
+            off = a[ic]
+            kk = b[ic]
             n = 0
             for j in range(kk):
                 o2 = objs[aux[off + j]]
@@ -1864,7 +1903,7 @@ def exec_plan(
             kmem_cache_shrink()
         else:
             g[G_STATUS] = ST_ERROR
-            return i
+            return ic
     g[G_STATUS] = ST_DONE
     return n_cmd
 
