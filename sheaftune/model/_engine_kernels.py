@@ -177,6 +177,10 @@ from sheaftune.model._engine_layout import (
 #: No NRT: every array is allocated by ``_State`` in Python, and without NRT a call passing
 #: arrays costs no atomic reference-count updates (they dominated the replay's time before).
 _jit = njit(cache=True, nogil=True, _nrt=False)  # type: ignore[call-overload]
+#: For the few small functions called once per object or per command on common paths: numba
+#: inlines them into their callers (its IR inliner), so a call does not pass every array
+#: argument's fields (about nine words each) on the stack.
+_jit_inline = njit(cache=True, nogil=True, _nrt=False, inline="always")  # type: ignore[call-overload]
 
 
 # ------------------------------------------------------------------ random (R4 gate)
@@ -499,7 +503,7 @@ def s73_alloc_one(cpu, node, P, cn, g, nd, slm, slf, sidr, rfree, mt):
     return obj
 
 
-@_jit
+@_jit_inline
 def s73_slab_free(row, p, lo, hi, P, g, nd, slm, slf, sidr, rfree):
     """F5 ``__slab_free`` of the chain ``p[hi-1], p[hi-2], ..., p[lo]`` (push order)."""
     node = slm[row, SL_NODE]
@@ -768,7 +772,7 @@ def s618_slab_free(cpu, row, p, lo, hi, P, g, pc, nd, slm, slf, sidr, rfree):
         discard(row, g, slm, sidr, rfree)
 
 
-@_jit
+@_jit_inline
 def s618_do_slab_free(cpu, row, p, lo, hi, P, g, pc, nd, slm, slf, cfree, sidr, rfree):
     """X9 ``do_slab_free``: the CPU freelist if ``row`` is the CPU slab, else ``__slab_free``."""
     if row == pc[cpu, PC_CSLAB]:
@@ -1012,7 +1016,7 @@ def sample_global(P, g):
         g[X_SHEAVES_LIVE_MAX] = g[X_SHEAVES_LIVE]
 
 
-@_jit
+@_jit_inline
 def sample(cpu, P, cn, g, pc, nd, shm):
     """``_sample(cpu)``: peaks and lazy integrals of ``cpu`` and its node; ``cpu < 0``: of
     every CPU and node."""
@@ -1617,97 +1621,105 @@ def exec_plan(
         n_rcu = 0  # FREE_RCU_SHEAF
         n_pop = 0  # X_ALLOC_FROM_SHEAF
         while i < n_cmd:
-            k = cmd[i]
-            cp = np.int64(cpu[i])
+            # (indices known to be >= 0 are cast to uint64: numba then skips the negative
+            # index wrap-around, three instructions per access on this path)
+            ix = np.uint64(i)
+            k = cmd[ix]
+            cq = np.uint64(cpu[ix])
             if k == C_ALLOC:
                 # A2 hit
-                if not has_pcs or c[i] != NUMA_NO_NODE:
+                if not has_pcs or c[ix] != NUMA_NO_NODE:
                     break
-                m = pc[cp, PC_MAIN]
-                size = shm[m, SH_SZ]
+                mu = np.uint64(pc[cq, PC_MAIN])
+                size = shm[mu, SH_SZ]
                 if size == 0:
                     break
-                t = ts[i]
+                t = ts[ix]
                 if t > now:
                     now = t
-                shm[m, SH_SZ] = size - 1
-                objs[a[i]] = sho[m, size - 1]
+                shm[mu, SH_SZ] = size - 1
+                objs[np.uint64(a[ix])] = sho[mu, np.uint64(size - 1)]
                 n_ha += 1
-                v = pc[cp, PC_VAL]
-                pc[cp, PC_INT] += v * (now - pc[cp, PC_SINCE])
-                pc[cp, PC_SINCE] = now
-                pc[cp, PC_VAL] = v - 1
+                v = pc[cq, PC_VAL]
+                pc[cq, PC_INT] += v * (now - pc[cq, PC_SINCE])
+                pc[cq, PC_SINCE] = now
+                pc[cq, PC_VAL] = v - 1
                 held -= 1
             elif k == C_FREE or k == C_KFREE_RCU:
-                obj = objs[a[i]]
+                slot = np.uint64(a[ix])
+                obj = objs[slot]
                 if obj >= 0:
                     # F2 hit into the main sheaf, or K2 into the CPU's rcu_free sheaf without
                     # filling it. (One node: every slab and CPU is on node 0, so the object
                     # is local: no obj_node division and its two dependent loads.)
                     if not has_pcs:
                         break
-                    if nnodes != 1 and obj_node(obj, P, slm, sidr) != cn[cp]:
+                    if nnodes != 1 and obj_node(obj, P, slm, sidr) != cn[cq]:
                         break
                     if k == C_FREE:
-                        m = pc[cp, PC_MAIN]
-                        size = shm[m, SH_SZ]
+                        sm = pc[cq, PC_MAIN]
+                        mu = np.uint64(sm)
+                        size = shm[mu, SH_SZ]
                         if size == cap:
                             break
                         n_hf += 1
                     else:
-                        m = pc[cp, PC_RCU]
-                        if m < 0:
+                        sm = pc[cq, PC_RCU]
+                        if sm < 0:
                             break
-                        size = shm[m, SH_SZ]
+                        mu = np.uint64(sm)
+                        size = shm[mu, SH_SZ]
                         if size + 1 >= cap:
                             break
                         n_rcu += 1
-                    t = ts[i]
+                    t = ts[ix]
                     if t > now:
                         now = t
-                    sho[m, size] = obj
-                    shm[m, SH_SZ] = size + 1
-                    objs[a[i]] = -1
-                    v = pc[cp, PC_VAL] + 1
-                    pc[cp, PC_INT] += (v - 1) * (now - pc[cp, PC_SINCE])
-                    pc[cp, PC_SINCE] = now
-                    pc[cp, PC_VAL] = v
-                    if v > pc[cp, PC_MAX]:
-                        pc[cp, PC_MAX] = v
+                    sho[mu, np.uint64(size)] = obj
+                    shm[mu, SH_SZ] = size + 1
+                    objs[slot] = -1
+                    v = pc[cq, PC_VAL] + 1
+                    pc[cq, PC_INT] += (v - 1) * (now - pc[cq, PC_SINCE])
+                    pc[cq, PC_SINCE] = now
+                    pc[cq, PC_VAL] = v
+                    if v > pc[cq, PC_MAX]:
+                        pc[cq, PC_MAX] = v
                     held += 1
                     if held > held_max:
                         held_max = held
                 else:
-                    t = ts[i]
+                    t = ts[ix]
                     if t > now:
                         now = t
                     skips[K_FREE if k == C_FREE else K_KFREE_RCU] += 1
             elif k == C_ALLOC_FROM_SHEAF:
                 # P4 kmem_cache_alloc_from_sheaf, always here: a prefilled sheaf is no CPU's
                 # and no barn's, so only the held objects change (one fewer)
-                t = ts[i]
+                t = ts[ix]
                 if t > now:
                     now = t
-                h = pslot[b[i]]
+                h = pslot[np.uint64(b[ix])]
                 if h < 0:
                     skips[K_POP_NONE] += 1
                 else:
-                    o = h - OV_BASE
+                    o = np.uint64(h - OV_BASE)
+                    hu = np.uint64(h)
                     if h >= OV_BASE:
                         size = ovm[o, OV_SZ]
                     else:
-                        size = shm[h, SH_SZ]
+                        size = shm[hu, SH_SZ]
                     if size == 0:
                         g[X_ALLOC_FROM_SHEAF_NULL] += 1
                         skips[K_POP_EMPTY] += 1
                     else:
                         n_pop += 1
+                        top = np.uint64(size - 1)
                         if h >= OV_BASE:
                             ovm[o, OV_SZ] = size - 1
-                            objs[a[i]] = ovo[o, size - 1]
+                            objs[np.uint64(a[ix])] = ovo[o, top]
                         else:
-                            shm[h, SH_SZ] = size - 1
-                            objs[a[i]] = sho[h, size - 1]
+                            shm[hu, SH_SZ] = size - 1
+                            objs[np.uint64(a[ix])] = sho[hu, top]
                         held -= 1
             else:
                 break
