@@ -318,9 +318,11 @@ def add_partial(node, row, tail, nd, slm):
 def build_detached_freelist(p, size, P):
     """B5 ``build_detached_freelist`` on ``p[:size]`` in place: the taken objects end up in
     ``p[same:size]``, the chain (push order) is that range read backwards."""
+    # (objects, sizes and indices are >= 0: unsigned arithmetic and indexing skip the sign
+    # fix-ups of a floor division and of negative indices)
     ops = P[P_OPS]
     size -= 1
-    sid = p[size] // ops
+    sid = np.int64(np.uint64(p[np.uint64(size)]) // np.uint64(ops))
     # o // ops == sid exactly when lo <= o < hi (ops > 0): no division per object
     lo = sid * ops
     hi = lo + ops
@@ -328,13 +330,12 @@ def build_detached_freelist(p, size, P):
     same = size
     while size:
         size -= 1
-        o = p[size]
+        o = p[np.uint64(size)]
         if lo <= o < hi:
             same -= 1
             if size != same:
-                t = p[same]
-                p[same] = p[size]
-                p[size] = t
+                p[np.uint64(size)] = p[np.uint64(same)]
+                p[np.uint64(same)] = o
             continue
         lookahead -= 1
         if not lookahead:
@@ -399,12 +400,13 @@ def s73_refill_node(node, k, got, out, P, g, nd, slm, slf):
         nf = slm[row, SL_NFREE]
         total += nf
         n_take = min(k - got, nf)
+        r = np.uint64(row)
         for _ in range(n_take):
             nf -= 1
-            out[got] = slf[row, nf]
+            out[np.uint64(got)] = slf[r, np.uint64(nf)]
             got += 1
-        slm[row, SL_NFREE] = nf
-        slm[row, SL_INUSE] = ops - nf
+        slm[r, SL_NFREE] = nf
+        slm[r, SL_INUSE] = ops - nf
         if nf:
             list_lock(g)
             add_partial(node, row, True, nd, slm)
@@ -506,16 +508,17 @@ def s73_alloc_one(cpu, node, P, cn, g, nd, slm, slf, sidr, rfree, mt):
 @_jit_inline
 def s73_slab_free(row, p, lo, hi, P, g, nd, slm, slf, sidr, rfree):
     """F5 ``__slab_free`` of the chain ``p[hi-1], p[hi-2], ..., p[lo]`` (push order)."""
-    node = slm[row, SL_NODE]
-    nf = slm[row, SL_NFREE]
+    r = np.uint64(row)  # (a live slab's row: unsigned indexing skips the wrap-around)
+    node = slm[r, SL_NODE]
+    nf = slm[r, SL_NFREE]
     was_full = nf == 0
-    on_partial = slm[row, SL_WHERE] == W_NODE_PARTIAL
+    on_partial = slm[r, SL_WHERE] == W_NODE_PARTIAL
     for j in range(hi - 1, lo - 1, -1):
-        slf[row, nf] = p[j]
+        slf[r, np.uint64(nf)] = p[np.uint64(j)]
         nf += 1
-    slm[row, SL_NFREE] = nf
-    slm[row, SL_INUSE] -= hi - lo
-    inuse = slm[row, SL_INUSE]
+    slm[r, SL_NFREE] = nf
+    inuse = slm[r, SL_INUSE] - (hi - lo)
+    slm[r, SL_INUSE] = inuse
     if not (inuse == 0 or was_full):
         return
     if not on_partial and not was_full:
@@ -827,7 +830,7 @@ def slab_free_bulk(cpu, p, size, P, g, pc, nd, slm, slf, cfree, sidr, rfree):
     while size:
         hi = size
         size, sid = build_detached_freelist(p, size, P)
-        row = sidr[sid]
+        row = sidr[np.uint64(sid)]
         if P[P_V618]:
             s618_do_slab_free(cpu, row, p, size, hi, P, g, pc, nd, slm, slf, cfree, sidr, rfree)
         else:
