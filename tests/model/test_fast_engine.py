@@ -348,6 +348,38 @@ def test_checkpoint_is_the_replay_of_the_prefix(
             assert_same(run_reference(_head(plan, k), pp), pre)
 
 
+def _slice(plan: Plan, lo: int, hi: int) -> Plan:
+    return Plan(
+        plan.ts_ns[lo:hi], plan.cmd[lo:hi], plan.cpu[lo:hi], plan.a[lo:hi], plan.b[lo:hi],
+        plan.c[lo:hi], plan.aux, plan.n_objects, plan.n_sheaves,
+    )  # fmt: skip
+
+
+@settings(
+    max_examples=int(os.environ.get("SHEAFTUNE_FAST_EXAMPLES", "400")) // 4,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(p=params_st(), raw=ops_st(), cuts=st.lists(st.floats(0.0, 1.0), max_size=4))
+def test_session_chunks_equal_one_run(
+    p: ModelParams, raw: list[tuple[int, ...]], cuts: list[float]
+) -> None:
+    """A plan fed to a ``Session`` in consecutive chunks (``tracereplay``'s streamed replay),
+    cut anywhere (inside a run of sheaf hits too) and led by an empty chunk, gives ``run``'s
+    result: the interpreter's hit runs and occupancy clock carry over between calls."""
+    plan = build_random_plan(p, raw)
+    try:
+        whole = fast.run(plan, p)
+    except ModelError:
+        return
+    ks = sorted({0, len(plan), *(int(len(plan) * c) for c in cuts)})
+    session = fast.Session(p, plan.n_objects, plan.n_sheaves, fast._facts(plan).ov_width)
+    session.feed(_slice(plan, 0, 0))
+    for lo, hi in zip(ks, ks[1:], strict=False):
+        session.feed(_slice(plan, lo, hi))
+    assert_same(whole, session.result())
+
+
 def test_checkpoint_on_a_real_trace() -> None:
     """The same on the biggest cache of the example trace, cut at a quarter (as recommend),
     every bucket capacity, in parallel threads."""
