@@ -1608,6 +1608,7 @@ def exec_plan(
             pc[x, PC_SINCE] = t
         for x in range(nnodes):
             nd[x, ND_SINCE] = t
+    one_node_pcs = has_pcs and nnodes == 1  # every object is local to every CPU
     i = i0
     while True:
         # ---- sheaf hits: a run of commands served by a per-CPU or prefilled sheaf, or
@@ -1643,10 +1644,11 @@ def exec_plan(
                 shm[mu, SH_SZ] = size - 1
                 objs[np.uint64(a[ix])] = sho[mu, np.uint64(size - 1)]
                 n_ha += 1
-                v = pc[cq, PC_VAL]
-                pc[cq, PC_INT] += v * (now - pc[cq, PC_SINCE])
-                pc[cq, PC_SINCE] = now
-                pc[cq, PC_VAL] = v - 1
+                # the CPU's occupancy integral up to any later T is INT + VAL * (T - SINCE)
+                # (the lazy form sample_cpu and _result read): a step of -1 at `now` keeps it
+                # exact by moving INT by +(now - SINCE), SINCE unchanged (no multiply)
+                pc[cq, PC_INT] += now - pc[cq, PC_SINCE]
+                pc[cq, PC_VAL] -= 1
                 held -= 1
             elif k == C_FREE or k == C_KFREE_RCU:
                 slot = np.uint64(a[ix])
@@ -1655,9 +1657,7 @@ def exec_plan(
                     # F2 hit into the main sheaf, or K2 into the CPU's rcu_free sheaf without
                     # filling it. (One node: every slab and CPU is on node 0, so the object
                     # is local: no obj_node division and its two dependent loads.)
-                    if not has_pcs:
-                        break
-                    if nnodes != 1 and obj_node(obj, P, slm, sidr) != cn[cq]:
+                    if not one_node_pcs and (not has_pcs or obj_node(obj, P, slm, sidr) != cn[cq]):
                         break
                     if k == C_FREE:
                         sm = pc[cq, PC_MAIN]
@@ -1682,8 +1682,7 @@ def exec_plan(
                     shm[mu, SH_SZ] = size + 1
                     objs[slot] = -1
                     v = pc[cq, PC_VAL] + 1
-                    pc[cq, PC_INT] += (v - 1) * (now - pc[cq, PC_SINCE])
-                    pc[cq, PC_SINCE] = now
+                    pc[cq, PC_INT] -= now - pc[cq, PC_SINCE]  # a step of +1 (as above)
                     pc[cq, PC_VAL] = v
                     if v > pc[cq, PC_MAX]:
                         pc[cq, PC_MAX] = v
