@@ -31,7 +31,10 @@ Mersenne Twister state is copied in and stepped here.
 Where the reference samples occupancy after an API call (``_sample``), the engine does the same
 work incrementally: barn held counts are kept at each push and pop, and on a sheaf hit (or a
 call that touches no sheaf) the sample reduces to the CPU's held count moving by one (or to
-nothing), applied inline with the same lazy integrals.
+nothing), applied inline with the same lazy integrals. Such commands (sheaf hits, skipped
+frees, pops from prefilled sheaves) run in a tight inner loop of the interpreter, their
+counters in locals, without the pool headroom check (they take nothing from a pool); every
+other command takes the general path, shaped as the reference.
 
 The compiled functions run without numba's reference counting (``_nrt=False``): every array is
 allocated here in Python, and per-call reference counting of array arguments cost more than the
