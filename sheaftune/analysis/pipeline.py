@@ -235,8 +235,10 @@ class _Replays:
         for name in self.names:
             n = len(self.rows[name])
             job = self.jobs[name] = _CacheJobs(name, name in rec)
-            # (the recommendations' plans first, largest first: each opens many replays)
-            self.pool.add(_FIRST / 2 + n if job.recommend else 2 * n, self._prepare, job, n)
+            # (the recommendations' plans first, each opening many replays, the longest first:
+            # a plan has about two commands per allocation, its free seen or not)
+            cost = _FIRST / 2 + allocs[name] if job.recommend else 2 * n
+            self.pool.add(cost, self._prepare, job, n)
 
     def close(self) -> None:
         """Wait for every job."""
