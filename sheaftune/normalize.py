@@ -513,10 +513,13 @@ def _bound_of_codes(tree_height: int) -> np.ndarray:
     the largest rule among them (``request_bound`` with nothing used)."""
     cached = _BOUND_OF_CODES.get(tree_height)
     if cached is None:
-        rule = [request_bound(name, tree_height, 0) for name in _STORE_TYPES]
-        cached = np.zeros(1 << len(_STORE_TYPES), dtype=np.int64)
-        for m in range(1, len(cached)):
-            cached[m] = max(0, *(b for c, b in enumerate(rule) if m >> c & 1))
+        rule = [max(0, request_bound(name, tree_height, 0)) for name in _STORE_TYPES]
+        bound = [0] * (1 << len(_STORE_TYPES))
+        for m in range(1, len(bound)):
+            # a set is its lowest code and the set without it
+            low = (m & -m).bit_length() - 1
+            bound[m] = max(bound[m & (m - 1)], rule[low])
+        cached = np.array(bound, dtype=np.int64)
         _BOUND_OF_CODES[tree_height] = cached
     return cached
 
