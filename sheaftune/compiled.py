@@ -868,7 +868,9 @@ def _build(entry: _Entry) -> None:
 def _run_pycc(entry: _Entry, out_dir: Path) -> str:
     import subprocess
 
-    # the child must import the same sheaftune: put its root first on its path
+    # the child must import the same sheaftune: put its root first on its path, and keep
+    # ``-c``'s current directory off it (-P), or a run started in another checkout would
+    # compile that checkout's sources under this one's key
     root = _origin(entry.module_name)
     for _ in entry.module_name.split("."):
         root = root.parent
@@ -877,7 +879,15 @@ def _run_pycc(entry: _Entry, out_dir: Path) -> str:
     env.pop("NUMBA_DISABLE_JIT", None)
     try:
         proc = subprocess.run(
-            [sys.executable, "-c", _BUILD_SCRIPT, entry.module_name, entry.ext_name, str(out_dir)],
+            [
+                sys.executable,
+                "-P",
+                "-c",
+                _BUILD_SCRIPT,
+                entry.module_name,
+                entry.ext_name,
+                str(out_dir),
+            ],
             env=env,
             capture_output=True,
             text=True,

@@ -465,3 +465,27 @@ def test_key_is_remembered_until_a_source_changes(
     assert compiled._remembered_entry(name) is None
     key_file.write_text(json.dumps({"key": "x", "sources": [], "dists": []}))
     assert compiled._remembered_entry(name) is None
+
+
+def test_a_build_compiles_the_imported_source_not_the_current_directorys(
+    built: Path, kern_dir: Path, tmp_path: Path
+) -> None:
+    """A run started in another checkout (its current directory holds other sources of the
+    same module) builds the sources it imports: the child's ``-c`` path must not come first."""
+    name = "stkern_cwd"
+    (kern_dir / f"{name}.py").write_text(KERNEL_SOURCE)
+    other = tmp_path / "other-checkout"
+    other.mkdir()
+    (other / f"{name}.py").write_text(KERNEL_SOURCE.replace("return x[i] * 2", "return x[i] * 5"))
+    code = (
+        "import numpy as np; from sheaftune import compiled; "
+        f"k = compiled.kernels({name!r}); "
+        "print(k.total(np.arange(10, dtype=np.int64), 1), type(k).__name__)"
+    )
+    env = dict(os.environ, SHEAFTUNE_CACHE_DIR=str(tmp_path / "c"), PYTHONPATH=str(kern_dir))
+    env.pop("SHEAFTUNE_AOT", None)
+    # -P: the parent itself imports from PYTHONPATH (kern_dir), as an installed sheaftune would
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], env=env, cwd=other, capture_output=True, text=True
+    )
+    assert out.stdout.split() == ["90", "Kernels"], out.stderr
