@@ -58,6 +58,7 @@ _M27 = np.uint64(0x07FFFFFF)
 _ONES = np.uint64(0x0101010101010101)
 _HIGHS = np.uint64(0x8080808080808080)
 _TOP5 = np.uint64(0x1F) << np.uint64(59)
+_NEWLINES = np.uint64(0x0A0A0A0A0A0A0A0A)
 
 
 @njit(cache=True, nogil=True, inline="always", _nrt=False)  # type: ignore[call-overload]
@@ -758,42 +759,56 @@ def kallsyms_lookup(data, width, queries, best_sym, best_addr, info):  # type: i
         best_addr[j] = 0
     kept = 0
     amax = np.uint64(0)
+    lo = 0  # the first query at or above the last address: kallsyms is nearly sorted
     i = 0
     while i < n:
+        # the line's end: eight bytes at a time (the lowest byte equal to '\n' is found
+        # exactly by the zero-byte test of the word xor '\n' * 8)
         j = i
-        while j < n and data[np.uint64(j)] != 10:
-            j += 1
+        found = False
+        while j + 8 <= n:
+            x = _rd(data, j, 8, False) ^ _NEWLINES
+            z = (x - _ONES) & ~x & _HIGHS
+            if z:
+                low = (z & (~z + np.uint64(1))) >> np.uint64(7)
+                j += 8 - np.int64(((low * _ONES) * _ONES) >> np.uint64(56))
+                found = True
+                break
+            j += 8
+        if not found:
+            while j < n and data[np.uint64(j)] != 10:
+                j += 1
         # line [i, j)
         if j - i >= width + 4 and data[i + width] == 32 and data[i + width + 2] == 32:
             a = np.uint64(0)
             ok = True
             for p in range(i, i + width):
-                c = data[np.uint64(p)]
-                if 48 <= c <= 57:
-                    dv = c - 48
-                elif 97 <= c <= 102:
-                    dv = c - 87
-                elif 65 <= c <= 70:
-                    dv = c - 55
-                else:
-                    ok = False
-                    break
-                a = (a << np.uint64(4)) | np.uint64(dv)
+                # hex digit without branches: (c & 15) + 9 for letters (bit 6 set)
+                c = np.uint64(data[np.uint64(p)])
+                digit = c - np.uint64(48) < np.uint64(10)
+                letter = (c | np.uint64(32)) - np.uint64(97) < np.uint64(6)
+                ok = ok & (digit | letter)
+                a = (a << np.uint64(4)) | ((c & np.uint64(15)) + np.uint64(9) * (c >> np.uint64(6)))
             t = data[i + width + 1]
             ns = i + width + 3
             if ok and t != 97 and t != 65 and data[ns] != 36:
                 if kept == 0 or a > amax:
                     amax = a
                 kept += 1
-                # the first query at or above a
-                lo = 0
-                hi = nq
-                while lo < hi:
-                    mid = (lo + hi) >> 1
-                    if queries[mid] < a:
-                        lo = mid + 1
-                    else:
-                        hi = mid
+                # the first query at or above a: the last one, or the next, else a search
+                if (lo == 0 or queries[lo - 1] < a) and (lo == nq or queries[lo] >= a):
+                    pass
+                elif lo < nq and queries[lo] < a and (lo + 1 == nq or queries[lo + 1] >= a):
+                    lo += 1
+                else:
+                    lo = 0
+                    hi = nq
+                    while lo < hi:
+                        mid = (lo + hi) >> 1
+                        if queries[mid] < a:
+                            lo = mid + 1
+                        else:
+                            hi = mid
                 if lo < nq and (best_sym[lo] < 0 or a >= best_addr[lo]):
                     best_sym[lo] = ns
                     best_addr[lo] = a
