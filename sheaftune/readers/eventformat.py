@@ -10,8 +10,8 @@ longs, optional ``name``/``node``/``accounted``), so nothing here assumes a layo
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 #: ``\tfield:<decl>;\toffset:<n>;\tsize:<n>;[\tsigned:<0|1>;]`` (very old kernels lack signed:)
 _FIELD_RE = re.compile(
@@ -29,29 +29,84 @@ class FormatError(ValueError):
     """A format or header_page text does not follow the tracefs grammar."""
 
 
-@dataclass(frozen=True)
-class Field:
+class _Value:
+    """An immutable record compared, hashed and shown by its fields: what
+    ``@dataclass(frozen=True)`` gives, without the millisecond each such class costs every run
+    at import (these are imported by every read of a trace.dat)."""
+
+    __slots__: tuple[str, ...] = ()
+
+    def __init__(self, *values: Any) -> None:
+        for name, value in zip(self.__slots__, values, strict=True):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self.__slots__)
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is not type(self):
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__slots__)
+        return f"{type(self).__name__}({args})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:  # (pickle and copy: no setattr)
+        return type(self), self._values()
+
+
+class Field(_Value):
     """One field of an event payload, as the format file declares it."""
 
+    __slots__ = ("name", "decl", "offset", "size", "signed", "loc", "is_array")
     name: str
     decl: str
     offset: int
     size: int
     signed: bool
     #: ``"data_loc"`` / ``"rel_loc"`` for dynamic arrays (strings), None for fixed fields
-    loc: str | None = None
-    is_array: bool = False
+    loc: str | None
+    is_array: bool
+
+    def __init__(
+        self,
+        name: str,
+        decl: str,
+        offset: int,
+        size: int,
+        signed: bool,
+        loc: str | None = None,
+        is_array: bool = False,
+    ) -> None:
+        super().__init__(name, decl, offset, size, signed, loc, is_array)
 
 
-@dataclass(frozen=True)
-class EventFormat:
+class EventFormat(_Value):
     """One tracepoint's payload layout: ``system:name``, its numeric ID and its fields."""
 
+    __slots__ = ("system", "name", "id", "fields", "print_fmt")
     system: str
     name: str
     id: int
-    fields: dict[str, Field] = field(default_factory=dict)
-    print_fmt: str = ""
+    fields: dict[str, Field]
+    print_fmt: str
+
+    def __init__(
+        self,
+        system: str,
+        name: str,
+        id: int,  # noqa: A002 - the format file's own word
+        fields: dict[str, Field] | None = None,
+        print_fmt: str = "",
+    ) -> None:
+        super().__init__(system, name, id, {} if fields is None else fields, print_fmt)
 
     def get(self, name: str) -> Field | None:
         return self.fields.get(name)
@@ -122,17 +177,20 @@ def format_id(text: bytes) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
-class HeaderPage:
+class HeaderPage(_Value):
     """The ring-buffer sub-buffer layout from ``events/header_page``.
 
     ``long_size`` is the kernel's long (the size of ``commit``), which sets the page-header
     length and the width of a stored missed-events count; it is not the recorder's long size.
     """
 
+    __slots__ = ("long_size", "data_offset", "page_size")
     long_size: int
     data_offset: int
     page_size: int
+
+    def __init__(self, long_size: int, data_offset: int, page_size: int) -> None:
+        super().__init__(long_size, data_offset, page_size)
 
 
 def parse_header_page(text: str | bytes) -> HeaderPage:

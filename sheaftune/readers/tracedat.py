@@ -34,7 +34,6 @@ import sys
 import threading
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -103,16 +102,18 @@ MAX_THREADS = 4
 MAX_MARKERS_KEPT = 10000
 
 
-@dataclass
 class _Buffer:
     """One flyrecord buffer: the top one (name "") or an instance."""
 
-    name: str
-    clock: str | None = None
-    page_size: int | None = None
-    section_offset: int | None = None  # v7: the flyrecord section header
-    compressed: bool = False
-    cpus: list[tuple[int, int, int]] = field(default_factory=list)  # (cpu, offset, size)
+    __slots__ = ("name", "clock", "page_size", "section_offset", "compressed", "cpus")
+
+    def __init__(self, name: str, page_size: int | None = None):
+        self.name = name
+        self.clock: str | None = None
+        self.page_size = page_size
+        self.section_offset: int | None = None  # v7: the flyrecord section header
+        self.compressed = False
+        self.cpus: list[tuple[int, int, int]] = []  # (cpu, offset, size)
 
 
 class _Cursor:
