@@ -116,20 +116,21 @@ def rehash(tab, new, lsh):  # type: ignore[no-untyped-def]
 
 
 @_kjit
-def kmalloc_keys(rows, bytes_alloc, gfp, at, ktab, counts):  # type: ignore[no-untyped-def]
-    """Kmalloc rows ``rows[at:]``: add each one's (size, family) tag to ``ktab``. Returns
-    len(rows), or the position in ``rows`` where ``ktab`` needs to grow."""
+def kmalloc_keys(op, bytes_alloc, gfp, lo, hi, ktab, counts):  # type: ignore[no-untyped-def]
+    """The kmalloc rows among lo..hi: add each one's (size, family) tag to ``ktab``. Returns
+    hi, or the row where ``ktab`` needs to grow."""
     cap = ktab.shape[0]
-    for r in range(at, len(rows)):
-        i = rows[r]
+    for i in range(lo, hi):
+        if op[i] != _KMALLOC:
+            continue
         tag = _kmalloc_tag(bytes_alloc[i], gfp[i])
         s = _find(ktab, tag, 0)
         if ktab[s, 0] == 0:
             if (counts[C_KEYS_USED] + 1) * 2 > cap:
-                return r
+                return i
             ktab[s, 0] = tag
             counts[C_KEYS_USED] += 1
-    return len(rows)
+    return hi
 
 
 @_kjit
@@ -426,7 +427,7 @@ _MATCH_ARGS = (
 
 AOT_EXPORTS = {
     "rehash": f"i8({_TABLE}, {_TABLE}, i8)",
-    "kmalloc_keys": f"i8(i8[::1], u4[::1], u4[::1], i8, {_TABLE}, i8[::1])",
+    "kmalloc_keys": f"i8(u1[::1], u4[::1], u4[::1], i8, i8, {_TABLE}, i8[::1])",
     "classify": "i8(u1[::1], u8[::1], i8, i8, b1, i8, u2[::1], i8[::1])",
     "resolve_kmalloc": f"i8(i8[::1], u4[::1], u4[::1], {_TABLE}, i4[::1])",
     "match_pointers_i4": "i8(" + _MATCH_ARGS.format(idx="i4") + ")",

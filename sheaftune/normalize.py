@@ -170,9 +170,8 @@ def normalize(table: EventTable) -> Normalized:
     for lo, hi in _chunks(n):
         if nb > 1:
             k.classify(op, ptr, lo, hi, hashed, bits, bucket, counts)
-        km = _kmalloc_rows(op, lo, hi)
-        at = 0
-        while (at := k.kmalloc_keys(km, bytes_alloc, gfp, at, ktab, counts)) < len(km):
+        at = lo
+        while (at := k.kmalloc_keys(op, bytes_alloc, gfp, at, hi, ktab, counts)) < hi:
             ktab = _grown(k, ktab, 0)
         table.release()
 
