@@ -155,7 +155,9 @@ def normalize(table: EventTable) -> Normalized:
     ptr = _col(table, "ptr")
     bytes_alloc = _col(table, "bytes_alloc")
     gfp = _col(table, "gfp")
-    cache_id = np.array(table.cache_id, dtype=np.int32)
+    # (a copy: the matching gives kmallocs and kfrees their caches in it)
+    alloc_of, reused_by, cache_id, live_at_end = _new_columns(n, index_dtype(n))
+    cache_id[:] = table.cache_id
     caches = list(table.caches)
     name_ids = {name: i for i, name in enumerate(caches)}
     hashed = bool(table.meta.pointers_hashed)
@@ -196,9 +198,6 @@ def normalize(table: EventTable) -> Normalized:
     # swept in time order; a matched kfree takes the cache of its allocation, a named free keeps
     # its name
     idx = index_dtype(n)
-    alloc_of: np.ndarray = np.full(n, -1, dtype=idx)
-    reused_by: np.ndarray = np.full(n, -1, dtype=idx)
-    live_at_end = np.zeros(n, dtype=bool)
     match = k.match_pointers_i4 if idx is np.int32 else k.match_pointers_i8
     # (about twice the distinct pointers of a bucket: a guess, grown when short)
     ptab = _table(min(FIRST_SLOTS, _pow2(2 * min(n, BUCKET_EVENTS))), PTR_COLS)
@@ -273,6 +272,24 @@ def _kernels() -> Any:
 def _col(table: EventTable, name: str) -> np.ndarray:
     """A column as the kernels take it (C-contiguous; a no-op for the tables readers build)."""
     return np.ascontiguousarray(table.columns[name])
+
+
+def _new_columns(n: int, idx: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``alloc_of`` and ``reused_by`` (all -1), room for ``cache_id`` (int32) and
+    ``live_at_end`` (all False), carved from one allocation: fresh memory is paid for by a page
+    fault per page as it is first written, and a block of 4 MiB or more gets transparent huge
+    pages from numpy where the separate columns would fault page by page."""
+    w = np.dtype(idx).itemsize
+    buf = np.empty((2 * w + 5) * n, dtype=np.uint8)
+    ends = (w * n, 2 * w * n, (2 * w + 4) * n)
+    buf[: ends[1]].fill(0xFF)  # (-1 in every index)
+    buf[ends[2] :].fill(0)
+    return (
+        buf[: ends[0]].view(idx),
+        buf[ends[0] : ends[1]].view(idx),
+        buf[ends[1] : ends[2]].view(np.int32),
+        buf[ends[2] :].view(np.bool_),
+    )
 
 
 def _kmalloc_rows(op: np.ndarray, lo: int, hi: int) -> np.ndarray:
