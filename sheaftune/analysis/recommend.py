@@ -826,7 +826,7 @@ def prepare_for_cache(
     base = dataclasses.replace(
         base, nodes=replay_nodes, cpu_node=contiguous_cpu_nodes(base.cpus, replay_nodes)
     )
-    fit_plan_to_nodes(plan, base.nodes)
+    fit_plan_to_nodes(plan, base.nodes, norm)
     cpus = options.cpus or base.cpus
     nodes = options.nodes or 1
     if nodes > cpus:

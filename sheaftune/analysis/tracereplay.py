@@ -407,12 +407,18 @@ def build_plan(
     return CacheCommands(norm, cache, policy, rows).plan()
 
 
-def fit_plan_to_nodes(plan: Plan | StreamedPlan, nodes: int) -> Plan | StreamedPlan:
+def fit_plan_to_nodes(
+    plan: Plan | StreamedPlan, nodes: int, norm: Normalized | None = None
+) -> Plan | StreamedPlan:
     """Node-specific allocations for nodes the modelled machine lacks become "any node".
 
     A trace from a NUMA machine replayed on fewer modelled nodes would otherwise name a node
-    the model does not have; the count is kept in the plan's assumptions.
+    the model does not have; the count is kept in the plan's assumptions. ``norm``: the trace
+    the plan was made from, when known (then a trace naming no such node costs no pass over
+    the plan).
     """
+    if norm is not None and _trace_max_node(norm) < nodes:
+        return plan
     if isinstance(plan, StreamedPlan):
         plan.fit_nodes(nodes)
         return plan
@@ -670,6 +676,17 @@ def _trace_cpus(norm: Normalized) -> int:
     return int(n)
 
 
+def _trace_max_node(norm: Normalized) -> int:
+    """The highest node an event of the trace names (-1: none; found once per trace)."""
+    n = norm.__dict__.get("_max_node")
+    if n is None:
+        t = norm.table
+        n = int(t.node.max()) if len(t) else -1
+        t.release()
+        norm.__dict__["_max_node"] = n
+    return int(n)
+
+
 def metrics(
     plan: Plan | StreamedPlan,
     params: ModelParams,
@@ -800,7 +817,7 @@ class CacheReplay:
             slot = found if slot is None else slot
         base = params_for(norm, cache, kernel, None, cpus, nodes, rows, slot)
         del rows
-        fit_plan_to_nodes(plan, base.nodes)
+        fit_plan_to_nodes(plan, base.nodes, norm)
         current = effective_capacity("6.18", cache, base.object_size)
         caps = capacities_for(
             capacities or CapacitySpec(), cache, base.sheaf_capacity, base.object_size, current
