@@ -10,25 +10,37 @@ contention, and the case of the published regression. A trace from a 2-CPU machi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from sheaftune.costs import CostModel, closed_loop_time
 
 
-@dataclass(frozen=True)
 class CostEstimate:
     """ns per operation, its breakdown (ns per operation by path), and the locks' state."""
 
-    ns_per_op: float
-    uncontended_ns_per_op: float
-    breakdown: dict[str, float]
-    barn_lock_per_op: float
-    list_lock_per_op: float
-    barn_utilisation: float
-    list_utilisation: float
-    barn_wait_ns: float
-    list_wait_ns: float
+    # (a plain class: a dataclass costs its generated methods at every import, and
+    # ``recommend`` imports this module on analyze's path)
+    def __init__(
+        self,
+        ns_per_op: float,
+        uncontended_ns_per_op: float,
+        breakdown: dict[str, float],
+        barn_lock_per_op: float,
+        list_lock_per_op: float,
+        barn_utilisation: float,
+        list_utilisation: float,
+        barn_wait_ns: float,
+        list_wait_ns: float,
+    ) -> None:
+        self.ns_per_op = ns_per_op
+        self.uncontended_ns_per_op = uncontended_ns_per_op
+        self.breakdown = breakdown
+        self.barn_lock_per_op = barn_lock_per_op
+        self.list_lock_per_op = list_lock_per_op
+        self.barn_utilisation = barn_utilisation
+        self.list_utilisation = list_utilisation
+        self.barn_wait_ns = barn_wait_ns
+        self.list_wait_ns = list_wait_ns
 
     def to_dict(self) -> dict[str, Any]:
         return {
