@@ -291,25 +291,45 @@ def _row(length: int, minus_one: tuple[int, ...]) -> np.ndarray:
     return row
 
 
-def _minus_ones(n: int) -> np.ndarray:
-    """``np.full(n, -1)`` without its Python-level overhead."""
-    x = np.empty(n, dtype=np.int64)
-    x.fill(-1)
-    return x
-
-
 # initial rows: per CPU (no sheaf, no CPU slab, no partial list), per node (empty lists), g
 _PC0 = _row(PC_LEN, (PC_MAIN, PC_SPARE, PC_RCU, PC_CSLAB, PC_CPH))
 _ND0 = _row(ND_LEN, (ND_FH, ND_EH, ND_PH, ND_PT))
 _G0 = _row(G_LEN, (G_RQ_HEAD, G_RQ_TAIL))
+_MT_LEN = 626  # (_mt_state)
+_N_SKIPS = len(SKIP_NAMES)
+_ASCENDING = np.arange(4096, dtype=np.int64)
+_ASCENDING.flags.writeable = False
+
+
+def _descending(x: np.ndarray) -> np.ndarray:
+    """``x`` set to ``len(x) - 1, ..., 1, 0`` (a pool's initial free stack), and returned."""
+    n = len(x)
+    if n <= len(_ASCENDING):
+        x[:] = _ASCENDING[n - 1 :: -1] if n else _ASCENDING[:0]
+    else:
+        x[:] = np.arange(n - 1, -1, -1, dtype=np.int64)
+    return x
 
 
 class _State:
-    """The engine's arrays; pools grow between commands (never during one)."""
+    """The engine's arrays; pools grow between commands (never during one).
 
-    def __init__(self, plan: Plan, params: ModelParams, facts: _Facts | None = None) -> None:
+    Every array starts as a view of one int64 buffer (``buf``): one allocation and a few fills
+    instead of thirty arrays, and a buffer that a thread can hand to its next replay
+    (:func:`_replay`), whose pages are then already mapped (a fresh page costs more than the
+    fill). A pool that grows gets an array of its own; the buffer is never resized.
+    """
+
+    def __init__(
+        self,
+        plan: Plan,
+        params: ModelParams,
+        facts: _Facts | None = None,
+        buf: np.ndarray | None = None,
+    ) -> None:
         """State for replaying ``plan`` (its object and sheaf slot counts, and ``facts``,
-        :func:`_facts` of the plan when not given) under ``params``."""
+        :func:`_facts` of the plan when not given) under ``params``; ``buf``: an int64 buffer
+        to carve the arrays from, when it is long enough (its contents do not matter)."""
         p = params
         if facts is None:
             facts = _facts(plan)
@@ -317,66 +337,97 @@ class _State:
         cap = p.sheaf_capacity
         ops = p.objects_per_slab
         cpus = p.cpus
+        nodes = p.nodes
         has_pcs = (not v618) or cap > 0
         ov_width, max_bulk = facts.ov_width, facts.max_bulk
-        self.P = np.array(
-            [
-                cap,
-                ops,
-                cpus,
-                p.nodes,
-                int(v618),
-                p.max_full_sheaves,
-                p.max_empty_sheaves,
-                p.min_partial,
-                p.cpu_partial,
-                p.cpu_partial_slabs,
-                int(has_pcs),
-                0,  # the gate probability travels as float bits in mt[625]
-            ],
-            dtype=np.int64,
-        )
-        assert len(self.P) == P_LEN
-        self.cn = np.array(p.cpu_node, dtype=np.int64)
-        g = self.g = _G0.copy()
-        self.pc = np.empty((cpus, PC_LEN), dtype=np.int64)
+        n_sh = 16 + 4 * cpus
+        n_rows = 64 + 2 * (cap + max_bulk + ov_width) // ops
+        sho_w, ovo_w, cf_w = max(cap, 1), max(ov_width, 1), ops if v618 else 1
+        n_scr = max(max_bulk, cap, ov_width) + BATCH + 8
+        n_sidr = 256 + n_rows
+        n_obj, n_psl = plan.n_objects, plan.n_sheaves
+        # the buffer's layout: arrays set from templates and free stacks, then the arrays
+        # that start zeroed, then those that start at -1 (one fill each)
+        o_cn = P_LEN
+        o_g = o_cn + cpus
+        o_pc = o_g + G_LEN
+        o_nd = o_pc + cpus * PC_LEN
+        o_mt = o_nd + nodes * ND_LEN
+        o_sf = o_mt + _MT_LEN
+        o_of = o_sf + n_sh
+        o_rf = o_of + 4
+        o_zero = o_shm = o_rf + n_rows
+        o_sho = o_shm + n_sh * SH_LEN
+        o_ovm = o_sho + n_sh * sho_w
+        o_ovo = o_ovm + 4 * OV_LEN
+        o_slm = o_ovo + 4 * ovo_w
+        o_slf = o_slm + n_rows * SL_LEN
+        o_cf = o_slf + n_rows * ops
+        o_crq = o_cf + cpus * cf_w
+        o_crq2 = o_crq + 128
+        o_sk = o_crq2 + 64
+        o_scr = o_sk + _N_SKIPS
+        o_one = o_scr + n_scr
+        o_bk = o_one + 1
+        o_minus = o_sidr = o_bk + 35
+        o_objs = o_sidr + n_sidr
+        o_psl = o_objs + n_obj
+        total = o_psl + n_psl
+        if buf is None or len(buf) < total:
+            # (a buffer outgrown is replaced by one of at least twice its size, so a thread
+            # replaying ever bigger plans maps new pages a few times, not at every replay)
+            grown = 0 if buf is None else 2 * len(buf)
+            buf = np.empty(total if total > _SPARE_WORDS else max(total, grown), dtype=np.int64)
+        self.buf = buf
+        buf[o_zero:o_minus] = 0
+        buf[o_minus:total] = -1
+        P = self.P = buf[:P_LEN]
+        P[:] = (
+            cap, ops, cpus, nodes, int(v618), p.max_full_sheaves, p.max_empty_sheaves,
+            p.min_partial, p.cpu_partial, p.cpu_partial_slabs, int(has_pcs),
+            0,  # the gate probability travels as float bits in mt[625]
+        )  # fmt: skip
+        self.cn = buf[o_cn:o_g]
+        self.cn[:] = p.cpu_node
+        g = self.g = buf[o_g:o_pc]
+        g[:] = _G0
+        self.pc = buf[o_pc:o_nd].reshape(cpus, PC_LEN)
         self.pc[:] = _PC0
-        self.nd = np.empty((p.nodes, ND_LEN), dtype=np.int64)
+        self.nd = buf[o_nd:o_mt].reshape(nodes, ND_LEN)
         self.nd[:] = _ND0
+        self.mt = buf[o_mt:o_sf]
+        self.mt[:] = _mt_state(p.seed, float(p.remote_skip_probability))
         # every pool starts with its ids on the free stack, highest id at the bottom (as
         # _free_stack gives a pool grown from nothing), so id 0 is the first taken
-        n_sh = 16 + 4 * cpus
-        self.shm = np.zeros((n_sh, SH_LEN), dtype=np.int64)
-        self.sho = np.zeros((n_sh, max(cap, 1)), dtype=np.int64)
-        self.sfree = np.arange(n_sh - 1, -1, -1, dtype=np.int64)
+        self.sfree = _descending(buf[o_sf:o_of])
+        self.ovfree = _descending(buf[o_of:o_rf])
+        self.rfree = _descending(buf[o_rf:o_zero])
         g[G_SFREE_N] = n_sh
-        self.ovm = np.zeros((4, OV_LEN), dtype=np.int64)
-        self.ovo = np.zeros((4, max(ov_width, 1)), dtype=np.int64)
-        self.ovfree = np.arange(3, -1, -1, dtype=np.int64)
         g[G_OVFREE_N] = 4
-        n_rows = 64 + 2 * (cap + max_bulk + ov_width) // ops
-        self.slm = np.zeros((n_rows, SL_LEN), dtype=np.int64)
-        self.slf = np.zeros((n_rows, ops), dtype=np.int64)
-        self.rfree = np.arange(n_rows - 1, -1, -1, dtype=np.int64)
         g[G_RFREE_N] = n_rows
-        self.sidr = _minus_ones(256 + n_rows)
-        self.cfree = np.zeros((cpus, ops if v618 else 1), dtype=np.int64)
-        self.crq = np.zeros((64, 2), dtype=np.int64)
-        self.crq2 = np.zeros(64, dtype=np.int64)
-        self.mt = _mt_state(p.seed, float(p.remote_skip_probability)).copy()
-        self.objs = _minus_ones(plan.n_objects)
-        self.pslot = _minus_ones(plan.n_sheaves)
-        self.skips = np.zeros(len(SKIP_NAMES), dtype=np.int64)
-        self.scr = np.zeros(max(max_bulk, cap, ov_width) + BATCH + 8, dtype=np.int64)
-        self.one = np.zeros(1, dtype=np.int64)
-        self.bk = np.zeros(35, dtype=np.int64)
+        self.shm = buf[o_shm:o_sho].reshape(n_sh, SH_LEN)
+        self.sho = buf[o_sho:o_ovm].reshape(n_sh, sho_w)
+        self.ovm = buf[o_ovm:o_ovo].reshape(4, OV_LEN)
+        self.ovo = buf[o_ovo:o_slm].reshape(4, ovo_w)
+        self.slm = buf[o_slm:o_slf].reshape(n_rows, SL_LEN)
+        self.slf = buf[o_slf:o_cf].reshape(n_rows, ops)
+        self.cfree = buf[o_cf:o_crq].reshape(cpus, cf_w)
+        self.crq = buf[o_crq:o_crq2].reshape(64, 2)
+        self.crq2 = buf[o_crq2:o_sk]
+        self.skips = buf[o_sk:o_scr]
+        self.scr = buf[o_scr:o_one]
+        self.one = buf[o_one:o_bk]
+        self.bk = buf[o_bk:o_sidr]
+        self.sidr = buf[o_sidr:o_objs]
+        self.objs = buf[o_objs:o_psl]
+        self.pslot = buf[o_psl:total]
         # initial per-CPU sheaves (D9; D6 bootstrap sheaf for a 7.3 cache with cap 0; X1: none
         # for a 6.18 cache without sheaves): CPU c takes the c-th id popped, i.e. id c
         if has_pcs:
             g[G_SFREE_N] = n_sh - cpus
             self.shm[:cpus, SH_NX] = -1
             self.shm[:cpus, SH_NODE] = -1
-            self.pc[:, PC_MAIN] = np.arange(cpus, dtype=np.int64)
+            self.pc[:, PC_MAIN] = _ASCENDING[:cpus] if cpus <= len(_ASCENDING) else np.arange(cpus)
             if cap > 0:
                 g[SHEAF_ALLOC] += cpus
                 g[X_SHEAVES_LIVE] += cpus
@@ -543,7 +594,10 @@ def _replay(
     commands, taken from the same replay (the state at the cut is exactly what a replay of
     ``plan[:k]`` ends with: the interpreter never looks ahead, and reading a result changes
     nothing)."""
-    s = _State(plan, params, facts)
+    # this thread's buffer from its last replay, taken (a nested replay gets its own)
+    buf = getattr(_spare, "buf", None)
+    _spare.buf = None
+    s = _State(plan, params, facts, buf)
     pre = None
     i = 0
     if checkpoint is not None and 0 < checkpoint < len(plan):
@@ -555,7 +609,17 @@ def _replay(
     full = _result(s, params)
     if checkpoint is not None and checkpoint >= len(plan) > 0:
         pre = full
+    # the results hold no array of the state: its buffer is free for the next replay
+    if len(s.buf) <= 2 * _SPARE_WORDS:
+        _spare.buf = s.buf
     return full, pre
+
+
+#: Per thread, the state buffer of its last replay (:class:`_State`), kept when the replay
+#: needed at most ``_SPARE_WORDS`` int64 (4 MiB: bigger buffers come with transparent huge
+#: pages, and a huge trace's replays must not hold much memory between them).
+_spare = threading.local()
+_SPARE_WORDS = 1 << 19
 
 
 @functools.lru_cache(maxsize=4)
@@ -829,6 +893,10 @@ def sweep(
             progress(i)
         return r
 
+    if workers == 1 or len(params_list) == 1:
+        # (one replay per call is analyze's case: no thread, and no os.cpu_count(), which
+        # reads /sys at every call)
+        return [one(i) for i in range(len(params_list))]
     n_cpu = os.cpu_count() or 1
     workers = min(len(params_list), workers or n_cpu)
     if workers <= 1:
