@@ -323,21 +323,23 @@ def build_detached_freelist(p, size, P):
     ops = P[P_OPS]
     size -= 1
     sid = np.int64(np.uint64(p[np.uint64(size)]) // np.uint64(ops))
-    # o // ops == sid exactly when lo <= o < hi (ops > 0): no division per object
+    # o // ops == sid exactly when lo <= o < lo + ops (ops > 0): no division per object
     lo = sid * ops
-    hi = lo + ops
+    # Whether the next object is the slab's is as good as random: the scan decides it without
+    # a branch (a taken object swaps with p[same - 1], one that is not is written back in
+    # place), and only the lookahead's end, once per group, branches.
+    uops = np.uint64(ops)
     lookahead = 3
     same = size
     while size:
         size -= 1
         o = p[np.uint64(size)]
-        if lo <= o < hi:
-            same -= 1
-            if size != same:
-                p[np.uint64(size)] = p[np.uint64(same)]
-                p[np.uint64(same)] = o
-            continue
-        lookahead -= 1
+        m = np.int64(np.uint64(o - lo) < uops)  # lo <= o < lo + ops
+        same -= m
+        t = p[np.uint64(same)]
+        p[np.uint64(size)] = t if m else o
+        p[np.uint64(same)] = o if m else t
+        lookahead -= 1 - m
         if not lookahead:
             break
     return same, sid
