@@ -274,12 +274,18 @@ class _Reader:
         self.fill = 0
         self.lock = threading.Lock()
         self.max_job = max((j.nbytes for j in jobs), default=0)
+        self.cpus = [c for c, _, _ in cpus]
+        self.name_keys: dict[str, int] = {}
+        self.summaries = {c: CpuSummary() for c in self.cpus}
+        self.markers: dict[int, list[tuple[np.ndarray, np.ndarray]]] = {c: [] for c in self.cpus}
+        self.last_ts: dict[int, int] = {}  # per CPU: the time of its last row so far
+        self.monotonic = True  # every CPU's rows so far in time order
         workers = self.workers if len(jobs) > 1 else 1
         if workers == 1:
             state = self._state()
             for j in jobs:
                 self._do(j, state)
-                self._progress(j)
+                self._collect(j)
         else:
             local = threading.local()
 
@@ -289,36 +295,63 @@ class _Reader:
                     st = local.state = self._state()
                 self._do(j, st)
 
-            _parallel(jobs, work, workers, self._progress)
+            # each job's rows are made final here, on the calling thread, while the workers
+            # walk the next ones: only the last job's remains for after the walks
+            _parallel(jobs, work, workers, self._collect)
         for j in jobs:
             if j.stats[K.S_ERR]:
                 raise _GiveUp  # strict mode: the streaming reader raises the exact error
-        prepared: list[Any] = []
-        side: threading.Thread | None = None
-        if prepare is not None:
-            rows = {name: self.cols[name][: self.fill] for name in ("call_site", "pid")}
-
-            def run_prepare() -> None:
-                try:
-                    prepared.append(prepare(rows["call_site"], rows["pid"]))
-                except BaseException as e:  # noqa: BLE001 - re-raised on the main thread
-                    prepared.append(e)
-
-            side = threading.Thread(target=run_prepare, name="sheaftune-prepare", daemon=True)
-            side.start()
-        result = self._merge([c for c, _, _ in cpus], jobs)
-        if side is not None:
-            side.join()
-            if isinstance(prepared[0], BaseException):
-                raise prepared[0]
-            result.prepared = prepared[0]
-        return result
+        return self._merge(jobs, prepare)
 
     def _progress(self, j: _Job) -> None:
         cb = self.r.opts.progress
         self.progress_done += j.file_bytes
         if cb is not None:
             cb(min(self.progress_done, self.progress_todo), self.progress_todo)
+
+    def _collect(self, j: _Job) -> None:
+        """A walked job's rows made final, jobs taken in CPU order, then stream order (the
+        same keys whatever the threads did): cache names to name keys, times converted; its
+        facts added to its CPU's summary."""
+        self._progress(j)
+        st = j.stats
+        if st[K.S_ERR]:
+            return  # (the streaming reader takes over)
+        r = self.r
+        s = self.summaries[j.cpu]
+        s.pages += j.nbytes // self.ps
+        s.records += int(st[K.S_RECORDS])
+        s.bad_pages += int(st[K.S_BAD_PAGES])
+        s.unknown_ids += int(st[K.S_UNKNOWN_ID])
+        s.short_records += int(st[K.S_SHORT])
+        if len(j.m_ts):
+            self.markers[j.cpu].append((j.m_ts, j.m_cnt))
+        if not j.rows:
+            return
+        lut = np.zeros(len(j.names) + 1, dtype=np.int32)
+        for i, name in enumerate(j.names):
+            lut[i + 1] = self.name_keys.setdefault(name, len(self.name_keys) + 1)
+        remap = len(j.names) and not np.array_equal(lut, np.arange(len(lut)))
+        a, b = j.base, j.base + j.rows
+        with self.lock:  # a worker may be growing the columns
+            cols = self.cols
+            if remap:
+                codes = cols["name_key"][a:b]
+                codes[:] = lut[codes]
+            ts = cols["ts"][a:b]
+            if r.tsc2nsec is not None:
+                from sheaftune.readers.tracedat import _mul_u64_u32_shr
+
+                ts[:] = _mul_u64_u32_shr(ts, *r.tsc2nsec)
+            if r.ts_offset:
+                ts += np.int64(r.ts_offset)
+            if self.monotonic:
+                last = self.last_ts.get(j.cpu)
+                if (last is not None and ts[0] < last) or (
+                    b - a > 1 and bool((ts[1:] < ts[:-1]).any())
+                ):
+                    self.monotonic = False
+            self.last_ts[j.cpu] = int(ts[-1])
 
     def _alloc(self, rows: int) -> dict[str, np.ndarray]:
         return columns(rows, ROW_COLS)
@@ -521,18 +554,9 @@ class _Reader:
         """Two halves of the merge, split at a pivot time, when every CPU's stream is
         monotonic (then rows before the pivot, merged, followed by the rest, merged, is the
         whole merge); None otherwise or when too small to be worth a thread."""
-        if total < 1 << 17:
+        if total < 1 << 17 or not self.monotonic:
             return None
         ts = self.cols["ts"]
-        prev: dict[int, int] = {}
-        for cpu, a, b in segs:
-            if b <= a:
-                continue
-            if cpu in prev and ts[a] < prev[cpu]:
-                return None
-            if b - a > 1 and bool((ts[a + 1 : b] < ts[a : b - 1]).any()):
-                return None
-            prev[cpu] = int(ts[b - 1])
         sample = np.concatenate([ts[a:b:64] for _, a, b in segs if b > a])
         pivot = np.partition(sample, len(sample) // 2)[len(sample) // 2]
         first: list[tuple[int, int, int]] = []
@@ -544,58 +568,58 @@ class _Reader:
         n1 = sum(e - b for _, b, e in first)
         return [(first, 0, n1), (second, n1, total)]
 
-    def _merge(self, cpus: list[int], jobs: list[_Job]) -> FastResult:
-        r = self.r
-        cols = self.cols
-        # name keys in CPU order, then stream order: deterministic whatever the threads did
-        name_keys: dict[str, int] = {}
-        by_cpu: dict[int, list[_Job]] = {c: [] for c in cpus}
-        for j in jobs:
-            by_cpu[j.cpu].append(j)
+    def _merge(self, jobs: list[_Job], prepare: Any) -> FastResult:
+        """The k-way merge of the collected rows into the final columns (in two halves on two
+        threads when the streams are monotonic) while ``prepare`` runs on the calling thread
+        (its Python work then holds the GIL only against compiled merges that need none)."""
+        cpus = self.cpus
         summaries: list[tuple[int, CpuSummary]] = []
         for cpu in cpus:
-            s = CpuSummary()
-            m_ts: list[np.ndarray] = []
-            m_cnt: list[np.ndarray] = []
-            for j in by_cpu[cpu]:
-                lut = np.zeros(len(j.names) + 1, dtype=np.int32)
-                for i, name in enumerate(j.names):
-                    lut[i + 1] = name_keys.setdefault(name, len(name_keys) + 1)
-                codes = cols["name_key"][j.base : j.base + j.rows]
-                if len(j.names) and not np.array_equal(lut, np.arange(len(lut))):
-                    codes[:] = lut[codes]
-                st = j.stats
-                s.pages += j.nbytes // self.ps
-                s.records += int(st[K.S_RECORDS])
-                s.bad_pages += int(st[K.S_BAD_PAGES])
-                s.unknown_ids += int(st[K.S_UNKNOWN_ID])
-                s.short_records += int(st[K.S_SHORT])
-                if len(j.m_ts):
-                    m_ts.append(j.m_ts)
-                    m_cnt.append(j.m_cnt)
-                if r.tsc2nsec is not None or r.ts_offset:
-                    ts = cols["ts"][j.base : j.base + j.rows]
-                    if r.tsc2nsec is not None:
-                        from sheaftune.readers.tracedat import _mul_u64_u32_shr
-
-                        ts[:] = _mul_u64_u32_shr(ts, *r.tsc2nsec)
-                    if r.ts_offset:
-                        ts += np.int64(r.ts_offset)
-            if m_ts:
-                s.marker_ts, s.marker_count = np.concatenate(m_ts), np.concatenate(m_cnt)
+            s = self.summaries[cpu]
+            marks = self.markers[cpu]
+            if marks:
+                s.marker_ts = np.concatenate([m for m, _ in marks])
+                s.marker_count = np.concatenate([c for _, c in marks])
             summaries.append((cpu, s))
-        segs = [(cpu, j.base, j.base + j.rows) for cpu in cpus for j in by_cpu[cpu]]
+        segs = [(j.cpu, j.base, j.base + j.rows) for j in jobs]  # (CPU order, stream order)
         total = sum(e - b for _, b, e in segs)
         # (with the table's site and comm ids, filled later: the same huge pages)
         out = columns(total, (*ROW_COLS, ("cpu", np.uint16), *ID_COLS))
         parts = self._split(segs, total) if self.workers > 1 else None
-        if parts is None:  # one merge (it also counts backward steps)
-            backwards = self._merge_part(cpus, segs, out, 0, total)
-        else:  # monotonic streams: rows before the pivot time, then the rest, on two threads
-            _parallel(parts, lambda p: self._merge_part(cpus, p[0], out, p[1], p[2]), 2)
-            backwards = {}
-        names = {v: name for name, v in name_keys.items()}
-        return FastResult(out, names, summaries, backwards)
+        # monotonic streams: rows before the pivot time, then the rest, on two threads; else
+        # one merge (it also counts the backward steps)
+        tasks = parts or [(segs, 0, total)]
+        backwards: list[dict[int, int]] = []
+        errors: list[BaseException] = []
+
+        def merge(p: tuple[list[tuple[int, int, int]], int, int]) -> None:
+            try:
+                backwards.append(self._merge_part(cpus, p[0], out, p[1], p[2]))
+            except BaseException as e:  # noqa: BLE001 - raised on the calling thread
+                errors.append(e)
+
+        threads: list[threading.Thread] = []
+        if self.workers > 1:
+            threads = [threading.Thread(target=merge, args=(p,), daemon=True) for p in tasks]
+            for t in threads:
+                t.start()
+        prepared: Any = None
+        try:
+            if prepare is not None:
+                n = self.fill
+                prepared = prepare(self.cols["call_site"][:n], self.cols["pid"][:n])
+        finally:
+            for t in threads:
+                t.join()
+        if not threads:
+            for p in tasks:
+                merge(p)
+        if errors:
+            raise errors[0]
+        names = {v: name for name, v in self.name_keys.items()}
+        result = FastResult(out, names, summaries, backwards[0] if parts is None else {})
+        result.prepared = prepared
+        return result
 
 
 def columns(rows: int, spec: tuple[tuple[str, type], ...]) -> dict[str, np.ndarray]:
