@@ -258,6 +258,9 @@ class _TraceDat:
         self._kallsyms = b""
         self._kallsyms_thread: threading.Thread | None = None
         self._kallsyms_error: BaseException | None = None
+        # False while the thread runs ahead of the section's place in the file: a failure of
+        # the sections before it is then reported, not the kallsyms error
+        self._kallsyms_due = True
         self.cmdlines_text = b""
         self.buffers: list[_Buffer] = []
         self.trace_clock: str | None = None
@@ -356,6 +359,11 @@ class _TraceDat:
                 self._read_v6(c)
             table = self._read_events()
         except BaseException:
+            if not self._kallsyms_due:  # failed before the kallsyms section's place
+                t = self._kallsyms_thread
+                if t is not None:
+                    t.join()
+                self._kallsyms_error = None
             self._kallsyms_wait()  # its error, if any, came first in the file
             raise
         self._kallsyms_wait()
@@ -535,6 +543,17 @@ class _TraceDat:
             oc = self._section(next_opts, SEC_OPTIONS)
             next_opts = self._options(oc, None, sections)
         self.meta.extra["compression"] = self.compression
+        if SEC_KALLSYMS in sections and not self.opts.salvage:
+            # the biggest section, needed last: decompressed beside the rest of the read, from
+            # now on, while one core is otherwise idle (strict mode only: salvage records its
+            # loss in file order); a bad header is reported in its place in the file, below
+            try:
+                finish = self._section(sections[SEC_KALLSYMS], SEC_KALLSYMS, lazy=True)
+            except InputError:
+                pass
+            else:
+                self._kallsyms_due = False
+                self._kallsyms_defer(lambda: _take_u32(finish()))
         need = (SEC_HEADER_INFO, "header info"), (SEC_EVENT_FORMATS, "event formats")
         for sid, name in need:
             if sid not in sections:
@@ -549,9 +568,10 @@ class _TraceDat:
         ):
             if sid not in sections:
                 continue
-            if sid == SEC_KALLSYMS and not self.opts.salvage:
-                # the biggest section, needed last: decompressed beside the rest of the read
-                # (strict mode only: salvage records its loss in file order)
+            if sid == SEC_KALLSYMS and self._kallsyms_thread is not None:
+                self._kallsyms_due = True  # (started above)
+                continue
+            if sid == SEC_KALLSYMS and not self.opts.salvage:  # (its header failed above)
                 finish = self._section(sections[sid], sid, lazy=True)
                 self._kallsyms_defer(lambda finish=finish: _take_u32(finish()))
                 continue
