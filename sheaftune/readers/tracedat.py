@@ -256,6 +256,7 @@ class _TraceDat:
         self.formats: list[EventFormat] = []
         self.other_ids: list[int] = []
         self._kallsyms = b""
+        self._kallsyms_span: tuple[int, int] | None = None  # v6: where it lies in the file
         self._kallsyms_thread: threading.Thread | None = None
         self._kallsyms_error: BaseException | None = None
         # False while the thread runs ahead of the section's place in the file: a failure of
@@ -299,7 +300,7 @@ class _TraceDat:
             if warning:
                 self.meta.warnings.append(warning)
 
-    def decompress(self, blob: bytes, usize: int, what: str, offset: int) -> bytes:
+    def decompress(self, blob: Any, usize: int, what: str, offset: int) -> bytes:
         if usize > MAX_UNCOMPRESSED:
             raise self.error(f"uncompressed size {usize} is implausible", what, offset)
         algo = self.compression
@@ -374,6 +375,19 @@ class _TraceDat:
     @property
     def kallsyms_text(self) -> bytes:
         self._kallsyms_wait()
+        span = self._kallsyms_span
+        if span is not None:  # v6: copied out of the mapping when first asked for
+            self._kallsyms_span = None
+            self._kallsyms = bytes(self.data[span[0] : span[0] + span[1]])
+        return self._kallsyms
+
+    def kallsyms_buffer(self) -> Any:
+        """The kallsyms text without a copy: a view of the mapping (v6, uncompressed) or the
+        decompressed text. (A view pins the mapping: let it go when done.)"""
+        self._kallsyms_wait()
+        span = self._kallsyms_span
+        if span is not None:
+            return memoryview(self.data)[span[0] : span[0] + span[1]]
         return self._kallsyms
 
     @kallsyms_text.setter
@@ -480,10 +494,9 @@ class _TraceDat:
         c.what = "kallsyms"
         n = c.u32()
         c.need(n)
-        at = c.pos
+        # read in place when needed (call-site names): ~5 MB not copied
+        self._kallsyms_span = (c.pos, n)
         c.pos += n
-        # copied out of the mapping on a thread: needed last, and ~5 MB
-        self._kallsyms_defer(lambda: bytes(self.data[at : at + n]))
         c.what = "printk formats"
         c.skip(c.u32())
         c.what = "saved cmdlines"
@@ -652,8 +665,11 @@ class _TraceDat:
         at = c.pos
 
         def finish() -> _Cursor:
-            blob = bytes(self.data[at : at + clen])
-            out = self.decompress(blob, ulen, what, start)
+            blob = memoryview(self.data)[at : at + clen]  # (read in place, not copied)
+            try:
+                out = self.decompress(blob, ulen, what, start)
+            finally:
+                blob.release()  # (the mapping is closed when the read ends)
             return _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
 
         return finish if lazy else finish()
@@ -1049,15 +1065,13 @@ class _TraceDat:
             names: list[str] = []
             warning = None
             if len(sites):
-                names, warning = resolve_sites(k, self.kallsyms_text, sites)
+                names, warning = resolve_sites(k, self.kallsyms_buffer(), sites)
             return sites, names, warning, _distinct(pid)
 
         return prepare
 
     def _build_fast(self, f: Any, k: Any) -> EventTable:
         """The table from the compiled path's merged columns (same result as ``_build``)."""
-        from sheaftune.readers.tracedat_fast import factorize_sites
-
         meta = self.meta
         builder = EventTableBuilder(meta)
         self._account(f.summaries, f.backwards)
@@ -1083,11 +1097,13 @@ class _TraceDat:
         if warning:
             meta.warnings.append(warning)
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
-        # codes, then ids, in the column the merge's allocation holds for them (huge pages)
-        codes, sites = factorize_sites(k, raw["call_site"], raw["site_id"])
-        if k.gather_i32(site_ids[np.searchsorted(sorted_sites, sites)], codes, codes) < 0:
-            raise RuntimeError("call-site code out of range")
-        cols["site_id"] = codes
+        # each part of the merge coded its call sites in the column the merge's allocation
+        # holds for the ids (huge pages): the codes become ids
+        for a, b, sites in f.site_parts:
+            codes = raw["site_id"][a:b]
+            if k.gather_i32(site_ids[np.searchsorted(sorted_sites, sites)], codes, codes) < 0:
+                raise RuntimeError("call-site code out of range")
+        cols["site_id"] = raw["site_id"]
         # monotonic CPU streams merge into time order; otherwise the stable sort, as _build
         return self._finish(
             builder, cols, raw["name_key"], f.names, pids, not f.backwards, k, raw["comm_id"]

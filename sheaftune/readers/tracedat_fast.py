@@ -129,9 +129,11 @@ class _Job:
 
 
 class FastResult:
-    """Merged columns (raw call sites, name keys) plus the per-CPU facts."""
+    """Merged columns (raw call sites, name keys) plus the per-CPU facts. ``site_parts``:
+    (first row, end row, distinct call sites in order of first appearance) of each part of
+    the merge, its rows' codes into those sites in ``cols["site_id"]``."""
 
-    __slots__ = ("cols", "names", "summaries", "backwards", "prepared")
+    __slots__ = ("cols", "names", "summaries", "backwards", "prepared", "site_parts")
 
     def __init__(
         self,
@@ -145,6 +147,7 @@ class FastResult:
         self.summaries = summaries  # CPUs with data, ascending
         self.backwards = backwards
         self.prepared: Any = None  # what ``prepare`` returned
+        self.site_parts: list[tuple[int, int, np.ndarray]] = []
 
 
 def _parallel(items: list[Any], work: Any, workers: int, done_cb: Any = None) -> None:
@@ -591,10 +594,15 @@ class _Reader:
         tasks = parts or [(segs, 0, total)]
         backwards: list[dict[int, int]] = []
         errors: list[BaseException] = []
+        site_parts: list[tuple[int, int, np.ndarray]] = []
 
         def merge(p: tuple[list[tuple[int, int, int]], int, int]) -> None:
             try:
-                backwards.append(self._merge_part(cpus, p[0], out, p[1], p[2]))
+                a, b = p[1], p[2]
+                backwards.append(self._merge_part(cpus, p[0], out, a, b))
+                # the part's call sites coded while ``prepare`` still runs
+                _, sites = factorize_sites(self.k, out["call_site"][a:b], out["site_id"][a:b])
+                site_parts.append((a, b, sites))
             except BaseException as e:  # noqa: BLE001 - raised on the calling thread
                 errors.append(e)
 
@@ -619,6 +627,7 @@ class _Reader:
         names = {v: name for name, v in self.name_keys.items()}
         result = FastResult(out, names, summaries, backwards[0] if parts is None else {})
         result.prepared = prepared
+        result.site_parts = site_parts
         return result
 
 
@@ -679,13 +688,14 @@ def factorize_sites(
         size *= 8
 
 
-def resolve_sites(k: Any, text: bytes, sites: np.ndarray) -> tuple[list[str], str | None]:
-    """``symbol+0xoff`` (or ``0x...``) for ascending distinct ``sites`` from kallsyms ``text``,
-    as :meth:`sheaftune.readers.kallsyms.Kallsyms.resolve`; plus the warning to give, if any."""
+def resolve_sites(k: Any, text: Any, sites: np.ndarray) -> tuple[list[str], str | None]:
+    """``symbol+0xoff`` (or ``0x...``) for ascending distinct ``sites`` from kallsyms ``text``
+    (bytes, or a view of them), as :meth:`sheaftune.readers.kallsyms.Kallsyms.resolve`; plus
+    the warning to give, if any."""
     from sheaftune.readers.kallsyms import _NAME
 
     nq = len(sites)
-    w = text.find(b" ")
+    w = bytes(text[:17]).find(b" ")  # (the address width: 16 hex digits at most)
     best_sym = np.empty(nq, dtype=np.int64)
     best_addr = np.empty(nq, dtype=np.uint64)
     info = np.zeros(2, dtype=np.uint64)
