@@ -329,6 +329,26 @@ class _TraceDat:
             )
         return out
 
+    def _decompress_big(self, blob: Any, usize: int) -> Any:
+        """A zstd section decompressed into a numpy buffer (of 4 MiB or more: huge pages, not
+        a page fault per 4 KiB as for bytes) when it decompresses cleanly to exactly ``usize``
+        bytes; None otherwise, for :meth:`decompress` (the same first frame) to report."""
+        if self.compression != "zstd" or not 0 < usize <= MAX_UNCOMPRESSED:
+            return None
+        try:
+            dctx = getattr(self._zstd, "dctx", None)
+            if dctx is None:
+                import zstandard
+
+                dctx = self._zstd.dctx = zstandard.ZstdDecompressor()
+            buf = np.empty(usize, dtype=np.uint8)
+            with dctx.stream_reader(blob, read_across_frames=False, closefd=False) as rd:
+                n = rd.readinto(buf)
+                more = rd.read(1)
+        except Exception:  # noqa: BLE001 - decompress() names the damage
+            return None
+        return memoryview(buf) if n == usize and not more else None
+
     # --- initial header -----------------------------------------------------------------
 
     def read(self) -> EventTable:
@@ -368,6 +388,7 @@ class _TraceDat:
             self._kallsyms_wait()  # its error, if any, came first in the file
             raise
         self._kallsyms_wait()
+        self._kallsyms = b""  # (a view of the mapping would keep it from closing)
         return table
 
     # --- kallsyms, decompressed on a thread ---------------------------------------------
@@ -379,11 +400,13 @@ class _TraceDat:
         if span is not None:  # v6: copied out of the mapping when first asked for
             self._kallsyms_span = None
             self._kallsyms = bytes(self.data[span[0] : span[0] + span[1]])
+        elif not isinstance(self._kallsyms, bytes):  # v7: a view of the section
+            self._kallsyms = bytes(self._kallsyms)
         return self._kallsyms
 
     def kallsyms_buffer(self) -> Any:
-        """The kallsyms text without a copy: a view of the mapping (v6, uncompressed) or the
-        decompressed text. (A view pins the mapping: let it go when done.)"""
+        """The kallsyms text without a copy: a view of the mapping (v6, uncompressed) or of
+        the decompressed section. (A view of the mapping pins it: let it go when done.)"""
         self._kallsyms_wait()
         span = self._kallsyms_span
         if span is not None:
@@ -561,12 +584,12 @@ class _TraceDat:
             # now on, while one core is otherwise idle (strict mode only: salvage records its
             # loss in file order); a bad header is reported in its place in the file, below
             try:
-                finish = self._section(sections[SEC_KALLSYMS], SEC_KALLSYMS, lazy=True)
+                finish = self._section(sections[SEC_KALLSYMS], SEC_KALLSYMS, lazy=True, big=True)
             except InputError:
                 pass
             else:
                 self._kallsyms_due = False
-                self._kallsyms_defer(lambda: _take_u32(finish()))
+                self._kallsyms_defer(lambda: _view_u32(finish()))
         need = (SEC_HEADER_INFO, "header info"), (SEC_EVENT_FORMATS, "event formats")
         for sid, name in need:
             if sid not in sections:
@@ -585,8 +608,8 @@ class _TraceDat:
                 self._kallsyms_due = True  # (started above)
                 continue
             if sid == SEC_KALLSYMS and not self.opts.salvage:  # (its header failed above)
-                finish = self._section(sections[sid], sid, lazy=True)
-                self._kallsyms_defer(lambda finish=finish: _take_u32(finish()))
+                finish = self._section(sections[sid], sid, lazy=True, big=True)
+                self._kallsyms_defer(lambda finish=finish: _view_u32(finish()))
                 continue
             try:
                 sc = self._section(sections[sid], sid)
@@ -640,9 +663,10 @@ class _TraceDat:
             self.lost("truncated trailing section", 1, f"byte offset {pos}: {problem}")
             return
 
-    def _section(self, offset: int, expect: int, lazy: bool = False) -> Any:
+    def _section(self, offset: int, expect: int, lazy: bool = False, big: bool = False) -> Any:
         """Cursor over a v7 section's payload (decompressed when flagged). ``lazy``: the
-        header is checked now; returned is a function giving the cursor (decompressing)."""
+        header is checked now; returned is a function giving the cursor (decompressing).
+        ``big``: decompressed into huge pages when it can be (kallsyms: ~5 MB)."""
         name = _SECTION_NAMES.get(expect, f"section {expect}")
         what = f"{name} section (id {expect})"
         c = self.cur(offset, what)
@@ -667,7 +691,11 @@ class _TraceDat:
         def finish() -> _Cursor:
             blob = memoryview(self.data)[at : at + clen]  # (read in place, not copied)
             try:
-                out = self.decompress(blob, ulen, what, start)
+                out = None
+                if big:
+                    out = self._decompress_big(blob, ulen)
+                if out is None:
+                    out = self.decompress(blob, ulen, what, start)
             finally:
                 blob.release()  # (the mapping is closed when the read ends)
             return _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
@@ -1258,9 +1286,12 @@ def _factorize(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes, s[new]
 
 
-def _take_u32(c: _Cursor) -> bytes:
-    """A u32 length, then that many bytes (the kallsyms section's payload)."""
-    return c.take(c.u32())
+def _view_u32(c: _Cursor) -> memoryview:
+    """A u32 length, then a view of that many bytes (the kallsyms section's payload)."""
+    n = c.u32()
+    c.need(n)
+    c.pos += n
+    return memoryview(c.data)[c.pos - n : c.pos]
 
 
 def _distinct(a: np.ndarray) -> np.ndarray:
