@@ -23,7 +23,7 @@ def kallsyms_text() -> bytes:
     def keep(self: _TraceDat) -> None:
         orig(self)
         if self._kallsyms:
-            texts.append(self._kallsyms)
+            texts.append(bytes(self._kallsyms))  # (a view of the section)
 
     _TraceDat._kallsyms_wait = keep  # type: ignore[method-assign]
     try:
