@@ -329,26 +329,6 @@ class _TraceDat:
             )
         return out
 
-    def _decompress_big(self, blob: Any, usize: int) -> Any:
-        """A zstd section decompressed into a numpy buffer (of 4 MiB or more: huge pages, not
-        a page fault per 4 KiB as for bytes) when it decompresses cleanly to exactly ``usize``
-        bytes; None otherwise, for :meth:`decompress` (the same first frame) to report."""
-        if self.compression != "zstd" or not 0 < usize <= MAX_UNCOMPRESSED:
-            return None
-        try:
-            dctx = getattr(self._zstd, "dctx", None)
-            if dctx is None:
-                import zstandard
-
-                dctx = self._zstd.dctx = zstandard.ZstdDecompressor()
-            buf = np.empty(usize, dtype=np.uint8)
-            with dctx.stream_reader(blob, read_across_frames=False, closefd=False) as rd:
-                n = rd.readinto(buf)
-                more = rd.read(1)
-        except Exception:  # noqa: BLE001 - decompress() names the damage
-            return None
-        return memoryview(buf) if n == usize and not more else None
-
     # --- initial header -----------------------------------------------------------------
 
     def read(self) -> EventTable:
@@ -404,6 +384,10 @@ class _TraceDat:
             self._kallsyms = bytes(self._kallsyms)
         return self._kallsyms
 
+    @kallsyms_text.setter
+    def kallsyms_text(self, text: bytes) -> None:
+        self._kallsyms = text
+
     def kallsyms_buffer(self) -> Any:
         """The kallsyms text without a copy: a view of the mapping (v6, uncompressed) or of
         the decompressed section. (A view of the mapping pins it: let it go when done.)"""
@@ -412,10 +396,6 @@ class _TraceDat:
         if span is not None:
             return memoryview(self.data)[span[0] : span[0] + span[1]]
         return self._kallsyms
-
-    @kallsyms_text.setter
-    def kallsyms_text(self, text: bytes) -> None:
-        self._kallsyms = text
 
     def _kallsyms_defer(self, load: Any) -> None:
         """Run ``load()`` (the kallsyms section's decompression) on a thread; the text, or
@@ -503,7 +483,9 @@ class _TraceDat:
                 except FormatError as e:
                     raise c.fail(f"kmem event format: {e}", at) from None
         # every event's ID, so records of events without a format can be told apart
-        self.other_ids.extend(int(x) for x in _ID_RE.findall(bytes(c.data[start : c.pos])))
+        # (searched in place: a copy of ~2 MB costs more in page faults than the search)
+        with memoryview(c.data) as view:
+            self.other_ids.extend(int(x) for x in _ID_RE.findall(view[start : c.pos]))
 
     # --- version 6 ----------------------------------------------------------------------
 
@@ -584,7 +566,7 @@ class _TraceDat:
             # now on, while one core is otherwise idle (strict mode only: salvage records its
             # loss in file order); a bad header is reported in its place in the file, below
             try:
-                finish = self._section(sections[SEC_KALLSYMS], SEC_KALLSYMS, lazy=True, big=True)
+                finish = self._section(sections[SEC_KALLSYMS], SEC_KALLSYMS, lazy=True)
             except InputError:
                 pass
             else:
@@ -608,7 +590,7 @@ class _TraceDat:
                 self._kallsyms_due = True  # (started above)
                 continue
             if sid == SEC_KALLSYMS and not self.opts.salvage:  # (its header failed above)
-                finish = self._section(sections[sid], sid, lazy=True, big=True)
+                finish = self._section(sections[sid], sid, lazy=True)
                 self._kallsyms_defer(lambda finish=finish: _view_u32(finish()))
                 continue
             try:
@@ -663,10 +645,9 @@ class _TraceDat:
             self.lost("truncated trailing section", 1, f"byte offset {pos}: {problem}")
             return
 
-    def _section(self, offset: int, expect: int, lazy: bool = False, big: bool = False) -> Any:
+    def _section(self, offset: int, expect: int, lazy: bool = False) -> Any:
         """Cursor over a v7 section's payload (decompressed when flagged). ``lazy``: the
-        header is checked now; returned is a function giving the cursor (decompressing).
-        ``big``: decompressed into huge pages when it can be (kallsyms: ~5 MB)."""
+        header is checked now; returned is a function giving the cursor (decompressing)."""
         name = _SECTION_NAMES.get(expect, f"section {expect}")
         what = f"{name} section (id {expect})"
         c = self.cur(offset, what)
@@ -691,11 +672,7 @@ class _TraceDat:
         def finish() -> _Cursor:
             blob = memoryview(self.data)[at : at + clen]  # (read in place, not copied)
             try:
-                out = None
-                if big:
-                    out = self._decompress_big(blob, ulen)
-                if out is None:
-                    out = self.decompress(blob, ulen, what, start)
+                out = self.decompress(blob, ulen, what, start)
             finally:
                 blob.release()  # (the mapping is closed when the read ends)
             return _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
@@ -1088,8 +1065,8 @@ class _TraceDat:
         distinct call sites (ascending) with their names, and the distinct pids."""
         from sheaftune.readers.tracedat_fast import factorize_sites, resolve_sites
 
-        def prepare(call_site: np.ndarray, pid: np.ndarray) -> Any:
-            sites = np.sort(factorize_sites(k, call_site)[1])
+        def prepare(call_site: np.ndarray, pid: np.ndarray, scratch: np.ndarray) -> Any:
+            sites = np.sort(factorize_sites(k, call_site, scratch)[1])
             names: list[str] = []
             warning = None
             if len(sites):

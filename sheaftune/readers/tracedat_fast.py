@@ -44,6 +44,9 @@ MAX_CHUNK_PAGES = 1024
 ROW_BYTES_GUESS = 48
 #: threads for decompression and walks
 MAX_THREADS = 4
+#: numpy asks for transparent huge pages for allocations of this size and more
+HUGE_BYTES = 4 << 20
+HUGE_PAGE = 2 << 20
 
 #: the walk's raw columns in kernel order, with the dtypes the compiled signatures fix
 ROW_COLS: tuple[tuple[str, type], ...] = (
@@ -210,9 +213,9 @@ def read_fast(
 ) -> FastResult | None:
     """Read ``buf``'s CPU streams with the kernels ``k``; None when the streaming reader must.
 
-    ``prepare(call_site, pid)``, given the rows before the merge, runs on a thread beside the
-    merge (resolving the distinct call sites and pids needs no row order); its result is
-    ``FastResult.prepared``.
+    ``prepare(call_site, pid, scratch)``, given the rows before the merge (and an int32
+    column of as many rows for its own use), runs beside the merge's threads (resolving the
+    distinct call sites and pids needs no row order); its result is ``FastResult.prepared``.
     """
     try:
         return _Reader(r, buf, page_size, long_size, layout, k).run(prepare)
@@ -284,10 +287,10 @@ class _Reader:
         self.last_ts: dict[int, int] = {}  # per CPU: the time of its last row so far
         self.monotonic = True  # every CPU's rows so far in time order
         workers = self.workers if len(jobs) > 1 else 1
+        states = self._states(min(workers, len(jobs)))
         if workers == 1:
-            state = self._state()
             for j in jobs:
-                self._do(j, state)
+                self._do(j, states[0])
                 self._collect(j)
         else:
             local = threading.local()
@@ -295,7 +298,8 @@ class _Reader:
             def work(j: _Job) -> None:
                 st = getattr(local, "state", None)
                 if st is None:
-                    st = local.state = self._state()
+                    with self.lock:
+                        st = local.state = states.pop()
                 self._do(j, st)
 
             # each job's rows are made final here, on the calling thread, while the workers
@@ -412,17 +416,30 @@ class _Reader:
 
     # --- per job, on the workers --------------------------------------------------------
 
-    def _state(self) -> dict[str, Any]:
-        """A worker's reusable buffers: decompressed pages, the walk's output, a zstd context."""
-        pages = self.max_job // self.ps
-        st: dict[str, Any] = {"cols": self._alloc(pages * self.rows_per_page + self.max_rows_page)}
-        if self.buf.compressed:
-            import zstandard
+    def _states(self, n: int) -> list[dict[str, Any]]:
+        """``n`` workers' reusable buffers (decompressed pages, the walk's output, a zstd
+        context), carved from one allocation: a few MiB in huge pages rather than a page fault
+        per 4 KiB."""
+        rows = self.max_job // self.ps * self.rows_per_page + self.max_rows_page
+        offsets, cols_bytes = _spans(rows, ROW_COLS)
+        pages_at = (cols_bytes + 63) & ~63
+        per = pages_at + ((self.max_job + 63) & ~63 if self.buf.compressed else 0)
+        size = per * n
+        if size >= 1 << 20:  # (numpy asks for huge pages from 4 MiB: the rest is not touched)
+            size = max(size, HUGE_BYTES)
+        slab = _slab(size)
+        states: list[dict[str, Any]] = []
+        for i in range(n):
+            mine = slab[i * per : (i + 1) * per]
+            st: dict[str, Any] = {"cols": _carve(mine, rows, ROW_COLS, offsets)}
+            if self.buf.compressed:
+                import zstandard
 
-            st["pages"] = np.empty(self.max_job, dtype=np.uint8)
-            st["view"] = memoryview(st["pages"])
-            st["dctx"] = zstandard.ZstdDecompressor()
-        return st
+                st["pages"] = mine[pages_at : pages_at + self.max_job]
+                st["view"] = memoryview(st["pages"])
+                st["dctx"] = zstandard.ZstdDecompressor()
+            states.append(st)
+        return states
 
     def _do(self, j: _Job, state: dict[str, Any]) -> None:
         """Decompress (if need be) and walk one job, then append its rows to the shared
@@ -615,7 +632,8 @@ class _Reader:
         try:
             if prepare is not None:
                 n = self.fill
-                prepared = prepare(self.cols["call_site"][:n], self.cols["pid"][:n])
+                # (scratch: the comm ids' column, filled later)
+                prepared = prepare(self.cols["call_site"][:n], self.cols["pid"][:n], out["comm_id"])
         finally:
             for t in threads:
                 t.join()
@@ -636,13 +654,34 @@ def columns(rows: int, spec: tuple[tuple[str, type], ...]) -> dict[str, np.ndarr
     huge pages only for arrays of 4 MiB and more; a column of a few MiB in 4 KiB pages costs a
     page fault per page on first touch (microseconds each in a VM), more than the walk or the
     merge that fills it. (The table's columns then share one buffer: none is freed alone.)"""
+    offsets, total = _spans(rows, spec)
+    return _carve(_slab(total), rows, spec, offsets)
+
+
+def _slab(nbytes: int) -> np.ndarray:
+    """``nbytes`` bytes; from 4 MiB on, starting on a huge-page boundary of a larger mapping
+    (its first and last huge pages whole: no fallback to a page fault per 4 KiB there)."""
+    if nbytes < HUGE_BYTES:
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
+    raw = np.empty(nbytes + 2 * HUGE_PAGE, dtype=np.uint8)
+    at = -raw.ctypes.data % HUGE_PAGE
+    return raw[at : at + nbytes]
+
+
+def _spans(rows: int, spec: tuple[tuple[str, type], ...]) -> tuple[list[int], int]:
+    """Where each column of ``rows`` rows starts (64-byte aligned) in a slab; its size."""
     offsets = []
     total = 0
     for _, dt in spec:
         total = (total + 63) & ~63
         offsets.append(total)
         total += rows * np.dtype(dt).itemsize
-    slab = np.empty(max(total, 1), dtype=np.uint8)
+    return offsets, total
+
+
+def _carve(
+    slab: np.ndarray, rows: int, spec: tuple[tuple[str, type], ...], offsets: list[int]
+) -> dict[str, np.ndarray]:
     return {
         name: slab[at : at + rows * np.dtype(dt).itemsize].view(dt)
         for (name, dt), at in zip(spec, offsets, strict=True)
