@@ -1275,8 +1275,13 @@ def _distinct(a: np.ndarray) -> np.ndarray:
     """The sorted distinct values of ``a`` (``_factorize``'s values, without the codes)."""
     if len(a) == 0:
         return a[:0]
-    if a.dtype.kind == "i" and int(a.min()) >= 0 and int(a.max()) < 1 << 23:  # pids
-        return np.flatnonzero(np.bincount(a)).astype(a.dtype)
+    top = int(a.max())
+    if a.dtype.kind == "i" and int(a.min()) >= 0 and top < 1 << 23:  # pids
+        # (marks, not np.bincount: that casts the column to int64 first, megabytes of
+        # fresh pages)
+        present = np.zeros(top + 1, dtype=bool)
+        present[a] = True
+        return np.flatnonzero(present).astype(a.dtype)
     s = np.sort(a)
     return s[np.concatenate(([True], s[1:] != s[:-1]))]
 
