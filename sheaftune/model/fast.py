@@ -62,8 +62,7 @@ import os
 import random
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -151,6 +150,10 @@ from sheaftune.model.counters import EXTRA, STAT_ITEMS
 from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult
 from sheaftune.params import PCS_BATCH_MAX, ModelParams
+
+if TYPE_CHECKING:  # (imported where a pool is made: concurrent.futures brings logging, ~5 ms
+    # of a start-up whose analyze replays on its own pool)
+    from concurrent.futures import ThreadPoolExecutor
 
 #: The kernel module ``sheaftune.compiled`` builds (or imports, for the JIT fallback).
 KERNELS = "sheaftune.model._engine_kernels"
@@ -849,6 +852,8 @@ _pool_lock = threading.Lock()
 def _shared_pool() -> ThreadPoolExecutor:
     """One pool of ``os.cpu_count()`` threads for every sweep of the process (starting threads
     per sweep cost more than the replays of a small cache)."""
+    from concurrent.futures import ThreadPoolExecutor
+
     global _pool
     with _pool_lock:
         if _pool is None:
@@ -914,6 +919,8 @@ def sweep(
         return [one(i) for i in range(len(params_list))]
     if workers == min(len(params_list), n_cpu):
         return list(_shared_pool().map(one, range(len(params_list))))
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(one, range(len(params_list))))
 
