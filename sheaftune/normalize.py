@@ -28,7 +28,6 @@ need a reuse within the skew, microseconds) and are not corrected.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -135,7 +134,7 @@ def index_dtype(n: int) -> type:
     return np.int32 if n < 2**31 - 1 else np.int64
 
 
-def normalize(table: EventTable, meanwhile: Callable[[], None] | None = None) -> Normalized:
+def normalize(table: EventTable) -> Normalized:
     """Resolve kmalloc caches, match frees to allocations, attribute kfree to caches.
 
     Sweeps in time order: collect the distinct kmalloc keys, then match pointers and attribute
@@ -149,10 +148,6 @@ def normalize(table: EventTable, meanwhile: Callable[[], None] | None = None) ->
     of ``CHUNK_ROWS`` rows with file-mapped columns released after each (``EventTable.release``),
     and traces of more than ``BUCKET_EVENTS`` events are matched in pointer buckets of about that
     many events.
-
-    ``meanwhile``: run on a thread of its own (a daemon, not waited for) as the pointer
-    matching starts: the longest sweep, which releases the GIL, so the function's Python runs
-    on another core without delaying this one's.
     """
     k = _kernels()
     n = len(table)
@@ -204,8 +199,6 @@ def normalize(table: EventTable, meanwhile: Callable[[], None] | None = None) ->
     # its name
     idx = index_dtype(n)
     match = k.match_pointers_i4 if idx is np.int32 else k.match_pointers_i8
-    if meanwhile is not None:
-        threading.Thread(target=meanwhile, name="sheaftune-meanwhile", daemon=True).start()
     # (about twice the distinct pointers of a bucket: a guess, grown when short)
     ptab = _table(min(FIRST_SLOTS, _pow2(2 * min(n, BUCKET_EVENTS))), PTR_COLS)
     live_n = 0

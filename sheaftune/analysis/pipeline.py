@@ -28,7 +28,6 @@ from sheaftune.analysis.tracereplay import (
     planned,
     replay_cache,
 )
-from sheaftune.compiled import kernels
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.model.plan import Plan
@@ -135,10 +134,7 @@ def analyze_table(
 ) -> Analysis:
     """Normalise and characterise one trace, optionally only the named caches; with ``model``,
     replay every reported cache through the sheaf model too."""
-    ahead = None
-    if model is not None and LOAD_AHEAD_EVENTS <= len(table) <= PARALLEL_EVENTS:
-        ahead = _load_ahead(model)
-    norm: Normalized = normalize(table, meanwhile=ahead)
+    norm: Normalized = normalize(table)
     if model is not None and len(table) <= PARALLEL_EVENTS:
         # the replays need only the normalised events and which caches allocate: they start
         # now, on a pool of threads, while this thread characterises the trace
@@ -175,37 +171,6 @@ def analyze_table(
 #: compiled kernels release the GIL); bigger ones one cache at a time, so memory holds one
 #: cache's plan and engine states, not one per thread (issue 10's bound).
 PARALLEL_EVENTS = 1 << 22
-
-
-#: Traces of at least this many events load the replays' kernels and modules during their
-#: normalisation (its pointer matching then lasts longer than the loading, ~6 ms of CPU).
-LOAD_AHEAD_EVENTS = 1 << 19
-
-#: The kernels the characterisation and the replays load on first use.
-_LATER_KERNELS = (
-    "sheaftune.analysis._characterize_kernels",
-    "sheaftune.analysis._plan_kernels",
-    "sheaftune.model._engine_kernels",
-)
-
-
-def _load_ahead(model: ModelOptions) -> Callable[[], None]:
-    """What the characterisation and the replays load first (their kernels, recommend's
-    modules), as a function for ``normalize`` to run on a thread of its own during its
-    pointer matching: that sweep releases the GIL and leaves the other core idle, where the
-    jobs would load them on the cores they share. A failure is left for the jobs to meet (and
-    report) again."""
-
-    def load() -> None:
-        try:
-            for name in _LATER_KERNELS:
-                kernels(name)
-            if model.recommend:
-                import sheaftune.analysis.recommend  # noqa: F401
-        except Exception:  # noqa: BLE001, S110 - the jobs load them again
-            pass
-
-    return load
 
 
 def _replay_and_recommend(norm: Normalized, result: Analysis, model: ModelOptions) -> None:
