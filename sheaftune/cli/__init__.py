@@ -106,6 +106,13 @@ def main(argv: list[str] | None = None) -> None:
         if isinstance(e.__context__, BrokenPipeError):
             _quiet_pipe()
         raise
+    except SystemError as e:
+        # Ctrl-C inside a numba JIT call: the dispatcher returns with the KeyboardInterrupt
+        # set, and CPython raises SystemError ('returned a result with an exception set')
+        # from it; that is an interruption, not an internal error
+        if not _caused_by_interrupt(e):
+            _internal(e, debug)
+        _fail("interrupted", EXIT_INTERRUPTED)
     except OSError as e:
         if e.errno not in _OUTPUT_ERRNOS:
             _internal(e, debug)
@@ -116,6 +123,18 @@ def main(argv: list[str] | None = None) -> None:
     if argv is None:
         _exit_program()
     sys.exit(0)
+
+
+def _caused_by_interrupt(e: BaseException) -> bool:
+    """Whether ``e`` was raised from (or while handling) a KeyboardInterrupt."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, KeyboardInterrupt):
+            return True
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return False
 
 
 def _exit_program() -> None:

@@ -217,3 +217,33 @@ def test_analyze_accepts_a_workload_like_a_trace():
     assert d["caches"]["maple_node"]["alloc"] > 0 and "replay" in d["caches"]["maple_node"]
     p = run("analyze", "--workload", "no-such.yaml")
     assert p.returncode in (2, 3) and "Traceback" not in p.stderr
+
+
+def test_ctrl_c_inside_a_jit_call_is_an_interruption(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # a numba JIT dispatcher interrupted by SIGINT returns with the KeyboardInterrupt set, and
+    # CPython raises SystemError from it: exit 130 with the interruption's line, as any Ctrl-C;
+    # a SystemError of another cause stays an internal error
+    from sheaftune import cli
+
+    def interrupted_jit_call(args: list[str]) -> None:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as e:
+            raise SystemError("CPUDispatcher(walk) returned a result with an exception set") from e
+
+    monkeypatch.setattr(cli, "_invoke", interrupted_jit_call)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["generate"])
+    assert exc.value.code == 130
+    assert capsys.readouterr().err.strip() == "sheaftune: error: interrupted"
+
+    def other_system_error(args: list[str]) -> None:
+        raise SystemError("something else")
+
+    monkeypatch.setattr(cli, "_invoke", other_system_error)
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["generate"])
+    assert exc.value.code == 1
+    assert "internal error: SystemError: something else" in capsys.readouterr().err
