@@ -766,7 +766,11 @@ def _null_stream(d: dict[str, Any], where: str, name: str, cpus: int) -> StreamS
 def parse_spec(data: Any, path: str = "<workload>") -> WorkloadSpec:
     """A WorkloadSpec from already-loaded YAML data; InputError naming ``path`` and the key."""
     try:
-        return _parse(data, path)
+        # scipy evaluates invalid parameters (a scale of 0, say) with numpy and warns before
+        # answering NaN; the checks here test every answer for finiteness and refuse the
+        # parameters in one line, so the warnings would only add noise to that line
+        with np.errstate(all="ignore"):
+            return _parse(data, path)
     except _Invalid as e:
         raise InputError(e.message, path, e.where or None) from None
 

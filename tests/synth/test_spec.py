@@ -130,6 +130,7 @@ BAD = [
     ("streams[0].lifetime_us.dist", "nonsense", "streams[0].lifetime_us.dist", "not a scipy"),
     ("streams[0].lifetime_us.dist", "poisson", "streams[0].lifetime_us.dist", "continuous"),
     ("streams[0].lifetime_us.scale", -3, "streams[0].lifetime_us", "invalid for expon"),
+    ("streams[0].lifetime_us.scale", 0, "streams[0].lifetime_us", "invalid for expon"),
     ("streams[0].lifetime_us.shape", 2, "streams[0].lifetime_us", "bad parameters"),
     (
         "streams[0].lifetime_us",
@@ -174,6 +175,18 @@ def test_bad_values_name_file_and_key(
     assert e.where == where, str(e)
     assert words in e.detail, str(e)
     assert str(f) in str(e) and where in str(e)
+
+
+def test_invalid_scipy_parameters_are_refused_without_warnings(tmp_path: Path) -> None:
+    # scipy warns ('invalid value encountered in multiply') before answering NaN for a scale
+    # of 0: the refusal must be the only line the user sees
+    import warnings
+
+    f = write(tmp_path, mutate("streams[0].lifetime_us.scale", 0))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InputError):
+            load_spec(f)
 
 
 def test_remote_frees_need_two_cpus_and_nodes(tmp_path: Path) -> None:
