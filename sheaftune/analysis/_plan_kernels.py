@@ -102,6 +102,14 @@ def group_by_key(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
         k = key[i]
         if 0 <= k < nkeys:
             starts[k + 1] += 1
+    return _place_rows(key, nkeys, starts, rows)
+
+
+@_kjit
+def _place_rows(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
+    """The counting sort's second half: ``starts[k + 1]`` holds key k's row count; turn the
+    counts into starts and write each row's index at its key's place."""
+    n = len(key)
     for k in range(nkeys):
         starts[k + 1] += starts[k]
     # fill through starts[k] (each ends at the next key's start), then shift them back
@@ -133,17 +141,7 @@ def group_and_count(key, op, ptr, nkeys, starts, rows, counts):  # type: ignore[
             if ptr[i] != 0:
                 o = op[i]
                 counts[2 * k + ((o == _OP_ALLOC) | (o == _OP_KMALLOC))] += 1
-    for k in range(nkeys):
-        starts[k + 1] += starts[k]
-    for i in range(n):
-        k = key[i]
-        if 0 <= k < nkeys:
-            rows[starts[k]] = i
-            starts[k] += 1
-    for k in range(nkeys, 0, -1):
-        starts[k] = starts[k - 1]
-    starts[0] = 0
-    return starts[nkeys]
+    return _place_rows(key, nkeys, starts, rows)
 
 
 @_kjit
