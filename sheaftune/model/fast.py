@@ -162,30 +162,19 @@ assert len(Cmd) == PS_N_CMDS, "update _engine_layout.PS_N_CMDS with plan.Cmd"
 
 
 # ----------------------------------------------------------------------------- compile cache
-_exec_plan: Any = None
+_entries: dict[str, Any] = {}
 
 
-def _kernel() -> Any:
-    """The plan interpreter: the AOT build (built on first use) or the JIT kernel."""
-    global _exec_plan
-    if _exec_plan is None:
+def _entry(name: str) -> Any:
+    """An exported kernel (``exec_plan``, the plan interpreter, or ``plan_stats``): the AOT
+    build's entry point (built on first use) without its per-call argument check, since every
+    array passed is made by _columns, _State or _stats_pass with exactly the exported dtype and
+    layout; or the JIT kernel."""
+    fn = _entries.get(name)
+    if fn is None:
         k = compiled.kernels(KERNELS)
-        # the AOT entry point without its per-call argument check: every array passed is
-        # made by _columns or _State with exactly the exported dtype and layout
-        _exec_plan = k.extension.exec_plan if isinstance(k, compiled.Kernels) else k.exec_plan
-    return _exec_plan
-
-
-_plan_stats: Any = None
-
-
-def _stats_kernel() -> Any:
-    """``plan_stats``'s kernel (from the same build as the interpreter)."""
-    global _plan_stats
-    if _plan_stats is None:
-        k = compiled.kernels(KERNELS)
-        _plan_stats = k.extension.plan_stats if isinstance(k, compiled.Kernels) else k.plan_stats
-    return _plan_stats
+        fn = _entries[name] = getattr(k.extension if isinstance(k, compiled.Kernels) else k, name)
+    return fn
 
 
 def needs_compile() -> bool:
@@ -197,7 +186,7 @@ def needs_compile() -> bool:
     the JIT kernels (``SHEAFTUNE_AOT=0``, or after a failed build) it is a best guess, which
     imports numba: numba's on-disk index of the interpreter must exist and match its source.
     """
-    if _exec_plan is not None:
+    if "exec_plan" in _entries:
         return False
     if compiled.needs_build(KERNELS):
         return True
@@ -234,7 +223,7 @@ def _stats_pass(plan: Plan, k: int, active: np.ndarray) -> list[int]:
     """``plan_stats``' kernel output (``PS_*``) as a list."""
     out = np.empty(PS_LEN, dtype=np.int64)
     _, cmd, cpu, _, b, c, _ = _columns(plan)
-    _stats_kernel()(cmd, cpu, b, c, k, out, active)
+    _entry("plan_stats")(cmd, cpu, b, c, k, out, active)
     o: list[int] = out.tolist()
     return o
 
@@ -538,7 +527,7 @@ def _check(plan: Plan, params: ModelParams, facts: _Facts | None = None) -> None
 def _feed(s: _State, cols: tuple[np.ndarray, ...], params: ModelParams, i: int = 0) -> None:
     """Run plan columns from command ``i`` on state ``s``, growing its pools whenever the
     interpreter asks."""
-    ex = _kernel()
+    ex = _entry("exec_plan")
     ts, cmd, cpu, a, b, c, aux = cols
     cap, ops = params.sheaf_capacity, params.objects_per_slab
     n = len(cmd)

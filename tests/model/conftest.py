@@ -47,9 +47,12 @@ def engine_mode(request: pytest.FixtureRequest) -> Iterator[str]:
         ex = request.getfixturevalue("aot_exec_plan")
     else:
         ex = importlib.import_module(fast.KERNELS).exec_plan
-    saved = fast._exec_plan
-    fast._exec_plan = ex
+    saved = fast._entries.get("exec_plan")
+    fast._entries["exec_plan"] = ex
     try:
         yield request.param
     finally:
-        fast._exec_plan = saved
+        if saved is None:
+            fast._entries.pop("exec_plan", None)
+        else:
+            fast._entries["exec_plan"] = saved
