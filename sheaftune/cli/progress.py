@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -10,6 +11,18 @@ from sheaftune.readers import ReadOptions
 
 #: Inputs smaller than this are read without a progress bar.
 PROGRESS_MIN_BYTES = 32 << 20
+
+
+def _may_be_terminal() -> bool:
+    """False when rich's console on standard error surely is not a terminal: rich's own test
+    (``Console.is_terminal``) without importing rich, erring towards True; True means ask
+    rich."""
+    if os.environ.get("TTY_COMPATIBLE") == "1" or os.environ.get("FORCE_COLOR") is not None:
+        return True
+    try:
+        return sys.stderr is not None and sys.stderr.isatty()
+    except (AttributeError, ValueError, OSError):
+        return True
 
 
 @contextmanager
@@ -21,7 +34,9 @@ def read_options(
         size = os.path.getsize(path) if path != "-" else 0
     except OSError:
         size = 0
-    if size < PROGRESS_MIN_BYTES:  # decided before rich is imported (about 30 ms)
+    if size < PROGRESS_MIN_BYTES or not _may_be_terminal():
+        # (decided before rich is imported: about 20 ms that a run into a pipe or a file
+        # should not pay)
         yield ReadOptions(salvage=salvage, buffer=buffer)
         return
     from rich.progress import BarColumn, DownloadColumn, Progress, TimeRemainingColumn

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -76,15 +77,20 @@ def test_help_does_not_import_numba_or_scipy():
     assert out.stdout.strip() == "False False", out.stderr
 
 
-def _imported(args: list[str], modules: tuple[str, ...]) -> list[str]:
-    """Which of ``modules`` a run of ``sheaftune ARGS`` (output to /dev/null) imported."""
+def _imported(args: list[str], modules: tuple[str, ...], pre: str = "") -> list[str]:
+    """Which of ``modules`` a run of ``sheaftune ARGS`` (output to /dev/null) imported, after
+    the statements ``pre``; standard error is a pipe, no terminal forced."""
     code = (
+        f"{pre}\n"
         "import runpy, sys; sys.argv = ['sheaftune', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('sheaftune', run_name='__main__')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
         f"print('imported:', *(m for m in {modules!r} if m in sys.modules))"
     )
-    out = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, env=env
+    )
     assert out.returncode == 0, out.stderr
     return out.stdout.splitlines()[-1].split()[1:]
 
@@ -99,6 +105,24 @@ def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
     json_run = ["analyze", str(f), "--format", "json", "-o", os.devnull]
     assert _imported(json_run, (*heavy, "concurrent.futures", "logging")) == []
     assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
+    # a file large enough for a progress bar, read with standard error into a pipe: no bar,
+    # and rich not imported to find that out
+    big = "import sheaftune.cli.progress as p; p.PROGRESS_MIN_BYTES = 0"
+    assert _imported(json_run, ("rich",), pre=big) == []
+
+
+def test_progress_asks_rich_whenever_a_terminal_may_be_forced(monkeypatch: pytest.MonkeyPatch):
+    from sheaftune.cli import progress
+
+    for var in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setattr(sys, "stderr", io.StringIO())
+    assert not progress._may_be_terminal()
+    monkeypatch.setenv("FORCE_COLOR", "")  # (rich: set but empty is "not a terminal")
+    assert progress._may_be_terminal()
+    monkeypatch.delenv("FORCE_COLOR")
+    monkeypatch.setenv("TTY_COMPATIBLE", "1")
+    assert progress._may_be_terminal()
 
 
 def test_a_program_run_ends_without_teardown_but_runs_atexit(tmp_path: Path):
