@@ -14,6 +14,10 @@ def run() -> None:
     # the reader's and the replays' threads. The user's own setting wins.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     try:
+        # (first: the heap's pages are faulted on the idle core while the imports below run)
+        from sheaftune import heap
+
+        heap.warm(sys.argv[1:])
         from sheaftune.cli import main
     except KeyboardInterrupt:
         sys.stderr.write("sheaftune: error: interrupted\n")

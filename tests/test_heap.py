@@ -1,0 +1,98 @@
+"""sheaftune.heap: when the start-up heap warm-up applies, what it does to glibc, and that a run
+gives the same report with it as without."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sheaftune import heap
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures"
+LARGE = FIXTURES / "large" / "build.v7zstd.dat"
+GLIBC = (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
+
+
+def test_input_bytes_counts_the_files_of_an_analyze_command(tmp_path: Path):
+    a, b = tmp_path / "a.dat", tmp_path / "b.dat"
+    a.write_bytes(b"x" * 1000)
+    b.write_bytes(b"y" * 500)
+    assert heap.input_bytes(["analyze", str(a), "--format", "json", str(b)]) == 1500
+    # not a file, a directory, a missing path, an option: nothing
+    assert heap.input_bytes(["analyze", str(tmp_path), str(tmp_path / "no"), "--cache"]) == 0
+    # other commands: nothing, whatever their arguments
+    assert heap.input_bytes(["convert", str(a), str(b)]) == 0
+    assert heap.input_bytes([]) == 0
+
+
+def test_prefault_bytes_is_bounded_and_none_outside_modest_inputs():
+    assert heap.prefault_bytes(0) == 0
+    assert heap.prefault_bytes(heap.MIN_INPUT - 1) == 0
+    assert heap.prefault_bytes(heap.MAX_INPUT + 1) == 0  # huge traces: glibc's defaults
+    small = heap.prefault_bytes(heap.MIN_INPUT)
+    assert small == heap.PREFAULT
+    assert heap.prefault_bytes(6 << 20) == heap.PREFAULT
+    assert heap.prefault_bytes(heap.MAX_INPUT) == heap.PREFAULT
+
+
+def _probe(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    """In a fresh interpreter: warm(args), wait for its thread, then what glibc reports."""
+    code = (
+        "import ctypes, json, sys, threading\n"
+        "from sheaftune import heap\n"
+        "size = heap.warm(sys.argv[1:])\n"
+        "if heap.thread is not None: heap.thread.join()\n"
+        "class M(ctypes.Structure):\n"
+        "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks',\n"
+        "        'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
+        "libc = ctypes.CDLL(None); libc.mallinfo2.restype = M\n"
+        "big = libc.malloc(8 << 20)  # below the raised mmap threshold: from the heap now\n"
+        "m = libc.mallinfo2()\n"
+        "print(json.dumps({'size': size, 'heap': m.arena, 'free': m.fordblks,\n"
+        "                  'mapped': m.hblkhd}))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    result: dict[str, object] = json.loads(out.stdout)
+    return result
+
+
+@pytest.mark.skipif(not GLIBC, reason="the heap warm-up is for glibc's malloc only")
+def test_warm_prefaults_the_heap_and_keeps_large_blocks_in_it(tmp_path: Path):
+    f = tmp_path / "t.dat"
+    f.write_bytes(b"\0" * (4 << 20))
+    on = _probe(["analyze", str(f)])
+    assert on["size"] == heap.PREFAULT
+    # the pre-faulted blocks stayed in the heap, free for the run's arrays; an 8 MiB block comes
+    # from it rather than from a mapping of its own (glibc's default threshold is 128 KiB)
+    assert isinstance(on["heap"], int) and on["heap"] >= heap.PREFAULT
+    off = _probe(["analyze", str(f)], {"SHEAFTUNE_HEAP_WARMUP": "0"})
+    assert isinstance(on["mapped"], int) and isinstance(off["mapped"], int)
+    assert off["size"] == 0 and off["mapped"] - on["mapped"] >= 8 << 20
+    # another command, or inputs beyond the bound: glibc left alone
+    assert _probe(["convert", str(f)])["size"] == 0
+
+
+@pytest.mark.skipif(not LARGE.exists(), reason=f"{LARGE} absent (../shared/fixtures)")
+def test_an_analysis_is_the_same_with_and_without_the_warm_up():
+    def run(flag: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "sheaftune", "analyze", str(LARGE), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "SHEAFTUNE_HEAP_WARMUP": flag},
+        )
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    assert run("1") == run("0")
