@@ -54,6 +54,7 @@ from sheaftune._normalize_const import (
 )
 from sheaftune._normalize_const import ZERO_SIZE_PTR as ZERO_SIZE_PTR  # (part of this API)
 from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
+from sheaftune.memory import block, zeros
 
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
 
@@ -276,11 +277,11 @@ def _col(table: EventTable, name: str) -> np.ndarray:
 
 def _new_columns(n: int, idx: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``alloc_of`` and ``reused_by`` (all -1), room for ``cache_id`` (int32) and
-    ``live_at_end`` (all False), carved from one allocation: fresh memory is paid for by a page
-    fault per page as it is first written, and a block of 4 MiB or more gets transparent huge
-    pages from numpy where the separate columns would fault page by page."""
+    ``live_at_end`` (all False), carved from one block (``sheaftune.memory``): fresh memory is
+    paid for by a page fault per page as it is first written, and the block is in huge pages
+    (its first and last whole) where the separate columns would fault page by page."""
     w = np.dtype(idx).itemsize
-    buf = np.empty((2 * w + 5) * n, dtype=np.uint8)
+    buf = block((2 * w + 5) * n)
     ends = (w * n, 2 * w * n, (2 * w + 4) * n)
     buf[: ends[1]].fill(0xFF)  # (-1 in every index)
     buf[ends[2] :].fill(0)
@@ -303,7 +304,7 @@ def _chunks(n: int) -> list[tuple[int, int]]:
 
 def _table(slots: int, cols: int) -> np.ndarray:
     """An empty hash table of the kernels: ``slots`` (a power of two) rows of ``cols`` words."""
-    return np.zeros((slots, cols), dtype=np.int64)
+    return zeros((slots, cols), np.int64)
 
 
 def _pow2(n: int) -> int:

@@ -30,6 +30,7 @@ import numpy as np
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_all
 from sheaftune.compiled import Kernels, kernels
 from sheaftune.events import EventTable
+from sheaftune.memory import arrays, block
 from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult, replay
 from sheaftune.normalize import (
@@ -81,7 +82,7 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
     n = len(t)
     idx = index_dtype(n)
     starts = np.empty(len(t.caches) + 1, dtype=np.int64)
-    rows: np.ndarray = np.empty(n, dtype=idx)
+    rows: np.ndarray = block(n * np.dtype(idx).itemsize).view(idx)
     cid = np.ascontiguousarray(t.cache_id, dtype=np.int32)
     _kernel("group_by_key", idx)(cid, len(t.caches), starts, rows)
     at = starts.tolist()
@@ -95,7 +96,7 @@ def cache_rows_counted(norm: Normalized) -> tuple[dict[str, np.ndarray], dict[st
     t = norm.table
     n, nc = len(t), len(t.caches)
     starts = np.empty(nc + 1, dtype=np.int64)
-    rows: np.ndarray = np.empty(n, dtype=np.int32)
+    rows: np.ndarray = block(4 * n).view(np.int32)
     counts = np.empty(2 * nc, dtype=np.int64)
     cid = _c(t.cache_id, np.int32)
     op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
@@ -199,12 +200,19 @@ class CacheCommands:
             rows = rows_of_cache(norm, cache)
         rows = _c(rows, idx)
         m = len(rows)
-        allocs: np.ndarray = np.empty(m, dtype=idx)
-        matched: np.ndarray = np.empty(m, dtype=idx)
-        mslot: np.ndarray = np.empty(m, dtype=idx)
+        compact = m > STREAM_EVENTS
+        n_recent = 1 << min(16, max(m, 1).bit_length())
+        parts = [(m, idx)] * 3 + [(n_recent, idx)]
+        if compact:
+            # (each alone: what a streamed cache keeps of them is copied out, the rest freed)
+            scratch: list[np.ndarray] = [np.empty(k, dtype=d) for k, d in parts]
+        else:
+            # one block (in huge pages from 1 MiB), dropped with the commands once planned
+            scratch = arrays(parts)
+        allocs, matched, mslot, recent = scratch
+        del scratch
         st = np.zeros(9, dtype=np.int64)  # _plan_kernels.ST_*
         scan = _kernel("scan_cache", idx)
-        recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
         op, ptr, size = _c(t.op, np.uint8), _c(t.ptr, np.uint64), _c(t.bytes_alloc, np.uint32)
         alloc_of, reused_by = _c(norm.alloc_of, idx), _c(norm.reused_by, idx)
         live = _c(norm.live_at_end, np.bool_)
@@ -215,7 +223,7 @@ class CacheCommands:
             t.release()
         na, nm, before, other, unseen, n_live, *sizes = st.tolist()
         self.slot = _slot_of(t, rows, sizes)
-        compact = m > STREAM_EVENTS
+        del recent
         self.allocs = allocs = _fit(allocs, na, compact)
         self.matched, self.matched_slot = _fit(matched, nm, compact), _fit(mslot, nm, compact)
         del matched, mslot
@@ -337,7 +345,8 @@ class CacheCommands:
                 # whole int32 stream to int64 at every window)
                 spans += np.searchsorted(s, np.array((g0, g1), dtype=s.dtype)).tolist()
         size = sum(spans[1::2]) - sum(spans[0::2])
-        cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
+        # (one block: a plan's columns die together, and in huge pages from 1 MiB)
+        cols = arrays([(size, d) for d in _PLAN_DTYPES])
         ts, cmd, cpu, a, b, c = cols
         (a0, a1, p0, p1, f0, f1, l0, l1, m0, m1, k0, k1, q0, q1) = spans
         emit = _kernel("emit", self._idx)
