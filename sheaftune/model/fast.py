@@ -67,6 +67,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from sheaftune import compiled
+from sheaftune.memory import block
 from sheaftune.model._engine_layout import (
     _EXTRA_NAMES,
     _STAT_NAMES,
@@ -379,7 +380,11 @@ class _State:
             # (a buffer outgrown is replaced by one of at least twice its size, so a thread
             # replaying ever bigger plans maps new pages a few times, not at every replay)
             grown = 0 if buf is None else min(2 * len(buf), _SPARE_WORDS)
-            buf = np.empty(max(total, grown), dtype=np.int64)
+            words = max(total, grown)
+            if 4 * words >= _SPARE_WORDS:
+                # (one huge page rather than a page fault per 4 KiB, and no growing again)
+                words = max(words, _SPARE_WORDS)
+            buf = block(8 * words).view(np.int64)
         self.buf = buf
         buf[o_zero:o_minus] = 0
         buf[o_minus:total] = -1
