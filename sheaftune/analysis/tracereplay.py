@@ -82,7 +82,7 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
     n = len(t)
     idx = index_dtype(n)
     starts = np.empty(len(t.caches) + 1, dtype=np.int64)
-    rows: np.ndarray = block(n * np.dtype(idx).itemsize).view(idx)
+    rows: np.ndarray = np.empty(n, dtype=idx)
     cid = np.ascontiguousarray(t.cache_id, dtype=np.int32)
     _kernel("group_by_key", idx)(cid, len(t.caches), starts, rows)
     at = starts.tolist()
@@ -334,7 +334,8 @@ class CacheCommands:
         streams = (self.allocs, self.pop_rows, self.fr, self.lr, self.matched, self.kf_r,
                    self.gp_anchor)  # fmt: skip
         spans: list[int] = []
-        if g0 == 0 and g1 >= self.n_events:
+        whole = g0 == 0 and g1 >= self.n_events
+        if whole:
             # every stream whole but the grace periods (one may anchor past the last event)
             for s in streams[:-1]:
                 spans += (0, len(s))
@@ -345,8 +346,12 @@ class CacheCommands:
                 # whole int32 stream to int64 at every window)
                 spans += np.searchsorted(s, np.array((g0, g1), dtype=s.dtype)).tolist()
         size = sum(spans[1::2]) - sum(spans[0::2])
-        # (one block: a plan's columns die together, and in huge pages from 1 MiB)
-        cols = arrays([(size, d) for d in _PLAN_DTYPES])
+        if whole:
+            # one block: a plan's columns die together, in huge pages from 1 MiB
+            cols = arrays([(size, d) for d in _PLAN_DTYPES])
+        else:
+            # (a streamed plan's window: each column alone, no huge page rounded up: issue 10)
+            cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
         ts, cmd, cpu, a, b, c = cols
         (a0, a1, p0, p1, f0, f1, l0, l1, m0, m1, k0, k1, q0, q1) = spans
         emit = _kernel("emit", self._idx)
