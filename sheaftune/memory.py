@@ -11,10 +11,14 @@ nothing.
 
 Every array carved from a slab keeps the whole slab alive: carve together only arrays that
 die together, and never tie a small long-lived array to a big block.
+
+An ``analyze`` whose heap ``sheaftune.heap`` pre-faulted gets plain heap blocks from ``block``
+instead: that heap's blocks are mapped already, and are reused from stage to stage.
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -42,10 +46,20 @@ def slab(nbytes: int) -> np.ndarray:
 
 def block(nbytes: int) -> np.ndarray:
     """``nbytes`` bytes, in huge pages from ``PROMOTE_BYTES`` on: a smaller block is carved
-    from a 4 MiB slab (``slab``), whose untouched huge pages are never mapped."""
+    from a 4 MiB slab (``slab``), whose untouched huge pages are never mapped.
+
+    Plain bytes of the heap when ``sheaftune.heap`` warmed it: its blocks are then mapped
+    already, and a slab, larger than asked, would only take more of them."""
+    if _heap_warmed():
+        return np.empty(max(nbytes, 1), dtype=np.uint8)
     if PROMOTE_BYTES <= nbytes < HUGE_BYTES:
         return slab(HUGE_BYTES)[:nbytes]
     return slab(nbytes)
+
+
+def _heap_warmed() -> bool:
+    heap = sys.modules.get("sheaftune.heap")  # (never imported here: only the CLI warms)
+    return heap is not None and getattr(heap, "thread", None) is not None
 
 
 def zeros(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:

@@ -50,3 +50,12 @@ def test_zeros():
     for shape in ((5, 2), (1 << 16, 2), (1 << 20, 2)):  # numpy's, a promoted block, numpy's
         z = memory.zeros(shape, np.int64)
         assert z.shape == shape and z.dtype == np.int64 and not z.any()
+
+
+def test_block_plain_when_the_heap_is_warmed(monkeypatch):
+    import types
+
+    monkeypatch.setitem(memory.sys.modules, "sheaftune.heap", types.SimpleNamespace(thread=1))
+    b = memory.block(memory.PROMOTE_BYTES)
+    assert len(b) == memory.PROMOTE_BYTES and b.base is None  # not carved from a slab
+    assert not memory.zeros((1 << 16, 2), np.int64).any()
