@@ -58,8 +58,9 @@ def load(
     path: str, input_format: str | None = None, options: ReadOptions | None = None
 ) -> EventTable:
     """Read one trace (or generate ``workload:FILE.yaml`` with seed 0); a trace without a single
-    kmem event is 'nothing to analyse'. A trace.dat written by ``sheaftune record`` also brings
-    what was recorded (events, filters, per-CPU losses) into ``meta.extra["record"]``."""
+    kmem event is 'nothing to analyse'. (A trace.dat written by ``sheaftune record`` also brings
+    what was recorded, events, filters, per-CPU losses, into ``meta.extra["record"]``: the
+    reader reads it.)"""
     if path.startswith(WORKLOAD_PREFIX):
         from sheaftune.synth.generate import generate_file
 
@@ -69,15 +70,6 @@ def load(
         table.meta.format = "workload"
     else:
         table = read_trace(path, input_format, options)
-        if table.meta.format == "trace.dat" and table.meta.file_version == 6 and path != "-":
-            from sheaftune.capture.tracedat_writer import record_facts
-
-            try:
-                facts = record_facts(path)
-            except (OSError, ValueError, KeyError):
-                facts = None
-            if facts:
-                table.meta.extra["record"] = facts
     if len(table) == 0:
         raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
     if len(table) > ROWS_AT_ONCE:

@@ -26,6 +26,7 @@ count or -1 when unknown; the first 10,000).
 
 from __future__ import annotations
 
+import json
 import mmap
 import os
 import re
@@ -65,6 +66,9 @@ OPT_OFFSET = 7
 OPT_CPUCOUNT = 8
 OPT_VERSION = 9
 OPT_TSC2NSEC = 14
+#: sheaftune's record facts, as ``sheaftune record`` writes them into a v6 file (JSON; see
+#: ``sheaftune.capture.tracedat_writer.OPTION_SHEAFTUNE``)
+OPT_SHEAFTUNE = 0x5348
 SEC_OPTIONS = 0
 SEC_STRINGS = 15
 SEC_HEADER_INFO = 16
@@ -271,6 +275,7 @@ class _TraceDat:
         self.tsc2nsec: tuple[int, int] | None = None
         self.v6_cpus = 0
         self.v7_end = 0  # end of the furthest v7 section or CPU data the options reference
+        self._record_option: bytes | None = None  # v6: sheaftune record's facts (JSON)
         self._zstd = threading.local()  # a ZstdDecompressor per thread (they are not shared)
         self._lock = threading.Lock()
         self._set_endian(False)
@@ -515,6 +520,7 @@ class _TraceDat:
         if tag == b"options  \x00":
             c.what = "options"
             self._options(c, v6_buffers)
+            self._record_facts()
             tag = c.take(10)
         if tag == b"latency  \x00":
             raise self.error(
@@ -533,6 +539,19 @@ class _TraceDat:
                 raise ic.fail("instance data does not start with 'flyrecord'", off)
             self._v6_flyrecord(ic, b, clock_block=True)
             self.buffers.append(b)
+
+    def _record_facts(self) -> None:
+        """What ``sheaftune record`` recorded (events, filters, per-CPU losses, ...) into
+        ``meta.extra["record"]``, from its option; an unreadable one is left out, as if absent."""
+        data = self._record_option
+        if data is None:
+            return
+        try:
+            facts = json.loads(data.rstrip(b"\0").decode())
+        except ValueError:  # (not UTF-8, not JSON)
+            return
+        if facts:
+            self.meta.extra["record"] = facts
 
     def _v6_flyrecord(self, c: _Cursor, b: _Buffer, clock_block: bool) -> None:
         c.what = f"flyrecord CPU table of buffer {b.name!r}" if b.name else "flyrecord CPU table"
@@ -725,6 +744,8 @@ class _TraceDat:
                 self.ts_offset += _strtoll(oc.cstr(4096))
             elif oid == OPT_DATE:
                 self.ts_offset += _strtoll(oc.cstr(4096)) * 1000
+            elif oid == OPT_SHEAFTUNE and v6_buffers is not None:
+                self._record_option = bytes(c.data[at : at + size])  # (the last one counts)
             elif oid == OPT_TSC2NSEC and size >= 8:
                 mult = oc.u32()
                 shift = oc.u32()

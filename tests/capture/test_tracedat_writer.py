@@ -20,6 +20,7 @@ from sheaftune.capture.tracedat_writer import (
     record_facts,
     write_tracedat_v6,
 )
+from sheaftune.readers import read_trace
 
 from .conftest import trace_cmd
 
@@ -182,3 +183,17 @@ def test_rejects_partial_pages(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="whole number of pages"):
         write_tracedat_v6(str(tmp_path / "x.dat"), metadata(1), [str(bad)])
     assert not (tmp_path / "x.dat").exists()
+
+
+def test_the_reader_brings_the_record_facts_into_the_meta(example_file: Path) -> None:
+    # (analyze reports them under trace.extra.record without a second pass over the file)
+    table = read_trace(str(example_file))
+    assert table.meta.extra["record"] == record_facts(str(example_file))
+    # an option that is not JSON is left out (analyze used to catch record_facts' error)
+    data = example_file.read_bytes()
+    at = data.index(b'{"events"')
+    bad = example_file.with_name("bad.dat")
+    bad.write_bytes(data[:at] + b"\xff" + data[at + 1 :])
+    with pytest.raises(ValueError):
+        record_facts(str(bad))
+    assert "record" not in read_trace(str(bad)).meta.extra
