@@ -18,6 +18,9 @@ def run() -> None:
         from sheaftune import heap
 
         heap.warm(sys.argv[1:])
+        from sheaftune import dataclass_code
+
+        dataclass_code.install()
         from sheaftune.cli import main
     except KeyboardInterrupt:
         sys.stderr.write("sheaftune: error: interrupted\n")

@@ -1,0 +1,118 @@
+"""The compiled code of dataclass methods, kept across runs like a ``.pyc`` (start-up time).
+
+``@dataclass`` writes each method it generates (``__init__``, ``__repr__``, ``__eq__``,
+``__hash__``, a frozen class's ``__setattr__``...) as source text and compiles it with ``exec``.
+Importing what ``sheaftune analyze`` needs makes about 90 of them: 10-12 ms of every run, a
+third of the time sheaftune's own modules take to import, spent on one core before any work can
+start. The text is the same on every run of the same code, so its compiled form can be kept.
+
+:func:`install` gives the ``dataclasses`` module an ``exec`` of its own (a module global, which
+the builtin's name then finds first) that looks the text up in a cache and compiles only what
+is missing; the code it runs is what ``compile`` would have made of the same text, with the
+same globals and namespace. The cache is one ``marshal`` file per Python bytecode version in
+sheaftune's cache directory (``SHEAFTUNE_CACHE_DIR``, else ``$XDG_CACHE_HOME/sheaftune`` or
+``~/.cache/sheaftune``: the same trust as the compiled kernels kept there), rewritten at exit
+when something was compiled. No cache, an unreadable or unwritable one, or a Python whose
+dataclasses do not call ``exec`` with text: nothing changes but the time. Only the ``sheaftune``
+program installs it (``sheaftune.__main__``); a program that imports sheaftune is left alone.
+"""
+
+from __future__ import annotations
+
+import builtins
+import marshal
+import os
+import sys
+from typing import Any
+
+#: The most entries the cache file keeps (the dataclasses of every command are a few hundred).
+MAX_ENTRIES = 4096
+
+_cache: dict[str, Any] = {}
+#: texts compiled by this process (the cache file is rewritten at exit when there are any)
+compiled = 0
+
+
+def cache_file() -> str | None:
+    """Where the cache lives for this Python (None: no home directory to put it in)."""
+    from importlib.util import MAGIC_NUMBER
+
+    root = os.environ.get("SHEAFTUNE_CACHE_DIR")
+    if not root:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        home = os.path.expanduser("~")
+        if xdg:
+            root = os.path.join(xdg, "sheaftune")
+        elif home != "~":
+            root = os.path.join(home, ".cache", "sheaftune")
+        else:
+            return None
+    tag = sys.implementation.cache_tag or "python"
+    return os.path.join(root, "pycode", f"dataclasses-{tag}-{MAGIC_NUMBER.hex()}.marshal")
+
+
+def install() -> bool:
+    """Serve ``dataclasses``' compilations from the cache (read now, written at exit);
+    False when it does not apply."""
+    try:
+        import dataclasses
+
+        if "exec" in vars(dataclasses):  # (installed already, or someone else's)
+            return False
+        path = cache_file()
+        if path is None:
+            return False
+        _load(path)
+        dataclasses.exec = _exec  # type: ignore[attr-defined]
+        import atexit
+
+        atexit.register(_save, path)
+        return True
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return False
+
+
+def _exec(source: Any, globals: Any = None, locals: Any = None, /) -> None:  # noqa: A002
+    """``exec`` with the compiled code of a text taken from the cache when it is there."""
+    global compiled
+    if globals is None:  # (the caller's, as the builtin would take them)
+        globals = sys._getframe(1).f_globals  # noqa: A001
+    if isinstance(source, str):
+        code = _cache.get(source)
+        if code is None:
+            code = _cache[source] = compile(source, "<string>", "exec")
+            compiled += 1
+        source = code
+    builtins.exec(source, globals, globals if locals is None else locals)
+
+
+def _load(path: str) -> None:
+    try:
+        with open(path, "rb") as f:
+            data = marshal.load(f)
+    except (OSError, ValueError, EOFError, TypeError):  # none, or damaged: compile afresh
+        return
+    if isinstance(data, dict):
+        code_type = type(_load.__code__)
+        _cache.update(
+            (k, v) for k, v in data.items() if isinstance(k, str) and type(v) is code_type
+        )
+
+
+def _save(path: str) -> None:
+    """Rewrite the cache when this run compiled something (atomically: a reader sees the old
+    file or the new one)."""
+    if not compiled:
+        return
+    entries = dict(list(_cache.items())[-MAX_ENTRIES:])
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(tmp, "wb") as f:
+            marshal.dump(entries, f)
+        os.replace(tmp, path)
+    except (OSError, ValueError):
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
