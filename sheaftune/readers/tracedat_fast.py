@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sheaftune.memory import HUGE_BYTES, carve, columns, slab, spans
 from sheaftune.readers import _kconst as K
 
 if TYPE_CHECKING:
@@ -44,9 +45,6 @@ MAX_CHUNK_PAGES = 1024
 ROW_BYTES_GUESS = 48
 #: threads for decompression and walks
 MAX_THREADS = 4
-#: numpy asks for transparent huge pages for allocations of this size and more
-HUGE_BYTES = 4 << 20
-HUGE_PAGE = 2 << 20
 
 #: the walk's raw columns in kernel order, with the dtypes the compiled signatures fix
 ROW_COLS: tuple[tuple[str, type], ...] = (
@@ -421,17 +419,17 @@ class _Reader:
         context), carved from one allocation: a few MiB in huge pages rather than a page fault
         per 4 KiB."""
         rows = self.max_job // self.ps * self.rows_per_page + self.max_rows_page
-        offsets, cols_bytes = _spans(rows, ROW_COLS)
+        offsets, cols_bytes = spans(rows, ROW_COLS)
         pages_at = (cols_bytes + 63) & ~63
         per = pages_at + ((self.max_job + 63) & ~63 if self.buf.compressed else 0)
         size = per * n
         if size >= 1 << 20:  # (numpy asks for huge pages from 4 MiB: the rest is not touched)
             size = max(size, HUGE_BYTES)
-        slab = _slab(size)
+        buf = slab(size)
         states: list[dict[str, Any]] = []
         for i in range(n):
-            mine = slab[i * per : (i + 1) * per]
-            st: dict[str, Any] = {"cols": _carve(mine, rows, ROW_COLS, offsets)}
+            mine = buf[i * per : (i + 1) * per]
+            st: dict[str, Any] = {"cols": carve(mine, rows, ROW_COLS, offsets)}
             if self.buf.compressed:
                 import zstandard
 
@@ -647,45 +645,6 @@ class _Reader:
         result.prepared = prepared
         result.site_parts = site_parts
         return result
-
-
-def columns(rows: int, spec: tuple[tuple[str, type], ...]) -> dict[str, np.ndarray]:
-    """Empty columns of ``rows`` rows, carved from one allocation. numpy asks for transparent
-    huge pages only for arrays of 4 MiB and more; a column of a few MiB in 4 KiB pages costs a
-    page fault per page on first touch (microseconds each in a VM), more than the walk or the
-    merge that fills it. (The table's columns then share one buffer: none is freed alone.)"""
-    offsets, total = _spans(rows, spec)
-    return _carve(_slab(total), rows, spec, offsets)
-
-
-def _slab(nbytes: int) -> np.ndarray:
-    """``nbytes`` bytes; from 4 MiB on, starting on a huge-page boundary of a larger mapping
-    (its first and last huge pages whole: no fallback to a page fault per 4 KiB there)."""
-    if nbytes < HUGE_BYTES:
-        return np.empty(max(nbytes, 1), dtype=np.uint8)
-    raw = np.empty(nbytes + 2 * HUGE_PAGE, dtype=np.uint8)
-    at = -raw.ctypes.data % HUGE_PAGE
-    return raw[at : at + nbytes]
-
-
-def _spans(rows: int, spec: tuple[tuple[str, type], ...]) -> tuple[list[int], int]:
-    """Where each column of ``rows`` rows starts (64-byte aligned) in a slab; its size."""
-    offsets = []
-    total = 0
-    for _, dt in spec:
-        total = (total + 63) & ~63
-        offsets.append(total)
-        total += rows * np.dtype(dt).itemsize
-    return offsets, total
-
-
-def _carve(
-    slab: np.ndarray, rows: int, spec: tuple[tuple[str, type], ...], offsets: list[int]
-) -> dict[str, np.ndarray]:
-    return {
-        name: slab[at : at + rows * np.dtype(dt).itemsize].view(dt)
-        for (name, dt), at in zip(spec, offsets, strict=True)
-    }
 
 
 def _chains(
