@@ -9,8 +9,13 @@ For the large fixture (trace-cmd v7 + zstd, 715k kmem events) and its v6 convers
 * the reader warm, in-process (best of 5 ``read_trace`` calls after one; CPU time is of all
   its threads),
 
-each in a fresh process, best of ``--repeat`` runs after one warm-up (which fills numba's cache),
-and prints wall times, the ratios, events per second and each process's peak RSS.
+each in a fresh process, ``--repeat`` rounds after one warm-up run of each (which fills the
+page cache and the kernel caches); every round runs each command once, in turn, so that all of
+them see the same moments of a machine whose speed drifts (a VM's does, by tens of percent over
+minutes). It prints the best wall and CPU times and the median wall time of each, the ratios to
+trace-cmd's, events per second, each process's peak RSS, and which sheaftune it timed: run it
+with the interpreter of an install as the README makes it (``pip install .``), since an
+editable install's import hook adds some 10 ms to every start-up.
 
     .venv/bin/python benchmarks/bench_tracedat.py [TRACE.dat] [--repeat N]
 
@@ -25,6 +30,7 @@ import compileall
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -97,12 +103,47 @@ def run_timed(cmd: list[str]) -> tuple[float, float, int]:
     return wall, usage.ru_utime + usage.ru_stime, int(usage.ru_maxrss)
 
 
-def best(cmd: list[str], repeat: int, warmup: bool = True) -> tuple[float, float, int]:
-    """Best wall and best CPU time of ``repeat`` runs, and the largest peak RSS."""
-    if warmup:
-        run_timed(cmd)
-    runs = [run_timed(cmd) for _ in range(repeat)]
-    return min(r[0] for r in runs), min(r[1] for r in runs), max(r[2] for r in runs)
+def interleaved(
+    cmds: dict[str, list[str]], repeat: int, cold: tuple[str, ...] = ()
+) -> dict[str, tuple[float, float, int, float]]:
+    """Each command ``repeat`` times, taking them in turn (one run of each per round, so that
+    every command sees the same moments of a machine whose speed drifts; their ratio is what
+    counts): best wall, best CPU, largest peak RSS and median wall of each. Commands not named
+    in ``cold`` run once first, unmeasured (page cache, compiled kernels)."""
+    for name, cmd in cmds.items():
+        if name not in cold:
+            run_timed(cmd)
+    runs: dict[str, list[tuple[float, float, int]]] = {name: [] for name in cmds}
+    for _ in range(repeat):
+        for name, cmd in cmds.items():
+            runs[name].append(run_timed(cmd))
+    return {
+        name: (
+            min(r[0] for r in rs),
+            min(r[1] for r in rs),
+            max(r[2] for r in rs),
+            statistics.median(r[0] for r in rs),
+        )
+        for name, rs in runs.items()
+    }
+
+
+def _installed() -> str:
+    """Which sheaftune ``python -m sheaftune`` runs, and whether it is an editable install
+    (whose import hook costs every start-up some 10 ms that a ``pip install .`` does not)."""
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, sheaftune; print(sheaftune.__file__); "
+            "print(any('editable' in type(f).__module__ for f in sys.meta_path))",
+        ],
+        capture_output=True,
+        text=True,
+    ).stdout.split()
+    if len(out) != 2:
+        return "unknown"
+    return f"{out[0]}" + (" (with an editable install's import hook)" if out[1] == "True" else "")
 
 
 def count_events(path: Path) -> int:
@@ -157,50 +198,48 @@ def main() -> None:
             print("(no trace-cmd: no v6 conversion and no trace-cmd timings)")
         print(
             f"{'file':<14} {'events':>7} {'tool':<32} {'wall s':>7} {'x':>5} {'cpu s':>6} "
-            f"{'x':>5} {'Mev/s':>6} {'RSS MiB':>8}"
+            f"{'x':>5} {'median':>7} {'x':>5} {'Mev/s':>6} {'RSS MiB':>8}"
         )
         for label, path in files:
             events = count_events(path)
-            rows: list[tuple[str, float, float, int]] = []
-            ref: tuple[float, float] | None = None
+            cmds: dict[str, list[str]] = {}
             if tc:
-                w, c, rss = best([tc, "report", str(path)], args.repeat, warmup=False)
-                ref = (w, c)
-                rows.append(("trace-cmd report > /dev/null", w, c, rss))
+                cmds["trace-cmd report > /dev/null"] = [tc, "report", str(path)]
+            analyze = [py, "-m", "sheaftune", "analyze", str(path), "--format", "json"]
+            cmds["sheaftune analyze --format json"] = analyze
+            cmds["  the same, --no-recommend"] = [*analyze, "--no-recommend"]
+            cmds["sheaftune reader + json counts"] = [py, "-c", READER_ONLY, str(path)]
             try:
-                w, c, rss = best(
-                    [py, "-m", "sheaftune", "analyze", str(path), "--format", "json"], args.repeat
-                )
-                rows.append(("sheaftune analyze --format json", w, c, rss))
-                w, c, rss = best(
-                    [py, "-m", "sheaftune", "analyze", str(path), "--format", "json",
-                     "--no-recommend"],
-                    args.repeat,
-                )  # fmt: skip
-                rows.append(("  the same, --no-recommend", w, c, rss))
+                timed = interleaved(cmds, args.repeat, cold=("trace-cmd report > /dev/null",))
             except RuntimeError as e:  # the analyze command is someone else's moving part
-                print(f"{label:<14} sheaftune analyze failed, not timed: {e}")
-            w, c, rss = best([py, "-c", READER_ONLY, str(path)], args.repeat)
-            rows.append(("sheaftune reader + json counts", w, c, rss))
+                print(f"{label:<14} a command failed, not timed: {e}")
+                continue
+            rows: list[tuple[str, float, float, int, float]] = [
+                (name, *t) for name, t in timed.items()
+            ]
+            ref = timed.get("trace-cmd report > /dev/null")
             warm = subprocess.run(
                 [py, "-c", READER_WARM, str(path), "5"], check=True, capture_output=True, text=True
             )
             ww, wc, numba_loaded = json.loads(warm.stdout)
             label_warm = "read_trace warm in-process" + (" (numba)" if numba_loaded else "")
-            rows.append((label_warm, ww, wc, 0))
-            for tool, wall, cpu, rss in rows:
+            rows.append((label_warm, ww, wc, 0, 0.0))
+            for tool, wall, cpu, rss, med in rows:
                 rw = f"{ref[0] / wall:5.1f}" if ref else f"{'-':>5}"
                 rc = f"{ref[1] / cpu:5.1f}" if ref else f"{'-':>5}"
+                rm = f"{ref[3] / med:5.1f}" if ref and med else f"{'-':>5}"
                 mem = f"{rss / 1024:8.1f}" if rss else f"{'-':>8}"
                 print(
                     f"{label:<14} {events:>7} {tool:<32} {wall:7.3f} {rw} {cpu:6.3f} {rc} "
-                    f"{events / wall / 1e6:6.2f} {mem}"
+                    f"{med:7.3f} {rm} {events / wall / 1e6:6.2f} {mem}"
                 )
         sizes = ", ".join(f"{p.name} {p.stat().st_size / 1e6:.1f} MB" for _, p in files)
         print(
-            f"(best of {args.repeat}; x = trace-cmd's time / this time, wall and CPU; "
-            f"target: analyze 10x; {sizes}; load average {os.getloadavg()[0]:.1f})"
+            f"(best and median of {args.repeat} rounds, the commands taken in turn in each; x = "
+            f"trace-cmd's time / this time; target: analyze 10x; {sizes}; load average "
+            f"{os.getloadavg()[0]:.1f})"
         )
+        print(f"(sheaftune timed: {_installed()})")
 
 
 if __name__ == "__main__":
