@@ -18,6 +18,9 @@ def run() -> None:
         from sheaftune import heap
 
         heap.warm(sys.argv[1:])
+        from sheaftune import zstd_prefetch
+
+        zstd_prefetch.start(sys.argv[1:])
         from sheaftune import dataclass_code
 
         dataclass_code.install()

@@ -192,8 +192,13 @@ class TraceDatReader:
         return head.startswith(MAGIC) or head[3:10] == b"tracing"
 
     def read(self, source: Source, options: ReadOptions) -> EventTable:
-        with _mapped(source) as data:
-            return _TraceDat(data, source.display, options).read()
+        try:
+            with _mapped(source) as data:
+                return _TraceDat(data, source.display, options).read()
+        finally:
+            from sheaftune import zstd_prefetch
+
+            zstd_prefetch.discard()  # (not taken: another buffer, another path, an error)
 
 
 class _mapped:

@@ -21,6 +21,7 @@ rows are denser, never from a length field) plus a job's buffers per worker.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import struct
 import threading
@@ -112,6 +113,7 @@ class _Job:
         "m_cnt",
         "names",
         "file_bytes",
+        "src",
     )
 
     def __init__(self, cpu: int, nbytes: int, offset: int = 0):
@@ -127,6 +129,7 @@ class _Job:
         self.m_cnt: Any = None
         self.names: list[str] = []  # local name code - 1 -> name
         self.file_bytes = nbytes  # of the file, for the progress callback
+        self.src: Any = None  # plain: the pages, when not the file's (prefetched)
 
 
 class FastResult:
@@ -253,6 +256,9 @@ class _Reader:
         self.lay_min = np.ascontiguousarray(layout.lay_min, dtype=np.int64)
         self.progress_done = 0
         self.progress_todo = sum(size for _, _, size in buf.cpus) or 1
+        #: the owner of the pages decompressed at start-up (``sheaftune.zstd_prefetch``),
+        #: which plain jobs may walk instead of the file's
+        self.src_owner: Any = None
 
     # --- jobs ----------------------------------------------------------------------------
 
@@ -264,20 +270,63 @@ class _Reader:
             if self.r.compression != "zstd":
                 raise _GiveUp
             jobs = self._zstd_jobs(cpus)
+            held = sum(clen for j in jobs for _, clen, _ in j.frames)
+            jobs = self._prefetched(jobs)
         else:
             jobs = self._plain_jobs(cpus)
+            held = 0
+        # (the prefetched pages go with this reader: never before a worker is done with them)
+        return self._run(cpus, jobs, held, prepare)
+
+    def _prefetched(self, jobs: list[_Job]) -> list[_Job]:
+        """The zstd jobs as plain jobs over the pages decompressed at start-up, when they are
+        this file's and buffer's and every CPU's chunks are exactly this chunk index's (jobs
+        of consecutive chunks whose pages lie back to back); else the jobs as they are."""
+        from sheaftune import zstd_prefetch
+
+        if self.buf.name:
+            zstd_prefetch.discard()
+            return jobs
+        index: dict[int, list[tuple[int, int, int]]] = {}
+        for j in jobs:
+            index.setdefault(j.cpu, []).extend(j.frames)
+        got = zstd_prefetch.take(self.r.path, index)
+        if got is None:
+            return jobs
+        addrs, self.src_owner = got
+        plain: list[_Job] = []
+        for cpu, chunks in index.items():  # (CPUs ascending, as the jobs)
+            job: _Job | None = None
+            end = 0
+            for (_, clen, ulen), at in zip(chunks, addrs[cpu], strict=True):
+                if job is None or at != end or job.nbytes + ulen > JOB_BYTES:
+                    if job is not None:
+                        job.src = _at(end - job.nbytes, job.nbytes)
+                    job = _Job(cpu, 0)
+                    job.file_bytes = 0
+                    plain.append(job)
+                job.nbytes += ulen
+                job.file_bytes += clen + 8  # (the progress counts the file's bytes)
+                end = at + ulen
+            if job is not None:
+                job.src = _at(end - job.nbytes, job.nbytes)
+        return plain
+
+    def _run(
+        self, cpus: list[tuple[int, int, int]], jobs: list[_Job], held: int, prepare: Any
+    ) -> FastResult:
         pages = sum(j.nbytes for j in jobs) // self.ps
         # shared columns: rows are appended job by job; sized for about 64 bytes of page data
         # per row (grown if needed), and for compressed data never beyond 16 times what the
         # file holds (the uncompressed sizes are length fields: a hostile file could claim any)
         cap = min(pages * self.rows_per_page, pages * self.ps // ROW_BYTES_GUESS + 1024)
         if self.buf.compressed:
-            held = sum(clen for j in jobs for _, clen, _ in j.frames)
             cap = min(cap, held * 16 // ROW_BYTES_GUESS + 1024)
         self.cols = self._alloc(cap)
         self.fill = 0
         self.lock = threading.Lock()
         self.max_job = max((j.nbytes for j in jobs), default=0)
+        self.decompress = any(j.frames for j in jobs)  # (not when prefetched)
         self.cpus = [c for c, _, _ in cpus]
         self.name_keys: dict[str, int] = {}
         self.summaries = {c: CpuSummary() for c in self.cpus}
@@ -421,7 +470,7 @@ class _Reader:
         rows = self.max_job // self.ps * self.rows_per_page + self.max_rows_page
         offsets, cols_bytes = spans(rows, ROW_COLS)
         pages_at = (cols_bytes + 63) & ~63
-        per = pages_at + ((self.max_job + 63) & ~63 if self.buf.compressed else 0)
+        per = pages_at + ((self.max_job + 63) & ~63 if self.decompress else 0)
         size = per * n
         if size >= 1 << 20:  # (numpy asks for huge pages from 4 MiB: the rest is not touched)
             size = max(size, HUGE_BYTES)
@@ -430,7 +479,7 @@ class _Reader:
         for i in range(n):
             mine = buf[i * per : (i + 1) * per]
             st: dict[str, Any] = {"cols": carve(mine, rows, ROW_COLS, offsets)}
-            if self.buf.compressed:
+            if self.decompress:
                 import zstandard
 
                 st["pages"] = mine[pages_at : pages_at + self.max_job]
@@ -458,7 +507,8 @@ class _Reader:
                 dst[at : at + ulen] = out
                 at += ulen
         else:
-            data = np.frombuffer(self.r.data, dtype=np.uint8, count=j.nbytes, offset=j.offset)
+            src = self.r.data if j.src is None else j.src
+            data = np.frombuffer(src, dtype=np.uint8, count=j.nbytes, offset=j.offset)
         cols = state["cols"]
         self._walk_one(j, data, cols)
         if j.stats[K.S_ERR] or not j.rows:
@@ -645,6 +695,12 @@ class _Reader:
         result.prepared = prepared
         result.site_parts = site_parts
         return result
+
+
+def _at(address: int, nbytes: int) -> np.ndarray:
+    """The ``nbytes`` bytes at ``address`` (memory another object owns) as a uint8 array."""
+    raw = (ctypes.c_uint8 * nbytes).from_address(address)
+    return np.frombuffer(raw, dtype=np.uint8)  # type: ignore[call-overload]
 
 
 def _chains(

@@ -1,0 +1,314 @@
+"""Decompress a v7 trace.dat's zstd CPU data on a thread while the program starts.
+
+For its first ~85 ms ``sheaftune analyze`` only imports (Python, click, numpy, the CLI) on one
+core while the other idles; then the read of a zstd-compressed trace.dat spends ~40 ms of CPU
+decompressing its chunks on two workers. :func:`start`, called by ``sheaftune.__main__`` before
+the imports, finds the top buffer's chunks (a small parser of the v7 container that needs no
+numpy) and decompresses all of them in ONE call of ``zstandard``'s
+``multi_decompress_to_buffer`` on a thread: that call runs in C without the GIL, so the
+imports go on beside it, and its few moments of Python (importing ``zstandard``, the parse)
+hold the GIL for a millisecond or two. (Measured dead ends: a thread decompressing chunk by
+chunk waits for the GIL at every chunk while the imports hold it; a child process costs the
+imports its fork, or its fresh pages.) The reader (:mod:`sheaftune.readers.tracedat_fast`)
+then asks :func:`take` for the data and walks it like an uncompressed file's pages.
+
+Everything taken is checked against the reader's own parse: the same file, unchanged (device,
+inode, size, modification time), the top buffer, and for every CPU exactly the chunks (place,
+compressed and uncompressed sizes) of its own chunk index. Anything else (another command,
+options that change what is read, a v6 or uncompressed file, a damaged container or chunk,
+a limit exceeded) and the reader reads as it always does, reporting errors as always.
+``SHEAFTUNE_PREFETCH=0`` turns it off. Standard library only at import.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import threading
+from typing import Any
+
+#: the environment variable that turns the prefetch off ("0")
+ENV = "SHEAFTUNE_PREFETCH"
+#: larger files are read as always
+MAX_FILE_BYTES = 256 << 20
+#: never more uncompressed data than this (it is held in memory until the read is done)
+MAX_TOTAL_BYTES = 256 << 20
+#: and never more than this many times the compressed bytes (the fast reader's own bound)
+MAX_RATIO = 16
+#: the largest chunk (pages of the largest page size the reader accepts), as the reader's bound
+MAX_CHUNK_PAGES = 1024
+
+MAGIC = b"\x17\x08\x44tracing"
+
+#: the prefetch of this process, if :func:`start` began one
+_pending: _Prefetch | None = None
+
+
+class _Bad(Exception):
+    """The container is not what the prefetch handles: the reader reads as always."""
+
+
+class _Prefetch:
+    """One file's decompression on a thread: its identity, its chunks, the result."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.ident: tuple[int, int, int, int] | None = None
+        #: per CPU with data, ascending: (cpu, [(data offset, compressed, uncompressed)])
+        self.cpus: list[tuple[int, list[tuple[int, int, int]]]] = []
+        self.out: Any = None  # zstandard's BufferWithSegmentsCollection
+        self.thread = threading.Thread(target=self._run, name="zstd-prefetch", daemon=True)
+
+    def _run(self) -> None:
+        try:
+            import mmap
+
+            import zstandard
+
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if not 64 <= st.st_size <= MAX_FILE_BYTES:
+                    return
+                data = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            cpus = _top_buffer(data)
+            frames = [c for _, chunks in cpus for c in chunks]
+            if not frames:
+                return
+            segs = b"".join(struct.pack("=QQ", p, c) for p, c, _ in frames)
+            sizes = b"".join(struct.pack("=Q", u) for _, _, u in frames)
+            out = zstandard.ZstdDecompressor().multi_decompress_to_buffer(
+                zstandard.BufferWithSegments(memoryview(data), segs),
+                decompressed_sizes=sizes,
+                threads=1,
+            )
+            self.ident = (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+            self.cpus = cpus
+            self.out = out
+        except Exception:  # noqa: BLE001 - the reader then decompresses, and reports, itself
+            self.out = None
+
+
+def start(argv: list[str]) -> bool:
+    """Begin decompressing the trace ``argv`` analyses, when it applies; never raises."""
+    global _pending
+    try:
+        if os.environ.get(ENV, "1") == "0" or _pending is not None:
+            return False
+        path = _eligible(argv)
+        if path is None:
+            return False
+        _pending = _Prefetch(path)
+        _pending.thread.start()
+        return True
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return False
+
+
+def take(
+    path: str, cpus: dict[int, list[tuple[int, int, int]]]
+) -> tuple[dict[int, list[int]], Any] | None:
+    """The prefetched pages of file ``path``'s top buffer when they are exactly those of the
+    chunks ``cpus`` (per CPU: (data offset, compressed size, uncompressed size), in stream
+    order) of the same, unchanged file: (per CPU, the address of each chunk's pages; the object
+    that owns them: keep it while they are in use). Waits for the decompression to end. None
+    otherwise; either way the prefetch is given up."""
+    global _pending
+    pre, _pending = _pending, None
+    if pre is None:
+        return None
+    pre.thread.join()
+    out, pre.out = pre.out, None
+    if out is None or pre.ident is None:
+        return None
+    try:
+        st = os.stat(path)
+    except (OSError, ValueError):
+        return None
+    if (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns) != pre.ident:
+        return None
+    if {cpu: chunks for cpu, chunks in pre.cpus} != cpus:
+        return None
+    if len(out) != sum(len(chunks) for _, chunks in pre.cpus):
+        return None
+    import numpy as np
+
+    # zstandard fills a few buffers, each holding consecutive frames back to back: a frame
+    # at its buffer's offset 0 starts the next one, whose address numpy tells
+    addrs: dict[int, list[int]] = {}
+    i = 0
+    base = run_off = 0
+    for cpu, chunks in pre.cpus:
+        mine = addrs[cpu] = []
+        for _, _, ulen in chunks:
+            seg = out[i]
+            if len(seg) != ulen:
+                return None
+            off = seg.offset
+            if off == 0 or i == 0:
+                base, run_off = np.frombuffer(seg, dtype=np.uint8).ctypes.data, off
+            mine.append(base + off - run_off)
+            i += 1
+    return addrs, out
+
+
+def _eligible(argv: list[str]) -> str | None:
+    """The one v7 zstd trace.dat ``argv`` analyses with default reading options, or None."""
+    args = list(argv)
+    while args and args[0] == "--debug":
+        args.pop(0)
+    if not args or args[0] != "analyze":
+        return None
+    found: list[str] = []
+    looked = 0
+    for a in args[1:]:
+        if a == "--" or a.startswith(("--buffer", "--salvage", "--input-format")):
+            return None
+        if a.startswith("-") or looked >= 8:
+            continue
+        try:
+            st = os.stat(a)
+        except (OSError, ValueError):
+            continue
+        if not (st.st_mode & 0o170000 == 0o100000):  # (a regular file)
+            continue
+        looked += 1
+        try:
+            with open(a, "rb", buffering=0) as f:
+                head = f.read(64)
+        except OSError:
+            continue
+        if not head.startswith(MAGIC):
+            continue
+        if not _v7_zstd(head) or st.st_size > MAX_FILE_BYTES:
+            return None  # another trace.dat: read as always
+        found.append(a)
+    return found[0] if len(found) == 1 else None
+
+
+def _v7_zstd(head: bytes) -> bool:
+    # magic, "7\0", endianness, long size, u32 page size, "zstd\0"
+    return head[10:12] == b"7\x00" and head[12] in (0, 1) and head[18:23] == b"zstd\x00"
+
+
+def _top_buffer(data: Any) -> list[tuple[int, list[tuple[int, int, int]]]]:
+    """The top buffer's CPUs with data, ascending: (cpu, chunks as (data offset, compressed
+    size, uncompressed size)); _Bad when anything is off (the reader then reads as always)."""
+    n = len(data)
+    if bytes(data[:10]) != MAGIC or not _v7_zstd(bytes(data[:64])):
+        raise _Bad
+    e = "<" if data[12] == 0 else ">"
+    u16, u32, u64 = struct.Struct(e + "H"), struct.Struct(e + "I"), struct.Struct(e + "Q")
+    page = u32.unpack_from(data, 14)[0]
+    pos = 18
+    for _ in range(2):  # compression name and version
+        z = data.find(b"\x00", pos, pos + 64)
+        if z < 0:
+            raise _Bad
+        pos = z + 1
+    if pos + 8 > n:
+        raise _Bad
+    nxt = u64.unpack_from(data, pos)[0]
+    top: tuple[int, int, list[tuple[int, int, int]]] | None = None
+    seen: set[int] = set()
+    while nxt and top is None:
+        if nxt in seen or len(seen) > 64 or nxt + 16 > n:
+            raise _Bad
+        seen.add(nxt)
+        sid, flags = u16.unpack_from(data, nxt)[0], u16.unpack_from(data, nxt + 2)[0]
+        size = u64.unpack_from(data, nxt + 8)[0]
+        p, end = nxt + 16, nxt + 16 + size
+        if sid != 0 or flags & 1 or end > n:
+            raise _Bad
+        nxt = 0
+        while p + 6 <= end:
+            oid, osize = u16.unpack_from(data, p)[0], u32.unpack_from(data, p + 2)[0]
+            p += 6
+            if p + osize > end:
+                raise _Bad
+            if oid == 0:
+                nxt = u64.unpack_from(data, p)[0] if osize >= 8 else 0
+                break
+            if oid == 3 and top is None:
+                top = _buffer_option(data, p, p + osize, u32, u64)
+            p += osize
+        else:
+            raise _Bad
+    if top is None:
+        raise _Bad
+    section, bpage, listed = top
+    if section + 16 > n or u16.unpack_from(data, section)[0] != 3:
+        raise _Bad
+    if not u16.unpack_from(data, section + 2)[0] & 1:
+        raise _Bad  # not compressed: nothing to do ahead
+    ps = bpage if 64 <= bpage <= 1 << 24 and not bpage & (bpage - 1) else page
+    if not 64 <= ps <= 1 << 24:
+        raise _Bad
+    out: list[tuple[int, list[tuple[int, int, int]]]] = []
+    total = held = 0
+    for cpu, off, size in sorted(listed):
+        if not size:
+            continue
+        if out and out[-1][0] == cpu:
+            raise _Bad
+        end = off + size + 4  # (trace-cmd's size leaves out the u32 chunk count)
+        if end > n:
+            raise _Bad
+        count = u32.unpack_from(data, off)[0]
+        if count > size // 8:
+            raise _Bad
+        p = off + 4
+        chunks = []
+        for _ in range(count):
+            if p + 8 > end:
+                raise _Bad
+            clen, ulen = u32.unpack_from(data, p)[0], u32.unpack_from(data, p + 4)[0]
+            p += 8
+            if ulen % ps or ulen > MAX_CHUNK_PAGES * ps or p + clen > end:
+                raise _Bad
+            if ulen:
+                chunks.append((p, clen, ulen))
+                total += ulen
+                held += clen
+            elif clen:
+                raise _Bad
+            p += clen
+        out.append((cpu, chunks))
+    if total > MAX_TOTAL_BYTES or total > held * MAX_RATIO:
+        raise _Bad
+    return out
+
+
+def _buffer_option(
+    data: Any, p: int, end: int, u32: struct.Struct, u64: struct.Struct
+) -> tuple[int, int, list[tuple[int, int, int]]] | None:
+    """A v7 BUFFER option: (section offset, page size, CPU entries) when it is the top one."""
+    section = u64.unpack_from(data, p)[0]
+    p += 8
+    for field in ("name", "clock"):
+        z = data.find(b"\x00", p, end)
+        if z < 0:
+            raise _Bad
+        if field == "name" and z != p:
+            return None  # an instance
+        p = z + 1
+    if p + 8 > end:
+        raise _Bad
+    page, count = u32.unpack_from(data, p)[0], u32.unpack_from(data, p + 4)[0]
+    p += 8
+    if count > (end - p) // 20:
+        raise _Bad
+    cpus = []
+    for _ in range(count):
+        cpu = u32.unpack_from(data, p)[0]
+        cpus.append((cpu, u64.unpack_from(data, p + 4)[0], u64.unpack_from(data, p + 12)[0]))
+        p += 20
+    return section, page, cpus
+
+
+# --- the parent ----------------------------------------------------------------------------
+
+
+def discard() -> None:
+    """Give the prefetch up (its memory goes with it): the read is done, or went another way."""
+    global _pending
+    _pending = None
