@@ -132,23 +132,37 @@ def take(
         return None
     import numpy as np
 
-    # zstandard fills a few buffers, each holding consecutive frames back to back: a frame
-    # at its buffer's offset 0 starts the next one, whose address numpy tells
+    # zstandard fills a few buffers, each holding consecutive frames back to back from its
+    # offset 0: a run of frames whose offsets follow on lies in one buffer, whose address
+    # numpy tells from the run's first frame; its last frame's address is checked too
     addrs: dict[int, list[int]] = {}
     i = 0
-    base = run_off = 0
+    base = end = 0
+    first = -1
     for cpu, chunks in pre.cpus:
         mine = addrs[cpu] = []
         for _, _, ulen in chunks:
             seg = out[i]
+            off = seg.offset
             if len(seg) != ulen:
                 return None
-            off = seg.offset
-            if off == 0 or i == 0:
-                base, run_off = np.frombuffer(seg, dtype=np.uint8).ctypes.data, off
-            mine.append(base + off - run_off)
+            if first < 0 or off != end:
+                if off != 0 or (first >= 0 and not _at(out[i - 1], base + end - len(out[i - 1]))):
+                    return None
+                base, first = np.frombuffer(seg, dtype=np.uint8).ctypes.data, i
+            mine.append(base + off)
+            end = off + ulen
             i += 1
+    if not _at(out[i - 1], base + end - len(out[i - 1])):
+        return None
     return addrs, out
+
+
+def _at(seg: Any, address: int) -> bool:
+    """Whether frame ``seg``'s pages lie at ``address``."""
+    import numpy as np
+
+    return bool(np.frombuffer(seg, dtype=np.uint8).ctypes.data == address)
 
 
 def _eligible(argv: list[str]) -> str | None:
