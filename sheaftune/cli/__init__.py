@@ -178,21 +178,6 @@ def _exit_program() -> None:
     os._exit(0)
 
 
-def _collect_less() -> None:
-    """Run Python's cycle collector every 100,000 new container objects rather than 700, when
-    this process is the program.
-
-    A run allocates some 40,000 objects that live until it ends (modules, the analysis) and next
-    to no cyclic garbage (a dozen objects after an analysis), yet the default threshold made about
-    60 collections rescan them: ~10 ms of a JSON analysis. Cycles are still collected on long
-    runs (``fleet``, many traces), just in larger batches.
-    """
-    if _is_program():
-        import gc
-
-        gc.set_threshold(100_000, *gc.get_threshold()[1:])
-
-
 def _is_program() -> bool:
     """Whether this process runs ``sheaftune.__main__`` as its program: ``python -m sheaftune``
     (the ``__main__`` module is that file) or the console script (its ``__main__`` calls
@@ -251,4 +236,3 @@ def _quiet_pipe() -> None:
     sys.exit(0)
 
 
-_collect_less()  # (at import: numpy's and the analysis modules' imports come after this one)
