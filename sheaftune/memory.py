@@ -77,12 +77,18 @@ def zeros(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
 
 def spans(rows: int, spec: Spec) -> tuple[list[int], int]:
     """Where each column of ``rows`` rows starts (64-byte aligned) in a slab; its size."""
+    return _layout([rows * np.dtype(dt).itemsize for _, dt in spec])
+
+
+def _layout(sizes: Sequence[int]) -> tuple[list[int], int]:
+    """Where each part of ``sizes`` bytes starts, 64-byte aligned, one after the other; the
+    bytes they span."""
     offsets = []
     total = 0
-    for _, dt in spec:
+    for n in sizes:
         total = (total + 63) & ~63
         offsets.append(total)
-        total += rows * np.dtype(dt).itemsize
+        total += n
     return offsets, total
 
 
@@ -103,12 +109,7 @@ def columns(rows: int, spec: Spec) -> dict[str, np.ndarray]:
 def arrays(parts: Sequence[tuple[int, Any]]) -> list[np.ndarray]:
     """Empty arrays of the (length, dtype) ``parts``, carved from one ``block`` (64-byte
     aligned each): arrays that are filled and dropped together."""
-    offsets = []
-    total = 0
-    for n, dt in parts:
-        total = (total + 63) & ~63
-        offsets.append(total)
-        total += n * np.dtype(dt).itemsize
+    offsets, total = _layout([n * np.dtype(dt).itemsize for n, dt in parts])
     buf = block(total)
     return [
         buf[at : at + n * np.dtype(dt).itemsize].view(dt)
