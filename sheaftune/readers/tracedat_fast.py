@@ -3,7 +3,9 @@
 :mod:`sheaftune.readers.tracedat` parses the container and hands the selected buffer here when
 compiled kernels are at hand (:func:`reader_kernels`: the ahead-of-time build, or numba when it
 is loaded anyway). The CPU streams are cut into jobs of whole pages (about :data:`JOB_BYTES`):
-slices of the mapped file for uncompressed data, runs of consecutive zstd chunks otherwise.
+slices of the mapped file for uncompressed data, runs of consecutive zstd chunks otherwise
+(or, when :mod:`sheaftune.zstd_prefetch` decompressed exactly those chunks at start-up, slices
+of its pages, walked like an uncompressed file's).
 Worker threads (two, or as many cores up to :data:`MAX_THREADS`) take jobs in order; a worker
 decompresses its job into a buffer it reuses (zstd releases the GIL), walks the pages while
 they are in its cache (the compiled walk releases the GIL too) into outputs it reuses, with the
@@ -16,7 +18,8 @@ It gives up (returns None, having changed nothing) whenever the data is not perf
 a truncated or partial CPU stream, an implausible or corrupt chunk, zlib, a corrupt page in
 strict mode. The streaming reader in ``tracedat`` then reads the file and reports exactly as it
 always has. Memory: the columns (sized for about 64 bytes of page data per row, grown when the
-rows are denser, never from a length field) plus a job's buffers per worker.
+rows are denser, never from a length field) plus a job's buffers per worker, plus the
+prefetched pages while the walks use them.
 """
 
 from __future__ import annotations
