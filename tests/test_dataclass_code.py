@@ -90,3 +90,22 @@ def test_the_program_installs_it_and_a_library_user_is_left_alone(tmp_path: Path
     )
     assert prog.returncode == 0, prog.stderr
     assert list((tmp_path / "pycode").glob("dataclasses-*.marshal"))
+
+
+def test_entries_stay_marshalled_and_a_damaged_one_is_compiled_afresh(tmp_path: Path):
+    import marshal
+
+    first = _probe(tmp_path)
+    (f,) = (tmp_path / "pycode").glob("dataclasses-*.marshal")
+    data = marshal.loads(f.read_bytes())
+    assert len(data) >= first["compiled"] and all(type(v) is bytes for v in data.values())
+    # one entry damaged, the others kept: only that one is compiled again
+    damaged = dict(data)
+    damaged[next(iter(damaged))] = b"\x00not code"
+    f.write_bytes(marshal.dumps(damaged))
+    again = _probe(tmp_path)
+    assert again["compiled"] == 1 and again["eq"] and again["frozen"]
+    # a file of another layout (code objects, not their bytes) is rebuilt, never trusted
+    f.write_bytes(marshal.dumps({k: compile("x = 1", "<s>", "exec") for k in data}))
+    assert _probe(tmp_path)["compiled"] == first["compiled"]
+    assert _probe(tmp_path)["compiled"] == 0
