@@ -185,6 +185,12 @@ def _replay_and_recommend(norm: Normalized, result: Analysis, model: ModelOption
         result.caches[name]["recommendation"] = _recommendation(norm, name, model)
 
 
+#: Caches of fewer rows than this, replayed at one capacity, are replayed in
+#: ``SMALL_BATCHES`` jobs rather than one job each; a replay's fixed cost, in commands, is
+#: about ``SMALL_COST`` (the order of jobs only).
+SMALL_ROWS = 16384
+SMALL_BATCHES = 2
+SMALL_COST = 8192
 #: At most this many threads replay caches at once.
 MAX_THREADS = 4
 #: The priority of the jobs that come first (above any replay's cost).
@@ -200,9 +206,10 @@ class _Replays:
     that against its analysis. A cache's jobs: one to make its plan and parameters, then one
     per replay: each capacity of its replay and each candidate of its recommendation, the
     candidate replay at the replay's own parameters serving both (the recommendation's
-    replay, whose warm-up checkpoint is read on the way, is that replay). Jobs run largest
-    first, so both cores stay busy to the end; a cache's last job writes its answers. The
-    answers go back in the analysis's own order, so the output never depends on the thread
+    replay, whose warm-up checkpoint is read on the way, is that replay); the small caches
+    replayed at one capacity are a few jobs, each replaying several. Jobs run largest first,
+    so both cores stay busy to the end; a cache's last job writes its answers. The answers go
+    back in the analysis's own order, so the output never depends on the thread
     count or timing; a failure reported is the one the sequential order meets first.
     """
 
@@ -227,13 +234,26 @@ class _Replays:
         self.names = [name for name, n in allocs.items() if n > 0]
         self.recommended = _largest(allocs, self.model)
         rec = set(self.recommended)
+        batch: list[tuple[_CacheJobs, int]] = []
         for name in self.names:
             n = len(self.rows[name])
             job = self.jobs[name] = _CacheJobs(name, name in rec)
+            if not job.recommend and n < SMALL_ROWS and _single_capacity(self.model, name):
+                batch.append((job, n))
+                continue
             # (the recommendations' plans first, each opening many replays, the longest first:
             # a plan has about two commands per allocation, its free seen or not)
             cost = _FIRST / 2 + allocs[name] if job.recommend else 2 * n
             self.pool.add(cost, self._prepare, job, n)
+        # The small caches' replays are mostly Python (setting up, the report): two threads
+        # running them at once take turns holding the GIL, each handover a wake-up of the
+        # other, so they go in a few batches, each one thread's series, beside the large
+        # replays' compiled code, which needs no GIL.
+        for i in range(SMALL_BATCHES):
+            part = batch[i::SMALL_BATCHES]
+            if part:
+                cost = sum(2 * n + SMALL_COST for _, n in part)
+                self.pool.add(cost, self._prepare_all, part)
 
     def close(self) -> None:
         """Wait for every job."""
@@ -318,6 +338,10 @@ class _Replays:
             self._finish(job)
         for kind, i, p in units:
             self.pool.add(_replay_cost(len(plan), p.sheaf_capacity), self._unit, job, kind, i)
+
+    def _prepare_all(self, jobs: list[tuple[_CacheJobs, int]]) -> None:
+        for job, n in jobs:
+            self._prepare(job, n)
 
     def _unit(self, job: _CacheJobs, kind: str, i: int) -> None:
         out: Any

@@ -103,3 +103,29 @@ def test_a_failing_replay_is_reported(table: EventTable, monkeypatch: pytest.Mon
     monkeypatch.setattr(pipeline, "_replay", broken)
     with pytest.raises(RuntimeError, match="replay failed"):
         pipeline.analyze_table(table, None, pipeline.ModelOptions())
+
+
+def test_small_caches_batched_or_alone_give_the_same_analysis(
+    table: EventTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = pipeline.ModelOptions()
+    batches: list[int] = []
+    prepare_all = pipeline._Replays._prepare_all
+
+    def counted(self: pipeline._Replays, jobs: list[tuple[object, int]]) -> None:
+        batches.append(len(jobs))
+        prepare_all(self, jobs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(pipeline._Replays, "_prepare_all", counted)
+    batched = _analysis(table, model)
+    # every cache of these small traces that is not recommended for is in a batch
+    allocs = cache_rows_counted(normalize(table))[1]
+    alone = len([a for a in allocs.values() if a > 0]) - len(pipeline._largest(allocs, model))
+    assert sum(batches) == alone
+    assert len(batches) == min(alone, pipeline.SMALL_BATCHES)
+    monkeypatch.setattr(pipeline, "SMALL_ROWS", 0)  # one job per cache
+    batches.clear()
+    assert _analysis(table, model) == batched and not batches
+    monkeypatch.setattr(pipeline, "SMALL_ROWS", 1 << 30)
+    monkeypatch.setattr(pipeline, "SMALL_BATCHES", 3)
+    assert _analysis(table, model) == batched
