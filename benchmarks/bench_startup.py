@@ -94,6 +94,7 @@ def main() -> None:
     # the `python -c` rows import numpy themselves: give them the setting `sheaftune` makes
     # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     compileall.compile_dir(ROOT / "sheaftune", quiet=1)
     py = sys.executable
     st = [py, "-m", "sheaftune"]

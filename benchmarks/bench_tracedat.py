@@ -162,8 +162,10 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     args = ap.parse_args()
     # the `python -c` rows import numpy themselves: give them the setting `sheaftune` makes
-    # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU)
+    # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU;
+    # numpy's huge pages cost several ms each on a VM, see sheaftune.memory)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     src = Path(args.trace)
     if not src.exists():
         raise SystemExit(f"{src}: no such file (the large fixture lives in ../shared/fixtures)")

@@ -13,9 +13,10 @@ is ``analyze`` and its input files hold between :data:`MIN_INPUT` and :data:`MAX
 - it asks glibc (``mallopt``) for one arena for all threads, to keep blocks up to 32 MiB (glibc's
   ceiling) in the heap rather than in mappings of their own, to grow the heap 64 MiB at a time,
   and not to trim it: a block one stage frees is reused, already mapped, by the next;
-- it pre-faults :func:`prefault_bytes` of that heap on a thread, in transparent huge pages
-  (``madvise``), and frees it back to the heap: ``memset`` releases the GIL, so the idle core pays
-  the faults while the main thread imports, and the run's arrays then find mapped memory.
+- it pre-faults :func:`prefault_bytes` of that heap on a thread, and frees it back to the heap:
+  ``memset`` releases the GIL, so the idle core pays the faults while the main thread imports,
+  and the run's arrays then find mapped memory. (In 4 KiB pages: on a VM a transparent huge
+  page first touched after a pause costs several milliseconds, see ``sheaftune.memory``.)
 
 On the 715k-event fixture the run's own faults fall from about 10,000 (v6) and 12,000 (v7) to
 under 1,000, for 12 MiB more peak RSS.
@@ -51,8 +52,6 @@ _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
 _M_MMAP_THRESHOLD = -3
 _M_ARENA_MAX = -8
-_MADV_HUGEPAGE = 14
-_HUGE_PAGE = 2 << 20
 
 #: The pre-faulting thread of this process, if :func:`warm` started one (tests join it).
 thread: threading.Thread | None = None
@@ -118,24 +117,18 @@ def _libc() -> Any:
     libc.malloc.argtypes = [ctypes.c_size_t]
     libc.malloc.restype = ctypes.c_void_p
     libc.free.argtypes = [ctypes.c_void_p]
-    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
     libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
     libc.memset.restype = ctypes.c_void_p
     return libc
 
 
 def _prefault(libc: Any, size: int) -> None:
-    """Touch ``size`` bytes of fresh heap (huge pages where aligned), then free them to the
-    heap, where the trim threshold keeps them. (ctypes releases the GIL around each call: the
-    main thread imports meanwhile.)"""
+    """Touch ``size`` bytes of fresh heap, then free them to the heap, where the trim threshold
+    keeps them. (ctypes releases the GIL around each call: the main thread imports meanwhile.)"""
     p = libc.malloc(size)
     if not p:
         return
     try:
-        start = -(-p // _HUGE_PAGE) * _HUGE_PAGE
-        end = (p + size) // _HUGE_PAGE * _HUGE_PAGE
-        if end > start:
-            libc.madvise(start, end - start, _MADV_HUGEPAGE)
         libc.memset(p, 0, size)
     finally:
         libc.free(p)

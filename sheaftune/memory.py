@@ -1,82 +1,40 @@
-"""Fresh memory for big arrays, in huge pages where that pays.
+"""Arrays carved from one allocation: columns and scratch arrays that live and die together.
 
-A page the process has never touched costs a page fault on its first touch, and the kernel
-zeroes it: a microsecond or two per 4 KiB page in a VM, more than many of the passes that
-fill the arrays. numpy asks for transparent huge pages (``madvise``) only for allocations of
-4 MiB or more, so the many arrays of 1-4 MiB an analysis makes (plan columns, row groups,
-match tables) would fault once per 4 KiB. The helpers here carve such arrays from one
-allocation (a *slab*) starting on a huge-page boundary: one fault per 2 MiB. A block of 1 MiB
-or more is promoted to a slab of at least 4 MiB (``block``); the part never touched costs
-nothing.
+A stage that needs several arrays of the same length (a reader's columns, a plan's columns,
+normalize's index columns) takes them from one allocation (``columns``, ``arrays``): one call to
+the allocator instead of several, the columns side by side, and one block to give back.
 
-Every array carved from a slab keeps the whole slab alive: carve together only arrays that
+Plain 4 KiB pages, never transparent huge pages. On the VMs we measure on (Firecracker, whose
+host backs guest memory lazily and takes back what the guest frees), a huge page touched for the
+first time after a pause costs 3-6 ms (the host faults it in, the guest zeroes it): 170-400 ms per
+64 MiB against 32-45 ms in 4 KiB pages, and a 715k-event ``analyze`` right after another program
+ran spent 0.4-0.5 s of system time in it (0.1 s in 4 KiB pages). Huge pages only win, by a few
+milliseconds, when the host still holds the memory. So the command line turns numpy's own huge
+page advice off (``NUMPY_MADVISE_HUGEPAGE=0``, see ``sheaftune.__main__``) and nothing here asks
+for them. (``sheaftune.heap`` instead pre-faults the heap on the idle core during start-up.)
+
+Every array carved from a block keeps the whole block alive: carve together only arrays that
 die together, and never tie a small long-lived array to a big block.
-
-An ``analyze`` whose heap ``sheaftune.heap`` pre-faulted gets plain heap blocks from ``block``
-instead: that heap's blocks are mapped already, and are reused from stage to stage.
 """
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-#: numpy asks for transparent huge pages for allocations of this size and more
-HUGE_BYTES = 4 << 20
-HUGE_PAGE = 2 << 20
-#: blocks from this size on are promoted to a huge-page slab (``block``)
-PROMOTE_BYTES = 1 << 20
-
-#: (name, dtype) of each column of a slab carved by ``columns``
+#: (name, dtype) of each column of a block carved by ``columns``
 Spec = tuple[tuple[str, Any], ...]
 
 
-def slab(nbytes: int) -> np.ndarray:
-    """``nbytes`` bytes; from 4 MiB on, starting on a huge-page boundary of a larger mapping
-    (its first and last huge pages whole: no fallback to a page fault per 4 KiB there)."""
-    if nbytes < HUGE_BYTES:
-        return np.empty(max(nbytes, 1), dtype=np.uint8)
-    raw = np.empty(nbytes + 2 * HUGE_PAGE, dtype=np.uint8)
-    at = -raw.ctypes.data % HUGE_PAGE
-    return raw[at : at + nbytes]
-
-
 def block(nbytes: int) -> np.ndarray:
-    """``nbytes`` bytes, in huge pages from ``PROMOTE_BYTES`` on: a smaller block is carved
-    from a 4 MiB slab (``slab``), whose untouched huge pages are never mapped.
-
-    Plain bytes of the heap when ``sheaftune.heap`` warmed it: its blocks are then mapped
-    already, and a slab, larger than asked, would only take more of them."""
-    if _heap_warmed():
-        return np.empty(max(nbytes, 1), dtype=np.uint8)
-    if PROMOTE_BYTES <= nbytes < HUGE_BYTES:
-        return slab(HUGE_BYTES)[:nbytes]
-    return slab(nbytes)
-
-
-def _heap_warmed() -> bool:
-    heap = sys.modules.get("sheaftune.heap")  # (never imported here: only the CLI warms)
-    return heap is not None and getattr(heap, "thread", None) is not None
-
-
-def zeros(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
-    """``np.zeros``, in huge pages for a block of 1-4 MiB (zeroed here: the block may be
-    memory freed before). Smaller and larger ones are numpy's: calloc maps zeroed pages
-    lazily, and numpy asks for huge pages from 4 MiB on."""
-    dt = np.dtype(dtype)
-    nbytes = int(np.prod(shape)) * dt.itemsize
-    if not PROMOTE_BYTES <= nbytes < HUGE_BYTES:
-        return np.zeros(shape, dtype=dt)
-    out = block(nbytes).view(dt).reshape(shape)
-    out.fill(0)
-    return out
+    """``nbytes`` bytes to carve arrays from (at least one: never an empty allocation)."""
+    return np.empty(max(nbytes, 1), dtype=np.uint8)
 
 
 def spans(rows: int, spec: Spec) -> tuple[list[int], int]:
-    """Where each column of ``rows`` rows starts (64-byte aligned) in a slab; its size."""
+    """Where each column of ``rows`` rows starts (64-byte aligned) in a block; its size."""
     return _layout([rows * np.dtype(dt).itemsize for _, dt in spec])
 
 
@@ -101,9 +59,9 @@ def carve(buf: np.ndarray, rows: int, spec: Spec, offsets: list[int]) -> dict[st
 
 
 def columns(rows: int, spec: Spec) -> dict[str, np.ndarray]:
-    """Empty columns of ``rows`` rows, carved from one slab (which none of them frees alone)."""
+    """Empty columns of ``rows`` rows, carved from one block (which none of them frees alone)."""
     offsets, total = spans(rows, spec)
-    return carve(slab(total), rows, spec, offsets)
+    return carve(block(total), rows, spec, offsets)
 
 
 def arrays(parts: Sequence[tuple[int, Any]]) -> list[np.ndarray]:

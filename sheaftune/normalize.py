@@ -54,7 +54,7 @@ from sheaftune._normalize_const import (
 )
 from sheaftune._normalize_const import ZERO_SIZE_PTR as ZERO_SIZE_PTR  # (part of this API)
 from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
-from sheaftune.memory import block, zeros
+from sheaftune.memory import block
 
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
 
@@ -277,9 +277,8 @@ def _col(table: EventTable, name: str) -> np.ndarray:
 
 def _new_columns(n: int, idx: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``alloc_of`` and ``reused_by`` (all -1), room for ``cache_id`` (int32) and
-    ``live_at_end`` (all False), carved from one block (``sheaftune.memory``): fresh memory is
-    paid for by a page fault per page as it is first written, and the block is in huge pages
-    (its first and last whole) where the separate columns would fault page by page."""
+    ``live_at_end`` (all False), carved from one block (``sheaftune.memory``): they are made
+    and dropped together."""
     w = np.dtype(idx).itemsize
     buf = block((2 * w + 5) * n)
     ends = (w * n, 2 * w * n, (2 * w + 4) * n)
@@ -304,7 +303,7 @@ def _chunks(n: int) -> list[tuple[int, int]]:
 
 def _table(slots: int, cols: int) -> np.ndarray:
     """An empty hash table of the kernels: ``slots`` (a power of two) rows of ``cols`` words."""
-    return zeros((slots, cols), np.int64)
+    return np.zeros((slots, cols), dtype=np.int64)
 
 
 def _pow2(n: int) -> int:

@@ -1,25 +1,13 @@
-"""sheaftune.memory: slabs, blocks and carved arrays."""
+"""sheaftune.memory: blocks and the arrays carved from them."""
 
 import numpy as np
 
 from sheaftune import memory
 
 
-def test_slab_small_and_huge():
-    assert len(memory.slab(100)) == 100
-    assert len(memory.slab(0)) == 1  # (never an empty allocation)
-    big = memory.slab(memory.HUGE_BYTES + 5)
-    assert len(big) == memory.HUGE_BYTES + 5
-    assert big.ctypes.data % memory.HUGE_PAGE == 0
-
-
-def test_block_promotes_from_one_mib():
-    small = memory.block(memory.PROMOTE_BYTES - 1)
-    assert len(small) == memory.PROMOTE_BYTES - 1
-    mid = memory.block(memory.PROMOTE_BYTES)
-    assert len(mid) == memory.PROMOTE_BYTES
-    assert mid.ctypes.data % memory.HUGE_PAGE == 0
-    assert len(mid.base) >= memory.HUGE_BYTES  # carved from a slab of at least 4 MiB
+def test_block_never_empty():
+    assert len(memory.block(100)) == 100
+    assert len(memory.block(0)) == 1  # (never an empty allocation)
 
 
 def test_columns_as_the_reader_carves_them():
@@ -43,19 +31,26 @@ def test_arrays_of_several_lengths():
     a[:] = 1
     c[:] = 2
     assert a.tolist() == [1, 1, 1] and int(c.sum()) == 600_000
-    assert a.ctypes.data % memory.HUGE_PAGE == 0  # (2.4 MB: a promoted block)
+    assert a.base is c.base  # one block
+    assert c.ctypes.data - a.ctypes.data == 64  # (each part 64-byte aligned in the block)
 
 
-def test_zeros():
-    for shape in ((5, 2), (1 << 16, 2), (1 << 20, 2)):  # numpy's, a promoted block, numpy's
-        z = memory.zeros(shape, np.int64)
-        assert z.shape == shape and z.dtype == np.int64 and not z.any()
+def test_the_command_line_turns_numpys_huge_pages_off(tmp_path):
+    """``python -m sheaftune`` sets NUMPY_MADVISE_HUGEPAGE=0 before numpy loads (unless the user
+    set it): numpy then advises no huge pages for its arrays."""
+    import subprocess
+    import sys
 
-
-def test_block_plain_when_the_heap_is_warmed(monkeypatch):
-    import types
-
-    monkeypatch.setitem(memory.sys.modules, "sheaftune.heap", types.SimpleNamespace(thread=1))
-    b = memory.block(memory.PROMOTE_BYTES)
-    assert len(b) == memory.PROMOTE_BYTES and b.base is None  # not carved from a slab
-    assert not memory.zeros((1 << 16, 2), np.int64).any()
+    probe = (
+        "import os, runpy, sys; sys.argv = ['sheaftune', '--version'];"
+        "import sheaftune.cli as c; c.main = lambda: None;"
+        "runpy.run_module('sheaftune', run_name='__main__');"
+        "import numpy._core.multiarray as m; print(os.environ['NUMPY_MADVISE_HUGEPAGE'],"
+        " m._get_madvise_hugepage())"
+    )
+    env = {k: v for k, v in __import__("os").environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr
+    env["NUMPY_MADVISE_HUGEPAGE"] = "1"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[0] == "1", out.stderr  # the user's own setting wins

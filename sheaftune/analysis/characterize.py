@@ -156,7 +156,7 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     # every matched free, as normalize counted them (grown if that falls short)
     room = max(1, int(norm.counts.get("matched_free", n)))
     if n <= CHUNK_ROWS:
-        # (one block, in huge pages from 1 MiB; a huge trace's two apart, as they are freed)
+        # (one block; a huge trace's two apart, as they are freed)
         lifetime, lifetime_cid = arrays(((room, np.int64), (room, np.int32)))
     else:
         lifetime = np.empty(room, dtype=np.int64)

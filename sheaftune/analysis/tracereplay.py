@@ -207,7 +207,7 @@ class CacheCommands:
             # (each alone: what a streamed cache keeps of them is copied out, the rest freed)
             scratch: list[np.ndarray] = [np.empty(k, dtype=d) for k, d in parts]
         else:
-            # one block (in huge pages from 1 MiB), dropped with the commands once planned
+            # one block, dropped with the commands once planned
             scratch = arrays(parts)
         allocs, matched, mslot, recent = scratch
         del scratch
@@ -347,10 +347,10 @@ class CacheCommands:
                 spans += np.searchsorted(s, np.array((g0, g1), dtype=s.dtype)).tolist()
         size = sum(spans[1::2]) - sum(spans[0::2])
         if whole:
-            # one block: a plan's columns die together, in huge pages from 1 MiB
+            # one block: a plan's columns die together
             cols = arrays([(size, d) for d in _PLAN_DTYPES])
         else:
-            # (a streamed plan's window: each column alone, no huge page rounded up: issue 10)
+            # (a streamed plan's window: each column alone, freed as soon as it can be: issue 10)
             cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
         ts, cmd, cpu, a, b, c = cols
         (a0, a1, p0, p1, f0, f1, l0, l1, m0, m1, k0, k1, q0, q1) = spans

@@ -106,6 +106,12 @@ ENVIRONMENT = [
         "and the pool's start-up costs CPU on every run).",
     ),
     (
+        "NUMPY_MADVISE_HUGEPAGE",
+        "sheaftune sets it to 0 when unset: numpy then asks for no transparent huge pages, "
+        "which on a virtual machine whose host reclaims freed memory cost several "
+        "milliseconds each when first touched.",
+    ),
+    (
         "_SHEAFTUNE_COMPLETE",
         "Shell completion (click's mechanism): bash_source, zsh_source or fish_source print the "
         "completion script for that shell; see docs/completion.md.",

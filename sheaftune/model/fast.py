@@ -382,7 +382,7 @@ class _State:
             grown = 0 if buf is None else min(2 * len(buf), _SPARE_WORDS)
             words = max(total, grown)
             if 4 * words >= _SPARE_WORDS:
-                # (one huge page rather than a page fault per 4 KiB, and no growing again)
+                # (no growing again; the pages past what a replay uses are never touched)
                 words = max(words, _SPARE_WORDS)
             buf = block(8 * words).view(np.int64)
         self.buf = buf

@@ -1129,7 +1129,7 @@ class _TraceDat:
             meta.warnings.append(warning)
         site_ids = np.array([builder.sites.intern(s) for s in site_names], dtype=np.int32)
         # each part of the merge coded its call sites in the column the merge's allocation
-        # holds for the ids (huge pages): the codes become ids
+        # holds for the ids: the codes become ids
         for a, b, sites in f.site_parts:
             codes = raw["site_id"][a:b]
             if k.gather_i32(site_ids[np.searchsorted(sorted_sites, sites)], codes, codes) < 0:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sheaftune.memory import HUGE_BYTES, carve, columns, slab, spans
+from sheaftune.memory import block, carve, columns, spans
 from sheaftune.readers import _kconst as K
 
 if TYPE_CHECKING:
@@ -468,16 +468,12 @@ class _Reader:
 
     def _states(self, n: int) -> list[dict[str, Any]]:
         """``n`` workers' reusable buffers (decompressed pages, the walk's output, a zstd
-        context), carved from one allocation: a few MiB in huge pages rather than a page fault
-        per 4 KiB."""
+        context), carved from one allocation."""
         rows = self.max_job // self.ps * self.rows_per_page + self.max_rows_page
         offsets, cols_bytes = spans(rows, ROW_COLS)
         pages_at = (cols_bytes + 63) & ~63
         per = pages_at + ((self.max_job + 63) & ~63 if self.decompress else 0)
-        size = per * n
-        if size >= 1 << 20:  # (numpy asks for huge pages from 4 MiB: the rest is not touched)
-            size = max(size, HUGE_BYTES)
-        buf = slab(size)
+        buf = block(per * n)
         states: list[dict[str, Any]] = []
         for i in range(n):
             mine = buf[i * per : (i + 1) * per]
@@ -654,7 +650,7 @@ class _Reader:
             summaries.append((cpu, s))
         segs = [(j.cpu, j.base, j.base + j.rows) for j in jobs]  # (CPU order, stream order)
         total = sum(e - b for _, b, e in segs)
-        # (with the table's site and comm ids, filled later: the same huge pages)
+        # (with the table's site and comm ids, filled later)
         out = columns(total, (*ROW_COLS, ("cpu", np.uint16), *ID_COLS))
         parts = self._split(segs, total) if self.workers > 1 else None
         # monotonic streams: rows before the pivot time, then the rest, on two threads; else
