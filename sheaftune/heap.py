@@ -2,24 +2,26 @@
 
 Why: every page of fresh memory costs a page fault on first touch, and the kernel zeroes it
 (together 1-2.5 us per 4 KiB page on a VM). A cold ``analyze`` of a 715k-event trace took about
-15,000 faults, two thirds of them in its own arrays, and most of those because glibc hands each
-thread an arena of its own (fresh mappings) and unmaps every large block it frees, so that the next
+35,000 faults, most of them in its own arrays: glibc hands each thread an arena of its own (fresh
+mappings) and gives every large block a mapping of its own, unmapped when freed, so that the next
 stage's arrays fault afresh what the last stage just gave back. Meanwhile, for its first 85 ms or so
 the program only imports (Python, click, numpy), on one core, and the other core idles.
 
 So :func:`warm`, called first thing by ``sheaftune.__main__``, does two things when the command
 is ``analyze`` and its input files hold between :data:`MIN_INPUT` and :data:`MAX_INPUT` bytes:
 
-- it asks glibc (``mallopt``) for one arena for all threads, to keep blocks up to 32 MiB (glibc's
-  ceiling) in the heap rather than in mappings of their own, to grow the heap 64 MiB at a time,
+- it asks glibc (``mallopt``) for one arena for all threads, for no mapping of its own for any
+  block however large (the reader's columns are tens of MiB), to grow the heap 64 MiB at a time,
   and not to trim it: a block one stage frees is reused, already mapped, by the next;
 - it pre-faults :func:`prefault_bytes` of that heap on a thread, and frees it back to the heap:
   ``memset`` releases the GIL, so the idle core pays the faults while the main thread imports,
   and the run's arrays then find mapped memory. (In 4 KiB pages: on a VM a transparent huge
   page first touched after a pause costs several milliseconds, see ``sheaftune.memory``.)
 
-On the 715k-event fixture the run's own faults fall from about 10,000 (v6) and 12,000 (v7) to
-under 1,000, for 12 MiB more peak RSS.
+The pre-fault grows with the input, as the run's arrays do, up to :data:`PREFAULT_MAX`: an
+uncompressed file's size is about what its analysis allocates. A zstd-compressed trace.dat is
+several times smaller than its events, and rightly gets less: ``sheaftune.zstd_prefetch``
+decompresses it on the same idle core meanwhile.
 
 Never for huge traces: their inputs are far above :data:`MAX_INPUT`, and issue 10's bound needs
 freed memory to leave the process (``pipeline._return_freed_memory`` also restores the trimming
@@ -38,19 +40,21 @@ from typing import Any
 MIN_INPUT = 1 << 20
 #: Inputs larger than this in total are left to glibc's defaults (huge traces: issue 10).
 MAX_INPUT = 64 << 20
-#: How much heap is pre-faulted: measured on the 715k-event fixture, the faults of the run's own
-#: arrays fall from ~10,000 to a few hundred with 16 MiB (32 or 64 do no better).
-PREFAULT = 16 << 20
+#: How much heap is pre-faulted: ``PREFAULT_PER_INPUT`` times the inputs' size, within
+#: ``PREFAULT_MIN`` and ``PREFAULT_MAX``. In 4 KiB pages that is ~0.5 ms per MiB on the idle
+#: core: 96 MiB is done before the read begins (measured: the v6 fixture's read 20 ms shorter
+#: than with 16 MiB, its start-up the same).
+PREFAULT_MIN = 16 << 20
+PREFAULT_MAX = 96 << 20
+PREFAULT_PER_INPUT = 1.5
 #: The heap grows by this much more than asked each time (glibc's ``M_TOP_PAD``): one growth
 #: holds a run's arrays (about halving the faults even without pre-faulting).
 TOP_PAD = 64 << 20
-#: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``).
-MMAP_THRESHOLD = 32 << 20
 
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
-_M_MMAP_THRESHOLD = -3
+_M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
 #: The pre-faulting thread of this process, if :func:`warm` started one (tests join it).
@@ -78,7 +82,9 @@ def input_bytes(argv: list[str]) -> int:
 
 def prefault_bytes(inputs: int) -> int:
     """How much heap to pre-fault for inputs of ``inputs`` bytes (0: none, leave glibc alone)."""
-    return PREFAULT if MIN_INPUT <= inputs <= MAX_INPUT else 0
+    if not MIN_INPUT <= inputs <= MAX_INPUT:
+        return 0
+    return min(PREFAULT_MAX, max(PREFAULT_MIN, int(inputs * PREFAULT_PER_INPUT)))
 
 
 def warm(argv: list[str]) -> int:
@@ -96,7 +102,7 @@ def warm(argv: list[str]) -> int:
         libc = _libc()
         if not (
             libc.mallopt(_M_ARENA_MAX, 1)
-            and libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+            and libc.mallopt(_M_MMAP_MAX, 0)
             and libc.mallopt(_M_TRIM_THRESHOLD, 1 << 30)
             and libc.mallopt(_M_TOP_PAD, TOP_PAD)
         ):

@@ -34,10 +34,11 @@ def test_prefault_bytes_is_bounded_and_none_outside_modest_inputs():
     assert heap.prefault_bytes(0) == 0
     assert heap.prefault_bytes(heap.MIN_INPUT - 1) == 0
     assert heap.prefault_bytes(heap.MAX_INPUT + 1) == 0  # huge traces: glibc's defaults
-    small = heap.prefault_bytes(heap.MIN_INPUT)
-    assert small == heap.PREFAULT
-    assert heap.prefault_bytes(6 << 20) == heap.PREFAULT
-    assert heap.prefault_bytes(heap.MAX_INPUT) == heap.PREFAULT
+    # in proportion to the inputs, within the bounds
+    assert heap.prefault_bytes(heap.MIN_INPUT) == heap.PREFAULT_MIN
+    assert heap.prefault_bytes(6 << 20) == heap.PREFAULT_MIN  # (a compressed trace.dat)
+    assert heap.prefault_bytes(40 << 20) == 60 << 20
+    assert heap.prefault_bytes(heap.MAX_INPUT) == heap.PREFAULT_MAX
 
 
 def _probe(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
@@ -51,7 +52,7 @@ def _probe(args: list[str], env: dict[str, str] | None = None) -> dict[str, obje
         "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks',\n"
         "        'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
         "libc = ctypes.CDLL(None); libc.mallinfo2.restype = M\n"
-        "big = libc.malloc(8 << 20)  # below the raised mmap threshold: from the heap now\n"
+        "big = libc.malloc(40 << 20)  # no mapping of its own: from the heap now\n"
         "m = libc.mallinfo2()\n"
         "print(json.dumps({'size': size, 'heap': m.arena, 'free': m.fordblks,\n"
         "                  'mapped': m.hblkhd}))\n"
@@ -72,13 +73,14 @@ def test_warm_prefaults_the_heap_and_keeps_large_blocks_in_it(tmp_path: Path):
     f = tmp_path / "t.dat"
     f.write_bytes(b"\0" * (4 << 20))
     on = _probe(["analyze", str(f)])
-    assert on["size"] == heap.PREFAULT
-    # the pre-faulted blocks stayed in the heap, free for the run's arrays; an 8 MiB block comes
-    # from it rather than from a mapping of its own (glibc's default threshold is 128 KiB)
-    assert isinstance(on["heap"], int) and on["heap"] >= heap.PREFAULT
+    assert on["size"] == heap.PREFAULT_MIN
+    # the pre-faulted blocks stayed in the heap, free for the run's arrays; a 40 MiB block comes
+    # from it rather than from a mapping of its own (glibc's default threshold is 128 KiB, and
+    # its largest 32 MiB)
+    assert isinstance(on["heap"], int) and on["heap"] >= heap.PREFAULT_MIN
     off = _probe(["analyze", str(f)], {"SHEAFTUNE_HEAP_WARMUP": "0"})
     assert isinstance(on["mapped"], int) and isinstance(off["mapped"], int)
-    assert off["size"] == 0 and off["mapped"] - on["mapped"] >= 8 << 20
+    assert off["size"] == 0 and off["mapped"] - on["mapped"] >= 40 << 20
     # another command, or inputs beyond the bound: glibc left alone
     assert _probe(["convert", str(f)])["size"] == 0
 

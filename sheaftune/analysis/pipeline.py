@@ -96,8 +96,10 @@ def _return_freed_memory() -> None:
         mallopt = libc.mallopt
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return
-    m_trim_threshold, m_mmap_threshold = -1, -3
+    m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4
     mallopt(m_mmap_threshold, 1 << 20)
+    # (mappings allowed again, glibc's default count, should sheaftune.heap have forbidden them)
+    mallopt(m_mmap_max, 65536)
     # (and the heap's free top handed back from 128 KiB on again, glibc's default, should
     # sheaftune.heap have raised it for what looked like a modest input)
     mallopt(m_trim_threshold, 128 << 10)
