@@ -1,8 +1,9 @@
-"""Arrays carved from one allocation: columns and scratch arrays that live and die together.
+"""How big arrays are allocated: scratch arrays carved from one block, a table's columns alone.
 
-A stage that needs several arrays of the same length (a reader's columns, a plan's columns,
-normalize's index columns) takes them from one allocation (``columns``, ``arrays``): one call to
-the allocator instead of several, the columns side by side, and one block to give back.
+A stage that needs several scratch arrays that die together (a plan's columns, normalize's index
+columns, a reader's per-thread buffers) takes them from one allocation (``arrays``, ``carve``): one
+call to the allocator instead of several, and one block to give back. A table's columns instead
+are allocations of their own (``columns``).
 
 Plain 4 KiB pages, never transparent huge pages. On the VMs we measure on (Firecracker, whose
 host backs guest memory lazily and takes back what the guest frees), a huge page touched for the
@@ -24,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-#: (name, dtype) of each column of a block carved by ``columns``
+#: (name, dtype) of each column of ``columns`` or ``carve``
 Spec = tuple[tuple[str, Any], ...]
 
 
@@ -59,9 +60,12 @@ def carve(buf: np.ndarray, rows: int, spec: Spec, offsets: list[int]) -> dict[st
 
 
 def columns(rows: int, spec: Spec) -> dict[str, np.ndarray]:
-    """Empty columns of ``rows`` rows, carved from one block (which none of them frees alone)."""
-    offsets, total = spans(rows, spec)
-    return carve(block(total), rows, spec, offsets)
+    """Empty columns of ``rows`` rows, each an allocation of its own: a table's columns live
+    long, and several blocks of a few MiB fit where the heap has room (a stage's freed blocks,
+    ``sheaftune.heap``) far better than one of tens of MiB. (Measured on the 715k-event
+    fixture: 9,000 (v7) and 7,500 (v6) fewer page faults than one block, 30-40 MiB less peak
+    RSS.)"""
+    return {name: np.empty(rows, dtype=dt) for name, dt in spec}
 
 
 def arrays(parts: Sequence[tuple[int, Any]]) -> list[np.ndarray]:

@@ -10,13 +10,16 @@ def test_block_never_empty():
     assert len(memory.block(0)) == 1  # (never an empty allocation)
 
 
-def test_columns_as_the_reader_carves_them():
+def test_columns_each_alone_and_carved_columns_side_by_side():
     spec = (("a", np.int64), ("b", np.uint8), ("c", np.uint16))
-    offsets, total = memory.spans(10, spec)
-    assert offsets == [0, 128, 192] and total == 212
     cols = memory.columns(10, spec)
     assert [(len(c), c.dtype) for c in cols.values()] == [(10, np.int64), (10, np.uint8),
                                                           (10, np.uint16)]  # fmt: skip
+    assert all(c.base is None for c in cols.values())  # (each its own allocation)
+    # a reader's per-thread buffers: carved from one block at the offsets spans() gives
+    offsets, total = memory.spans(10, spec)
+    assert offsets == [0, 128, 192] and total == 212
+    cols = memory.carve(memory.block(total), 10, spec, offsets)
     at = cols["a"].ctypes.data
     assert [c.ctypes.data - at for c in cols.values()] == offsets
     cols["a"][:] = -1

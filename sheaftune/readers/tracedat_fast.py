@@ -358,6 +358,12 @@ class _Reader:
         for j in jobs:
             if j.stats[K.S_ERR]:
                 raise _GiveUp  # strict mode: the streaming reader raises the exact error
+            j.src = None
+        # The walks are done with the pages decompressed at start-up and with their scratch
+        # buffers: freed now (tens of MiB), the heap (``sheaftune.heap``) hands that memory,
+        # already mapped, to the merge's columns rather than faulting fresh pages for them.
+        self.src_owner = None
+        states.clear()
         return self._merge(jobs, prepare)
 
     def _progress(self, j: _Job) -> None:
