@@ -25,7 +25,9 @@ decompresses it on the same idle core meanwhile.
 
 Never for huge traces: their inputs are far above :data:`MAX_INPUT`, and issue 10's bound needs
 freed memory to leave the process (``pipeline._return_freed_memory`` also restores the trimming
-should a modest file hold a huge trace). Nothing happens elsewhere than on glibc, for any other
+should a modest file hold a huge trace). A modest file that holds more than :data:`MAX_EVENTS`
+events (a compressed one) gets its large blocks mapped on their own again once it is read
+(:func:`many_events`). Nothing happens elsewhere than on glibc, for any other
 command, with ``SHEAFTUNE_HEAP_WARMUP=0``, or on any error: this only changes how fast the run is,
 never what it computes. Standard library only: it runs before numpy is imported.
 """
@@ -54,11 +56,23 @@ TOP_PAD = 64 << 20
 # mallopt parameters (glibc's malloc.h)
 _M_TRIM_THRESHOLD = -1
 _M_TOP_PAD = -2
+_M_MMAP_THRESHOLD = -3
 _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
+#: A trace of more events than this turns the "no block mapped on its own" rule off again
+#: (:func:`many_events`): its blocks of hundreds of MiB would otherwise stay in the heap once
+#: freed, holes the next stage's larger blocks do not fit in.
+MAX_EVENTS = 1 << 21
+#: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``) and its default
+#: count of mappings (``DEFAULT_MMAP_MAX``).
+MMAP_THRESHOLD = 32 << 20
+MMAP_MAX = 65536
+
 #: The pre-faulting thread of this process, if :func:`warm` started one (tests join it).
 thread: threading.Thread | None = None
+#: The C library, once :func:`warm` has tuned its heap.
+_tuned: Any = None
 
 
 def input_bytes(argv: list[str]) -> int:
@@ -107,6 +121,8 @@ def warm(argv: list[str]) -> int:
             and libc.mallopt(_M_TOP_PAD, TOP_PAD)
         ):
             return 0
+        global _tuned
+        _tuned = libc
         thread = threading.Thread(target=_prefault, args=(libc, size), name="heap-warmup")
         thread.daemon = True
         thread.start()
@@ -138,3 +154,18 @@ def _prefault(libc: Any, size: int) -> None:
         libc.memset(p, 0, size)
     finally:
         libc.free(p)
+
+
+def many_events(events: int) -> bool:
+    """After the read: a trace of more than :data:`MAX_EVENTS` events gets its blocks of
+    :data:`MMAP_THRESHOLD` and more mapped on their own again, each given back when freed (the
+    rest of :func:`warm`'s tuning stays). True when that was done."""
+    libc = _tuned
+    if libc is None or events <= MAX_EVENTS:
+        return False
+    try:
+        return bool(
+            libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and libc.mallopt(_M_MMAP_MAX, MMAP_MAX)
+        )
+    except Exception:  # noqa: BLE001 - an optimisation only
+        return False

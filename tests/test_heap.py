@@ -41,18 +41,22 @@ def test_prefault_bytes_is_bounded_and_none_outside_modest_inputs():
     assert heap.prefault_bytes(heap.MAX_INPUT) == heap.PREFAULT_MAX
 
 
-def _probe(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
-    """In a fresh interpreter: warm(args), wait for its thread, then what glibc reports."""
+def _probe(
+    args: list[str], env: dict[str, str] | None = None, events: int = 0, block: int = 40 << 20
+) -> dict[str, object]:
+    """In a fresh interpreter: warm(args), wait for its thread, tell ``many_events`` that the
+    trace holds ``events`` events, allocate ``block`` bytes, then what glibc reports."""
     code = (
         "import ctypes, json, sys, threading\n"
         "from sheaftune import heap\n"
         "size = heap.warm(sys.argv[1:])\n"
         "if heap.thread is not None: heap.thread.join()\n"
+        f"heap.many_events({events})\n"
         "class M(ctypes.Structure):\n"
         "    _fields_ = [(n, ctypes.c_size_t) for n in ('arena', 'ordblks', 'smblks', 'hblks',\n"
         "        'hblkhd', 'usmblks', 'fsmblks', 'uordblks', 'fordblks', 'keepcost')]\n"
         "libc = ctypes.CDLL(None); libc.mallinfo2.restype = M\n"
-        "big = libc.malloc(40 << 20)  # no mapping of its own: from the heap now\n"
+        f"big = libc.malloc({block})  # 40 MiB: no mapping of its own, from the heap now\n"
         "m = libc.mallinfo2()\n"
         "print(json.dumps({'size': size, 'heap': m.arena, 'free': m.fordblks,\n"
         "                  'mapped': m.hblkhd}))\n"
@@ -83,6 +87,13 @@ def test_warm_prefaults_the_heap_and_keeps_large_blocks_in_it(tmp_path: Path):
     assert off["size"] == 0 and off["mapped"] - on["mapped"] >= 40 << 20
     # another command, or inputs beyond the bound: glibc left alone
     assert _probe(["convert", str(f)])["size"] == 0
+    # a modest file that held many events: a block the heap's free top cannot hold (the top
+    # pad and the pre-fault, 80 MiB) is mapped on its own again
+    many = _probe(["analyze", str(f)], events=heap.MAX_EVENTS + 1, block=160 << 20)
+    assert isinstance(many["mapped"], int) and many["mapped"] >= 160 << 20
+    few = _probe(["analyze", str(f)], events=heap.MAX_EVENTS, block=160 << 20)
+    assert isinstance(few["mapped"], int) and few["mapped"] < 1 << 20
+    assert not heap.many_events(heap.MAX_EVENTS + 1)  # (this process never warmed its heap)
 
 
 @pytest.mark.skipif(not LARGE.exists(), reason=f"{LARGE} absent (../shared/fixtures)")

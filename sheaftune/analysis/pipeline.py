@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import os
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -74,6 +75,10 @@ def load(
         raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
     if len(table) > ROWS_AT_ONCE:
         _return_freed_memory()
+    else:
+        heap = sys.modules.get("sheaftune.heap")  # (imported by the command line only)
+        if heap is not None:
+            heap.many_events(len(table))
     return table
 
 
@@ -87,7 +92,6 @@ def _return_freed_memory() -> None:
     """
     import ctypes
     import ctypes.util
-    import sys
 
     if not sys.platform.startswith("linux"):
         return
