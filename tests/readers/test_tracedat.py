@@ -376,3 +376,26 @@ def test_compiled_path_grows_its_columns(rel: str, monkeypatch: pytest.MonkeyPat
     for k, col in a.columns.items():
         assert np.array_equal(col, b.columns[k]), k
     assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
+
+
+def test_compiled_path_grows_its_columns_under_concurrent_copies(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Many small jobs on several workers, columns far too short at first: each grow waits for
+    the copies in flight (they run outside the lock) and the table is the same."""
+    import sheaftune.readers.tracedat_fast as fast
+
+    monkeypatch.setenv("SHEAFTUNE_PAGE_ENGINE", "numba")
+    rel = "traces/vma-small.v6.dat"
+    a = read(rel)
+    monkeypatch.setattr(fast, "ROW_BYTES_GUESS", 1 << 40)
+    monkeypatch.setattr(fast, "JOB_BYTES", 1 << 12)  # a job per page
+    monkeypatch.setattr(fast.os, "cpu_count", lambda: 4)  # (four workers even on two cores)
+    grows = []
+    alloc = fast._Reader._alloc
+    monkeypatch.setattr(fast._Reader, "_alloc", lambda self, n: grows.append(n) or alloc(self, n))
+    b = read(rel)
+    assert len(grows) > 3  # (the first allocation, then several grows)
+    for k, col in a.columns.items():
+        assert np.array_equal(col, b.columns[k]), k
+    assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
