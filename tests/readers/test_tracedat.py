@@ -381,8 +381,8 @@ def test_compiled_path_grows_its_columns(rel: str, monkeypatch: pytest.MonkeyPat
 def test_compiled_path_grows_its_columns_under_concurrent_copies(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """Many small jobs on several workers, columns far too short at first: each grow waits for
-    the copies in flight (they run outside the lock) and the table is the same."""
+    """Many small jobs on several workers, columns far too short at first: the columns grow
+    while other workers walk and copy, every row is kept, and the table is the same."""
     import sheaftune.readers.tracedat_fast as fast
 
     monkeypatch.setenv("SHEAFTUNE_PAGE_ENGINE", "numba")
