@@ -163,7 +163,7 @@ def main() -> None:
     args = ap.parse_args()
     # the `python -c` rows import numpy themselves: give them the setting `sheaftune` makes
     # before numpy loads (without it OpenBLAS starts a thread per core: twice the import's CPU;
-    # numpy's huge pages cost several ms each on a VM, see sheaftune.memory)
+    # numpy's huge pages cost several ms each on a VM, see sheaftune.heap)
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     src = Path(args.trace)

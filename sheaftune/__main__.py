@@ -17,7 +17,7 @@ def run() -> None:
     # VM whose host takes back the memory a guest frees (Firecracker, measured), a huge page
     # first touched costs 3-6 ms, and a 715k-event analyze run right after another program
     # spent 0.4-0.5 s of system time faulting them, against 0.1 s in 4 KiB pages (see
-    # sheaftune.memory). Where the host still holds the memory they save a few ms at most.
+    # sheaftune.heap). Where the host still holds the memory they save a few ms at most.
     os.environ.setdefault("NUMPY_MADVISE_HUGEPAGE", "0")
     # Python's cycle collector every 100,000 new container objects rather than 700: a run
     # allocates some 40,000 objects that live until it ends (modules, the analysis) and next to

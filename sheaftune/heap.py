@@ -15,8 +15,15 @@ is ``analyze`` and its input files hold between :data:`MIN_INPUT` and :data:`MAX
   and not to trim it: a block one stage frees is reused, already mapped, by the next;
 - it pre-faults :func:`prefault_bytes` of that heap on a thread, and frees it back to the heap:
   ``memset`` releases the GIL, so the idle core pays the faults while the main thread imports,
-  and the run's arrays then find mapped memory. (In 4 KiB pages: on a VM a transparent huge
-  page first touched after a pause costs several milliseconds, see ``sheaftune.memory``.)
+  and the run's arrays then find mapped memory.
+
+In 4 KiB pages, never transparent huge pages (and ``sheaftune.__main__`` turns numpy's own huge
+page advice off, ``NUMPY_MADVISE_HUGEPAGE=0``). On the VMs we measure on (Firecracker, whose host
+backs guest memory lazily and takes back what the guest frees), a huge page touched for the first
+time after a pause costs 3-6 ms, the host faulting it in and the guest zeroing it: 170-400 ms per
+64 MiB against 32-45 ms in 4 KiB pages. A 715k-event ``analyze`` right after another program ran
+spent 0.4-0.5 s of system time in them (0.1 s in 4 KiB pages); they only win, by a few
+milliseconds, when the host still holds the memory.
 
 The pre-fault grows with the input, as the run's arrays do, up to :data:`PREFAULT_MAX`: an
 uncompressed file's size is about what its analysis allocates. A zstd-compressed trace.dat is
@@ -24,12 +31,12 @@ several times smaller than its events, and rightly gets less: ``sheaftune.zstd_p
 decompresses it on the same idle core meanwhile.
 
 Never for huge traces: their inputs are far above :data:`MAX_INPUT`, and issue 10's bound needs
-freed memory to leave the process (``pipeline._return_freed_memory`` also restores the trimming
-should a modest file hold a huge trace). A modest file that holds more than :data:`MAX_EVENTS`
-events (a compressed one) gets its large blocks mapped on their own again once it is read
-(:func:`many_events`). Nothing happens elsewhere than on glibc, for any other
-command, with ``SHEAFTUNE_HEAP_WARMUP=0``, or on any error: this only changes how fast the run is,
-never what it computes. Standard library only: it runs before numpy is imported.
+freed memory to leave the process (``pipeline.load`` calls :func:`return_freed_memory`, which
+also restores the trimming should a modest file hold a huge trace). A modest file that holds
+more than :data:`MAX_EVENTS` events (a compressed one) gets its large blocks mapped on their
+own again once it is read (:func:`many_events`). Nothing happens elsewhere than on glibc, for
+any other command, with ``SHEAFTUNE_HEAP_WARMUP=0``, or on any error: this only changes how
+fast the run is, never what it computes. Standard library only: it runs before numpy is imported.
 """
 
 from __future__ import annotations
@@ -170,3 +177,24 @@ def many_events(events: int) -> bool:
         )
     except Exception:  # noqa: BLE001 - an optimisation only
         return False
+
+
+def return_freed_memory() -> None:
+    """After the read of a huge trace: on glibc, every block of 1 MiB or more gets a mapping
+    of its own, given back when freed, and the heap's free top is handed back from 128 KiB on
+    (glibc's defaults, should :func:`warm` have changed them for what looked like a modest
+    input). Elsewhere: nothing.
+
+    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after which
+    arrays of a few MiB come from the heap and per-thread arenas and stay resident after they
+    are freed. A huge trace's chunked passes allocate and free many such arrays, so a fixed
+    threshold keeps peak memory at what is in use (issue 10)."""
+    try:
+        if not (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc"):
+            return
+        libc = _tuned or _libc()
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+        libc.mallopt(_M_MMAP_MAX, MMAP_MAX)
+        libc.mallopt(_M_TRIM_THRESHOLD, 128 << 10)
+    except Exception:  # noqa: BLE001 - (musl has no mallopt; os.confstr may be missing)
+        return

@@ -54,7 +54,6 @@ from sheaftune._normalize_const import (
 )
 from sheaftune._normalize_const import ZERO_SIZE_PTR as ZERO_SIZE_PTR  # (part of this API)
 from sheaftune.events import NO_CACHE, EventTable, Op, OpTable
-from sheaftune.memory import block
 
 _FAMILY_PREFIX = ("kmalloc-", "kmalloc-cg-", "kmalloc-rcl-", "dma-kmalloc-")
 
@@ -277,10 +276,10 @@ def _col(table: EventTable, name: str) -> np.ndarray:
 
 def _new_columns(n: int, idx: type) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """``alloc_of`` and ``reused_by`` (all -1), room for ``cache_id`` (int32) and
-    ``live_at_end`` (all False), carved from one block (``sheaftune.memory``): they are made
-    and dropped together."""
+    ``live_at_end`` (all False), carved from one allocation: they are made and dropped
+    together."""
     w = np.dtype(idx).itemsize
-    buf = block((2 * w + 5) * n)
+    buf = np.empty((2 * w + 5) * n, dtype=np.uint8)
     ends = (w * n, 2 * w * n, (2 * w + 4) * n)
     buf[: ends[1]].fill(0xFF)  # (-1 in every index)
     buf[ends[2] :].fill(0)

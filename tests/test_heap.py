@@ -109,3 +109,21 @@ def test_an_analysis_is_the_same_with_and_without_the_warm_up():
         return out.stdout
 
     assert run("1") == run("0")
+
+
+def test_the_command_line_turns_numpys_huge_pages_off():
+    """``python -m sheaftune`` sets NUMPY_MADVISE_HUGEPAGE=0 before numpy loads (unless the user
+    set it): numpy then advises no huge pages for its arrays."""
+    probe = (
+        "import os, runpy, sys; sys.argv = ['sheaftune', '--version'];"
+        "import sheaftune.cli as c; c.main = lambda: None;"
+        "runpy.run_module('sheaftune', run_name='__main__');"
+        "import numpy._core.multiarray as m; print(os.environ['NUMPY_MADVISE_HUGEPAGE'],"
+        " m._get_madvise_hugepage())"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "NUMPY_MADVISE_HUGEPAGE"}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split() == ["0", "False"], out.stderr
+    env["NUMPY_MADVISE_HUGEPAGE"] = "1"
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True)
+    assert out.stdout.split()[0] == "1", out.stderr  # the user's own setting wins

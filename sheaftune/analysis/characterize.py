@@ -26,7 +26,6 @@ from sheaftune.analysis._characterize_layout import (
     OP_BITS,
 )
 from sheaftune.events import Op
-from sheaftune.memory import arrays
 from sheaftune.normalize import CHUNK_ROWS, Normalized
 from sheaftune.results import Record
 
@@ -155,12 +154,8 @@ def characterize(norm: Normalized, cache_filter: list[str] | None = None) -> Ana
     tables = [_new_table(SITE_SLOTS), _new_table(SIZE_SLOTS)]
     # every matched free, as normalize counted them (grown if that falls short)
     room = max(1, int(norm.counts.get("matched_free", n)))
-    if n <= CHUNK_ROWS:
-        # (one block; a huge trace's two apart, as they are freed)
-        lifetime, lifetime_cid = arrays(((room, np.int64), (room, np.int32)))
-    else:
-        lifetime = np.empty(room, dtype=np.int64)
-        lifetime_cid = np.empty(room, dtype=np.int32)
+    lifetime = np.empty(room, dtype=np.int64)
+    lifetime_cid = np.empty(room, dtype=np.int32)
     fill = np.zeros(3, dtype=np.int64)
     cols = (t.op, t.cpu, t.cache_id, t.ptr, t.gfp, t.site_id, t.bytes_alloc, t.bytes_req, ts)
     for lo in range(0, n, CHUNK_ROWS):

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import heapq
 import os
-import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from sheaftune import heap
 from sheaftune.analysis.characterize import Analysis, characterize
 from sheaftune.analysis.sweep import CapacitySpec
 from sheaftune.analysis.tracereplay import (
@@ -74,39 +74,10 @@ def load(
     if len(table) == 0:
         raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
     if len(table) > ROWS_AT_ONCE:
-        _return_freed_memory()
+        heap.return_freed_memory()
     else:
-        heap = sys.modules.get("sheaftune.heap")  # (imported by the command line only)
-        if heap is not None:
-            heap.many_events(len(table))
+        heap.many_events(len(table))
     return table
-
-
-def _return_freed_memory() -> None:
-    """On glibc, serve every allocation of 1 MiB or more with its own mapping.
-
-    glibc raises its mmap threshold as large blocks are freed (up to 32 MiB), after which
-    arrays of a few MiB come from the heap and per-thread arenas and stay resident after they
-    are freed. A huge trace's chunked passes allocate and free many such arrays, so a fixed
-    threshold keeps peak memory at what is in use (issue 10). Elsewhere: nothing.
-    """
-    import ctypes
-    import ctypes.util
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
-        return
-    m_trim_threshold, m_mmap_threshold, m_mmap_max = -1, -3, -4
-    mallopt(m_mmap_threshold, 1 << 20)
-    # (mappings allowed again, glibc's default count, should sheaftune.heap have forbidden them)
-    mallopt(m_mmap_max, 65536)
-    # (and the heap's free top handed back from 128 KiB on again, glibc's default, should
-    # sheaftune.heap have raised it for what looked like a modest input)
-    mallopt(m_trim_threshold, 128 << 10)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,6 @@ import numpy as np
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_all
 from sheaftune.compiled import Kernels, kernels
 from sheaftune.events import EventTable
-from sheaftune.memory import arrays, block
 from sheaftune.model.plan import Cmd, Plan
 from sheaftune.model.replay import ReplayResult, replay
 from sheaftune.normalize import (
@@ -96,7 +95,7 @@ def cache_rows_counted(norm: Normalized) -> tuple[dict[str, np.ndarray], dict[st
     t = norm.table
     n, nc = len(t), len(t.caches)
     starts = np.empty(nc + 1, dtype=np.int64)
-    rows: np.ndarray = block(4 * n).view(np.int32)
+    rows: np.ndarray = np.empty(n, dtype=np.int32)
     counts = np.empty(2 * nc, dtype=np.int64)
     cid = _c(t.cache_id, np.int32)
     op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
@@ -200,19 +199,12 @@ class CacheCommands:
             rows = rows_of_cache(norm, cache)
         rows = _c(rows, idx)
         m = len(rows)
-        compact = m > STREAM_EVENTS
-        n_recent = 1 << min(16, max(m, 1).bit_length())
-        parts = [(m, idx)] * 3 + [(n_recent, idx)]
-        if compact:
-            # (each alone: what a streamed cache keeps of them is copied out, the rest freed)
-            scratch: list[np.ndarray] = [np.empty(k, dtype=d) for k, d in parts]
-        else:
-            # one block, dropped with the commands once planned
-            scratch = arrays(parts)
-        allocs, matched, mslot, recent = scratch
-        del scratch
+        allocs: np.ndarray = np.empty(m, dtype=idx)
+        matched: np.ndarray = np.empty(m, dtype=idx)
+        mslot: np.ndarray = np.empty(m, dtype=idx)
         st = np.zeros(9, dtype=np.int64)  # _plan_kernels.ST_*
         scan = _kernel("scan_cache", idx)
+        recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
         op, ptr, size = _c(t.op, np.uint8), _c(t.ptr, np.uint64), _c(t.bytes_alloc, np.uint32)
         alloc_of, reused_by = _c(norm.alloc_of, idx), _c(norm.reused_by, idx)
         live = _c(norm.live_at_end, np.bool_)
@@ -223,7 +215,7 @@ class CacheCommands:
             t.release()
         na, nm, before, other, unseen, n_live, *sizes = st.tolist()
         self.slot = _slot_of(t, rows, sizes)
-        del recent
+        compact = m > STREAM_EVENTS
         self.allocs = allocs = _fit(allocs, na, compact)
         self.matched, self.matched_slot = _fit(matched, nm, compact), _fit(mslot, nm, compact)
         del matched, mslot
@@ -334,8 +326,7 @@ class CacheCommands:
         streams = (self.allocs, self.pop_rows, self.fr, self.lr, self.matched, self.kf_r,
                    self.gp_anchor)  # fmt: skip
         spans: list[int] = []
-        whole = g0 == 0 and g1 >= self.n_events
-        if whole:
+        if g0 == 0 and g1 >= self.n_events:
             # every stream whole but the grace periods (one may anchor past the last event)
             for s in streams[:-1]:
                 spans += (0, len(s))
@@ -346,12 +337,7 @@ class CacheCommands:
                 # whole int32 stream to int64 at every window)
                 spans += np.searchsorted(s, np.array((g0, g1), dtype=s.dtype)).tolist()
         size = sum(spans[1::2]) - sum(spans[0::2])
-        if whole:
-            # one block: a plan's columns die together
-            cols = arrays([(size, d) for d in _PLAN_DTYPES])
-        else:
-            # (a streamed plan's window: each column alone, freed as soon as it can be: issue 10)
-            cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
+        cols = [np.empty(size, dtype=d) for d in _PLAN_DTYPES]
         ts, cmd, cpu, a, b, c = cols
         (a0, a1, p0, p1, f0, f1, l0, l1, m0, m1, k0, k1, q0, q1) = spans
         emit = _kernel("emit", self._idx)

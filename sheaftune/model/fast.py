@@ -67,7 +67,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 
 from sheaftune import compiled
-from sheaftune.memory import block
 from sheaftune.model._engine_layout import (
     _EXTRA_NAMES,
     _STAT_NAMES,
@@ -380,11 +379,7 @@ class _State:
             # (a buffer outgrown is replaced by one of at least twice its size, so a thread
             # replaying ever bigger plans maps new pages a few times, not at every replay)
             grown = 0 if buf is None else min(2 * len(buf), _SPARE_WORDS)
-            words = max(total, grown)
-            if 4 * words >= _SPARE_WORDS:
-                # (no growing again; the pages past what a replay uses are never touched)
-                words = max(words, _SPARE_WORDS)
-            buf = block(8 * words).view(np.int64)
+            buf = np.empty(max(total, grown), dtype=np.int64)
         self.buf = buf
         buf[o_zero:o_minus] = 0
         buf[o_minus:total] = -1

@@ -32,7 +32,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from sheaftune.memory import block, carve, columns, spans
 from sheaftune.readers import _kconst as K
 
 if TYPE_CHECKING:
@@ -476,14 +475,14 @@ class _Reader:
         """``n`` workers' reusable buffers (decompressed pages, the walk's output, a zstd
         context), carved from one allocation."""
         rows = self.max_job // self.ps * self.rows_per_page + self.max_rows_page
-        offsets, cols_bytes = spans(rows, ROW_COLS)
+        offsets, cols_bytes = _spans(rows, ROW_COLS)
         pages_at = (cols_bytes + 63) & ~63
         per = pages_at + ((self.max_job + 63) & ~63 if self.decompress else 0)
-        buf = block(per * n)
+        buf = np.empty(max(per * n, 1), dtype=np.uint8)
         states: list[dict[str, Any]] = []
         for i in range(n):
             mine = buf[i * per : (i + 1) * per]
-            st: dict[str, Any] = {"cols": carve(mine, rows, ROW_COLS, offsets)}
+            st: dict[str, Any] = {"cols": _carve(mine, rows, ROW_COLS, offsets)}
             if self.decompress:
                 import zstandard
 
@@ -706,6 +705,36 @@ def _at(address: int, nbytes: int) -> np.ndarray:
     """The ``nbytes`` bytes at ``address`` (memory another object owns) as a uint8 array."""
     raw = (ctypes.c_uint8 * nbytes).from_address(address)
     return np.frombuffer(raw, dtype=np.uint8)  # type: ignore[call-overload]
+
+
+def columns(rows: int, spec: tuple[tuple[str, type], ...]) -> dict[str, np.ndarray]:
+    """Empty columns of ``rows`` rows, each an allocation of its own: a table's columns live
+    long, and several blocks of a few MiB fit where the heap has room (a stage's freed blocks,
+    ``sheaftune.heap``) far better than one of tens of MiB. (Measured on the 715k-event
+    fixture: 9,000 (v7) and 7,500 (v6) fewer page faults than one block, 30-40 MiB less peak
+    RSS.)"""
+    return {name: np.empty(rows, dtype=dt) for name, dt in spec}
+
+
+def _spans(rows: int, spec: tuple[tuple[str, type], ...]) -> tuple[list[int], int]:
+    """Where each column of ``rows`` rows starts (64-byte aligned) in one buffer; its size."""
+    offsets = []
+    total = 0
+    for _, dt in spec:
+        total = (total + 63) & ~63
+        offsets.append(total)
+        total += rows * np.dtype(dt).itemsize
+    return offsets, total
+
+
+def _carve(
+    buf: np.ndarray, rows: int, spec: tuple[tuple[str, type], ...], offsets: list[int]
+) -> dict[str, np.ndarray]:
+    """The columns of ``spec`` (``rows`` each) at ``offsets`` (``_spans``) of ``buf``."""
+    return {
+        name: buf[at : at + rows * np.dtype(dt).itemsize].view(dt)
+        for (name, dt), at in zip(spec, offsets, strict=True)
+    }
 
 
 def _chains(

@@ -399,3 +399,22 @@ def test_compiled_path_grows_its_columns_under_concurrent_copies(
     for k, col in a.columns.items():
         assert np.array_equal(col, b.columns[k]), k
     assert (a.caches, a.sites, a.comms) == (b.caches, b.sites, b.comms)
+
+
+def test_fast_reader_columns_each_alone_and_worker_buffers_carved_side_by_side():
+    import sheaftune.readers.tracedat_fast as fast
+
+    spec = (("a", np.int64), ("b", np.uint8), ("c", np.uint16))
+    cols = fast.columns(10, spec)
+    assert [(len(c), c.dtype) for c in cols.values()] == [(10, np.int64), (10, np.uint8),
+                                                          (10, np.uint16)]  # fmt: skip
+    assert all(c.base is None for c in cols.values())  # (each its own allocation)
+    # a worker's buffers: carved from one block at the offsets _spans gives
+    offsets, total = fast._spans(10, spec)
+    assert offsets == [0, 128, 192] and total == 212
+    cols = fast._carve(np.empty(total, dtype=np.uint8), 10, spec, offsets)
+    at = cols["a"].ctypes.data
+    assert [c.ctypes.data - at for c in cols.values()] == offsets
+    cols["a"][:] = -1
+    cols["b"][:] = 7
+    assert cols["a"].tolist() == [-1] * 10 and cols["c"].base is cols["a"].base
