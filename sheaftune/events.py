@@ -15,7 +15,7 @@ import dataclasses
 import json
 import mmap
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Any
@@ -122,9 +122,15 @@ class EventTable:
 
     ``caches[cache_id]`` is a cache name, ``sites[site_id]`` a call site (``sym+0xoff`` or a raw
     ``0x...`` address), ``comms[comm_id]`` a task name. Columns are attributes (``t.ts_ns``).
+
+    A reader asked to (``ReadOptions.finish_later``) may return a table whose call sites and
+    task names (``sites``, ``comms``, their id columns, and the warnings about them in
+    ``meta``) are still being resolved on a thread: ``pending`` is then set, and ``settle()``
+    waits for them (or raises the reader's error). Every other column is final. Only
+    ``pipeline.load`` asks for such a table, and settles it before returning it.
     """
 
-    __slots__ = ("columns", "caches", "sites", "comms", "meta", "_maps")
+    __slots__ = ("columns", "caches", "sites", "comms", "meta", "_maps", "pending", "normalized")
 
     def __init__(
         self,
@@ -153,6 +159,17 @@ class EventTable:
         # the file mappings behind columns read by load_native (release() drops their pages)
         maps = {id(m): m for m in (_mapping_of(a) for a in cols.values()) if m is not None}
         self._maps: list[mmap.mmap] = list(maps.values())
+        #: the reader's unfinished work (see above)
+        self.pending: Callable[[], None] | None = None
+        #: ``normalize``'s result, when ``pipeline.load`` made it while the reader finished
+        #: the table (``normalize`` then returns it)
+        self.normalized: Any = None
+
+    def settle(self) -> None:
+        """Wait for what the reader still resolves on a thread (``pending``); raise its error."""
+        finish, self.pending = self.pending, None
+        if finish is not None:
+            finish()
 
     def release(self) -> None:
         """Drop the resident pages of file-mapped columns (a native file read with ``mmap``).

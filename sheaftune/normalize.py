@@ -149,6 +149,9 @@ def normalize(table: EventTable) -> Normalized:
     and traces of more than ``BUCKET_EVENTS`` events are matched in pointer buckets of about that
     many events.
     """
+    if table.normalized is not None:  # (made by pipeline.load while the reader finished)
+        done: Normalized = table.normalized
+        return done
     k = _kernels()
     n = len(table)
     op = _col(table, "op")

@@ -53,6 +53,9 @@ class ReadOptions:
     salvage: bool = False  # read what can be read, warn, mark the result incomplete
     buffer: str | None = None  # trace.dat instance to read (None: the top buffer)
     progress: Progress | None = None
+    # trace.dat: the call sites and task names may still be resolving on a thread when the
+    # table is returned (``EventTable.pending``; the caller settles it)
+    finish_later: bool = False
 
 
 class Source:

@@ -139,7 +139,7 @@ class FastResult:
     (first row, end row, distinct call sites in order of first appearance) of each part of
     the merge, its rows' codes into those sites in ``cols["site_id"]``."""
 
-    __slots__ = ("cols", "names", "summaries", "backwards", "prepared", "site_parts")
+    __slots__ = ("cols", "names", "summaries", "backwards", "site_parts")
 
     def __init__(
         self,
@@ -152,7 +152,6 @@ class FastResult:
         self.names = names  # name key -> cache name
         self.summaries = summaries  # CPUs with data, ascending
         self.backwards = backwards
-        self.prepared: Any = None  # what ``prepare`` returned
         self.site_parts: list[tuple[int, int, np.ndarray]] = []
 
 
@@ -212,16 +211,10 @@ def read_fast(
     long_size: int,
     layout: KmemLayout,
     k: Any,
-    prepare: Any = None,
 ) -> FastResult | None:
-    """Read ``buf``'s CPU streams with the kernels ``k``; None when the streaming reader must.
-
-    ``prepare(call_site, pid, scratch)``, given the rows before the merge (and an int32
-    column of as many rows for its own use), runs beside the merge's threads (resolving the
-    distinct call sites and pids needs no row order); its result is ``FastResult.prepared``.
-    """
+    """Read ``buf``'s CPU streams with the kernels ``k``; None when the streaming reader must."""
     try:
-        return _Reader(r, buf, page_size, long_size, layout, k).run(prepare)
+        return _Reader(r, buf, page_size, long_size, layout, k).run()
     except _GiveUp:
         return None
 
@@ -264,7 +257,7 @@ class _Reader:
 
     # --- jobs ----------------------------------------------------------------------------
 
-    def run(self, prepare: Any = None) -> FastResult:
+    def run(self) -> FastResult:
         cpus = [(cpu, off, size) for cpu, off, size in sorted(self.buf.cpus) if size]
         if len({c for c, _, _ in cpus}) != len(cpus):
             raise _GiveUp  # a CPU listed twice: leave it to the streaming reader
@@ -278,7 +271,7 @@ class _Reader:
             jobs = self._plain_jobs(cpus)
             held = 0
         # (the prefetched pages go with this reader: never before a worker is done with them)
-        return self._run(cpus, jobs, held, prepare)
+        return self._run(cpus, jobs, held)
 
     def _prefetched(self, jobs: list[_Job]) -> list[_Job]:
         """The zstd jobs as plain jobs over the pages decompressed at start-up, when they are
@@ -314,9 +307,7 @@ class _Reader:
                 job.src = _at(end - job.nbytes, job.nbytes)
         return plain
 
-    def _run(
-        self, cpus: list[tuple[int, int, int]], jobs: list[_Job], held: int, prepare: Any
-    ) -> FastResult:
+    def _run(self, cpus: list[tuple[int, int, int]], jobs: list[_Job], held: int) -> FastResult:
         pages = sum(j.nbytes for j in jobs) // self.ps
         # shared columns: rows are appended job by job; sized for about 64 bytes of page data
         # per row (grown if needed), and for compressed data never beyond 16 times what the
@@ -363,7 +354,7 @@ class _Reader:
         # already mapped, to the merge's columns rather than faulting fresh pages for them.
         self.src_owner = None
         states.clear()
-        return self._merge(jobs, prepare)
+        return self._merge(jobs)
 
     def _progress(self, j: _Job) -> None:
         cb = self.r.opts.progress
@@ -640,10 +631,10 @@ class _Reader:
         n1 = sum(e - b for _, b, e in first)
         return [(first, 0, n1), (second, n1, total)]
 
-    def _merge(self, jobs: list[_Job], prepare: Any) -> FastResult:
-        """The k-way merge of the collected rows into the final columns (in two halves on two
-        threads when the streams are monotonic) while ``prepare`` runs on the calling thread
-        (its Python work then holds the GIL only against compiled merges that need none)."""
+    def _merge(self, jobs: list[_Job]) -> FastResult:
+        """The k-way merge of the collected rows into the final columns (in two halves, one
+        on another thread, when the streams are monotonic), each part's call sites coded on
+        the way (``FastResult.site_parts``)."""
         cpus = self.cpus
         summaries: list[tuple[int, CpuSummary]] = []
         for cpu in cpus:
@@ -669,34 +660,25 @@ class _Reader:
             try:
                 a, b = p[1], p[2]
                 backwards.append(self._merge_part(cpus, p[0], out, a, b))
-                # the part's call sites coded while ``prepare`` still runs
+                # the part's distinct call sites, its rows' codes into them
                 _, sites = factorize_sites(self.k, out["call_site"][a:b], out["site_id"][a:b])
                 site_parts.append((a, b, sites))
             except BaseException as e:  # noqa: BLE001 - raised on the calling thread
                 errors.append(e)
 
-        threads: list[threading.Thread] = []
-        if self.workers > 1:
-            threads = [threading.Thread(target=merge, args=(p,), daemon=True) for p in tasks]
-            for t in threads:
-                t.start()
-        prepared: Any = None
+        others = [threading.Thread(target=merge, args=(p,), daemon=True) for p in tasks[1:]]
+        for t in others:
+            t.start()
         try:
-            if prepare is not None:
-                n = self.fill
-                # (scratch: the comm ids' column, filled later)
-                prepared = prepare(self.cols["call_site"][:n], self.cols["pid"][:n], out["comm_id"])
+            merge(tasks[0])
         finally:
-            for t in threads:
+            for t in others:
                 t.join()
-        if not threads:
-            for p in tasks:
-                merge(p)
         if errors:
             raise errors[0]
+        site_parts.sort(key=lambda part: part[0])
         names = {v: name for name, v in self.name_keys.items()}
         result = FastResult(out, names, summaries, backwards[0] if parts is None else {})
-        result.prepared = prepared
         result.site_parts = site_parts
         return result
 
