@@ -28,7 +28,8 @@ milliseconds, when the host still holds the memory.
 The pre-fault grows with the input, as the run's arrays do, up to :data:`PREFAULT_MAX`: an
 uncompressed file's size is about what its analysis allocates. A zstd-compressed trace.dat is
 several times smaller than its events, and rightly gets less: ``sheaftune.zstd_prefetch``
-decompresses it on the same idle core meanwhile.
+decompresses it on the same idle core meanwhile, and then, knowing the size of what it
+decompressed, pre-faults the rest until the reader comes (:func:`prefault_more`).
 
 Never for huge traces: their inputs are far above :data:`MAX_INPUT`, and issue 10's bound needs
 freed memory to leave the process (``pipeline.load`` calls :func:`return_freed_memory`, which
@@ -56,6 +57,8 @@ MAX_INPUT = 64 << 20
 PREFAULT_MIN = 16 << 20
 PREFAULT_MAX = 96 << 20
 PREFAULT_PER_INPUT = 1.5
+#: What a stoppable pre-fault touches between two looks at its stop flag (about 1 ms).
+PREFAULT_CHUNK = 2 << 20
 #: The heap grows by this much more than asked each time (glibc's ``M_TOP_PAD``): one growth
 #: holds a run's arrays (about halving the faults even without pre-faulting).
 TOP_PAD = 64 << 20
@@ -152,16 +155,35 @@ def _libc() -> Any:
     return libc
 
 
-def _prefault(libc: Any, size: int) -> None:
+def _prefault(libc: Any, size: int, stop: threading.Event | None = None) -> None:
     """Touch ``size`` bytes of fresh heap, then free them to the heap, where the trim threshold
-    keeps them. (ctypes releases the GIL around each call: the main thread imports meanwhile.)"""
+    keeps them. (ctypes releases the GIL around each call: the main thread imports meanwhile.)
+    With ``stop``, a chunk at a time, until it is set."""
     p = libc.malloc(size)
     if not p:
         return
     try:
-        libc.memset(p, 0, size)
+        if stop is None:
+            libc.memset(p, 0, size)
+            return
+        for at in range(0, size, PREFAULT_CHUNK):
+            if stop.is_set():
+                break
+            libc.memset(p + at, 0, min(PREFAULT_CHUNK, size - at))
     finally:
         libc.free(p)
+
+
+def prefault_more(size: int, stop: threading.Event) -> None:
+    """After :func:`warm` (else nothing): pre-fault ``size`` more bytes of heap (at most
+    :data:`PREFAULT_MAX`), a chunk at a time, until ``stop`` is set. For a thread that knows,
+    later than ``warm``, what the run will need (``zstd_prefetch``)."""
+    libc = _tuned
+    if libc is not None and size > 0:
+        try:
+            _prefault(libc, min(size, PREFAULT_MAX), stop)
+        except Exception:  # noqa: BLE001 - an optimisation only
+            pass
 
 
 def many_events(events: int) -> bool:

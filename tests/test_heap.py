@@ -96,6 +96,37 @@ def test_warm_prefaults_the_heap_and_keeps_large_blocks_in_it(tmp_path: Path):
     assert not heap.many_events(heap.MAX_EVENTS + 1)  # (this process never warmed its heap)
 
 
+@pytest.mark.skipif(not GLIBC, reason="the heap warm-up is for glibc's malloc only")
+def test_prefault_more_faults_heap_after_warm_until_told_to_stop(tmp_path: Path):
+    """``prefault_more`` faults more heap in after ``warm`` (nothing without it); a stop set
+    beforehand leaves it at its first look. (Resident memory, from /proc/self/statm.)"""
+    if not Path("/proc/self/statm").exists():
+        pytest.skip("no /proc/self/statm here")
+    f = tmp_path / "t.dat"
+    f.write_bytes(b"\0" * (4 << 20))
+    code = (
+        "import json, os, sys, threading\n"
+        "from sheaftune import heap\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+        "stop, go = threading.Event(), threading.Event(); stop.set()\n"
+        "out = [rss()]; heap.prefault_more(64 << 20, go); out.append(rss())  # not warmed\n"
+        "heap.warm(sys.argv[1:]); heap.thread.join()\n"
+        "out.append(rss()); heap.prefault_more(64 << 20, stop); out.append(rss())\n"
+        "heap.prefault_more(64 << 20, go); out.append(rss())\n"
+        "print(json.dumps(out))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, "analyze", str(f)], capture_output=True, text=True, check=True
+    )
+    r0, cold, warmed, stopped, more = json.loads(out.stdout)
+    mib = 1 << 20
+    assert cold - r0 < 4 * mib
+    assert warmed - cold >= heap.PREFAULT_MIN - 4 * mib
+    assert stopped - warmed < 4 * mib
+    # (the warm-up's free 16 MiB are reused: at least the rest is faulted in)
+    assert more - stopped >= (64 - 16 - 4) * mib
+
+
 @pytest.mark.skipif(not LARGE.exists(), reason=f"{LARGE} absent (../shared/fixtures)")
 def test_an_analysis_is_the_same_with_and_without_the_warm_up():
     def run(flag: str) -> str:
