@@ -107,7 +107,8 @@ def test_prefault_more_faults_heap_after_warm_until_told_to_stop(tmp_path: Path)
     code = (
         "import json, os, sys, threading\n"
         "from sheaftune import heap\n"
-        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * os.sysconf('SC_PAGE_SIZE')\n"
+        "page = os.sysconf('SC_PAGE_SIZE')\n"
+        "def rss(): return int(open('/proc/self/statm').read().split()[1]) * page\n"
         "stop, go = threading.Event(), threading.Event(); stop.set()\n"
         "out = [rss()]; heap.prefault_more(64 << 20, go); out.append(rss())  # not warmed\n"
         "heap.warm(sys.argv[1:]); heap.thread.join()\n"
