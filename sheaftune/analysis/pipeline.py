@@ -62,7 +62,8 @@ def load(
     """Read one trace (or generate ``workload:FILE.yaml`` with seed 0); a trace without a single
     kmem event is 'nothing to analyse'. (A trace.dat written by ``sheaftune record`` also brings
     what was recorded, events, filters, per-CPU losses, into ``meta.extra["record"]``: the
-    reader reads it.)"""
+    reader reads it.) A trace.dat comes back normalised already (every caller normalises the
+    whole table next; see ``_normalize_meanwhile``)."""
     if path.startswith(WORKLOAD_PREFIX):
         from sheaftune.synth.generate import generate_file
 
@@ -73,14 +74,15 @@ def load(
     else:
         options = dataclasses.replace(options or ReadOptions(), finish_later=True)
         table = read_trace(path, input_format, options)
-        if table.pending is not None:
-            _normalize_meanwhile(table)
-    if len(table) == 0:
-        raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
+    # (the heap's rules for what comes next, normalisation included)
     if len(table) > ROWS_AT_ONCE:
         heap.return_freed_memory()
     else:
         heap.many_events(len(table))
+    if table.pending is not None:
+        _normalize_meanwhile(table)
+    if len(table) == 0:
+        raise NothingToAnalyse(f"{table.meta.source}: the trace holds no kmem events")
     return table
 
 

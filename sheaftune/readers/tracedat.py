@@ -1136,6 +1136,7 @@ class _TraceDat:
         # holds for the ids; ``finish`` makes the codes ids, and fills the comm ids' column
         cols["site_id"] = raw["site_id"]
         cols["comm_id"] = raw["comm_id"]
+        from sheaftune.readers.tracedat_fast import resolve_sites
 
         def finish() -> None:
             # the distinct call sites, ascending (as ``_build``), from each part's own (sorted
@@ -1156,8 +1157,6 @@ class _TraceDat:
                 if k.gather_i32(site_ids[np.searchsorted(sites, part)], codes, codes) < 0:
                     raise RuntimeError("call-site code out of range")
             self._comm_ids(builder, cols, _distinct(cols["pid"]), k, raw["comm_id"])
-
-        from sheaftune.readers.tracedat_fast import resolve_sites
 
         if f.backwards or not self.opts.finish_later:
             # (rows out of time order are sorted as ``_build``'s are, sites and comms with them)
