@@ -95,7 +95,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 # (ast, hashlib, shutil, subprocess and tempfile are imported where computing a key or a build
@@ -198,46 +197,52 @@ def build_status(module_name: str) -> dict[str, Any]:
     }
 
 
-def cache_dir() -> Path:
-    """The cache root (see the module docstring); created if needed."""
+def cache_dir() -> str:
+    """The cache root (see the module docstring); created if needed. (Paths in this module are
+    plain strings: ``pathlib`` would cost every run ~3 ms of start-up, most of it the
+    ``urllib.parse`` it imports.)"""
     env = os.environ.get("SHEAFTUNE_CACHE_DIR")
     if env:
-        root = Path(env)
+        root = os.path.normpath(env)
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
-        root = Path(xdg) / "sheaftune" if xdg else Path.home() / ".cache" / "sheaftune"
+        base = os.path.normpath(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".cache")
+        root = os.path.join(base, "sheaftune")
     if _writable(root):
         return root
     import tempfile
 
     uid = os.getuid() if hasattr(os, "getuid") else os.environ.get("USERNAME", "user")
-    tmp = Path(tempfile.gettempdir()) / f"sheaftune-{uid}"
+    tmp = os.path.join(tempfile.gettempdir(), f"sheaftune-{uid}")
     with contextlib.suppress(OSError):
-        tmp.mkdir(mode=0o700, exist_ok=True)
-        st = os.lstat(tmp)
-        if not hasattr(os, "getuid") or (st.st_uid == os.getuid() and not tmp.is_symlink()):
+        with contextlib.suppress(FileExistsError):
+            os.mkdir(tmp, 0o700)
+        st = os.lstat(tmp)  # (a directory, not a link to one, and ours)
+        if (st.st_mode & 0o170000) == 0o040000 and (
+            not hasattr(os, "getuid") or st.st_uid == os.getuid()
+        ):
             return tmp
     # someone else's (or unusable): a private directory for this process only
-    return Path(tempfile.mkdtemp(prefix="sheaftune-"))
+    return tempfile.mkdtemp(prefix="sheaftune-")
 
 
 # ----------------------------------------------------------------------------- internals
 class _Entry:
     """One module's cache entry for the current key."""
 
-    def __init__(self, module_name: str, key: str, root: Path, sources: list[Path]) -> None:
+    def __init__(self, module_name: str, key: str, root: str, sources: list[str]) -> None:
         self.module_name = module_name
         self.key = key
         self.sources = sources
-        self.base = root / "aot" / module_name
-        self.dir = self.base / key[:32]
+        self.base = os.path.join(root, "aot", module_name)
+        self.dir = os.path.join(self.base, key[:32])
         self.ext_name = "_st_" + module_name.replace(".", "_") + "_" + key[:16]
-        self.so = self.dir / (self.ext_name + _EXT_SUFFIX)
-        self.meta = self.dir / "meta.json"
-        self.failed = self.base / (key[:32] + ".failed")
-        self.lockfile = self.base / (key[:32] + ".lock")
+        self.so = os.path.join(self.dir, self.ext_name + _EXT_SUFFIX)
+        self.meta = os.path.join(self.dir, "meta.json")
+        self.failed = os.path.join(self.base, key[:32] + ".failed")
+        self.lockfile = os.path.join(self.base, key[:32] + ".lock")
         #: numba's and llvmlite's ``.dist-info`` directories (stamped in the key file)
-        self.dists: list[Path] = []
+        self.dists: list[str] = []
         #: {"stamp", "meta"}: the build as last verified (see :func:`_verified_meta`)
         self.verified: dict[str, Any] | None = None
         #: whether the key file may be written (the key is worth remembering)
@@ -250,9 +255,9 @@ class _Entry:
 _EXT_SUFFIX = importlib.machinery.EXTENSION_SUFFIXES[0]
 
 
-def _writable(root: Path) -> bool:
+def _writable(root: str) -> bool:
     try:
-        root.mkdir(parents=True, exist_ok=True)
+        os.makedirs(root, exist_ok=True)
     except OSError:
         return False
     return os.access(root, os.W_OK | os.X_OK)
@@ -293,11 +298,11 @@ def _warn_once(module_name: str, e: BaseException) -> None:
     sys.stderr.flush()
 
 
-def _origin(module_name: str) -> Path:
+def _origin(module_name: str) -> str:
     spec = importlib.util.find_spec(module_name)
     if spec is None or not spec.origin or not spec.origin.endswith(".py"):
         raise BuildError(f"cannot find the source of {module_name}")
-    return Path(spec.origin)
+    return os.path.normpath(spec.origin)
 
 
 #: Import statements, found without parsing the whole module (a kernel module is long, and
@@ -308,13 +313,14 @@ _IMPORT_PATTERN = (
 )
 
 
-def _imported_sheaftune(path: Path, module_name: str) -> set[str]:
+def _imported_sheaftune(path: str, module_name: str) -> set[str]:
     """The ``sheaftune`` modules ``path`` imports at any level (read, not imported)."""
     import ast
 
     package = module_name.rpartition(".")[0]
     out: set[str] = set()
-    text = path.read_text(encoding="utf-8", errors="replace")
+    with open(path, encoding="utf-8", errors="replace") as f:
+        text = f.read()
     for m in re.finditer(_IMPORT_PATTERN, text, re.M):
         try:
             tree = ast.parse(m.group(1))
@@ -354,14 +360,15 @@ def _is_submodule(package: str, name: str) -> bool:
     dotted name would import its parent, which may be a kernel module (numba)."""
     locations = _package_dirs(package)
     return any(
-        (Path(loc) / f"{name}.py").is_file() or (Path(loc) / name / "__init__.py").is_file()
+        os.path.isfile(os.path.join(loc, f"{name}.py"))
+        or os.path.isfile(os.path.join(loc, name, "__init__.py"))
         for loc in locations or ()
     )
 
 
-def _sources(module_name: str) -> list[tuple[str, Path]]:
+def _sources(module_name: str) -> list[tuple[str, str]]:
     """The kernel module and every sheaftune module it imports, transitively."""
-    seen: dict[str, Path] = {}
+    seen: dict[str, str] = {}
     todo = [module_name]
     while todo:
         name = todo.pop()
@@ -383,7 +390,7 @@ def _dist_version(name: str) -> str:
     return _dist_info(name)[0]
 
 
-def _dist_info(name: str) -> tuple[str, Path | None]:
+def _dist_info(name: str) -> tuple[str, str | None]:
     """(version, ``.dist-info`` directory) of an installed distribution: from the directory's
     name when it sits beside the package (no import, no full metadata scan), else from
     :mod:`importlib.metadata` (no directory then)."""
@@ -392,10 +399,17 @@ def _dist_info(name: str) -> tuple[str, Path | None]:
     except (ImportError, ValueError):
         spec = None
     if spec is not None and spec.origin:
-        site = Path(spec.origin).parent.parent
-        found = sorted(site.glob(f"{name}-*.dist-info"))
+        site = os.path.dirname(os.path.dirname(os.path.normpath(spec.origin)))
+        try:
+            found = sorted(
+                d
+                for d in os.listdir(site)
+                if d.startswith(name + "-") and d.endswith(".dist-info") and d[0] != "."
+            )
+        except OSError:
+            found = []
         if len(found) == 1:
-            return found[0].name[len(name) + 1 : -len(".dist-info")], found[0]
+            return found[0][len(name) + 1 : -len(".dist-info")], os.path.join(site, found[0])
     from importlib import metadata
 
     try:
@@ -411,12 +425,12 @@ _entries: dict[str, tuple[tuple[Any, ...], _Entry]] = {}
 _shas: dict[tuple[Any, ...], str] = {}
 
 
-def _stamp(paths: list[Path]) -> tuple[Any, ...]:
+def _stamp(paths: list[str]) -> tuple[Any, ...]:
     stats = []
     for p in paths:
-        st = p.stat()
-        stats.append((str(p), st.st_ino, st.st_size, st.st_mtime_ns))
-    return (str(cache_dir()), _numpy_version(), tuple(stats))
+        st = os.stat(p)
+        stats.append((p, st.st_ino, st.st_size, st.st_mtime_ns))
+    return (cache_dir(), _numpy_version(), tuple(stats))
 
 
 def _entry(module_name: str) -> _Entry:
@@ -462,22 +476,22 @@ def _machine() -> str:
     return platform.machine()
 
 
-def _file_stamps(paths: list[Path]) -> list[list[Any]]:
+def _file_stamps(paths: list[str]) -> list[list[Any]]:
     out: list[list[Any]] = []
     for p in paths:
-        st = p.stat()
-        out.append([str(p), st.st_ino, st.st_size, st.st_mtime_ns])
+        st = os.stat(p)
+        out.append([p, st.st_ino, st.st_size, st.st_mtime_ns])
     return out
 
 
-def _key_file(root: Path, module_name: str, origin: str) -> Path:
+def _key_file(root: str, module_name: str, origin: str) -> str:
     """Where the key of ``module_name`` found at ``origin`` is remembered: one file per source
     location, so two checkouts sharing the cache (a worktree, a second clone) never take each
     other's key, nor overwrite each other's file at every run."""
     import zlib  # (a checksum of the path names the file; the file says whose it is)
 
     where = f"{zlib.crc32(origin.encode()):08x}"
-    return root / "aot" / module_name / f"key-{where}.json"
+    return os.path.join(root, "aot", module_name, f"key-{where}.json")
 
 
 def _quick_origin(module_name: str) -> str:
@@ -485,16 +499,16 @@ def _quick_origin(module_name: str) -> str:
     (which would import their parent packages)."""
     package = _package_root()
     head, _, rest = module_name.partition(".")
-    if head == package.name and rest:
-        path = package.joinpath(*rest.split(".")).with_suffix(".py")
-        if path.is_file():
-            return str(path)
-    return str(_origin(module_name))
+    if head == os.path.basename(package) and rest:
+        path = os.path.join(package, *rest.split(".")) + ".py"
+        if os.path.isfile(path):
+            return path
+    return _origin(module_name)
 
 
 @functools.lru_cache(maxsize=1)
-def _package_root() -> Path:
-    return Path(__file__).resolve().parent
+def _package_root() -> str:
+    return os.path.dirname(os.path.realpath(__file__))
 
 
 def _remembered_entry(module_name: str) -> _Entry | None:
@@ -502,12 +516,13 @@ def _remembered_entry(module_name: str) -> _Entry | None:
     root = cache_dir()
     try:
         origin = _quick_origin(module_name)
-        memo = json.loads(_key_file(root, module_name, origin).read_text())
+        with open(_key_file(root, module_name, origin)) as f:
+            memo = json.loads(f.read())
         resolved = memo["resolved"]
-        if origin not in resolved and str(Path(origin).resolve()) not in resolved:
+        if origin not in resolved and os.path.realpath(origin) not in resolved:
             return None  # another checkout's (the file is named by a checksum of the path)
-        sources = [Path(p) for p in memo["sources"]]
-        dists = [Path(p) for p in memo["dists"]]
+        sources = [str(p) for p in memo["sources"]]
+        dists = [str(p) for p in memo["dists"]]
         now = {
             "fixed": _fixed_parts(module_name),
             "files": _file_stamps(sources + dists),
@@ -532,11 +547,14 @@ def _remember_entry(entry: _Entry) -> None:
         return
     try:
         path = _key_file(
-            entry.base.parent.parent, entry.module_name, _quick_origin(entry.module_name)
+            os.path.dirname(os.path.dirname(entry.base)),
+            entry.module_name,
+            _quick_origin(entry.module_name),
         )
     except (OSError, BuildError, ImportError, ValueError):
         return
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}")
+    head, name = os.path.split(path)
+    tmp = os.path.join(head, f".{name}.{os.getpid()}.{threading.get_ident()}")
     try:
         if entry.stamp is None:
             entry.stamp = {
@@ -545,18 +563,19 @@ def _remember_entry(entry: _Entry) -> None:
             }
         memo = {
             "key": entry.key,
-            "sources": [str(p) for p in entry.sources],
-            "resolved": [str(p.resolve()) for p in entry.sources],
-            "dists": [str(p) for p in entry.dists],
+            "sources": list(entry.sources),
+            "resolved": [os.path.realpath(p) for p in entry.sources],
+            "dists": list(entry.dists),
             "stamp": entry.stamp,
             "verified": entry.verified,
         }
-        entry.base.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(memo))
+        os.makedirs(entry.base, exist_ok=True)
+        with open(tmp, "w") as f:
+            f.write(json.dumps(memo))
         os.replace(tmp, path)
     except OSError:
         with contextlib.suppress(OSError):
-            tmp.unlink()
+            os.unlink(tmp)
 
 
 def _compute_entry(module_name: str) -> _Entry:
@@ -577,7 +596,7 @@ def _compute_entry(module_name: str) -> _Entry:
     srcs = _sources(module_name)
     for name, path in srcs:
         h.update(name.encode() + b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
+        h.update(hashlib.sha256(_read_bytes(path)).digest())
     entry = _Entry(module_name, h.hexdigest(), cache_dir(), [p for _, p in srcs])
     entry.dists = [d for d in (numba_dist, llvmlite_dist) if d is not None]
     # (versions not from a directory: nothing to stamp, the key is computed each time)
@@ -591,26 +610,41 @@ def _numpy_version() -> str:
     return str(np.__version__) if np is not None else _dist_version("numpy")
 
 
-def _file_sha(path: Path) -> str:
-    st = path.stat()
-    stamp = (str(path), st.st_ino, st.st_size, st.st_mtime_ns)
+def _file_sha(path: str) -> str:
+    st = os.stat(path)
+    stamp = (path, st.st_ino, st.st_size, st.st_mtime_ns)
     sha = _shas.get(stamp)
     if sha is None:
         import hashlib
 
-        sha = _shas[stamp] = hashlib.sha256(path.read_bytes()).hexdigest()
+        sha = _shas[stamp] = hashlib.sha256(_read_bytes(path)).hexdigest()
     return sha
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def _read_text(path: str) -> str:
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
 
 
 def _read_meta(entry: _Entry) -> dict[str, Any] | None:
     try:
-        meta = json.loads(entry.meta.read_text())
+        meta = json.loads(_read_text(entry.meta))
     except (OSError, ValueError):
         return None
     return meta if isinstance(meta, dict) else None
 
 
-def _verified_so(entry: _Entry) -> Path | None:
+def _verified_so(entry: _Entry) -> str | None:
     """The cached extension if it exists and matches the checksum recorded at build time."""
     return None if _verified_meta(entry) is None else entry.so
 
@@ -723,8 +757,8 @@ def _checked(name: str, fn: Any, args: list[Any]) -> Any:
 def _recent_failure(entry: _Entry) -> str | None:
     """The reason of a recent failed build of this key with the same ``$CC``, if any."""
     try:
-        st = entry.failed.stat()
-        info = json.loads(entry.failed.read_text())
+        st = os.stat(entry.failed)
+        info = json.loads(_read_text(entry.failed))
     except (OSError, ValueError):
         return None
     if time.time() - st.st_mtime > FAILED_TTL or info.get("cc") != os.environ.get("CC"):
@@ -732,20 +766,21 @@ def _recent_failure(entry: _Entry) -> str | None:
     return str(info.get("reason", "an earlier build failed"))
 
 
-def _discard(path: Path) -> None:
+def _discard(path: str) -> None:
     """Remove a cache directory: renamed aside first, so readers never see half of it."""
-    if not path.exists():
+    if not os.path.exists(path):
         return
     import shutil
 
-    aside = path.with_name(f".trash-{path.name}-{os.getpid()}-{threading.get_ident()}")
+    head, name = os.path.split(path)
+    aside = os.path.join(head, f".trash-{name}-{os.getpid()}-{threading.get_ident()}")
     with contextlib.suppress(OSError):
         os.rename(path, aside)
         shutil.rmtree(aside, ignore_errors=True)
 
 
 @contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
+def _locked(path: str) -> Iterator[None]:
     try:
         import fcntl
     except ImportError:  # not POSIX: the rename-based publish alone keeps builds whole
@@ -822,7 +857,7 @@ def _build(entry: _Entry) -> None:
     import shutil
     import tempfile
 
-    entry.base.mkdir(parents=True, exist_ok=True)
+    os.makedirs(entry.base, exist_ok=True)
     with _locked(entry.lockfile):
         if _verified_so(entry) is not None:
             return  # another process built it while we waited
@@ -830,7 +865,7 @@ def _build(entry: _Entry) -> None:
         if failed is not None:
             raise BuildError(failed)
         _discard(entry.dir)  # a corrupt or partial build of this key
-        tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=entry.base))
+        tmp = tempfile.mkdtemp(prefix=".build-", dir=entry.base)
         try:
             t0 = time.perf_counter()
             try:
@@ -841,20 +876,21 @@ def _build(entry: _Entry) -> None:
             build_seconds[entry.module_name] = time.perf_counter() - t0
             lines = out.strip().splitlines()
             so_name, exports = lines[-2], json.loads(lines[-1])
-            so = tmp / so_name
-            if so.name != entry.so.name:
-                os.replace(so, tmp / entry.so.name)
-                so = tmp / entry.so.name
+            so = os.path.join(tmp, so_name)
+            want = os.path.join(tmp, os.path.basename(entry.so))
+            if so != want:
+                os.replace(so, want)
+                so = want
             meta = {
                 "key": entry.key,
                 "module": entry.module_name,
                 "sha256": _file_sha(so),
                 "exports": exports,
-                "sources": [str(p) for p in entry.sources],
+                "sources": list(entry.sources),
                 "build_seconds": round(build_seconds[entry.module_name], 3),
                 "created": time.time(),
             }
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1, sort_keys=True))
+            _write_text(os.path.join(tmp, "meta.json"), json.dumps(meta, indent=1, sort_keys=True))
             try:
                 os.rename(tmp, entry.dir)  # the publish: atomic, and fails if the dir exists
             except OSError:
@@ -865,7 +901,7 @@ def _build(entry: _Entry) -> None:
     _prune(entry)
 
 
-def _run_pycc(entry: _Entry, out_dir: Path) -> str:
+def _run_pycc(entry: _Entry, out_dir: str) -> str:
     import subprocess
 
     # the child must import the same sheaftune: put its root first on its path, and keep
@@ -873,9 +909,9 @@ def _run_pycc(entry: _Entry, out_dir: Path) -> str:
     # compile that checkout's sources under this one's key
     root = _origin(entry.module_name)
     for _ in entry.module_name.split("."):
-        root = root.parent
+        root = os.path.dirname(root)
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(root)] + [p for p in [env.get("PYTHONPATH")] if p])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
     env.pop("NUMBA_DISABLE_JIT", None)
     try:
         proc = subprocess.run(
@@ -886,7 +922,7 @@ def _run_pycc(entry: _Entry, out_dir: Path) -> str:
                 _BUILD_SCRIPT,
                 entry.module_name,
                 entry.ext_name,
-                str(out_dir),
+                out_dir,
             ],
             env=env,
             capture_output=True,
@@ -906,31 +942,33 @@ def _run_pycc(entry: _Entry, out_dir: Path) -> str:
 
 def _record_failure(entry: _Entry, reason: str) -> None:
     with contextlib.suppress(OSError):
-        entry.failed.write_text(json.dumps({"reason": reason, "cc": os.environ.get("CC")}))
+        _write_text(entry.failed, json.dumps({"reason": reason, "cc": os.environ.get("CC")}))
 
 
 def _prune(entry: _Entry) -> None:
     """Keep the newest :data:`KEEP` builds of this module (always the current one)."""
     try:
-        dirs = [d for d in entry.base.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        names = os.listdir(entry.base)
     except OSError:
         return
+    paths = [os.path.join(entry.base, n) for n in names]
+    dirs = [p for p in paths if os.path.isdir(p) and not os.path.basename(p).startswith(".")]
     stale = time.time() - 2 * BUILD_TIMEOUT
     with contextlib.suppress(OSError):  # temporary dirs of builds killed midway
-        for d in entry.base.iterdir():
-            if d.name.startswith((".build-", ".trash-")) and _mtime(d) < stale:
-                _discard(d)
+        for p in paths:
+            if os.path.basename(p).startswith((".build-", ".trash-")) and _mtime(p) < stale:
+                _discard(p)
     others = sorted((d for d in dirs if d != entry.dir), key=_mtime, reverse=True)
     for d in others[KEEP - 1 :]:
         _discard(d)
         for ext in (".lock", ".failed"):
             with contextlib.suppress(OSError):
-                (entry.base / (d.name + ext)).unlink()
+                os.unlink(d + ext)
 
 
-def _mtime(p: Path) -> float:
+def _mtime(p: str) -> float:
     try:
-        return p.stat().st_mtime
+        return os.stat(p).st_mtime
     except OSError:
         return 0.0
 

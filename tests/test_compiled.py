@@ -240,36 +240,39 @@ def test_old_builds_are_pruned(
     cache = warm_copy(built, tmp_path / "c")
     monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(cache))
     entry = compiled._entry(NAME)
+    base = Path(entry.base)
     n = compiled.KEEP + 3
     for i in range(n):
-        old = entry.base / f"{i:032x}"
+        old = base / f"{i:032x}"
         old.mkdir()
-        (entry.base / f"{i:032x}.lock").touch()
+        (base / f"{i:032x}.lock").touch()
         os.utime(old, (1000 + i, 1000 + i))
-    killed = entry.base / ".build-killed"
+    killed = base / ".build-killed"
     killed.mkdir()
     os.utime(killed, (1000, 1000))
-    fresh_tmp = entry.base / ".build-running"
+    fresh_tmp = base / ".build-running"
     fresh_tmp.mkdir()
     compiled._prune(entry)
     assert not killed.exists() and fresh_tmp.exists()
     fresh_tmp.rmdir()
-    kept = sorted(p.name for p in entry.base.iterdir() if p.is_dir())
+    kept = sorted(p.name for p in base.iterdir() if p.is_dir())
     newest = [f"{i:032x}" for i in range(n - compiled.KEEP + 1, n)]
-    assert kept == sorted([entry.dir.name, *newest])
-    assert not (entry.base / f"{0:032x}.lock").exists()
+    assert kept == sorted([Path(entry.dir).name, *newest])
+    assert not (base / f"{0:032x}.lock").exists()
 
 
 def test_an_unwritable_cache_dir_falls_back_to_a_private_temp_dir(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", "/proc/sheaftune-cannot-exist")
-    d = compiled.cache_dir()
+    d = Path(compiled.cache_dir())
     assert d.name.startswith("sheaftune-") and d.parent == Path(__import__("tempfile").gettempdir())
     monkeypatch.delenv("SHEAFTUNE_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", "/x")
     monkeypatch.setattr(compiled, "_writable", lambda p: True)
-    assert compiled.cache_dir() == Path("/x/sheaftune")
+    assert compiled.cache_dir() == "/x/sheaftune"
+    monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", "/y//cache/")  # (normalised: the keys' stamps)
+    assert compiled.cache_dir() == "/y/cache"
 
 
 # ----------------------------------------------------------------------------- failures
@@ -342,7 +345,7 @@ def test_a_verified_build_is_not_hashed_again(
     monkeypatch.setattr(compiled, "_entries", {})
     entry = compiled._entry(NAME)
     assert compiled._verified_so(entry) == entry.so  # (hashed: the copy has other inodes)
-    hashed: list[Path] = []
+    hashed: list[str] = []
     real = compiled._file_sha
     monkeypatch.setattr(compiled, "_file_sha", lambda p: hashed.append(p) or real(p))
     monkeypatch.setattr(compiled, "_shas", {})
@@ -350,9 +353,10 @@ def test_a_verified_build_is_not_hashed_again(
     again = compiled._entry(NAME)
     assert compiled._verified_so(again) == again.so and hashed == []
     # rewritten in place at the same size: the stamp no longer holds, the hash refuses it
-    data = bytearray(again.so.read_bytes())
+    so = Path(again.so)
+    data = bytearray(so.read_bytes())
     data[-1] ^= 0xFF
-    again.so.write_bytes(bytes(data))
+    so.write_bytes(bytes(data))
     monkeypatch.setattr(compiled, "_entries", {})
     third = compiled._entry(NAME)
     assert compiled._verified_so(third) is None and hashed == [third.so]
@@ -422,13 +426,13 @@ def test_key_is_remembered_until_a_source_changes(
     monkeypatch.setenv("SHEAFTUNE_CACHE_DIR", str(cache))
     monkeypatch.setattr(compiled, "_entries", {})
     first = compiled._entry(name)
-    key_file = compiled._key_file(cache, name, str(src))
+    key_file = Path(compiled._key_file(str(cache), name, str(src)))
     assert key_file.is_file()
 
     # a later run (nothing memoised in the process) takes the key without reading sources
     monkeypatch.setattr(compiled, "_entries", {})
 
-    def no_hashing(module_name: str) -> list[tuple[str, Path]]:
+    def no_hashing(module_name: str) -> list[tuple[str, str]]:
         raise AssertionError("the sources were read again")
 
     with monkeypatch.context() as m:
@@ -445,7 +449,7 @@ def test_key_is_remembered_until_a_source_changes(
         m.setattr(compiled, "_entries", {})
         assert compiled._remembered_entry(name) is None
         other = compiled._entry(name)
-        assert other.key != first.key and other.sources == [other_dir / f"{name}.py"]
+        assert other.key != first.key and other.sources == [str(other_dir / f"{name}.py")]
     monkeypatch.setattr(compiled, "_entries", {})
     remembered = compiled._remembered_entry(name)
     assert remembered is not None and remembered.key == first.key

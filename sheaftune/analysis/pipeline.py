@@ -13,7 +13,6 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -49,7 +48,7 @@ def example_path() -> str:
     # (imported here: importlib.resources brings zipfile, tempfile and more, for --example only)
     from importlib import resources
 
-    return str(Path(str(resources.files("sheaftune") / "data" / EXAMPLE_TRACE)))
+    return str(resources.files("sheaftune") / "data" / EXAMPLE_TRACE)
 
 
 #: ``load("workload:FILE.yaml")`` generates the workload instead of reading a trace.

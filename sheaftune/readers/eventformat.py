@@ -9,8 +9,8 @@ longs, optional ``name``/``node``/``accounted``), so nothing here assumes a layo
 
 from __future__ import annotations
 
+import os
 import re
-from pathlib import Path
 from typing import Any
 
 #: ``\tfield:<decl>;\toffset:<n>;\tsize:<n>;[\tsigned:<0|1>;]`` (very old kernels lack signed:)
@@ -225,9 +225,11 @@ def clock_from_trace_clock(text: str) -> str | None:
 
 
 def read_tracefs_formats(
-    tracefs: str | Path, events: tuple[str, ...] = ("kmem",)
+    tracefs: str | os.PathLike[str], events: tuple[str, ...] = ("kmem",)
 ) -> tuple[HeaderPage, list[EventFormat]]:
     """header_page and the formats of the given systems from a mounted tracefs (live capture)."""
+    from pathlib import Path  # (here: the reader of every trace.dat needs no pathlib)
+
     root = Path(tracefs)
     header = parse_header_page((root / "events" / "header_page").read_text())
     formats: list[EventFormat] = []
