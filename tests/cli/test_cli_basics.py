@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import sheaftune
 from sheaftune import __version__
 from sheaftune.events import (
     COLUMNS,
@@ -79,13 +80,15 @@ def test_help_does_not_import_numba_or_scipy():
 
 def _imported(args: list[str], modules: tuple[str, ...], pre: str = "") -> list[str]:
     """Which of ``modules`` a run of ``sheaftune ARGS`` (output to /dev/null) imported, after
-    the statements ``pre``; standard error is a pipe, no terminal forced."""
+    the statements ``pre``; standard error is a pipe, no terminal forced. (Not those the
+    interpreter had imported before: an editable install's path hook brings pathlib.)"""
     code = (
+        "import sys; before = set(sys.modules)\n"
         f"{pre}\n"
-        "import runpy, sys; sys.argv = ['sheaftune', *sys.argv[1:]]\n"
+        "import runpy; sys.argv = ['sheaftune', *sys.argv[1:]]\n"
         "try:\n    runpy.run_module('sheaftune', run_name='__main__')\n"
         "except SystemExit as e:\n    assert not e.code, e.code\n"
-        f"print('imported:', *(m for m in {modules!r} if m in sys.modules))"
+        f"print('imported:', *(m for m in {modules!r} if m in sys.modules and m not in before))"
     )
     env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
     out = subprocess.run(
@@ -104,6 +107,10 @@ def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
     # (nor concurrent.futures, whose logging import costs ~5 ms: analyze has its own pool)
     json_run = ["analyze", str(f), "--format", "json", "-o", os.devnull]
     assert _imported(json_run, (*heavy, "concurrent.futures", "logging")) == []
+    # nor pathlib (with the urllib.parse it imports, ~3 ms), a trace.dat's read included
+    dat = Path(sheaftune.__file__).parent / "data" / "vma-small.dat"
+    dat_run = ["analyze", str(dat), "--format", "json", "-o", os.devnull]
+    assert _imported(dat_run, (*heavy, "pathlib", "urllib.parse")) == []
     assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
     # a file large enough for a progress bar, read with standard error into a pipe: no bar,
     # and rich not imported to find that out
