@@ -119,6 +119,21 @@ def _json_float(x: float) -> str:
 _INF = float("inf")
 
 
+#: keys as JSON strings with their ``": "`` (a report repeats a few dozen names thousands
+#: of times); bounded, for a long-lived process
+_KEYS: dict[str, str] = {}
+_KEYS_MAX = 1 << 14
+
+
+def _json_key(k: str) -> str:
+    kj = _KEYS.get(k)
+    if kj is None:
+        kj = _jstr(k) + ": "
+        if len(_KEYS) < _KEYS_MAX:
+            _KEYS[k] = kj
+    return kj
+
+
 def _json_dict(d: dict[Any, Any], nl: str, out: list[str]) -> None:
     if not d:
         out.append("{}")
@@ -129,22 +144,24 @@ def _json_dict(d: dict[Any, Any], nl: str, out: list[str]) -> None:
             break
     inner = nl + "  "
     sep = "{" + inner
+    more = "," + inner
+    append = out.append
     for k in sorted(d):
         v = d[k]
         t = type(v)
-        out.append(sep)
-        sep = "," + inner
-        out.append(_jstr(k))
+        kj = _KEYS.get(k) or _json_key(k)
+        # (one append per simple value: the pieces joined here cost less than three calls)
         if t is str:
-            out.append(": " + _jstr(v))
+            append(sep + kj + _jstr(v))
         elif t is int:
-            out.append(": " + int.__repr__(v))
+            append(sep + kj + int.__repr__(v))
         elif t is float:
-            out.append(": " + _json_float(v))
+            append(sep + kj + _json_float(v))
         else:
-            out.append(": ")
+            append(sep + kj)
             _json(v, inner, out)
-    out.append(nl + "}")
+        sep = more
+    append(nl + "}")
 
 
 def _json_list(items: Any, nl: str, out: list[str]) -> None:
@@ -153,19 +170,21 @@ def _json_list(items: Any, nl: str, out: list[str]) -> None:
         return
     inner = nl + "  "
     sep = "[" + inner
+    more = "," + inner
+    append = out.append
     for v in items:
         t = type(v)
-        out.append(sep)
-        sep = "," + inner
         if t is str:
-            out.append(_jstr(v))
+            append(sep + _jstr(v))
         elif t is int:
-            out.append(int.__repr__(v))
+            append(sep + int.__repr__(v))
         elif t is float:
-            out.append(_json_float(v))
+            append(sep + _json_float(v))
         else:
+            append(sep)
             _json(v, inner, out)
-    out.append(nl + "]")
+        sep = more
+    append(nl + "]")
 
 
 def _json(v: Any, nl: str, out: list[str]) -> None:
