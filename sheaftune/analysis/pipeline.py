@@ -98,15 +98,20 @@ def _normalize_meanwhile(table: EventTable) -> None:
     # The reader's thread runs Python between its compiled calls, as normalize does: with
     # the default 5 ms switch interval, each of normalize's steps back from a kernel could
     # wait that long for the GIL (measured: 3-6 ms per run); 0.5 ms meanwhile.
+    # (Restored by the call that changed it only: loads on several threads at once leave the
+    # program's own setting behind them.)
     interval = sys.getswitchinterval()
-    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    lowered = interval > SWITCH_INTERVAL
+    if lowered:
+        sys.setswitchinterval(SWITCH_INTERVAL)
     try:
         norm = normalize(table)
     finally:
         try:
             table.settle()  # (its error, should both fail, is the one met first)
         finally:
-            sys.setswitchinterval(interval)
+            if lowered:
+                sys.setswitchinterval(interval)
     # normalize's table was made before the call sites and comms were: the final ones
     out = EventTable(
         {**table.columns, "cache_id": norm.table.cache_id},

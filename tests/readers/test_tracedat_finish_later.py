@@ -56,7 +56,9 @@ def test_load_normalises_while_the_reader_finishes(rel):
     ``normalize`` makes of a table read at once, final call sites and comms included."""
     _fast_reader()
     path = str(fixture_path(rel))
+    interval = sys.getswitchinterval()
     table = pipeline.load(path)
+    assert sys.getswitchinterval() == interval  # (lowered meanwhile, then given back)
     assert table.pending is None and table.normalized is not None
     assert normalize(table) is table.normalized
     want = normalize(read_trace(path))
