@@ -1,6 +1,7 @@
 """Compiled kernels of plan building (``analysis.tracereplay``): the cache grouping, one pass
-over a cache's events that finds its objects and matched frees, the unseen-free and sheaf-run
-links, and the merge that emits a plan window's commands already in (time, sequence) order.
+over a cache's events that finds its objects and matched frees (or one pass over the table
+that groups and does so for every cache), the unseen-free and sheaf-run links, and the merge
+that emits a plan window's commands already in (time, sequence) order.
 
 Nothing imports this module but :mod:`sheaftune.compiled` (and tests): ``tracereplay`` gets the
 kernels from ``compiled.kernels("sheaftune.analysis._plan_kernels")``, the ahead-of-time build of
@@ -17,6 +18,18 @@ import numpy as np
 from numba import njit
 
 from sheaftune import gfp as _gfp
+from sheaftune.analysis._plan_layout import (
+    ST_ALLOCS,
+    ST_BEFORE,
+    ST_LEN,
+    ST_LIVE,
+    ST_MATCHED,
+    ST_MIXED,
+    ST_OTHER,
+    ST_SIZE,
+    ST_SIZED,
+    ST_UNSEEN,
+)
 from sheaftune.events import Op
 from sheaftune.model.plan import Cmd
 
@@ -33,12 +46,6 @@ _RCU_GP = int(Cmd.RCU_GP)
 _PREFILL = int(Cmd.PREFILL)
 _ALLOC_FROM_SHEAF = int(Cmd.ALLOC_FROM_SHEAF)
 _RETURN_SHEAF = int(Cmd.RETURN_SHEAF)
-
-#: scan_cache's state vector (carried from one chunk of rows to the next); the last three are
-#: ``slot_size``'s: allocation events (failed ones too), the first one's size, 1 if sizes differ
-ST_ALLOCS, ST_MATCHED, ST_BEFORE, ST_OTHER, ST_UNSEEN, ST_LIVE = range(6)
-ST_SIZED, ST_SIZE, ST_MIXED = range(6, 9)
-ST_LEN = 9
 
 
 @_inline
@@ -125,23 +132,74 @@ def _place_rows(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
 
 
 @_kjit
-def group_and_count(key, op, ptr, nkeys, starts, rows, counts):  # type: ignore[no-untyped-def]
-    """``group_by_key``, counting on the way the grouped rows with a non-NULL pointer by key
-    and kind: ``counts[2 * key + 1]`` allocations, ``counts[2 * key]`` the others (what
-    ``characterize`` counts per cache). Returns the number of rows grouped."""
+def group_and_scan(  # type: ignore[no-untyped-def]
+    key, op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, nkeys,
+    starts, rows, allocs, matched, mslot, st, recent, pos,
+):  # fmt: skip
+    """``group_by_key`` and every key's ``scan_cache`` in one pass over the table in time
+    order: key k's rows go to ``rows[starts[k]:starts[k + 1]]``, its allocations and matched
+    frees (with their slots) to the same range of ``allocs``, ``matched`` and ``mslot``, its
+    counters to ``st[k]`` (``ST_*``), exactly what ``scan_cache`` of those rows gives.
+
+    One pass reads each column once, where a scan per cache reads most of the table's cache
+    lines again for every large cache. ``recent`` (scratch, a power of two long) is shared by
+    the keys: an allocation's event index is unique, so a slot found there is checked against
+    the freeing key's own allocations. ``pos``: scratch, one per key. Returns the number of
+    rows grouped."""
     n = len(key)
     for k in range(nkeys + 1):
         starts[k] = 0
-    for k in range(2 * nkeys):
-        counts[k] = 0
     for i in range(n):
         k = key[i]
         if 0 <= k < nkeys:
             starts[k + 1] += 1
-            if ptr[i] != 0:
-                o = op[i]
-                counts[2 * k + ((o == _OP_ALLOC) | (o == _OP_KMALLOC))] += 1
-    return _place_rows(key, nkeys, starts, rows)
+    for k in range(nkeys):
+        starts[k + 1] += starts[k]
+        pos[k] = starts[k]
+        for x in range(ST_LEN):
+            st[k, x] = 0
+    mask = len(recent) - 1
+    for e in range(n):
+        k = key[e]
+        if not (0 <= k < nkeys):
+            continue
+        base = starts[k]
+        rows[pos[k]] = e
+        pos[k] += 1
+        o = op[e]
+        if o == _OP_ALLOC or o == _OP_KMALLOC:
+            size = np.int64(bytes_alloc[e])
+            if st[k, ST_SIZED] == 0:
+                st[k, ST_SIZE] = size
+            elif size != st[k, ST_SIZE]:
+                st[k, ST_MIXED] = 1
+            st[k, ST_SIZED] += 1
+            if ptr[e] != 0:  # not a failed allocation
+                na = st[k, ST_ALLOCS]
+                allocs[base + na] = e
+                recent[e & mask] = na
+                st[k, ST_ALLOCS] = na + 1
+                if reused_by[e] >= 0:
+                    st[k, ST_UNSEEN] += 1
+                if live_at_end[e]:
+                    st[k, ST_LIVE] += 1
+        elif ptr[e] != 0:  # (a free of NULL frees nothing)
+            src = alloc_of[e]
+            if src < 0:
+                st[k, ST_BEFORE] += 1
+            else:
+                na = st[k, ST_ALLOCS]
+                j = recent[src & mask]
+                if not (0 <= j < na and allocs[base + j] == src):
+                    j = _find_back(allocs[base : base + na], na, src)
+                if j >= 0:
+                    nm = st[k, ST_MATCHED]
+                    matched[base + nm] = e
+                    mslot[base + nm] = j
+                    st[k, ST_MATCHED] = nm + 1
+                else:
+                    st[k, ST_OTHER] += 1
+    return starts[nkeys]
 
 
 @_kjit
@@ -492,5 +550,8 @@ def _sigs(x: str) -> dict[str, str]:
 AOT_EXPORTS = {
     **_sigs("i4"),
     **_sigs("i8"),
-    "group_and_count": "i8(i4[::1], u1[::1], u8[::1], i8, i8[::1], i4[::1], i8[::1])",
+    "group_and_scan": (
+        "i8(i4[::1], u1[::1], u8[::1], u4[::1], i4[::1], i4[::1], b1[::1], i8, i8[::1], "
+        "i4[::1], i4[::1], i4[::1], i4[::1], i8[:, ::1], i4[::1], i8[::1])"
+    ),
 }

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from sheaftune.analysis._plan_layout import ST_ALLOCS, ST_BEFORE, ST_LEN, ST_MATCHED, ST_OTHER
 from sheaftune.analysis.sweep import CapacitySpec, capacities_for, replay_all
 from sheaftune.compiled import Kernels, kernels
 from sheaftune.events import EventTable
@@ -91,19 +92,46 @@ def cache_rows(norm: Normalized) -> dict[str, np.ndarray]:
 def cache_rows_counted(norm: Normalized) -> tuple[dict[str, np.ndarray], dict[str, int]]:
     """``cache_rows``, and in the same pass each cache's allocations as ``characterize``
     counts them (events of the cache with a non-NULL pointer), for the caches it reports
-    (those with a counted event), in the table's order. For traces whose indices are int32."""
+    (those with a counted event), in the table's order. For traces whose indices are int32.
+
+    The pass is ``group_and_scan``: it does every cache's ``CacheCommands`` scan on the way
+    (one read of the table's columns instead of one per cache), and keeps the scans on
+    ``norm``, where ``CacheCommands`` of a cache with these very rows takes its own.
+    """
     t = norm.table
     n, nc = len(t), len(t.caches)
     starts = np.empty(nc + 1, dtype=np.int64)
     rows: np.ndarray = np.empty(n, dtype=np.int32)
-    counts = np.empty(2 * nc, dtype=np.int64)
-    cid = _c(t.cache_id, np.int32)
-    op, ptr = _c(t.op, np.uint8), _c(t.ptr, np.uint64)
-    _kernel("group_and_count", np.int32)(cid, op, ptr, nc, starts, rows, counts)
+    allocs, matched, mslot = (np.empty(n, dtype=np.int32) for _ in range(3))
+    st = np.empty((nc, ST_LEN), dtype=np.int64)
+    recent = np.empty(1 << min(SCAN_RECENT_BITS, max(n, 1).bit_length()), dtype=np.int32)
+    _kernel("group_and_scan", np.int32)(
+        _c(t.cache_id, np.int32), _c(t.op, np.uint8), _c(t.ptr, np.uint64),
+        _c(t.bytes_alloc, np.uint32), _c(norm.alloc_of, np.int32),
+        _c(norm.reused_by, np.int32), _c(norm.live_at_end, np.bool_), nc,
+        starts, rows, allocs, matched, mslot, st, recent, np.empty(nc, dtype=np.int64),
+    )  # fmt: skip
     at = starts.tolist()
-    by_cache = {name: rows[at[i] : at[i + 1]] for i, name in enumerate(t.caches)}
-    pairs = zip(t.caches, counts.reshape(nc, 2).tolist(), strict=True)
-    return by_cache, {name: a for name, (f, a) in pairs if a or f}
+    by_cache: dict[str, np.ndarray] = {}
+    scans: dict[str, _Scan] = {}
+    counted: dict[str, int] = {}
+    for name, lo, hi, c in zip(t.caches, at, at[1:], st.tolist(), strict=False):
+        by_cache[name] = r = rows[lo:hi]
+        na, nm = c[ST_ALLOCS], c[ST_MATCHED]
+        scans[name] = (r, allocs[lo : lo + na], matched[lo : lo + nm], mslot[lo : lo + nm], c)
+        # (the other events with a pointer: the frees, matched or skipped)
+        if na or nm + c[ST_BEFORE] + c[ST_OTHER]:
+            counted[name] = na
+    norm.__dict__["_cache_scans"] = scans
+    return by_cache, counted
+
+
+#: ``group_and_scan``'s shared table of recent allocations has 2**this entries (a free finds
+#: its allocation there, without a search, unless it was made that many events before).
+SCAN_RECENT_BITS = 18
+
+#: One cache's scan: its rows, allocations, matched frees and their slots, ``ST_*`` counters.
+_Scan = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, list[int]]
 
 
 #: The plan-building kernels (``sheaftune.compiled.kernels``; numba is imported only when
@@ -195,25 +223,19 @@ class CacheCommands:
         if cache not in t.caches:
             self.n_objects = 0
             return
+        reused_by = _c(norm.reused_by, idx)
+        # this cache's part of cache_rows_counted's pass, when these are its rows
+        scanned: _Scan | None = norm.__dict__.get("_cache_scans", {}).get(cache)
         if rows is None:
             rows = rows_of_cache(norm, cache)
-        rows = _c(rows, idx)
-        m = len(rows)
-        allocs: np.ndarray = np.empty(m, dtype=idx)
-        matched: np.ndarray = np.empty(m, dtype=idx)
-        mslot: np.ndarray = np.empty(m, dtype=idx)
-        st = np.zeros(9, dtype=np.int64)  # _plan_kernels.ST_*
-        scan = _kernel("scan_cache", idx)
-        recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
-        op, ptr, size = _c(t.op, np.uint8), _c(t.ptr, np.uint64), _c(t.bytes_alloc, np.uint32)
-        alloc_of, reused_by = _c(norm.alloc_of, idx), _c(norm.reused_by, idx)
-        live = _c(norm.live_at_end, np.bool_)
-        # a chunk of the cache's rows at a time, the mapped columns' pages given back between
-        for lo in range(0, m, CHUNK_ROWS):
-            scan(rows, lo, min(m, lo + CHUNK_ROWS), op, ptr, size, alloc_of, reused_by, live,
-                 allocs, matched, mslot, st, recent)  # fmt: skip
-            t.release()
-        na, nm, before, other, unseen, n_live, *sizes = st.tolist()
+        if scanned is not None and scanned[0] is rows:
+            rows, allocs, matched, mslot, counters = scanned
+            m = len(rows)
+        else:
+            rows = _c(rows, idx)
+            m = len(rows)
+            allocs, matched, mslot, counters = self._scan(norm, rows, reused_by)
+        na, nm, before, other, unseen, n_live, *sizes = counters
         self.slot = _slot_of(t, rows, sizes)
         compact = m > STREAM_EVENTS
         self.allocs = allocs = _fit(allocs, na, compact)
@@ -255,6 +277,28 @@ class CacheCommands:
             self.gps = np.arange(t0 + policy.rcu_gp_ns, t1 + 1, policy.rcu_gp_ns, dtype=np.int64)
             self.gp_anchor = np.searchsorted(ts, self.gps, side="left").astype(np.int64)
         t.release()
+
+    def _scan(
+        self, norm: Normalized, rows: np.ndarray, reused_by: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[int]]:
+        """The cache's allocations, matched frees, their slots and the ``ST_*`` counters: its
+        rows scanned a chunk at a time, the mapped columns' pages given back between."""
+        t, idx, m = self.table, self._idx, len(rows)
+        allocs: np.ndarray = np.empty(m, dtype=idx)
+        matched: np.ndarray = np.empty(m, dtype=idx)
+        mslot: np.ndarray = np.empty(m, dtype=idx)
+        st = np.zeros(ST_LEN, dtype=np.int64)
+        scan = _kernel("scan_cache", idx)
+        recent: np.ndarray = np.empty(1 << min(16, max(m, 1).bit_length()), dtype=idx)
+        op, ptr, size = _c(t.op, np.uint8), _c(t.ptr, np.uint64), _c(t.bytes_alloc, np.uint32)
+        alloc_of = _c(norm.alloc_of, idx)
+        live = _c(norm.live_at_end, np.bool_)
+        for lo in range(0, m, CHUNK_ROWS):
+            scan(rows, lo, min(m, lo + CHUNK_ROWS), op, ptr, size, alloc_of, reused_by, live,
+                 allocs, matched, mslot, st, recent)  # fmt: skip
+            t.release()
+        counters: list[int] = st.tolist()
+        return allocs, matched, mslot, counters
 
     def _link_unseen(self, reused_by: np.ndarray, unseen: int) -> None:
         """The kfree_rcu stream: each unseen free's reallocation (its anchor) in event order,
