@@ -435,8 +435,32 @@ def emit(  # type: ignore[no-untyped-def]
     pend = False
     pe = np.int64(0)
     psheaf = np.int64(0)
+    has_pops = len(is_pop) > 0
     while True:
-        e = min(na, np_, nf, nl, nm, nk)
+        # Most anchors are a plain allocation or a matched free and nothing else: the next
+        # of the two is written without a branch on which it is (they alternate as a coin
+        # flip would, and a mispredicted branch cost as much as the rest of the command).
+        e = min(na, nm)
+        if e < min(np_, nf, nl, nk) and ng > e and not pend:
+            ia = np.int64(na == e)  # 1: the allocation (never both: an event is one or the other)
+            # (an allocation that is a pop is the pop stream's: the general path below)
+            pop = np.int64(is_pop[i]) if has_pops and i < a1 else np.int64(0)
+            if not ia & pop:
+                t = ts[e]
+                ok &= t >= last_ts
+                last_ts = t
+                sf = np.int64(mslot[j]) if j < m1 else np.int64(0)
+                rec = np.int64((gfp[e] & _DIRECT_RECLAIM) != 0)
+                n = _put(
+                    out, n, t, _FREE + ia * (_ALLOC - _FREE), cpu[e], sf + ia * (i - sf),
+                    ia * rec, ia * np.int64(node[e]), 2 * e,
+                )  # fmt: skip
+                i += ia
+                j += 1 - ia
+                na = np.int64(allocs[i]) if i < a1 else big
+                nm = np.int64(matched[j]) if j < m1 else big
+                continue
+        e = min(e, np_, nf, nl, nk)
         if e == big:
             break
         te = ts[e]
