@@ -96,7 +96,8 @@ def cache_rows_counted(norm: Normalized) -> tuple[dict[str, np.ndarray], dict[st
 
     The pass is ``group_and_scan``: it does every cache's ``CacheCommands`` scan on the way
     (one read of the table's columns instead of one per cache), and keeps the scans on
-    ``norm``, where ``CacheCommands`` of a cache with these very rows takes its own.
+    ``norm``, where the first ``CacheCommands`` of a cache with these very rows takes its own
+    (a later one scans again).
     """
     t = norm.table
     n, nc = len(t), len(t.caches)
@@ -224,11 +225,14 @@ class CacheCommands:
             self.n_objects = 0
             return
         reused_by = _c(norm.reused_by, idx)
-        # this cache's part of cache_rows_counted's pass, when these are its rows
-        scanned: _Scan | None = norm.__dict__.get("_cache_scans", {}).get(cache)
+        # this cache's part of cache_rows_counted's pass, when these are its rows (taken: the
+        # pass's arrays are freed once every cache has made its commands and dropped them)
+        scans: dict[str, _Scan] = norm.__dict__.get("_cache_scans", {})
+        scanned = scans.get(cache)
         if rows is None:
             rows = rows_of_cache(norm, cache)
         if scanned is not None and scanned[0] is rows:
+            scans.pop(cache, None)
             rows, allocs, matched, mslot, counters = scanned
             m = len(rows)
         else:

@@ -54,7 +54,7 @@ def test_one_pass_scans_equal_each_cache_scanned_alone(
     monkeypatch.setattr(tracereplay, "SCAN_RECENT_BITS", bits)
     norm = normalize(table)
     rows, allocs = cache_rows_counted(norm)
-    scans = norm.__dict__["_cache_scans"]
+    scans = dict(norm.__dict__["_cache_scans"])  # (CacheCommands takes its cache's)
     assert set(scans) == set(norm.table.caches)
     searched = 0
     for cache, (r, alloc_rows, matched, mslot, counters) in scans.items():
@@ -67,7 +67,10 @@ def test_one_pass_scans_equal_each_cache_scanned_alone(
         assert counters == counters_alone
         assert allocs.get(cache, 0) == len(alloc_rows)
         searched += len(matched)
-        # the commands made from the pass's scan are those made from the rows alone
+        # the commands made from the pass's scan are those made from the rows alone, and so
+        # are those of a second CacheCommands (the scan was taken: it scans again)
+        _same(CacheCommands(norm, cache, ReplayPolicy(), r), alone)
+        assert cache not in norm.__dict__["_cache_scans"]
         _same(CacheCommands(norm, cache, ReplayPolicy(), r), alone)
     assert searched > 0
 
