@@ -3,8 +3,11 @@
 For the large fixture (trace-cmd v7 + zstd, 715k kmem events) and its v6 conversion, runs
 
 * ``trace-cmd report FILE > /dev/null`` (the oracle we must beat tenfold),
-* ``python -m sheaftune analyze FILE --format json > /dev/null`` (read, normalise, characterise,
-  replay every cache, recommend for the five largest), and the same with ``--no-recommend``,
+* ``sheaftune analyze FILE --format json > /dev/null`` (read, normalise, characterise, replay
+  every cache, recommend for the five largest): the command the user types, the ``sheaftune``
+  console script beside the interpreter (``python -m sheaftune`` when there is none, as in a
+  source tree without an install); the same with ``--no-recommend``, and as ``python -m
+  sheaftune`` (whose ``runpy`` costs a few ms more),
 * the reader alone (``read_trace`` in a fresh interpreter, plus a JSON dump of its counts),
 * the reader warm, in-process (best of 5 ``read_trace`` calls after one; CPU time is of all
   its threads),
@@ -128,6 +131,13 @@ def interleaved(
     }
 
 
+def _console_script() -> list[str] | None:
+    """The ``sheaftune`` console script of this interpreter's install (beside it, as pip puts
+    it), or None."""
+    script = Path(sys.executable).with_name("sheaftune")
+    return [str(script)] if os.access(script, os.X_OK) else None
+
+
 def _installed() -> str:
     """Which sheaftune ``python -m sheaftune`` runs, and whether it is an editable install
     (whose import hook costs every start-up some 10 ms that a ``pip install .`` does not)."""
@@ -207,9 +217,12 @@ def main() -> None:
             cmds: dict[str, list[str]] = {}
             if tc:
                 cmds["trace-cmd report > /dev/null"] = [tc, "report", str(path)]
-            analyze = [py, "-m", "sheaftune", "analyze", str(path), "--format", "json"]
+            as_module = [py, "-m", "sheaftune"]
+            analyze = [*(_console_script() or as_module), "analyze", str(path), "--format", "json"]
             cmds["sheaftune analyze --format json"] = analyze
             cmds["  the same, --no-recommend"] = [*analyze, "--no-recommend"]
+            if analyze[0] != py:
+                cmds["  the same, python -m sheaftune"] = [*as_module, *analyze[1:]]
             cmds["sheaftune reader + json counts"] = [py, "-c", READER_ONLY, str(path)]
             try:
                 timed = interleaved(cmds, args.repeat, cold=("trace-cmd report > /dev/null",))
@@ -241,7 +254,11 @@ def main() -> None:
             f"trace-cmd's time / this time; target: analyze 10x; {sizes}; load average "
             f"{os.getloadavg()[0]:.1f})"
         )
-        print(f"(sheaftune timed: {_installed()})")
+        script = _console_script()
+        print(
+            f"(sheaftune timed: {_installed()}, run as "
+            f"{script[0] if script else f'{py} -m sheaftune'})"
+        )
 
 
 if __name__ == "__main__":
