@@ -59,7 +59,6 @@ from __future__ import annotations
 
 import functools
 import os
-import random
 import threading
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -483,6 +482,8 @@ class _State:
 def _mt_state(seed: int, q: float) -> np.ndarray:
     """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64,
     then the remote gate's probability ``q`` as float64 bits (``mt[625]``)."""
+    import random  # (here: importing it costs every start-up ~1 ms, most runs need no state)
+
     state = np.zeros(626, dtype=np.int64)
     state[:625] = random.Random(seed).getstate()[1]
     state[625:626] = np.array([q], dtype=np.float64).view(np.int64)
