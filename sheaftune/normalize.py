@@ -465,14 +465,28 @@ _POP_RUNS_LOCK = threading.Lock()
 _CachePops = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 
+def find_sheaf_pops(norm: Normalized, gap_ns: int = DEFAULT_RUN_GAP_NS) -> None:
+    """Sweep for every cache's sheaf pops now, unless done: the sweep ``sheaf_pop_runs``
+    makes at its first call, memoised. ``analyze`` runs it as a job of its own beside its
+    grouping, so that no cache's plan waits for it later."""
+    with _POP_RUNS_LOCK:
+        _all_pop_runs(norm, gap_ns)
+
+
 def _all_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
     """The sheaf pops of every cache that has some, found in one sweep of the trace in time
-    order (a chunk of rows at a time) and memoised on ``norm``; see ``pop_runs_i4``."""
+    order (a chunk of rows at a time) and memoised on ``norm`` (only once complete: a sweep
+    that fails leaves no memo, and the next call sweeps, and fails, again); see
+    ``pop_runs_i4``."""
     memo: dict[int, dict[str, _CachePops]] = norm.__dict__.setdefault("_pop_runs", {})
-    if gap_ns in memo:
-        return memo[gap_ns]
+    if gap_ns not in memo:
+        memo[gap_ns] = _sweep_pop_runs(norm, gap_ns)
+    return memo[gap_ns]
+
+
+def _sweep_pop_runs(norm: Normalized, gap_ns: int) -> dict[str, _CachePops]:
+    """``_all_pop_runs``'s sweep."""
     done: dict[str, _CachePops] = {}
-    memo[gap_ns] = done
     code_of_site = _site_store_codes(norm)
     if not code_of_site.any():  # no call site of the trace is a pop site
         return done

@@ -32,7 +32,7 @@ from sheaftune.analysis.tracereplay import (
 from sheaftune.errors import NothingToAnalyse
 from sheaftune.events import EventTable
 from sheaftune.model.plan import Plan
-from sheaftune.normalize import Normalized, normalize
+from sheaftune.normalize import Normalized, find_sheaf_pops, normalize
 from sheaftune.params import ModelParams
 from sheaftune.readers import ReadOptions, read_trace
 
@@ -242,8 +242,12 @@ class _Replays:
         self.rows: dict[str, np.ndarray] = {}
         self.jobs: dict[str, _CacheJobs] = {}
         self.pool = _Pool(min(os.cpu_count() or 1, MAX_THREADS))
-        # (the grouping by cache is a job too: the caller characterises meanwhile)
+        # (the grouping by cache is a job too: the caller characterises meanwhile; beside it,
+        # on the other thread, the sweep for sheaf pops, which the first plan would otherwise
+        # make while the others wait for it)
         self.pool.add(_FIRST, self._start)
+        if model.policy.sheaf_pops == "prefill":
+            self.pool.add(_FIRST, self._find_pops)
         self.pool.start()
 
     def _start(self) -> None:
@@ -274,6 +278,12 @@ class _Replays:
             if part:
                 cost = sum(2 * n + SMALL_COST for _, n in part)
                 self.pool.add(cost, self._prepare_all, part)
+
+    def _find_pops(self) -> None:
+        try:
+            find_sheaf_pops(self.norm)
+        except Exception:  # noqa: BLE001 - no memo then: each plan sweeps and reports it in order
+            pass
 
     def close(self) -> None:
         """Wait for every job."""

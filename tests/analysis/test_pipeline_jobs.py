@@ -129,3 +129,37 @@ def test_small_caches_batched_or_alone_give_the_same_analysis(
     monkeypatch.setattr(pipeline, "SMALL_ROWS", 1 << 30)
     monkeypatch.setattr(pipeline, "SMALL_BATCHES", 3)
     assert _analysis(table, model) == batched
+
+
+def test_the_sheaf_pop_sweep_runs_as_a_job_and_a_failed_one_leaves_no_memo(
+    table: EventTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``analyze`` sweeps for sheaf pops in a job beside its grouping. A failed sweep memoises
+    nothing, so the plans sweep again (the same analysis) and a failure the plans meet too is
+    the analysis's failure, as without that job."""
+    from sheaftune import normalize as nmod
+
+    model = pipeline.ModelOptions()
+    expected = _analysis(table, model)
+    sweep = nmod._sweep_pop_runs
+    calls: list[str] = []
+
+    def once_broken(norm: object, gap_ns: int) -> object:
+        calls.append("sweep")
+        if len(calls) == 1:
+            raise RuntimeError("sweep failed")
+        return sweep(norm, gap_ns)  # type: ignore[arg-type]
+
+    # (one thread: the jobs run in their order, the sweep's job before any plan)
+    monkeypatch.setattr(pipeline, "MAX_THREADS", 1)
+    monkeypatch.setattr(nmod, "_sweep_pop_runs", once_broken)
+    assert _analysis(table, model) == expected
+    assert calls == ["sweep", "sweep"]  # the job's, then the first plan's (memoised)
+
+    def broken(norm: object, gap_ns: int) -> object:
+        raise RuntimeError("sweep failed")
+
+    monkeypatch.undo()
+    monkeypatch.setattr(nmod, "_sweep_pop_runs", broken)
+    with pytest.raises(RuntimeError, match="sweep failed"):
+        _analysis(table, model)
