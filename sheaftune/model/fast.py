@@ -482,7 +482,7 @@ class _State:
 def _mt_state(seed: int, q: float) -> np.ndarray:
     """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64,
     then the remote gate's probability ``q`` as float64 bits (``mt[625]``)."""
-    import random  # (here: importing it costs every start-up ~1 ms, most runs need no state)
+    import random  # (here, on a replay's thread: not among every start-up's serial imports)
 
     state = np.zeros(626, dtype=np.int64)
     state[:625] = random.Random(seed).getstate()[1]
