@@ -131,6 +131,51 @@ def _place_rows(key, nkeys, starts, rows):  # type: ignore[no-untyped-def]
     return starts[nkeys]
 
 
+@_inline
+def _scan_event(  # type: ignore[no-untyped-def]
+    e, op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, base, allocs, matched, mslot,
+    st, k, recent, mask,
+):  # fmt: skip
+    """``scan_cache``'s step for event e of cache k, whose counters are ``st[k]`` (``ST_*``)
+    and whose allocations, matched frees and their slots go to ``allocs``, ``matched`` and
+    ``mslot`` from ``base`` on. ``recent[x & mask]``: the slot of the last allocation at an
+    event index x modulo the table's length (checked before it is trusted)."""
+    o = op[e]
+    if o == _OP_ALLOC or o == _OP_KMALLOC:
+        size = np.int64(bytes_alloc[e])
+        if st[k, ST_SIZED] == 0:
+            st[k, ST_SIZE] = size
+        elif size != st[k, ST_SIZE]:
+            st[k, ST_MIXED] = 1
+        st[k, ST_SIZED] += 1
+        if ptr[e] != 0:  # not a failed allocation
+            na = st[k, ST_ALLOCS]
+            allocs[base + na] = e
+            recent[e & mask] = na
+            st[k, ST_ALLOCS] = na + 1
+            if reused_by[e] >= 0:
+                st[k, ST_UNSEEN] += 1
+            if live_at_end[e]:
+                st[k, ST_LIVE] += 1
+    elif ptr[e] != 0:  # (a free of NULL frees nothing)
+        src = alloc_of[e]
+        if src < 0:
+            st[k, ST_BEFORE] += 1
+        else:
+            # the allocation precedes the free: among the cache's allocations if it is its own
+            na = st[k, ST_ALLOCS]
+            j = recent[src & mask]
+            if not (0 <= j < na and allocs[base + j] == src):
+                j = _find_back(allocs[base : base + na], na, src)
+            if j >= 0:
+                nm = st[k, ST_MATCHED]
+                matched[base + nm] = e
+                mslot[base + nm] = j
+                st[k, ST_MATCHED] = nm + 1
+            else:
+                st[k, ST_OTHER] += 1
+
+
 @_kjit
 def group_and_scan(  # type: ignore[no-untyped-def]
     key, op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, nkeys,
@@ -163,42 +208,10 @@ def group_and_scan(  # type: ignore[no-untyped-def]
         k = key[e]
         if not (0 <= k < nkeys):
             continue
-        base = starts[k]
         rows[pos[k]] = e
         pos[k] += 1
-        o = op[e]
-        if o == _OP_ALLOC or o == _OP_KMALLOC:
-            size = np.int64(bytes_alloc[e])
-            if st[k, ST_SIZED] == 0:
-                st[k, ST_SIZE] = size
-            elif size != st[k, ST_SIZE]:
-                st[k, ST_MIXED] = 1
-            st[k, ST_SIZED] += 1
-            if ptr[e] != 0:  # not a failed allocation
-                na = st[k, ST_ALLOCS]
-                allocs[base + na] = e
-                recent[e & mask] = na
-                st[k, ST_ALLOCS] = na + 1
-                if reused_by[e] >= 0:
-                    st[k, ST_UNSEEN] += 1
-                if live_at_end[e]:
-                    st[k, ST_LIVE] += 1
-        elif ptr[e] != 0:  # (a free of NULL frees nothing)
-            src = alloc_of[e]
-            if src < 0:
-                st[k, ST_BEFORE] += 1
-            else:
-                na = st[k, ST_ALLOCS]
-                j = recent[src & mask]
-                if not (0 <= j < na and allocs[base + j] == src):
-                    j = _find_back(allocs[base : base + na], na, src)
-                if j >= 0:
-                    nm = st[k, ST_MATCHED]
-                    matched[base + nm] = e
-                    mslot[base + nm] = j
-                    st[k, ST_MATCHED] = nm + 1
-                else:
-                    st[k, ST_OTHER] += 1
+        _scan_event(e, op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, starts[k],
+                    allocs, matched, mslot, st, k, recent, mask)  # fmt: skip
     return starts[nkeys]
 
 
@@ -235,45 +248,12 @@ def scan_cache(  # type: ignore[no-untyped-def]
     the last allocation at each event index modulo its length: a free's allocation is found
     there, checked, without a search unless another allocation took its place since.
     """
-    na = st[ST_ALLOCS]
-    nm = st[ST_MATCHED]
     mask = len(recent) - 1
+    state = st.reshape((1, ST_LEN))  # (the cache's state is row 0 of the helper's table)
     for p in range(lo, hi):
-        e = rows[p]
-        o = op[e]
-        if o == _OP_ALLOC or o == _OP_KMALLOC:
-            size = np.int64(bytes_alloc[e])
-            if st[ST_SIZED] == 0:
-                st[ST_SIZE] = size
-            elif size != st[ST_SIZE]:
-                st[ST_MIXED] = 1
-            st[ST_SIZED] += 1
-            if ptr[e] != 0:  # not a failed allocation
-                allocs[na] = e
-                recent[e & mask] = na
-                na += 1
-                if reused_by[e] >= 0:
-                    st[ST_UNSEEN] += 1
-                if live_at_end[e]:
-                    st[ST_LIVE] += 1
-        elif ptr[e] != 0:  # (a free of NULL frees nothing)
-            src = alloc_of[e]
-            if src < 0:
-                st[ST_BEFORE] += 1
-            else:
-                # the allocation precedes the free: it is among allocs[:na] if it is this cache's
-                j = recent[src & mask]
-                if not (0 <= j < na and allocs[j] == src):
-                    j = _find_back(allocs, na, src)
-                if j >= 0:
-                    matched[nm] = e
-                    mslot[nm] = j
-                    nm += 1
-                else:
-                    st[ST_OTHER] += 1
-    st[ST_ALLOCS] = na
-    st[ST_MATCHED] = nm
-    return na
+        _scan_event(rows[p], op, ptr, bytes_alloc, alloc_of, reused_by, live_at_end, 0,
+                    allocs, matched, mslot, state, 0, recent, mask)  # fmt: skip
+    return st[ST_ALLOCS]
 
 
 @_kjit
