@@ -8,7 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from sheaftune.capture.tracefs import DEFAULT_EVENTS, INSTANCE_PREFIX, tracefs_mounts
+from sheaftune.capture.tracefs import (
+    DEFAULT_EVENTS,
+    INSTANCE_PREFIX,
+    TraceFs,
+    remove_stale_instances,
+    tracefs_mounts,
+)
 
 
 def _tracefs_reason() -> str | None:
@@ -26,11 +32,18 @@ def _tracefs_reason() -> str | None:
 
 @pytest.fixture
 def tracefs() -> Path:
-    """The tracefs mount point; skips with the reason where recording cannot work."""
+    """The tracefs mount point; skips with the reason where recording cannot work.
+
+    An instance left by a recorder that was SIGKILLed (an earlier run's, whose pid is gone) is
+    removed first, as `sheaftune record` itself would: the tests compare the state before and
+    after a recording, and skip while a live recorder's instance is present.
+    """
     reason = _tracefs_reason()
     if reason:
         pytest.skip(reason)
-    return Path(tracefs_mounts()[0])
+    root = Path(tracefs_mounts()[0])
+    remove_stale_instances(TraceFs(str(root)))
+    return root
 
 
 def tracing_state(root: Path) -> dict[str, str]:

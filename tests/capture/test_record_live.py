@@ -135,10 +135,29 @@ def _wait_for_instance(root: Path, pid: int, timeout: float = 30) -> None:
     inst = root / "instances" / f"{INSTANCE_PREFIX}{pid}"
     end = time.monotonic() + timeout
     while time.monotonic() < end:
-        if inst.is_dir() and (inst / "tracing_on").read_text().strip() == "1":
-            return
+        # the kernel makes an instance's directory before the files in it: tracing_on may be
+        # missing for a moment after the directory appears
+        with contextlib.suppress(FileNotFoundError):
+            if (inst / "tracing_on").read_text().strip() == "1":
+                return
         time.sleep(0.05)
     raise AssertionError(f"{inst} never started tracing")
+
+
+def _reap(proc: subprocess.Popen[str], tracefs: Path) -> None:
+    """After a failed step, stop a recorder still running: Ctrl-C first (it then restores
+    tracefs itself), SIGKILL only if that fails, and then remove what a killed one left, or
+    every later live test would skip as "another recorder is running"."""
+    if proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        with contextlib.suppress(OSError):
+            (tracefs / "instances" / f"{INSTANCE_PREFIX}{proc.pid}").rmdir()
 
 
 def test_ctrl_c_restores_state_and_exits_130(tracefs: Path, tmp_path: Path) -> None:
@@ -161,13 +180,7 @@ def test_ctrl_c_restores_state_and_exits_130(tracefs: Path, tmp_path: Path) -> N
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-            # a killed recorder cannot remove its instance: do it, or every later live test
-            # would skip as "another recorder is running"
-            with contextlib.suppress(OSError):
-                (tracefs / "instances" / f"{INSTANCE_PREFIX}{proc.pid}").rmdir()
+        _reap(proc, tracefs)
     assert proc.returncode == 130, err
     assert time.monotonic() - t0 < 20, "record did not stop promptly on SIGINT"
     assert "stopped by SIGINT" in err
@@ -327,8 +340,7 @@ def test_ctrl_c_is_the_normal_stop_without_command_or_duration(
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        _reap(proc, tracefs)
     assert proc.returncode == 0, err
     assert "press Ctrl-C to stop" in err and "stopped by SIGINT" in err
     assert out.exists()
