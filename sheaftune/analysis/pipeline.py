@@ -342,6 +342,9 @@ class _Replays:
                 job.errors["recommendation"] = e
             return
         units: list[tuple[str, int, ModelParams]] = []
+        # candidates the choice drops whatever they measure are not replayed: their results
+        # stay None, which the recommendation takes for "not needed"
+        skip: set[int] = set()
         if shared:
             try:
                 from sheaftune.analysis.recommend import prepare_for_cache
@@ -350,15 +353,20 @@ class _Replays:
                 pend = job.pending = prepare_for_cache(
                     norm, name, options, model.policy, rows=rows, plan=plan, slot=slot
                 )
+                skip = pend.unneeded()
             except Exception as e:  # noqa: BLE001
                 job.errors["recommendation"] = e
                 job.pending = None
             else:
-                units += [("candidate", j, p) for j, p in enumerate(pend.sweep.params)]
+                units += [
+                    ("candidate", j, p) for j, p in enumerate(pend.sweep.params) if j not in skip
+                ]
                 job.candidates = [None] * len(pend.sweep.params)
         job.results = [None] * len(rep.params)
         for i, p in enumerate(rep.params):
             j = _index(job.pending.sweep.params, p) if job.pending is not None else None
+            if j in skip:
+                j = None  # (an unreplayed candidate has no replay to share)
             if j is None:
                 units.append(("replay", i, p))
             else:

@@ -75,6 +75,8 @@ from sheaftune.params import (
 from sheaftune.results import Record
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sheaftune.model.fast import PlanStats
     from sheaftune.normalize import Normalized
     from sheaftune.synth.spec import WorkloadSpec
@@ -358,6 +360,20 @@ class Sweep:
             return fast.sweep(plan, self.params, k if k > 0 else None, facts=self.stats.facts)
         return [self.run(i) for i in range(len(self.params))]
 
+    def oversize_floors(self) -> list[int]:
+        """For each candidate (an in-memory plan): the prefills after the warm-up cut that ask
+        for more than its capacity. Each is oversize whatever the state (P1: ``size >
+        sheaf_capacity`` takes a kmalloc'd sheaf), so this is a floor of the window's
+        ``sheaf_prefill_oversize`` (refills may add more)."""
+        plan, k = self.plan, self.k
+        assert isinstance(plan, Plan)
+        cmd = plan.cmd[k:]
+        sizes = np.sort(plan.b[k:][cmd == Cmd.PREFILL])
+        return [
+            int(len(sizes) - np.searchsorted(sizes, p.sheaf_capacity, side="right"))
+            for p in self.params
+        ]
+
     def window(self) -> tuple[int, int, set[int], int, int]:
         """After the warm-up cut: object-moving operations, prefills, active CPUs; and the
         time spans of the whole replay and of its warm-up."""
@@ -395,22 +411,27 @@ def evaluate(
 
 def describe(
     sweep: Sweep,
-    results: list[tuple[ReplayResult, ReplayResult | None]],
+    results: Sequence[tuple[ReplayResult, ReplayResult | None] | None],
     costs: CostModel,
     cpus_per_node: int,
     upper_bound: int | None,
 ) -> list[dict[str, Any]]:
     """Each candidate of ``sweep`` priced and measured from its replay ``results`` (in
-    ``sweep.params`` order): one dict each."""
+    ``sweep.params`` order): one dict each. A result of None is a candidate left unreplayed
+    because ``choose`` excludes it whatever its replay says (:meth:`Pending.unneeded`): its
+    dict holds only what the exclusion and the rationale read, and ``replayed: False``."""
     params = sweep.params
-    full = [r for r, _ in results]
-    pre = [r for _, r in results]
     ops, prefills, active, span_full, span_pre = sweep.window()
     if ops == 0:
         raise NothingToAnalyse("the replay has no allocator operation to measure")
     size = sweep.base.object_size
-    out = []
-    for p, rf, rp in zip(params, full, pre, strict=True):
+    floors = sweep.oversize_floors() if any(r is None for r in results) else []
+    out: list[dict[str, Any]] = []
+    for i, (p, res) in enumerate(zip(params, results, strict=True)):
+        if res is None:
+            out.append(_unreplayed(p.sheaf_capacity, floors[i], prefills, upper_bound))
+            continue
+        rf, rp = res
         c = dict(rf.counters)
         ex = dict(rf.extras)
         if rp is not None:
@@ -487,6 +508,25 @@ def describe(
             }
         )
     return out
+
+
+def _unreplayed(
+    capacity: int, oversize_floor: int, prefills: int, upper_bound: int | None
+) -> dict[str, Any]:
+    """A candidate ``choose`` drops before it reads a replayed figure, as ``describe`` gives
+    it without the replay: its capacity and sheaf memory, and a floor of its oversize share
+    (that floor alone drops it)."""
+    return {
+        "capacity": capacity,
+        "sheaf_bytes": sheaf_struct_bytes(capacity),
+        "bucket_capacity": bucket_capacity(capacity),
+        "wastes_bucket": bucket_capacity(capacity) > capacity,
+        "prefills": prefills,
+        "oversize_prefills": oversize_floor,
+        "oversize_share": round(oversize_floor / prefills, 6) if prefills else 0.0,
+        "covers_upper_bound": upper_bound is None or capacity >= upper_bound,
+        "replayed": False,
+    }
 
 
 # ----------------------------------------------------------------------------------- choice
@@ -693,8 +733,38 @@ class Pending:
         sweep = Sweep.of(plan, base, caps, engine, options.warmup_share, stats)
         return cls(sweep, cache, options, current, kernel_auto, demand, upper_bound, cpus, nodes)
 
-    def finish(self, results: list[tuple[ReplayResult, ReplayResult | None]]) -> Recommendation:
-        """The recommendation from the sweep's ``results`` (in ``sweep.params`` order)."""
+    def unneeded(self) -> set[int]:
+        """Candidates (indices into ``sweep.params``) whose replays cannot change what
+        ``finish`` answers, so need not run (``finish`` takes None for their results).
+
+        Those ``choose`` excludes before it reads any replayed figure: below the upper bound,
+        with a floor of their oversize share (:meth:`Sweep.oversize_floors`, rounded as
+        ``describe`` rounds, which keeps the order) already at ``oversize_rare``, while some
+        candidate covers the bound (so the exclusion is not waived). Never the current or
+        the autotuned value, which the rationale compares the winner with. A streamed plan
+        (one pass for all candidates) has none.
+        """
+        sweep, ub = self.sweep, self.upper_bound
+        plan, stats = sweep.plan, sweep.stats
+        if ub is None or not isinstance(plan, Plan) or stats is None or not stats.prefills_after:
+            return set()
+        caps = [p.sheaf_capacity for p in sweep.params]
+        if not any(c >= ub for c in caps):
+            return set()
+        keep = {self.current, self.kernel_auto}
+        prefills = stats.prefills_after
+        floors = sweep.oversize_floors()
+        return {
+            i
+            for i, (c, floor) in enumerate(zip(caps, floors, strict=True))
+            if c < ub and c not in keep and round(floor / prefills, 6) >= self.options.oversize_rare
+        }
+
+    def finish(
+        self, results: Sequence[tuple[ReplayResult, ReplayResult | None] | None]
+    ) -> Recommendation:
+        """The recommendation from the sweep's ``results`` (in ``sweep.params`` order; None
+        for a candidate of :meth:`unneeded` left unreplayed)."""
         options, cache, current = self.options, self.cache, self.current
         upper_bound, cpus, nodes, demand = self.upper_bound, self.cpus, self.nodes, self.demand
         base, engine, kernel_auto = self.sweep.base, self.sweep.engine, self.kernel_auto

@@ -75,6 +75,34 @@ def test_jobs_in_any_order_give_the_same_analysis(
     assert _analysis(table, model) == pooled
 
 
+def test_candidates_the_choice_drops_are_not_replayed(
+    table: EventTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sheaftune.analysis.recommend import Pending, Sweep
+
+    model = pipeline.ModelOptions()
+    ran: list[tuple[int, int]] = []
+    skipped: dict[int, set[int]] = {}
+    run, unneeded = Sweep.run, Pending.unneeded
+
+    def counted(self: Sweep, i: int):  # type: ignore[no-untyped-def]
+        ran.append((id(self), i))
+        return run(self, i)
+
+    def noted(self: Pending) -> set[int]:
+        skipped[id(self.sweep)] = out = unneeded(self)
+        return out
+
+    monkeypatch.setattr(Sweep, "run", counted)
+    monkeypatch.setattr(Pending, "unneeded", noted)
+    lean = _analysis(table, model)
+    assert all(i not in skipped.get(sweep, set()) for sweep, i in ran)
+    monkeypatch.setattr(Pending, "unneeded", lambda self: set())
+    assert _analysis(table, model) == lean  # replaying them all says the same
+    if table.meta.source.endswith("vma-small.v7zstd.dat"):
+        assert any(skipped.values()), "maple_node's capacity 4 should go unreplayed"
+
+
 def test_counts_by_cache_are_the_analysis_allocations(table: EventTable) -> None:
     norm = normalize(table)
     rows, allocs = cache_rows_counted(norm)

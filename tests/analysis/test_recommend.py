@@ -370,3 +370,105 @@ def test_published_case_regenerated_for_64_and_4_cpus() -> None:
     by4 = {c["capacity"]: c for c in d4["candidates"]}
     assert by4[32]["contention_ns_per_op"] < CONTENTION_SHARE * by4[32]["cost_ns_per_op"]
     assert choose(d4["candidates"], "scaling")[0]["capacity"] <= 32
+
+
+# --------------------------------------------------- candidates analyze need not replay
+def _pending_cases() -> list:
+    """Pending recommendations with prefills: the bundled trace's maple_node (prefills of
+    many sizes, the largest 33), and the default demand model at bounds 16 and 40 (every
+    prefill of the bound) on 2 CPUs, at both kernels."""
+    from sheaftune.analysis.pipeline import example_path, load
+    from sheaftune.analysis.recommend import Pending, prepare_for_cache
+    from sheaftune.normalize import normalize
+
+    norm = normalize(load(example_path()))
+    cases = [prepare_for_cache(norm, "maple_node", RecommendOptions())]
+    for bound, kernel in ((16, "7.3"), (40, "6.18")):
+        plan = demand_plan(bound, 2, writes_per_cpu=300, seed=1)
+        base = ModelParams.for_cache(
+            kernel=kernel, object_size=256, requested_capacity=32, cpus=2, nodes=1
+        )
+        cases.append(
+            Pending.of(
+                plan,
+                base,
+                cache="maple_node",
+                options=RecommendOptions(kernel=kernel),
+                current=32 if kernel == "6.18" else base.sheaf_capacity,
+                demand={},
+                upper_bound=bound,
+                cpus=2,
+                nodes=1,
+            )  # fmt: skip
+        )
+    return cases
+
+
+def test_unneeded_candidates_change_nothing_the_recommendation_says() -> None:
+    skipped_any = False
+    for pend in _pending_cases():
+        full = pend.sweep.run_all()
+        whole = pend.finish(full)
+        skip = pend.unneeded()
+        skipped_any |= bool(skip)
+        caps = [p.sheaf_capacity for p in pend.sweep.params]
+        by_cap = {c["capacity"]: c for c in whole.candidates}
+        for i in skip:
+            c = by_cap[caps[i]]
+            # what the replay measured drops it: below the bound, oversize too often
+            assert not c["covers_upper_bound"] and c["oversize_share"] >= whole.oversize_rare
+            assert caps[i] not in (whole.current, whole.kernel_autotune)
+        # and the rationale names them all among the excluded
+        if skip:
+            line = next(w for w in whole.rationale if "below the upper bound" in w)
+            named = {int(x) for x in line.split(":")[0].removeprefix("excluded ").split(", ")}
+            assert {caps[i] for i in skip} <= named, line
+        part = pend.finish([None if i in skip else r for i, r in enumerate(full)])
+        assert part.rationale == whole.rationale
+        assert (part.recommended, part.runner_up, part.snippet) == (
+            whole.recommended,
+            whole.runner_up,
+            whole.snippet,
+        )
+        for c_whole, c_part in zip(whole.candidates, part.candidates, strict=True):
+            if c_part.get("replayed", True):
+                assert c_part == c_whole
+            else:
+                # a floor of the share the replay measures, enough to drop it
+                assert c_part["oversize_prefills"] <= c_whole["oversize_prefills"]
+                assert whole.oversize_rare <= c_part["oversize_share"] <= c_whole["oversize_share"]
+    assert skipped_any, "no case had a candidate to leave out: the test tests nothing"
+
+
+def test_oversize_floors_count_the_prefills_above_each_capacity() -> None:
+    pend = _pending_cases()[0]
+    sweep = pend.sweep
+    plan = sweep.plan
+    sizes = plan.b[sweep.k :][plan.cmd[sweep.k :] == Cmd.PREFILL]
+    assert len(sizes) == sweep.stats.prefills_after > 0
+    floors = sweep.oversize_floors()
+    for p, floor in zip(sweep.params, floors, strict=True):
+        assert floor == sum(1 for s in sizes.tolist() if s > p.sheaf_capacity)
+    # each prefill above the capacity is oversize in the replay (refills may add more)
+    for (full, pre), floor in zip(sweep.run_all(), floors, strict=True):
+        got = full.counters.get("sheaf_prefill_oversize", 0)
+        got -= pre.counters.get("sheaf_prefill_oversize", 0) if pre is not None else 0
+        assert got >= floor
+
+
+def test_nothing_is_left_out_when_no_candidate_covers_the_bound() -> None:
+    from sheaftune.analysis.recommend import Pending
+
+    plan = demand_plan(600, 1, writes_per_cpu=40, seed=1)
+    base = ModelParams.for_cache(
+        kernel="7.3", object_size=256, requested_capacity=32, cpus=1, nodes=1
+    )
+    pend = Pending.of(
+        plan, base, cache="maple_node", options=RecommendOptions(), current=32, demand={},
+        upper_bound=600, cpus=1, nodes=1,
+    )  # fmt: skip
+    assert max(p.sheaf_capacity for p in pend.sweep.params) < 600
+    # every candidate is below the bound and oversize on every prefill, yet all are replayed:
+    # with none covering the bound, the choice considers them all
+    assert all(f > 0 for f in pend.sweep.oversize_floors())
+    assert pend.unneeded() == set()
