@@ -207,9 +207,12 @@ def _replay_and_recommend(norm: Normalized, result: Analysis, model: ModelOption
 
 #: Caches of fewer rows than this, replayed at one capacity, are replayed in
 #: ``SMALL_BATCHES`` jobs rather than one job each; a replay's fixed cost, in commands, is
-#: about ``SMALL_COST`` (the order of jobs only).
+#: about ``SMALL_COST`` (the order of jobs only). One batch: two would run at once on two
+#: threads, both mostly Python, and take turns at the GIL (measured on the 715k-event
+#: fixture, 2 cores: the pool's span 115 -> 102 ms, median of 20, with one batch beside the
+#: large replays instead of two side by side).
 SMALL_ROWS = 16384
-SMALL_BATCHES = 2
+SMALL_BATCHES = 1
 SMALL_COST = 8192
 #: At most this many threads replay caches at once.
 MAX_THREADS = 4
@@ -271,8 +274,8 @@ class _Replays:
             self.pool.add(cost, self._prepare, job, n)
         # The small caches' replays are mostly Python (setting up, the report): two threads
         # running them at once take turns holding the GIL, each handover a wake-up of the
-        # other, so they go in a few batches, each one thread's series, beside the large
-        # replays' compiled code, which needs no GIL.
+        # other, so they go in one batch (SMALL_BATCHES), one thread's series, beside the
+        # large replays' compiled code, which needs no GIL.
         for i in range(SMALL_BATCHES):
             part = batch[i::SMALL_BATCHES]
             if part:
