@@ -482,10 +482,13 @@ class _State:
 def _mt_state(seed: int, q: float) -> np.ndarray:
     """``random.Random(seed)``'s Mersenne Twister state (624 words and the index), as int64,
     then the remote gate's probability ``q`` as float64 bits (``mt[625]``)."""
-    import random  # (here, on a replay's thread: not among every start-up's serial imports)
+    # (the C generator itself: ``random.Random(seed)`` seeds an int exactly as it does, and
+    # its state is that tuple's second item; importing ``random`` costs ~1 ms of interpreter
+    # work, hashlib's sha512 among it, on a replay thread that holds the GIL meanwhile)
+    import _random
 
     state = np.zeros(626, dtype=np.int64)
-    state[:625] = random.Random(seed).getstate()[1]
+    state[:625] = _random.Random(seed).getstate()
     state[625:626] = np.array([q], dtype=np.float64).view(np.int64)
     state.flags.writeable = False
     return state

@@ -108,10 +108,10 @@ def test_startup_imports_only_what_the_run_uses(tmp_path: Path):
     json_run = ["analyze", str(f), "--format", "json", "-o", os.devnull]
     assert _imported(json_run, (*heavy, "concurrent.futures", "logging")) == []
     # nor pathlib (with the urllib.parse it imports, ~3 ms), a trace.dat's read included, nor
-    # glob (its argument is no pattern)
+    # glob (its argument is no pattern), nor random (the replays seed the C generator)
     dat = Path(sheaftune.__file__).parent / "data" / "vma-small.dat"
     dat_run = ["analyze", str(dat), "--format", "json", "-o", os.devnull]
-    assert _imported(dat_run, (*heavy, "pathlib", "urllib.parse", "glob")) == []
+    assert _imported(dat_run, (*heavy, "pathlib", "urllib.parse", "glob", "random")) == []
     assert _imported(["analyze", "--help"], ("numpy", *heavy)) == []
     # a file large enough for a progress bar, read with standard error into a pipe: no bar,
     # and rich not imported to find that out

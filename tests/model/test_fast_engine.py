@@ -290,6 +290,18 @@ def test_remote_gate_draws_match_python_random() -> None:
         assert got == want
 
 
+def test_mt_state_is_random_randoms_state() -> None:
+    """The state ``_mt_state`` takes from the C generator is ``random.Random(seed)``'s."""
+    import random
+
+    from sheaftune.model.fast import _mt_state
+
+    for seed in (0, 1, 12345, 2**40 + 7):
+        mt = _mt_state(seed, 0.25)
+        assert mt[:625].tolist() == list(random.Random(seed).getstate()[1])
+        assert mt[625:].view(np.float64).tolist() == [0.25]
+
+
 def test_replay_dispatches_to_the_fast_engine() -> None:
     p = ModelParams(sheaf_capacity=4, objects_per_slab=4)
     raw = [(0, 0, 0, 0, 0, 1)] * 10 + [(4, 0, 1, 0, 0, 1)] * 10
