@@ -311,6 +311,7 @@ class Sweep:
         self.stats = stats
         #: a streamed plan's statistics, known once ``run_all`` has passed over its windows
         self.stream: StreamStats | None = None
+        self._floors: list[int] | None = None  # (oversize_floors, once)
 
     @classmethod
     def of(
@@ -365,14 +366,15 @@ class Sweep:
         for more than its capacity. Each is oversize whatever the state (P1: ``size >
         sheaf_capacity`` takes a kmalloc'd sheaf), so this is a floor of the window's
         ``sheaf_prefill_oversize`` (refills may add more)."""
-        plan, k = self.plan, self.k
-        assert isinstance(plan, Plan)
-        cmd = plan.cmd[k:]
-        sizes = np.sort(plan.b[k:][cmd == Cmd.PREFILL])
-        return [
-            int(len(sizes) - np.searchsorted(sizes, p.sheaf_capacity, side="right"))
-            for p in self.params
-        ]
+        if self._floors is None:
+            plan, k = self.plan, self.k
+            assert isinstance(plan, Plan)
+            sizes = np.sort(plan.b[k:][plan.cmd[k:] == Cmd.PREFILL])
+            self._floors = [
+                int(len(sizes) - np.searchsorted(sizes, p.sheaf_capacity, side="right"))
+                for p in self.params
+            ]
+        return self._floors
 
     def window(self) -> tuple[int, int, set[int], int, int]:
         """After the warm-up cut: object-moving operations, prefills, active CPUs; and the
