@@ -30,9 +30,10 @@ def run() -> None:
     gc.set_threshold(100_000, *gc.get_threshold()[1:])
     try:
         # (first: the heap's pages are faulted on the idle core while the imports below run)
-        from sheaftune import heap
+        # (then, on the same core, the trace.dat's mapping is populated for the reader)
+        from sheaftune import heap, premap
 
-        heap.warm(sys.argv[1:])
+        heap.warm(sys.argv[1:], then=premap.prepare(sys.argv[1:]))
         from sheaftune import zstd_prefetch
 
         zstd_prefetch.start(sys.argv[1:])

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 #: Inputs smaller than this in total gain too little to pay for the thread.
@@ -112,9 +113,10 @@ def prefault_bytes(inputs: int) -> int:
     return min(PREFAULT_MAX, max(PREFAULT_MIN, int(inputs * PREFAULT_PER_INPUT)))
 
 
-def warm(argv: list[str]) -> int:
+def warm(argv: list[str], then: Callable[[], None] | None = None) -> int:
     """Tune glibc's heap and start pre-faulting it when ``argv`` is worth it; the bytes being
-    pre-faulted (0: nothing done)."""
+    pre-faulted (0: nothing done). The thread runs ``then`` after its pre-fault (the idle core
+    is still idle: ``sheaftune.premap``); it never runs when nothing is done."""
     global thread
     try:
         if os.environ.get("SHEAFTUNE_HEAP_WARMUP", "1") == "0":
@@ -134,7 +136,7 @@ def warm(argv: list[str]) -> int:
             return 0
         global _tuned
         _tuned = libc
-        thread = threading.Thread(target=_prefault, args=(libc, size), name="heap-warmup")
+        thread = threading.Thread(target=_warm, args=(libc, size, then), name="heap-warmup")
         thread.daemon = True
         thread.start()
         return size
@@ -153,6 +155,12 @@ def _libc() -> Any:
     libc.memset.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_size_t]
     libc.memset.restype = ctypes.c_void_p
     return libc
+
+
+def _warm(libc: Any, size: int, then: Callable[[], None] | None) -> None:
+    _prefault(libc, size)
+    if then is not None:
+        then()
 
 
 def _prefault(libc: Any, size: int, stop: threading.Event | None = None) -> None:

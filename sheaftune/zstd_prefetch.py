@@ -30,8 +30,8 @@ import struct
 import threading
 from typing import Any
 
-#: the environment variable that turns the prefetch off ("0")
-ENV = "SHEAFTUNE_PREFETCH"
+from sheaftune.premap import ENV, MAGIC, trace_dat_operands
+
 #: larger files are read as always
 MAX_FILE_BYTES = 256 << 20
 #: never more uncompressed data than this (it is held in memory until the read is done)
@@ -41,7 +41,6 @@ MAX_RATIO = 16
 #: the largest chunk (pages of the largest page size the reader accepts), as the reader's bound
 MAX_CHUNK_PAGES = 1024
 
-MAGIC = b"\x17\x08\x44tracing"
 
 #: the prefetch of this process, if :func:`start` began one
 _pending: _Prefetch | None = None
@@ -182,36 +181,15 @@ def _at(seg: Any, address: int) -> bool:
 
 def _eligible(argv: list[str]) -> str | None:
     """The one v7 zstd trace.dat ``argv`` analyses with default reading options, or None."""
-    args = list(argv)
-    while args and args[0] == "--debug":
-        args.pop(0)
-    if not args or args[0] != "analyze":
+    if any(a == "--" or a.startswith(("--buffer", "--salvage", "--input-format")) for a in argv):
         return None
-    found: list[str] = []
-    looked = 0
-    for a in args[1:]:
-        if a == "--" or a.startswith(("--buffer", "--salvage", "--input-format")):
-            return None
-        if a.startswith("-") or looked >= 8:
-            continue
-        try:
-            st = os.stat(a)
-        except (OSError, ValueError):
-            continue
-        if not (st.st_mode & 0o170000 == 0o100000):  # (a regular file)
-            continue
-        looked += 1
-        try:
-            with open(a, "rb", buffering=0) as f:
-                head = f.read(64)
-        except OSError:
-            continue
-        if not head.startswith(MAGIC):
-            continue
-        if not _v7_zstd(head) or st.st_size > MAX_FILE_BYTES:
-            return None  # another trace.dat: read as always
-        found.append(a)
-    return found[0] if len(found) == 1 else None
+    found = trace_dat_operands(argv)
+    if found is None or len(found) != 1:
+        return None  # (two or more trace.dat: each read as always)
+    path, st, head = found[0]
+    if not _v7_zstd(head) or st.st_size > MAX_FILE_BYTES:
+        return None  # another trace.dat: read as always
+    return path
 
 
 def _v7_zstd(head: bytes) -> bool:

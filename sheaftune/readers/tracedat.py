@@ -202,6 +202,9 @@ class TraceDatReader:
             from sheaftune import zstd_prefetch
 
             zstd_prefetch.discard()  # (not taken: another buffer, another path, an error)
+            from sheaftune import premap
+
+            premap.discard()
             if table is not None and table.pending is not None:
                 # the call sites still resolve from the kallsyms in the mapping: it closes
                 # once they are done
@@ -238,6 +241,14 @@ class _mapped:
                 self.tmp = None
                 raise
             path = self.tmp
+        else:
+            from sheaftune import premap
+
+            # mapped, its page tables filled, while the program started (sheaftune.premap)
+            premapped = premap.take(path)
+            if premapped is not None:
+                self.fh, self.mm = premapped
+                return self.mm
         try:
             self.fh = open(path, "rb")
         except OSError as e:
