@@ -722,11 +722,18 @@ class _TraceDat:
         at = c.pos
 
         def finish() -> _Cursor:
-            blob = memoryview(self.data)[at : at + clen]  # (read in place, not copied)
-            try:
-                out = self.decompress(blob, ulen, what, start)
-            finally:
-                blob.release()  # (the mapping is closed when the read ends)
+            out = None
+            if self.compression == "zstd" and ulen <= MAX_UNCOMPRESSED:
+                from sheaftune import zstd_prefetch
+
+                # (decompressed at start-up, from this same file: sheaftune.zstd_prefetch)
+                out = zstd_prefetch.section(self.path, at, clen, ulen)
+            if out is None:
+                blob = memoryview(self.data)[at : at + clen]  # (read in place, not copied)
+                try:
+                    out = self.decompress(blob, ulen, what, start)
+                finally:
+                    blob.release()  # (the mapping is closed when the read ends)
             return _Cursor(self, out, 0, len(out), f"{what} (decompressed)")
 
         return finish if lazy else finish()

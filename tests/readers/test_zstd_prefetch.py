@@ -136,3 +136,89 @@ def test_a_corrupt_chunk_gives_the_same_error_with_and_without(tmp_path: Path):
     on, off = run("1"), run("0")
     assert (on.returncode, on.stderr, on.stdout) == (off.returncode, off.stderr, off.stdout)
     assert on.returncode == 3, on.stderr
+
+
+def _sections_asked(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, bool]]:
+    seen: list[tuple[int, bool]] = []
+    section = zstd_prefetch.section
+
+    def spy(path: str, at: int, clen: int, ulen: int) -> bytes | None:
+        got = section(path, at, clen, ulen)
+        seen.append((ulen, got is not None))
+        return got
+
+    monkeypatch.setattr(zstd_prefetch, "section", spy)
+    return seen
+
+
+def test_the_metadata_sections_are_decompressed_ahead_and_taken(monkeypatch):
+    """The reader takes every compressed metadata section it reads from the prefetch, and
+    reads the same table (names, call sites, task names: from those sections)."""
+    plain = read_trace(str(SMALL))
+    plain.settle() if plain.pending is not None else None
+    seen = _sections_asked(monkeypatch)
+    assert zstd_prefetch.start(["analyze", str(SMALL)])
+    got = read_trace(str(SMALL))
+    got.settle() if got.pending is not None else None
+    assert seen and all(taken for _, taken in seen), seen
+    assert len(seen) >= 2  # event formats and kallsyms at least
+    assert got.sites == plain.sites and got.comms == plain.comms
+    assert got.caches == plain.caches
+    for name in plain.columns:
+        assert np.array_equal(np.asarray(got.columns[name]), np.asarray(plain.columns[name]))
+
+
+def test_a_section_is_given_only_as_decompressed_from_the_same_file(tmp_path: Path):
+    f = tmp_path / "t.dat"
+    shutil.copy(SMALL, f)
+    assert zstd_prefetch.start(["analyze", str(f)])
+    pre = zstd_prefetch._pending
+    assert pre is not None
+    pre.sections_done.wait()
+    assert pre.sections
+    (at, clen, ulen), data = next(iter(pre.sections.items()))
+    # another place or size: not what was decompressed
+    assert zstd_prefetch.section(str(f), at + 1, clen, ulen) is None
+    assert zstd_prefetch.section(str(f), at, clen, ulen + 1) is None
+    assert zstd_prefetch.section(str(f), at, clen, ulen) == data
+    assert zstd_prefetch.section(str(f), at, clen, ulen) is None  # (given once)
+
+    def again() -> None:
+        zstd_prefetch.discard()
+        assert zstd_prefetch.start(["analyze", str(f)])
+        pre = zstd_prefetch._pending
+        assert pre is not None
+        pre.sections_done.wait()
+
+    again()
+    # another file with the same bytes: not this one
+    assert zstd_prefetch.section(str(SMALL), at, clen, ulen) is None
+    again()
+    st = f.stat()
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000_000))
+    assert zstd_prefetch.section(str(f), at, clen, ulen) is None  # changed since
+
+
+def test_a_corrupt_section_gives_the_same_error_with_and_without(tmp_path: Path):
+    import mmap
+
+    data = bytearray(SMALL.read_bytes())
+    sections: dict[int, int] = {}
+    with open(SMALL, "rb") as fh:
+        zstd_prefetch._top_buffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), sections)
+    off = sections[18]  # the event formats, compressed: its data after a 24-byte header
+    data[off + 24 + 40 : off + 24 + 48] = b"\xff" * 8
+    bad = tmp_path / "bad.dat"
+    bad.write_bytes(bytes(data))
+
+    def run(flag: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "sheaftune", "analyze", str(bad), "--format", "json"],
+            capture_output=True,
+            text=True,
+            env={**os.environ, zstd_prefetch.ENV: flag},
+        )
+
+    on, off_ = run("1"), run("0")
+    assert (on.returncode, on.stderr, on.stdout) == (off_.returncode, off_.stderr, off_.stdout)
+    assert on.returncode == 3 and "event formats" in on.stderr, on.stderr
