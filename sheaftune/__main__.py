@@ -29,6 +29,10 @@ def run() -> None:
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])
     try:
+        # (numpy's docstring modules are not loaded: sheaftune.npdocs)
+        from sheaftune import npdocs
+
+        npdocs.skip()
         # (first: the heap's pages are faulted on the idle core while the imports below run)
         # (then, on the same core, the trace.dat's mapping is populated for the reader)
         from sheaftune import heap, premap
