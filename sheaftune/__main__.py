@@ -29,15 +29,19 @@ def run() -> None:
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])
     try:
-        # (numpy's docstring modules are not loaded: sheaftune.npdocs)
-        from sheaftune import npdocs
+        # (numpy is imported without its docstring modules, its libraries loaded ahead on
+        # the idle core: sheaftune.npstart)
+        from sheaftune import npstart
 
-        npdocs.skip()
+        npstart.skip_docs()
+        libraries = npstart.libraries(sys.argv[1:])
         # (first: the heap's pages are faulted on the idle core while the imports below run)
         # (then, on the same core, the trace.dat's mapping is populated for the reader)
         from sheaftune import heap, premap
 
-        heap.warm(sys.argv[1:], then=premap.prepare(sys.argv[1:]))
+        preload = (lambda: npstart.load(libraries)) if libraries else None
+        if not heap.warm(sys.argv[1:], then=premap.prepare(sys.argv[1:]), first=preload):
+            npstart.start(libraries)
         from sheaftune import zstd_prefetch
 
         zstd_prefetch.start(sys.argv[1:])

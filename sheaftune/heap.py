@@ -113,10 +113,15 @@ def prefault_bytes(inputs: int) -> int:
     return min(PREFAULT_MAX, max(PREFAULT_MIN, int(inputs * PREFAULT_PER_INPUT)))
 
 
-def warm(argv: list[str], then: Callable[[], None] | None = None) -> int:
+def warm(
+    argv: list[str],
+    then: Callable[[], None] | None = None,
+    first: Callable[[], object] | None = None,
+) -> int:
     """Tune glibc's heap and start pre-faulting it when ``argv`` is worth it; the bytes being
-    pre-faulted (0: nothing done). The thread runs ``then`` after its pre-fault (the idle core
-    is still idle: ``sheaftune.premap``); it never runs when nothing is done."""
+    pre-faulted (0: nothing done). The thread runs ``first`` before its pre-fault (what the
+    imports need soonest: ``sheaftune.npstart``) and ``then`` after it (the idle core is still
+    idle: ``sheaftune.premap``); neither runs when nothing is done."""
     global thread
     try:
         if os.environ.get("SHEAFTUNE_HEAP_WARMUP", "1") == "0":
@@ -136,7 +141,7 @@ def warm(argv: list[str], then: Callable[[], None] | None = None) -> int:
             return 0
         global _tuned
         _tuned = libc
-        thread = threading.Thread(target=_warm, args=(libc, size, then), name="heap-warmup")
+        thread = threading.Thread(target=_warm, args=(libc, size, then, first), name="heap-warmup")
         thread.daemon = True
         thread.start()
         return size
@@ -157,7 +162,11 @@ def _libc() -> Any:
     return libc
 
 
-def _warm(libc: Any, size: int, then: Callable[[], None] | None) -> None:
+def _warm(
+    libc: Any, size: int, then: Callable[[], None] | None, first: Callable[[], object] | None
+) -> None:
+    if first is not None:
+        first()
     _prefault(libc, size)
     if then is not None:
         then()

@@ -1,0 +1,147 @@
+"""How the ``sheaftune`` program gets numpy imported sooner: without its docstring modules, and
+with its compiled libraries loaded on the idle core beforehand.
+
+Every run of the program imports numpy (80-130 ms on a slow machine, 25 ms on a fast one), on
+one core, before any work can start. Two parts of that are not the program's business:
+
+- Docstrings. numpy 2's ``numpy._core._add_newdocs`` and ``numpy._core._add_newdocs_scalars``
+  do nothing but attach docstrings (and text signatures) to objects numpy defines in C ("This
+  is only meant to add docs to objects defined in C-extension modules", the first says of
+  itself): some 350 ``add_newdoc`` calls, each dedenting its text, 3.5-4 ms of an ``analyze``
+  on a fast machine, 14-16 ms on a slow one (``-X importtime``, numpy 2.4). A command-line run
+  never shows a numpy docstring. :func:`skip_docs` puts an empty module under each of those
+  names in ``sys.modules`` before numpy is imported; numpy's own ``from . import _add_newdocs,
+  _add_newdocs_scalars`` then takes them as they are (numpy's documentation build mocks the
+  second out the same way). Every numpy function, type and ufunc is the same object, only
+  without those docstrings (``help(numpy.ndarray.all)`` in that process shows none). Only for
+  a numpy 2 whose ``_core`` holds both files (read off its ``version.py`` and its directory,
+  without importing it), and not with ``SHEAFTUNE_NUMPY_DOCS=1``.
+- Loading its extension modules. ``_multiarray_umath`` brings OpenBLAS, libgfortran and
+  libquadmath with it: mapping and relocating them, and running their initialisers, took
+  5-9 ms of the import on a slow machine, all of it in the dynamic loader. ``ctypes`` releases
+  the GIL around ``dlopen`` (measured: another thread ran on throughout), so :func:`load`,
+  run on the thread that :mod:`sheaftune.heap` starts first thing (or on a thread of its own
+  when the heap is left alone), loads them while the main thread still imports click and the
+  standard library; numpy's import then finds them loaded (the same files: the dynamic loader
+  hands back the same objects) and only initialises the modules. Only for the commands that
+  import numpy (:data:`COMMANDS`), and not with ``SHEAFTUNE_PREFETCH=0`` (which turns the
+  other start-up prefetches off too).
+
+A program that imports sheaftune is left alone. Standard library only: it runs before numpy is
+imported, and every failure leaves the import as it would have been.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any
+
+#: the environment variable that keeps numpy's docstrings ("1")
+ENV_DOCS = "SHEAFTUNE_NUMPY_DOCS"
+#: the environment variable that turns the library preload off ("0"; ``premap.ENV``)
+ENV_PRELOAD = "SHEAFTUNE_PREFETCH"
+#: numpy's modules that only attach docstrings (numpy 2.0 to 2.4 checked)
+DOC_MODULES = ("numpy._core._add_newdocs", "numpy._core._add_newdocs_scalars")
+#: numpy's extension modules that ``import numpy`` loads, by directory (numpy 2, then 1)
+EXTENSIONS = (
+    (("_core", "core"), "_multiarray_umath"),
+    (("linalg",), "_umath_linalg"),
+)
+#: the commands whose runs import numpy
+COMMANDS = frozenset({"analyze", "recommend", "simulate", "compare", "fleet", "convert"})
+
+#: the libraries :func:`load` loaded (kept: a handle is never closed)
+_handles: list[Any] = []
+
+
+def numpy_root() -> str | None:
+    """The directory of the numpy package that ``import numpy`` will find (None: none, or not
+    a plain package), found without importing it."""
+    try:
+        from importlib.machinery import PathFinder
+
+        # (the finder ``import numpy`` will use, and whose directory listings it keeps)
+        spec = PathFinder.find_spec("numpy")
+    except (ImportError, ValueError, OSError):
+        return None
+    where = list(spec.submodule_search_locations or ()) if spec is not None else []
+    return where[0] if len(where) == 1 else None
+
+
+def _major(version_py: str) -> str | None:
+    """The major version in numpy's ``version.py`` (its ``version = "2.4.6"`` line)."""
+    for line in version_py.splitlines():
+        name, eq, value = line.partition("=")
+        if eq and name.strip() == "version":
+            return value.strip().strip("\"'").split(".", 1)[0]
+    return None
+
+
+def skip_docs() -> bool:
+    """Stand empty modules in for numpy's docstring modules; True when it did."""
+    if os.environ.get(ENV_DOCS) == "1" or "numpy" in sys.modules:
+        return False
+    root = numpy_root()
+    if root is None:
+        return False
+    try:
+        with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
+            major = _major(f.read())
+    except (OSError, ValueError):
+        return False
+    files = [os.path.join(root, "_core", n.rsplit(".", 1)[1] + ".py") for n in DOC_MODULES]
+    if major != "2" or not all(os.path.isfile(f) for f in files):
+        return False
+    for name in DOC_MODULES:
+        stub = type(sys)(name, "numpy's docstrings, not loaded by the sheaftune program")
+        sys.modules.setdefault(name, stub)
+    return True
+
+
+def libraries(argv: list[str]) -> list[str]:
+    """The files of numpy's extension modules to load ahead for this command line (none for
+    another command, with ``SHEAFTUNE_PREFETCH=0``, or once numpy is imported)."""
+    args = [a for a in argv if a != "--debug"]
+    if not args or args[0] not in COMMANDS or "--help" in args or "-h" in args:
+        return []
+    if os.environ.get(ENV_PRELOAD, "1") == "0" or "numpy" in sys.modules:
+        return []
+    root = numpy_root()
+    if root is None:
+        return []
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    found = []
+    for dirs, name in EXTENSIONS:
+        for d in dirs:
+            hits = [os.path.join(root, d, name + s) for s in EXTENSION_SUFFIXES]
+            hit = next((p for p in hits if os.path.isfile(p)), None)
+            if hit is not None:
+                found.append(hit)
+                break
+    return found
+
+
+def load(paths: list[str]) -> int:
+    """``dlopen`` each file, as Python's import would (``RTLD_NOW``, local), without the GIL;
+    the number loaded (the first failure ends it: the import then loads the rest itself)."""
+    try:
+        import ctypes
+
+        mode = getattr(os, "RTLD_LOCAL", 0) | getattr(os, "RTLD_NOW", 2)
+        for p in paths:
+            _handles.append(ctypes.CDLL(p, mode=mode))
+    except Exception:  # noqa: BLE001 - an optimisation only: the import loads them itself
+        pass
+    return len(_handles)
+
+
+def start(paths: list[str]) -> threading.Thread | None:
+    """:func:`load` on a thread of its own (when no other thread of the start-up takes it)."""
+    if not paths:
+        return None
+    t = threading.Thread(target=load, args=(paths,), name="numpy-preload", daemon=True)
+    t.start()
+    return t

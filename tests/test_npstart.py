@@ -1,0 +1,147 @@
+"""sheaftune.npstart: the program imports numpy 2 without its docstring modules, with its
+extension libraries loaded ahead on another thread; numpy works the same, the program's output
+is the same, and nothing happens where it does not apply."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sheaftune import npstart
+
+ROOT = Path(__file__).resolve().parents[1]
+NUMPY_2 = np.__version__.startswith("2.")
+
+
+def _python(code: str, *, env: dict[str, str] | None = None, path: str | None = None) -> str:
+    full = {k: v for k, v in os.environ.items() if k not in (npstart.ENV_DOCS, npstart.ENV_PRELOAD)}
+    full.update(env or {})
+    full["PYTHONPATH"] = os.pathsep.join(p for p in (path, str(ROOT)) if p)
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
+SKIP_THEN_USE = """
+import sys
+from sheaftune import npstart
+did = npstart.skip_docs()
+import numpy as np
+a = np.arange(10, dtype=np.int64)
+print(did, np.ndarray.all.__doc__ is None, int(a.sum()), float(np.float64(2.5) * 2),
+      "numpy._core._add_newdocs" in sys.modules)
+"""
+
+
+@pytest.mark.skipif(not NUMPY_2, reason=f"numpy {np.__version__}: skip_docs is for numpy 2")
+def test_numpy_2_starts_without_its_docstrings_and_works():
+    assert np.ndarray.all.__doc__  # (this process imported numpy as usual)
+    assert _python(SKIP_THEN_USE) == "True True 45 5.0 True"
+
+
+def test_docstrings_kept_on_request_or_once_numpy_is_imported(monkeypatch):
+    assert _python(SKIP_THEN_USE, env={npstart.ENV_DOCS: "1"}).startswith("False False 45")
+    # in this process numpy is imported already: too late, nothing is done
+    monkeypatch.delenv(npstart.ENV_DOCS, raising=False)
+    assert npstart.skip_docs() is False
+
+
+def _fake_numpy(where: Path, version: str) -> Path:
+    """A numpy tree that fails loudly if imported, with both docstring modules."""
+    fake = where / "numpy"
+    (fake / "_core").mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise RuntimeError('imported')\n")
+    (fake / "version.py").write_text(f'version = "{version}"\n__version__ = version\n')
+    for name in npstart.DOC_MODULES:
+        (fake / "_core" / (name.rsplit(".", 1)[1] + ".py")).write_text("")
+    return fake
+
+
+def test_another_numpy_is_left_alone(tmp_path: Path):
+    # a numpy 1 first on the path: its version is read, nothing is stood in, nothing imported
+    fake = _fake_numpy(tmp_path, "1.26.4")
+    code = (
+        "import sys; from sheaftune import npstart; "
+        "print(npstart.skip_docs(), 'numpy' in sys.modules)"
+    )
+    assert _python(code, path=str(tmp_path)) == "False False"
+    # the same tree as a numpy 2 whose files are missing
+    (fake / "version.py").write_text('version = "2.9.0"\n')
+    (fake / "_core" / "_add_newdocs_scalars.py").unlink()
+    assert _python(code, path=str(tmp_path)) == "False False"
+
+
+def test_version_line_parsing():
+    assert npstart._major('"""doc"""\nversion = "2.4.6"\n__version__ = version\n') == "2"
+    assert npstart._major("version = '1.26.4'\n") == "1"
+    assert npstart._major("full_version = '2.0'\n") is None
+
+
+PRELOAD_THEN_IMPORT = """
+import sys
+from sheaftune import npstart
+paths = npstart.libraries(sys.argv[1:])
+loaded = npstart.load(paths)
+maps = open("/proc/self/maps").read()
+ahead = [p for p in paths if p in maps]
+import numpy as np
+from numpy._core import _multiarray_umath as m
+print(loaded == len(paths) == len(ahead) >= 1, m.__file__ in paths, int(np.arange(4).sum()))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="no /proc/self/maps")
+def test_libraries_loaded_ahead_are_those_numpy_imports():
+    full = {k: v for k, v in os.environ.items() if k != npstart.ENV_PRELOAD}
+    full["PYTHONPATH"] = str(ROOT)
+    out = subprocess.run(
+        [sys.executable, "-c", PRELOAD_THEN_IMPORT, "analyze", "x.dat"],
+        env=full, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    assert out.stdout.strip() == "True True 6"
+
+
+def test_which_command_lines_preload():
+    code = "import sys; from sheaftune import npstart; print(len(npstart.libraries(sys.argv[1:])))"
+
+    def count(*argv: str, env: dict[str, str] | None = None) -> int:
+        full = {k: v for k, v in os.environ.items() if k != npstart.ENV_PRELOAD}
+        full.update(env or {}, PYTHONPATH=str(ROOT))
+        out = subprocess.run(
+            [sys.executable, "-c", code, *argv], env=full, capture_output=True, text=True,
+            check=True,
+        )  # fmt: skip
+        return int(out.stdout)
+
+    assert count("analyze", "t.dat") >= 1
+    assert count("--debug", "recommend", "--upper-bound", "5") >= 1
+    assert count("analyze", "--help") == 0
+    assert count("capture-script") == 0
+    assert count() == 0
+    assert count("analyze", "t.dat", env={npstart.ENV_PRELOAD: "0"}) == 0
+    # in this process numpy is imported already: nothing left to load ahead
+    assert npstart.libraries(["analyze", "t.dat"]) == []
+    assert npstart.load([str(ROOT / "no-such-library.so")]) == len(npstart._handles)
+
+
+def test_the_program_says_the_same_with_and_without():
+    """The bundled example's JSON analysis through the program's entry point, both ways."""
+
+    def run(on: bool) -> dict:
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        env[npstart.ENV_DOCS] = "0" if on else "1"
+        env[npstart.ENV_PRELOAD] = "1" if on else "0"
+        out = subprocess.run(
+            [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"],
+            env=env, capture_output=True, text=True, check=True,
+        )  # fmt: skip
+        return json.loads(out.stdout)
+
+    assert run(True) == run(False)
