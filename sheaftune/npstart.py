@@ -38,10 +38,10 @@ import sys
 import threading
 from typing import Any
 
+from sheaftune.premap import ENV as ENV_PRELOAD  # ("0": the library preload off too)
+
 #: the environment variable that keeps numpy's docstrings ("1")
 ENV_DOCS = "SHEAFTUNE_NUMPY_DOCS"
-#: the environment variable that turns the library preload off ("0"; ``premap.ENV``)
-ENV_PRELOAD = "SHEAFTUNE_PREFETCH"
 #: numpy's modules that only attach docstrings (numpy 2.0 to 2.4 checked)
 DOC_MODULES = ("numpy._core._add_newdocs", "numpy._core._add_newdocs_scalars")
 #: numpy's extension modules that ``import numpy`` loads, by directory (numpy 2, then 1)
@@ -54,20 +54,24 @@ COMMANDS = frozenset({"analyze", "recommend", "simulate", "compare", "fleet", "c
 
 #: the libraries :func:`load` loaded (kept: a handle is never closed)
 _handles: list[Any] = []
+#: :func:`numpy_root`'s answer, once asked
+_root: list[str | None] = []
 
 
 def numpy_root() -> str | None:
     """The directory of the numpy package that ``import numpy`` will find (None: none, or not
-    a plain package), found without importing it."""
-    try:
-        from importlib.machinery import PathFinder
+    a plain package), found without importing it (once a process)."""
+    if not _root:
+        try:
+            from importlib.machinery import PathFinder
 
-        # (the finder ``import numpy`` will use, and whose directory listings it keeps)
-        spec = PathFinder.find_spec("numpy")
-    except (ImportError, ValueError, OSError):
-        return None
-    where = list(spec.submodule_search_locations or ()) if spec is not None else []
-    return where[0] if len(where) == 1 else None
+            # (the finder ``import numpy`` will use, and whose directory listings it keeps)
+            spec = PathFinder.find_spec("numpy")
+            where = list(spec.submodule_search_locations or ()) if spec is not None else []
+        except (ImportError, ValueError, OSError):
+            where = []
+        _root.append(where[0] if len(where) == 1 else None)
+    return _root[0]
 
 
 def _major(version_py: str) -> str | None:
