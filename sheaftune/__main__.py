@@ -29,11 +29,12 @@ def run() -> None:
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])
     try:
-        # (numpy is imported without its docstring modules, its libraries loaded ahead on
-        # the idle core: sheaftune.npstart)
+        # (numpy is imported without its docstring modules and typing package, its
+        # libraries loaded ahead on the idle core: sheaftune.npstart)
         from sheaftune import npstart
 
         npstart.skip_docs()
+        npstart.skip_typing()
         libraries = npstart.libraries(sys.argv[1:])
         # (first: the heap's pages are faulted on the idle core while the imports below run)
         # (then, on the same core, the trace.dat's mapping is populated for the reader)

@@ -1,8 +1,8 @@
-"""How the ``sheaftune`` program gets numpy imported sooner: without its docstring modules, and
-with its compiled libraries loaded on the idle core beforehand.
+"""How the ``sheaftune`` program gets numpy imported sooner: without its docstring modules and
+its typing package, and with its compiled libraries loaded on the idle core beforehand.
 
 Every run of the program imports numpy (80-130 ms on a slow machine, 25 ms on a fast one), on
-one core, before any work can start. Two parts of that are not the program's business:
+one core, before any work can start. Three parts of that are not the program's business:
 
 - Docstrings. numpy 2's ``numpy._core._add_newdocs`` and ``numpy._core._add_newdocs_scalars``
   do nothing but attach docstrings (and text signatures) to objects numpy defines in C ("This
@@ -16,6 +16,18 @@ one core, before any work can start. Two parts of that are not the program's bus
   without those docstrings (``help(numpy.ndarray.all)`` in that process shows none). Only for
   a numpy 2 whose ``_core`` holds both files (read off its ``version.py`` and its directory,
   without importing it), and not with ``SHEAFTUNE_NUMPY_DOCS=1``.
+- Typing. ``numpy.linalg`` imports ``numpy._typing`` for one name, ``NDArray``, which it
+  subscripts in the annotations of its result types (``EigResult`` and the like); the package
+  itself is a tree of typing-only modules (``Literal`` unions of every type code, protocols),
+  8-16 ms of the import (``-X importtime``, numpy 2.4; numpy 2.0 to 2.4 import it from
+  ``numpy.linalg`` alone, no other module of theirs at import time). :func:`skip_typing` puts
+  a stand-in under that name before numpy is imported: it gives ``numpy.linalg`` an
+  ``NDArray`` whose subscript is ``ndarray[tuple[Any, ...], dtype[T]]`` (numpy 2.3 and 2.4's
+  own alias exactly; numpy 2.0-2.2 wrote ``Any`` or ``tuple[int, ...]`` for the shape, which
+  those annotations then read differently; nothing evaluates them at run time) and leaves
+  ``sys.modules`` as it does, so ``numpy.typing``, or anything else later, imports the real
+  package; any other name asked of the stand-in imports it too. Not with
+  ``SHEAFTUNE_NUMPY_TYPING=1``.
 - Loading its extension modules. ``_multiarray_umath`` brings OpenBLAS, libgfortran and
   libquadmath with it: mapping and relocating them, and running their initialisers, took
   5-9 ms of the import on a slow machine, all of it in the dynamic loader. ``ctypes`` releases
@@ -44,6 +56,10 @@ from sheaftune.premap import ENV as ENV_PRELOAD  # ("0": the library preload off
 ENV_DOCS = "SHEAFTUNE_NUMPY_DOCS"
 #: numpy's modules that only attach docstrings (numpy 2.0 to 2.4 checked)
 DOC_MODULES = ("numpy._core._add_newdocs", "numpy._core._add_newdocs_scalars")
+#: the environment variable that keeps numpy's own ``numpy._typing`` at start-up ("1")
+ENV_TYPING = "SHEAFTUNE_NUMPY_TYPING"
+#: numpy's typing module, which ``numpy.linalg`` imports for one alias (a stand-in takes it)
+TYPING_MODULE = "numpy._typing"
 #: numpy's extension modules that ``import numpy`` loads, by directory (numpy 2, then 1)
 EXTENSIONS = (
     (("_core", "core"), "_multiarray_umath"),
@@ -83,6 +99,15 @@ def _major(version_py: str) -> str | None:
     return None
 
 
+def _numpy_major(root: str) -> str | None:
+    """The major version of the numpy in ``root``, read off its ``version.py``."""
+    try:
+        with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
+            return _major(f.read())
+    except (OSError, ValueError):
+        return None
+
+
 def skip_docs() -> bool:
     """Stand empty modules in for numpy's docstring modules; True when it did."""
     if os.environ.get(ENV_DOCS) == "1" or "numpy" in sys.modules:
@@ -90,11 +115,7 @@ def skip_docs() -> bool:
     root = numpy_root()
     if root is None:
         return False
-    try:
-        with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
-            major = _major(f.read())
-    except (OSError, ValueError):
-        return False
+    major = _numpy_major(root)
     files = [os.path.join(root, "_core", n.rsplit(".", 1)[1] + ".py") for n in DOC_MODULES]
     if major != "2" or not all(os.path.isfile(f) for f in files):
         return False
@@ -102,6 +123,49 @@ def skip_docs() -> bool:
         stub = type(sys)(name, "numpy's docstrings, not loaded by the sheaftune program")
         sys.modules.setdefault(name, stub)
     return True
+
+
+def skip_typing() -> bool:
+    """Stand :class:`_TypingStandIn` in for ``numpy._typing`` while numpy is imported; True
+    when it did (numpy 2 with that package, not once numpy is imported, not with
+    ``SHEAFTUNE_NUMPY_TYPING=1``)."""
+    if os.environ.get(ENV_TYPING) == "1" or "numpy" in sys.modules:
+        return False
+    root = numpy_root()
+    if root is None or _numpy_major(root) != "2":
+        return False
+    if not os.path.isfile(os.path.join(root, "_typing", "__init__.py")):
+        return False
+    sys.modules.setdefault(TYPING_MODULE, _TypingStandIn(TYPING_MODULE))
+    return True
+
+
+class _NDArray:
+    """What ``numpy.linalg`` takes for ``numpy._typing.NDArray``: subscripted (the only use it
+    makes of it, in the annotations of its result types) it gives the alias that numpy 2.3+
+    defines, ``ndarray[tuple[Any, ...], dtype[T]]``."""
+
+    def __getitem__(self, scalar: Any) -> Any:
+        np = sys.modules["numpy"]  # (partly imported: numpy._core is in, which is enough)
+        return np.ndarray[tuple[Any, ...], np.dtype[scalar]]
+
+
+class _TypingStandIn(type(sys)):  # type: ignore[misc]
+    """``numpy._typing`` while numpy is imported: numpy.linalg's ``from numpy._typing import
+    NDArray`` (numpy's only runtime import of it) takes :class:`_NDArray` and the stand-in
+    leaves ``sys.modules`` at once, so any later import (``numpy.typing``, a user's code) loads
+    the real module. Any other name asked of it loads the real module and answers from it."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # (the import system's questions: ``__path__`` and the like)
+            raise AttributeError(name)
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        if name == "NDArray":
+            return _NDArray()
+        import importlib
+
+        return getattr(importlib.import_module(self.__name__), name)
 
 
 def libraries(argv: list[str]) -> list[str]:

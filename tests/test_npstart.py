@@ -1,6 +1,6 @@
-"""sheaftune.npstart: the program imports numpy 2 without its docstring modules, with its
-extension libraries loaded ahead on another thread; numpy works the same, the program's output
-is the same, and nothing happens where it does not apply."""
+"""sheaftune.npstart: the program imports numpy 2 without its docstring modules and its typing
+package, with its extension libraries loaded ahead on another thread; numpy works the same, the
+program's output is the same, and nothing happens where it does not apply."""
 
 from __future__ import annotations
 
@@ -19,8 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 NUMPY_2 = np.__version__.startswith("2.")
 
 
+def _python_args(code: str, args: list[str], env: dict[str, str] | None = None) -> str:
+    ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD)
+    full = {k: v for k, v in os.environ.items() if k not in ours}
+    full.update(env or {}, PYTHONPATH=str(ROOT))
+    out = subprocess.run(
+        [sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, check=True
+    )
+    return out.stdout.strip()
+
+
 def _python(code: str, *, env: dict[str, str] | None = None, path: str | None = None) -> str:
-    full = {k: v for k, v in os.environ.items() if k not in (npstart.ENV_DOCS, npstart.ENV_PRELOAD)}
+    ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD)
+    full = {k: v for k, v in os.environ.items() if k not in ours}
     full.update(env or {})
     full["PYTHONPATH"] = os.pathsep.join(p for p in (path, str(ROOT)) if p)
     out = subprocess.run(
@@ -53,6 +64,52 @@ def test_docstrings_kept_on_request_or_once_numpy_is_imported(monkeypatch):
     assert npstart.skip_docs() is False
 
 
+TYPING = """
+import sys, typing
+from sheaftune import npstart
+did = npstart.skip_typing() if sys.argv[1] == "stand-in" else False
+import numpy as np
+from numpy.linalg import _linalg
+gone = "numpy._typing" not in sys.modules
+hints = [repr(typing.get_type_hints(c)) for c in (_linalg.EigResult, _linalg.SVDResult)]
+svd = np.linalg.svd(np.diag([3.0, 2.0])).S.tolist()
+import numpy.typing as npt
+from numpy._typing import _ArrayLikeInt_co
+real = type(sys.modules["numpy._typing"]) is type(sys)
+print(did, gone, svd, real, repr(npt.NDArray), repr(_ArrayLikeInt_co))
+print(hints)
+"""
+
+
+@pytest.mark.skipif(not NUMPY_2, reason=f"numpy {np.__version__}: skip_typing is for numpy 2")
+def test_numpy_2_starts_without_its_typing_package_then_gives_it_to_whoever_asks():
+    full = _python_args(TYPING, ["as-is"])
+    assert full.splitlines()[0].startswith("False False [3.0, 2.0] True")
+    stood = _python_args(TYPING, ["stand-in"])
+    first, hints = stood.splitlines()
+    assert first.startswith("True True [3.0, 2.0] True")
+    # numpy.typing, imported afterwards, is the real one: the same aliases as without it
+    assert first.split(" ", 4)[4] == full.splitlines()[0].split(" ", 4)[4]
+    # the result types' annotations as numpy 2.3+ writes them
+    assert "numpy.ndarray[tuple[typing.Any, ...], numpy.dtype[typing.Any]]" in hints
+    if np.__version__ >= "2.3":
+        assert hints == full.splitlines()[1]
+    # kept on request
+    assert _python_args(TYPING, ["stand-in"], env={npstart.ENV_TYPING: "1"}).startswith(
+        "False False"
+    )
+
+
+def test_the_typing_stand_in_answers_any_other_name_from_the_real_package():
+    code = (
+        "import sys; from sheaftune import npstart; m = npstart._TypingStandIn('numpy._typing');"
+        "sys.modules['numpy._typing'] = m; import numpy as np;"
+        "print(m.NBitBase is sys.modules['numpy._typing'].NBitBase, "
+        "type(sys.modules['numpy._typing']).__name__)"
+    )
+    assert _python(code) == "True module"
+
+
 def _fake_numpy(where: Path, version: str) -> Path:
     """A numpy tree that fails loudly if imported, with both docstring modules."""
     fake = where / "numpy"
@@ -67,15 +124,19 @@ def _fake_numpy(where: Path, version: str) -> Path:
 def test_another_numpy_is_left_alone(tmp_path: Path):
     # a numpy 1 first on the path: its version is read, nothing is stood in, nothing imported
     fake = _fake_numpy(tmp_path, "1.26.4")
+    (fake / "_typing").mkdir()
+    (fake / "_typing" / "__init__.py").write_text("raise RuntimeError('imported')\n")
     code = (
         "import sys; from sheaftune import npstart; "
-        "print(npstart.skip_docs(), 'numpy' in sys.modules)"
+        "print(npstart.skip_docs(), npstart.skip_typing(), 'numpy' in sys.modules, "
+        "'numpy._typing' in sys.modules)"
     )
-    assert _python(code, path=str(tmp_path)) == "False False"
+    assert _python(code, path=str(tmp_path)) == "False False False False"
     # the same tree as a numpy 2 whose files are missing
     (fake / "version.py").write_text('version = "2.9.0"\n')
     (fake / "_core" / "_add_newdocs_scalars.py").unlink()
-    assert _python(code, path=str(tmp_path)) == "False False"
+    (fake / "_typing" / "__init__.py").unlink()
+    assert _python(code, path=str(tmp_path)) == "False False False False"
 
 
 def test_version_line_parsing():
@@ -136,7 +197,7 @@ def test_the_program_says_the_same_with_and_without():
 
     def run(on: bool) -> dict:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        env[npstart.ENV_DOCS] = "0" if on else "1"
+        env[npstart.ENV_DOCS] = env[npstart.ENV_TYPING] = "0" if on else "1"
         env[npstart.ENV_PRELOAD] = "1" if on else "0"
         out = subprocess.run(
             [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"],
