@@ -12,7 +12,7 @@ chunk waits for the GIL at every chunk while the imports hold it; a child proces
 imports its fork, or its fresh pages.) The reader (:mod:`sheaftune.readers.tracedat_fast`)
 then asks :func:`take` for the data and walks it like an uncompressed file's pages. Before
 the CPU data, the thread decompresses the compressed metadata sections the reader reads
-(:data:`AHEAD_SECTIONS`: the event formats, 2 MB, and kallsyms, 5 MB, on the fixture), which
+(:data:`AHEAD_SECTIONS`: the event formats, 2 MB on the fixture, not kallsyms), which
 the reader then asks :func:`section` for: the read's set-up no longer decompresses them beside
 the imports' end (measured: its v7 set-up 4.3 -> 2.7 ms). Until the reader takes the CPU data,
 the thread pre-faults heap for the columns the walk will copy its rows into
@@ -48,9 +48,11 @@ MAX_CHUNK_PAGES = 1024
 
 
 #: the v7 metadata sections (ids) decompressed ahead too, before the CPU data, those the reader
-#: reads: header info, ftrace event formats, event formats (2 MB on the fixture), kallsyms
-#: (5 MB, the largest) and cmdlines
-AHEAD_SECTIONS = (16, 17, 18, 19, 21)
+#: reads first: header info, ftrace event formats, event formats (2 MB on the fixture) and
+#: cmdlines. Not kallsyms (19; 5 MB, the largest): the reader leaves it to the thread that
+#: resolves the call sites once the events are read, beside normalisation, while here it
+#: would hold back the CPU data (``tracedat._TraceDat._kallsyms_defer``).
+AHEAD_SECTIONS = (16, 17, 18, 21)
 #: no section larger than this once decompressed (the reader's own bound, MAX_UNCOMPRESSED)
 MAX_SECTION_BYTES = 256 << 20
 

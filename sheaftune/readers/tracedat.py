@@ -294,6 +294,9 @@ class _TraceDat:
         self._kallsyms = b""
         self._kallsyms_span: tuple[int, int] | None = None  # v6: where it lies in the file
         self._kallsyms_thread: threading.Thread | None = None
+        #: the kallsyms section's decompression, left to the first thread that needs the text
+        #: (``finish_later``: the call sites' thread, beside normalisation)
+        self._kallsyms_load: Callable[[], Any] | None = None
         self._kallsyms_error: BaseException | None = None
         # False while the thread runs ahead of the section's place in the file: a failure of
         # the sections before it is then reported, not the kallsyms error
@@ -401,11 +404,12 @@ class _TraceDat:
                 t = self._kallsyms_thread
                 if t is not None:
                     t.join()
+                self._kallsyms_load = None
                 self._kallsyms_error = None
             self._kallsyms_wait()  # its error, if any, came first in the file
             raise
-        self._kallsyms_wait()
-        if table.pending is None:  # (else the call sites still need it)
+        if table.pending is None:  # (else the call sites' thread needs it, and waits for it)
+            self._kallsyms_wait()
             self._kallsyms = b""  # (a view of the mapping would keep it from closing)
         return table
 
@@ -437,7 +441,17 @@ class _TraceDat:
 
     def _kallsyms_defer(self, load: Any) -> None:
         """Run ``load()`` (the kallsyms section's decompression) on a thread; the text, or
-        the error, is taken where it is needed (call-site names) or when the read ends."""
+        the error, is taken where it is needed (call-site names) or when the read ends.
+
+        With ``finish_later`` the call sites are resolved on a thread of their own, beside
+        the caller's normalisation (``EventTable.pending``), which then also decompresses
+        kallsyms first: the read's walkers keep both cores, and a zstd file's start-up
+        decompresses 5 MB less on the idle core before the read can begin (the v7 fixture's
+        CPU data is ready sooner, see ``sheaftune.zstd_prefetch``). Its error, if any, is
+        raised when the table is settled, or at the end of the read if that fails."""
+        if self.opts.finish_later:
+            self._kallsyms_load = load
+            return
 
         def run() -> None:
             try:
@@ -450,6 +464,13 @@ class _TraceDat:
         t.start()
 
     def _kallsyms_wait(self) -> None:
+        load = self._kallsyms_load
+        if load is not None:
+            self._kallsyms_load = None
+            try:
+                self._kallsyms = load()
+            except BaseException as failure:  # noqa: BLE001 - raised below, as the thread's
+                self._kallsyms_error = failure
         t = self._kallsyms_thread
         if t is not None:
             t.join()
@@ -638,8 +659,9 @@ class _TraceDat:
         ):
             if sid not in sections:
                 continue
-            if sid == SEC_KALLSYMS and self._kallsyms_thread is not None:
-                self._kallsyms_due = True  # (started above)
+            started = self._kallsyms_thread is not None or self._kallsyms_load is not None
+            if sid == SEC_KALLSYMS and started:
+                self._kallsyms_due = True  # (started, or left to whoever needs it, above)
                 continue
             if sid == SEC_KALLSYMS and not self.opts.salvage:  # (its header failed above)
                 finish = self._section(sections[sid], sid, lazy=True)
@@ -1165,6 +1187,7 @@ class _TraceDat:
             if len(sites) > 1:
                 sites = sites[np.concatenate(([True], sites[1:] != sites[:-1]))]
             names: list[str] = []
+            self._kallsyms_wait()  # (its decompression, if left to this thread; its error)
             if len(sites):
                 names, warning = resolve_sites(k, self.kallsyms_buffer(), sites)
                 if warning:

@@ -115,3 +115,37 @@ def test_loading_a_trace_dat_does_not_import_numpy_ma():
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
+
+
+def test_a_corrupt_kallsyms_section_fails_the_same_when_left_to_the_sites_thread(tmp_path):
+    """A v7 file's kallsyms section is decompressed by the thread that resolves the call
+    sites (``finish_later``) rather than during the read: a corrupt one fails ``settle`` (and
+    ``load``) with the very error the read at once raises."""
+    import mmap
+
+    from sheaftune import zstd_prefetch
+
+    _fast_reader()
+    src = fixture_path(FILES[0])
+    data = bytearray(src.read_bytes())
+    sections: dict[int, int] = {}
+    with open(src, "rb") as fh:
+        zstd_prefetch._top_buffer(mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ), sections)
+    at = sections[19]  # kallsyms: u16 id, u16 flags (1: compressed), s32, u64 size, u32, u32
+    assert int.from_bytes(data[at + 2 : at + 4], "little") & 1
+    clen = int.from_bytes(data[at + 16 : at + 20], "little")
+    mid = at + 24 + clen // 2
+    data[mid : mid + 16] = b"\xff" * 16
+    bad = tmp_path / "bad-kallsyms.dat"
+    bad.write_bytes(bytes(data))
+    with pytest.raises(InputError) as at_once:
+        read_trace(str(bad))
+    later = read_trace(str(bad), options=ReadOptions(finish_later=True))
+    assert later.pending is not None
+    with pytest.raises(InputError) as settled:
+        later.settle()
+    assert str(settled.value) == str(at_once.value)
+    assert "kallsyms" in str(at_once.value)
+    with pytest.raises(InputError) as loaded:
+        pipeline.load(str(bad))
+    assert str(loaded.value) == str(at_once.value)
