@@ -21,10 +21,10 @@ one core, before any work can start. Three parts of that are not the program's b
   itself is a tree of typing-only modules (``Literal`` unions of every type code, protocols),
   8-16 ms of the import (``-X importtime``, numpy 2.4; numpy 2.0 to 2.4 import it from
   ``numpy.linalg`` alone, no other module of theirs at import time). :func:`skip_typing` puts
-  a stand-in under that name before numpy is imported: it gives ``numpy.linalg`` an
-  ``NDArray`` whose subscript is ``ndarray[tuple[Any, ...], dtype[T]]`` (numpy 2.3 and 2.4's
-  own alias exactly; numpy 2.0-2.2 wrote ``Any`` or ``tuple[int, ...]`` for the shape, which
-  those annotations then read differently; nothing evaluates them at run time) and leaves
+  a stand-in under that name before numpy is imported: it gives ``numpy.linalg`` the alias
+  ``ndarray[tuple[Any, ...], dtype[_ScalarT]]`` (numpy 2.3 and 2.4's own exactly; numpy 2.0-2.2
+  wrote ``Any`` or ``tuple[int, ...]`` for the shape, which those annotations then read
+  differently; nothing evaluates them at run time) and leaves
   ``sys.modules`` as it does, so ``numpy.typing``, or anything else later, imports the real
   package; any other name asked of the stand-in imports it too. Not with
   ``SHEAFTUNE_NUMPY_TYPING=1``.
@@ -140,21 +140,25 @@ def skip_typing() -> bool:
     return True
 
 
-class _NDArray:
-    """What ``numpy.linalg`` takes for ``numpy._typing.NDArray``: subscripted (the only use it
-    makes of it, in the annotations of its result types) it gives the alias that numpy 2.3+
-    defines, ``ndarray[tuple[Any, ...], dtype[T]]``."""
+def _ndarray_alias() -> Any:
+    """numpy 2.3+'s ``numpy._typing.NDArray``, made of what the partly imported numpy already
+    has (``ndarray``, ``dtype``, ``generic``: numpy._core is in before numpy.linalg): a real
+    generic alias, ``ndarray[tuple[Any, ...], dtype[_ScalarT]]``, so whatever numpy.linalg does
+    with it (today it subscripts it: ``NDArray[Any]``) works as with numpy's own."""
+    from typing import TypeVar
 
-    def __getitem__(self, scalar: Any) -> Any:
-        np = sys.modules["numpy"]  # (partly imported: numpy._core is in, which is enough)
-        return np.ndarray[tuple[Any, ...], np.dtype[scalar]]
+    np = sys.modules["numpy"]
+    type_var: Any = TypeVar  # (a bound known only at run time: not a TypeVar for mypy)
+    scalar = type_var("_ScalarT", bound=np.generic)  # (numpy's own TypeVar, by name)
+    return np.ndarray[tuple[Any, ...], np.dtype[scalar]]
 
 
 class _TypingStandIn(type(sys)):  # type: ignore[misc]
     """``numpy._typing`` while numpy is imported: numpy.linalg's ``from numpy._typing import
-    NDArray`` (numpy's only runtime import of it) takes :class:`_NDArray` and the stand-in
+    NDArray`` (numpy's only runtime import of it) takes :func:`_ndarray_alias` and the stand-in
     leaves ``sys.modules`` at once, so any later import (``numpy.typing``, a user's code) loads
-    the real module. Any other name asked of it loads the real module and answers from it."""
+    the real module. Any other name asked of it, or ``NDArray`` should numpy lack what the
+    alias is made of, loads the real module and answers from it."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):  # (the import system's questions: ``__path__`` and the like)
@@ -162,7 +166,10 @@ class _TypingStandIn(type(sys)):  # type: ignore[misc]
         if sys.modules.get(self.__name__) is self:
             del sys.modules[self.__name__]
         if name == "NDArray":
-            return _NDArray()
+            try:
+                return _ndarray_alias()
+            except (KeyError, AttributeError, TypeError):
+                pass
         import importlib
 
         return getattr(importlib.import_module(self.__name__), name)
