@@ -448,7 +448,9 @@ class _TraceDat:
         kallsyms first: the read's walkers keep both cores, and a zstd file's start-up
         decompresses 5 MB less on the idle core before the read can begin (the v7 fixture's
         CPU data is ready sooner, see ``sheaftune.zstd_prefetch``). Its error, if any, is
-        raised when the table is settled, or at the end of the read if that fails."""
+        raised when the table is settled; or at the end of the read, in the reading thread,
+        when the read fails or leaves nothing pending (the streaming reader, rows out of time
+        order), which then decompresses it itself."""
         if self.opts.finish_later:
             self._kallsyms_load = load
             return
