@@ -99,13 +99,19 @@ def _major(version_py: str) -> str | None:
     return None
 
 
+#: :func:`_numpy_major`'s answers, by directory (``skip_docs`` and ``skip_typing`` both ask)
+_majors: dict[str, str | None] = {}
+
+
 def _numpy_major(root: str) -> str | None:
-    """The major version of the numpy in ``root``, read off its ``version.py``."""
-    try:
-        with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
-            return _major(f.read())
-    except (OSError, ValueError):
-        return None
+    """The major version of the numpy in ``root``, read off its ``version.py`` (once)."""
+    if root not in _majors:
+        try:
+            with open(os.path.join(root, "version.py"), encoding="utf-8") as f:
+                _majors[root] = _major(f.read())
+        except (OSError, ValueError):
+            _majors[root] = None
+    return _majors[root]
 
 
 def skip_docs() -> bool:

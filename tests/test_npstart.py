@@ -19,23 +19,19 @@ ROOT = Path(__file__).resolve().parents[1]
 NUMPY_2 = np.__version__.startswith("2.")
 
 
-def _python_args(code: str, args: list[str], env: dict[str, str] | None = None) -> str:
-    ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD)
-    full = {k: v for k, v in os.environ.items() if k not in ours}
-    full.update(env or {}, PYTHONPATH=str(ROOT))
-    out = subprocess.run(
-        [sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, check=True
-    )
-    return out.stdout.strip()
-
-
-def _python(code: str, *, env: dict[str, str] | None = None, path: str | None = None) -> str:
+def _python(
+    code: str,
+    *,
+    env: dict[str, str] | None = None,
+    path: str | None = None,
+    args: tuple[str, ...] = (),
+) -> str:
     ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD)
     full = {k: v for k, v in os.environ.items() if k not in ours}
     full.update(env or {})
     full["PYTHONPATH"] = os.pathsep.join(p for p in (path, str(ROOT)) if p)
     out = subprocess.run(
-        [sys.executable, "-c", code], env=full, capture_output=True, text=True, check=True
+        [sys.executable, "-c", code, *args], env=full, capture_output=True, text=True, check=True
     )
     return out.stdout.strip()
 
@@ -83,21 +79,20 @@ print(hints)
 
 @pytest.mark.skipif(not NUMPY_2, reason=f"numpy {np.__version__}: skip_typing is for numpy 2")
 def test_numpy_2_starts_without_its_typing_package_then_gives_it_to_whoever_asks():
-    full = _python_args(TYPING, ["as-is"])
+    full = _python(TYPING, args=("as-is",))
     assert full.splitlines()[0].startswith("False False [3.0, 2.0] True")
-    stood = _python_args(TYPING, ["stand-in"])
+    stood = _python(TYPING, args=("stand-in",))
     first, hints = stood.splitlines()
     assert first.startswith("True True [3.0, 2.0] True")
     # numpy.typing, imported afterwards, is the real one: the same aliases as without it
     assert first.split(" ", 4)[4] == full.splitlines()[0].split(" ", 4)[4]
     # the result types' annotations as numpy 2.3+ writes them
     assert "numpy.ndarray[tuple[typing.Any, ...], numpy.dtype[typing.Any]]" in hints
-    if np.__version__ >= "2.3":
+    if tuple(int(p) for p in np.__version__.split(".")[:2]) >= (2, 3):
         assert hints == full.splitlines()[1]
     # kept on request
-    assert _python_args(TYPING, ["stand-in"], env={npstart.ENV_TYPING: "1"}).startswith(
-        "False False"
-    )
+    kept = _python(TYPING, args=("stand-in",), env={npstart.ENV_TYPING: "1"})
+    assert kept.startswith("False False")
 
 
 def test_the_typing_stand_in_answers_any_other_name_from_the_real_package():
