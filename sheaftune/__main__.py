@@ -35,6 +35,7 @@ def run() -> None:
 
         npstart.skip_docs()
         npstart.skip_typing()
+        npstart.defer()
         libraries = npstart.libraries(sys.argv[1:])
         # (first: the heap's pages are faulted on the idle core while the imports below run)
         # (then, on the same core, the trace.dat's mapping is populated for the reader)
@@ -50,6 +51,11 @@ def run() -> None:
 
         dataclass_code.install()
         from sheaftune.cli import main
+
+        if libraries:
+            # (the command imports numpy first thing: now, so that its stand-ins are settled)
+            import numpy  # noqa: F401
+        npstart.settle()
     except KeyboardInterrupt:
         sys.stderr.write("sheaftune: error: interrupted\n")
         sys.exit(130)

@@ -1,8 +1,9 @@
 """How the ``sheaftune`` program gets numpy imported sooner: without its docstring modules and
-its typing package, and with its compiled libraries loaded on the idle core beforehand.
+its typing package, with its compiled libraries loaded on the idle core beforehand, and (with
+click) without standard-library modules they bind but do not use.
 
 Every run of the program imports numpy (80-130 ms on a slow machine, 25 ms on a fast one), on
-one core, before any work can start. Three parts of that are not the program's business:
+one core, before any work can start. Four parts of that are not the program's business:
 
 - Docstrings. numpy 2's ``numpy._core._add_newdocs`` and ``numpy._core._add_newdocs_scalars``
   do nothing but attach docstrings (and text signatures) to objects numpy defines in C ("This
@@ -38,6 +39,21 @@ one core, before any work can start. Three parts of that are not the program's b
   hands back the same objects) and only initialises the modules. Only for the commands that
   import numpy (:data:`COMMANDS`), and not with ``SHEAFTUNE_PREFETCH=0`` (which turns the
   other start-up prefetches off too).
+- Standard-library modules bound, not used. numpy 2 imports ``platform`` and ``textwrap`` (for
+  ``show_runtime`` and the texts of deprecations) at the top of a module whose functions an
+  analysis never calls; click imports ``uuid`` for its ``UUID`` parameter type, and uuid
+  imports ``platform`` too. 3-4 ms of imports (``-X importtime``; ``platform`` alone compiles
+  a dozen regular expressions), none of it used. (numpy's ``pickle`` is left alone: the
+  compiled kernels' modules import it when they load.) :func:`defer` puts a
+  :class:`_Deferred` stand-in under each name before those imports, and :func:`settle` takes
+  the stand-ins out of ``sys.modules`` once numpy and click are in, so any later import of
+  these names loads the real module; numpy's and click's modules keep the stand-in they
+  bound, which loads the real module on the first attribute asked of it and answers from it
+  (a function of theirs that needs it works as before, its first call a few milliseconds
+  slower). The one name read while click itself is imported, ``uuid.UUID`` in the type
+  parameter of ``class UUIDParameterType(ParamType[uuid.UUID])``, is answered with
+  ``typing.Any`` there (no code reads a type parameter at run time; click 8.5 checked); read
+  later it is the real class. Not with ``SHEAFTUNE_IMPORT_ALL=1``.
 
 A program that imports sheaftune is left alone. Standard library only: it runs before numpy is
 imported, and every failure leaves the import as it would have been.
@@ -60,6 +76,17 @@ DOC_MODULES = ("numpy._core._add_newdocs", "numpy._core._add_newdocs_scalars")
 ENV_TYPING = "SHEAFTUNE_NUMPY_TYPING"
 #: numpy's typing module, which ``numpy.linalg`` imports for one alias (a stand-in takes it)
 TYPING_MODULE = "numpy._typing"
+#: the environment variable that keeps every module numpy and click import at start-up ("1")
+ENV_DEFER = "SHEAFTUNE_IMPORT_ALL"
+#: the standard-library modules a stand-in takes while each library is imported (bound at the
+#: top of its modules, used only inside functions a run never calls)
+DEFERRED: dict[str, tuple[str, ...]] = {
+    "numpy": ("platform", "textwrap"),
+    "click": ("uuid", "platform"),
+}
+#: what a stand-in answers, without loading its module, until :func:`settle` (click's
+#: ``ParamType[uuid.UUID]``: a type parameter)
+_EARLY: dict[str, dict[str, Any]] = {"uuid": {"UUID": Any}}
 #: numpy's extension modules that ``import numpy`` loads, by directory (numpy 2, then 1)
 EXTENSIONS = (
     (("_core", "core"), "_multiarray_umath"),
@@ -70,6 +97,8 @@ COMMANDS = frozenset({"analyze", "recommend", "simulate", "compare", "fleet", "c
 
 #: the libraries :func:`load` loaded (kept: a handle is never closed)
 _handles: list[Any] = []
+#: the stand-ins :func:`defer` put in ``sys.modules``, until :func:`settle`
+_stand_ins: list[_Deferred] = []
 #: :func:`numpy_root`'s answer, once asked
 _root: list[str | None] = []
 
@@ -179,6 +208,51 @@ class _TypingStandIn(type(sys)):  # type: ignore[misc]
         import importlib
 
         return getattr(importlib.import_module(self.__name__), name)
+
+
+class _Deferred(type(sys)):  # type: ignore[misc]
+    """A standard-library module that numpy or click binds at import and uses only later, if
+    ever (:data:`DEFERRED`): the first name asked of it loads the real module (leaving
+    ``sys.modules`` to it) and every answer comes from that module. Until :func:`settle`,
+    names of :data:`_EARLY` are answered without loading anything."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # (the import system's questions: ``__path__`` and the like)
+            raise AttributeError(name)
+        early = _EARLY.get(self.__name__, {})
+        if name in early and self in _stand_ins:
+            return early[name]
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        import importlib
+
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def defer() -> int:
+    """Stand :class:`_Deferred` in for the modules of :data:`DEFERRED` whose importer (numpy,
+    click) is not imported yet and which are not loaded either; the number put in. Call
+    :func:`settle` once numpy and click are imported."""
+    if os.environ.get(ENV_DEFER) == "1":
+        return 0
+    for importer, names in DEFERRED.items():
+        if importer in sys.modules:
+            continue
+        for name in names:
+            if name not in sys.modules:
+                stand_in = _Deferred(name, "loaded when first used (sheaftune.npstart)")
+                sys.modules[name] = stand_in
+                _stand_ins.append(stand_in)
+    return len(_stand_ins)
+
+
+def settle() -> None:
+    """Take :func:`defer`'s stand-ins out of ``sys.modules`` (an ``import`` from now on loads
+    the real module); the modules that bound one keep it, and it loads the real one when used."""
+    for stand_in in _stand_ins:
+        if sys.modules.get(stand_in.__name__) is stand_in:
+            del sys.modules[stand_in.__name__]
+    _stand_ins.clear()
 
 
 def libraries(argv: list[str]) -> list[str]:

@@ -26,7 +26,7 @@ def _python(
     path: str | None = None,
     args: tuple[str, ...] = (),
 ) -> str:
-    ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD)
+    ours = (npstart.ENV_DOCS, npstart.ENV_TYPING, npstart.ENV_PRELOAD, npstart.ENV_DEFER)
     full = {k: v for k, v in os.environ.items() if k not in ours}
     full.update(env or {})
     full["PYTHONPATH"] = os.pathsep.join(p for p in (path, str(ROOT)) if p)
@@ -193,6 +193,7 @@ def test_the_program_says_the_same_with_and_without():
     def run(on: bool) -> dict:
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
         env[npstart.ENV_DOCS] = env[npstart.ENV_TYPING] = "0" if on else "1"
+        env[npstart.ENV_DEFER] = "0" if on else "1"
         env[npstart.ENV_PRELOAD] = "1" if on else "0"
         out = subprocess.run(
             [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"],
@@ -201,3 +202,58 @@ def test_the_program_says_the_same_with_and_without():
         return json.loads(out.stdout)
 
     assert run(True) == run(False)
+
+
+DEFER_THEN_USE = """
+import sys
+from sheaftune import npstart
+npstart.skip_docs()  # (as the program does: numpy's docstrings would ask textwrap to dedent)
+n = npstart.defer()
+import click, numpy
+npstart.settle()
+from numpy.lib import _utils_impl
+import click.types as ct
+# nothing loaded by the imports; none of the names left to stand-ins for later imports
+before = [m for m in ("uuid", "platform", "textwrap") if m in sys.modules]
+print(n, before)
+# what numpy and click bound loads the real module when used, and answers from it
+u = ct.UUIDParameterType().convert("12345678123456781234567812345678", None, None)
+import uuid
+print(type(u) is uuid.UUID, isinstance(u, ct.uuid.UUID), ct.uuid.UUID is uuid.UUID)
+print(_utils_impl.platform.system() == __import__("platform").system(),
+      _utils_impl.textwrap.dedent("  a") == "a")
+print(sys.modules["platform"].__name__, type(sys.modules["platform"]).__name__,
+      type(sys.modules["uuid"]).__name__, hasattr(sys.modules["textwrap"], "__file__"))
+"""
+
+
+@pytest.mark.skipif(not NUMPY_2, reason=f"numpy {np.__version__}: the modules are numpy 2's")
+def test_stdlib_modules_numpy_and_click_bind_are_loaded_when_used():
+    out = _python(DEFER_THEN_USE).splitlines()
+    assert out == ["3 []", "True True True", "True True", "platform module module True"]
+
+
+def test_defer_does_nothing_on_request_or_once_imported(monkeypatch):
+    out = _python(DEFER_THEN_USE, env={npstart.ENV_DEFER: "1"}).splitlines()
+    assert out[0] == "0 ['uuid', 'platform', 'textwrap']"
+    assert out[1:] == ["True True True", "True True", "platform module module True"]
+    # in this process numpy and click are imported already: nothing to stand in for
+    monkeypatch.delenv(npstart.ENV_DEFER, raising=False)
+    import click  # noqa: F401
+
+    assert npstart.defer() == 0
+    npstart.settle()
+
+
+def test_a_stand_in_answers_the_import_system_as_a_module_would():
+    code = """
+import sys
+from sheaftune import npstart
+npstart.defer()
+m = sys.modules["uuid"]
+print(m.__name__, m.__spec__, hasattr(m, "__path__"), "uuid" in sys.modules)
+print(m.uuid4().version, sys.modules["uuid"] is not m)
+npstart.settle()
+print(isinstance(sys.modules.get("uuid"), npstart._Deferred))
+"""
+    assert _python(code).splitlines() == ["uuid None False True", "4 True", "False"]
