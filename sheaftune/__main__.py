@@ -47,9 +47,10 @@ def run() -> None:
         from sheaftune import zstd_prefetch
 
         zstd_prefetch.start(sys.argv[1:])
-        from sheaftune import dataclass_code
+        from sheaftune import dataclass_code, regex_code
 
         dataclass_code.install()
+        regex_code.install()
         from sheaftune.cli import main
 
         if libraries:

@@ -45,6 +45,15 @@ def cache_file() -> str | None:
     """Where the cache lives for this Python (None: no home directory to put it in)."""
     from importlib.util import MAGIC_NUMBER
 
+    return cache_path(
+        f"dataclasses-{sys.implementation.cache_tag or 'python'}-{MAGIC_NUMBER.hex()}"
+    )
+
+
+def cache_path(name: str) -> str | None:
+    """``pycode/NAME.marshal`` in sheaftune's cache directory (None: no home directory to put
+    it in): the start-up caches' files (this module's, :mod:`sheaftune.regex_code`'s)."""
+
     root = os.environ.get("SHEAFTUNE_CACHE_DIR")
     if not root:
         xdg = os.environ.get("XDG_CACHE_HOME")
@@ -55,8 +64,7 @@ def cache_file() -> str | None:
             root = os.path.join(home, ".cache", "sheaftune")
         else:
             return None
-    tag = sys.implementation.cache_tag or "python"
-    return os.path.join(root, "pycode", f"dataclasses-{tag}-{MAGIC_NUMBER.hex()}.marshal")
+    return os.path.join(root, "pycode", f"{name}.marshal")
 
 
 def install() -> bool:
@@ -112,23 +120,34 @@ def _decode(data: bytes | None) -> Any:
 
 
 def _load(path: str) -> None:
+    _cache.update(read_entries(path))
+
+
+def read_entries(path: str) -> dict[Any, bytes]:
+    """A cache file's entries, each value still marshalled (none when there is no file or a
+    damaged one: everything is compiled afresh)."""
     try:
         with open(path, "rb") as f:
             data = marshal.loads(f.read())
-    except (OSError, ValueError, EOFError, TypeError):  # none, or damaged: compile afresh
-        return
-    if isinstance(data, dict):
-        _cache.update((k, v) for k, v in data.items() if isinstance(k, str) and type(v) is bytes)
+    except (OSError, ValueError, EOFError, TypeError):
+        return {}
+    if not isinstance(data, dict):
+        return {}
+    return {k: v for k, v in data.items() if isinstance(k, str) and type(v) is bytes}
 
 
 def _save(path: str) -> None:
-    """Rewrite the cache when this run compiled something (atomically: a reader sees the old
-    file or the new one)."""
-    if not compiled:
-        return
-    # (this run's entries last, so they are the ones the cap keeps)
-    entries = {k: v for k, v in _cache.items() if k not in _used}
-    entries.update((k, marshal.dumps(code)) for k, code in _used.items())
+    """Rewrite the cache when this run compiled something."""
+    if compiled:
+        write_entries(path, _cache, {k: marshal.dumps(code) for k, code in _used.items()})
+
+
+def write_entries(path: str, old: dict[Any, bytes], new: dict[Any, bytes]) -> None:
+    """Rewrite a cache file with the ``old`` entries (as read) and this run's ``new`` ones,
+    those last, so they are the ones the cap (:data:`MAX_ENTRIES`) keeps; atomically (a reader
+    sees the old file or the new one), failures ignored."""
+    entries = {k: v for k, v in old.items() if k not in new}
+    entries.update(new)
     entries = dict(list(entries.items())[-MAX_ENTRIES:])
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
