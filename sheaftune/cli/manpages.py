@@ -81,7 +81,8 @@ ENVIRONMENT = [
         "Where the ahead-of-time builds of the compiled kernels (reader, normalisation, "
         "characterisation, plan building, replay engine) are cached; default "
         "$XDG_CACHE_HOME/sheaftune, else ~/.cache/sheaftune. The first run builds them and "
-        "says so; deleting the folder is always safe.",
+        "says so. Its pycode folder keeps the compiled code of dataclass methods and regular "
+        "expressions, as .pyc files keep modules'. Deleting the folder is always safe.",
     ),
     (
         "SHEAFTUNE_AOT",
