@@ -29,6 +29,11 @@ def run() -> None:
 
     gc.set_threshold(100_000, *gc.get_threshold()[1:])
     try:
+        # (the compiled code of the modules imported from here on comes from one mapped
+        # file: sheaftune.module_code)
+        from sheaftune import module_code
+
+        module_code.install()
         # (numpy is imported without its docstring modules and typing package, its
         # libraries loaded ahead on the idle core: sheaftune.npstart)
         from sheaftune import npstart

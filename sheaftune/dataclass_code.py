@@ -27,7 +27,10 @@ import builtins
 import marshal
 import os
 import sys
-from typing import Any
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # (typing is not imported: the modules it brings come from the bundle)
+    from typing import Any
 
 #: The most entries the cache file keeps (the dataclasses of every command are a few hundred);
 #: those this run used are kept first.

@@ -82,7 +82,14 @@ ENVIRONMENT = [
         "characterisation, plan building, replay engine) are cached; default "
         "$XDG_CACHE_HOME/sheaftune, else ~/.cache/sheaftune. The first run builds them and "
         "says so. Its pycode folder keeps the compiled code of dataclass methods and regular "
-        "expressions, as .pyc files keep modules'. Deleting the folder is always safe.",
+        "expressions, as .pyc files keep modules', and the code of the modules a run imports "
+        "in one file per sys.path (at most four). Deleting the folder is always safe.",
+    ),
+    (
+        "SHEAFTUNE_MODULE_CODE",
+        "0 imports every module the way Python does, reading each .pyc file, rather than "
+        "taking the code of unchanged modules from the file in the cache's pycode folder (same "
+        "modules, slower start; for debugging).",
     ),
     (
         "SHEAFTUNE_AOT",
