@@ -48,6 +48,32 @@ def _kernels_built() -> None:
         thread.join()
 
 
+def example_json_runs(cache: Path, *envs: dict[str, str]) -> list[dict]:
+    """``python -m sheaftune analyze --example --format json`` once per environment change in
+    ``envs``, with ``cache`` as the cache directory (its start-up caches of its own, the
+    compiled kernels shared with the other tests'), each run's JSON."""
+    import subprocess
+    import sys
+
+    from sheaftune.compiled import cache_dir
+
+    shared = os.path.join(cache_dir(), "aot")
+    os.makedirs(shared, exist_ok=True)
+    if not (cache / "aot").exists():
+        cache.mkdir(parents=True, exist_ok=True)
+        (cache / "aot").symlink_to(shared, target_is_directory=True)
+    args = [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"]
+    base = {**os.environ, "SHEAFTUNE_CACHE_DIR": str(cache)}
+    return [
+        json.loads(
+            subprocess.run(
+                args, capture_output=True, text=True, env={**base, **env}, check=True
+            ).stdout
+        )
+        for env in envs
+    ]
+
+
 @pytest.fixture(autouse=True)
 def _deterministic_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("COLUMNS", "120")

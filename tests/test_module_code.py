@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.conftest import example_json_runs
+
 PROBE = r"""
 import json, sys
 from importlib.machinery import SourceFileLoader
@@ -127,21 +129,6 @@ def test_a_damaged_bundle_or_the_switch_leaves_imports_as_usual(tmp_path: Path):
 
 
 def test_the_program_says_the_same_with_and_without(tmp_path: Path):
-    from sheaftune.compiled import cache_dir
-
-    shared = os.path.join(cache_dir(), "aot")
-    os.makedirs(shared, exist_ok=True)
-    (tmp_path / "aot").symlink_to(shared, target_is_directory=True)
-    env = {**os.environ, "SHEAFTUNE_CACHE_DIR": str(tmp_path)}
-    args = [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"]
-
-    def run(**more: str) -> dict:
-        out = subprocess.run(
-            args, capture_output=True, text=True, env={**env, **more}, check=True
-        ).stdout
-        result: dict = json.loads(out)
-        return result
-
-    first = run()
+    first, served, off = example_json_runs(tmp_path, {}, {}, {"SHEAFTUNE_MODULE_CODE": "0"})
     assert _bundles(tmp_path)
-    assert run() == first == run(SHEAFTUNE_MODULE_CODE="0")
+    assert first == served == off

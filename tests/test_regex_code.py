@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from sheaftune import regex_code
+from tests.conftest import example_json_runs
 
 pytestmark = pytest.mark.skipif(
     sys.version_info[:2] not in regex_code.PYTHONS,
@@ -103,17 +104,6 @@ print("END", regex_code.compiled, bool(rx.match("abb")))
 
 
 def test_the_program_installs_it_and_says_the_same(tmp_path: Path):
-    from sheaftune.compiled import cache_dir
-
-    # (a cache directory of its own for the start-up caches; the compiled kernels are shared)
-    shared = os.path.join(cache_dir(), "aot")
-    os.makedirs(shared, exist_ok=True)
-    (tmp_path / "aot").symlink_to(shared, target_is_directory=True)
-    env = {**os.environ, "SHEAFTUNE_CACHE_DIR": str(tmp_path)}
-    args = [sys.executable, "-m", "sheaftune", "analyze", "--example", "--format", "json"]
-    runs = [
-        subprocess.run(args, capture_output=True, text=True, env=env, check=True).stdout
-        for _ in range(2)
-    ]
+    first, second = example_json_runs(tmp_path, {}, {})
     assert list((tmp_path / "pycode").glob("regex-*.marshal"))
-    assert json.loads(runs[0]) == json.loads(runs[1])
+    assert first == second
