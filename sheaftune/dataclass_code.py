@@ -32,6 +32,8 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # (typing is not imported: the modules it brings come from the bundle)
     from typing import Any
 
+#: The most bytes of compiled code the cache file keeps (a run needs ~150 KB)
+MAX_BYTES = 1 << 20
 #: The most entries the cache file keeps (the dataclasses of every command are a few hundred);
 #: those this run used are kept first.
 MAX_ENTRIES = 4096
@@ -145,13 +147,24 @@ def _save(path: str) -> None:
         write_entries(path, _cache, {k: marshal.dumps(code) for k, code in _used.items()})
 
 
-def write_entries(path: str, old: dict[Any, bytes], new: dict[Any, bytes]) -> None:
+def write_entries(
+    path: str, old: dict[Any, bytes], new: dict[Any, bytes], max_bytes: int = MAX_BYTES
+) -> None:
     """Rewrite a cache file with the ``old`` entries (as read) and this run's ``new`` ones,
-    those last, so they are the ones the cap (:data:`MAX_ENTRIES`) keeps; atomically (a reader
-    sees the old file or the new one), failures ignored."""
+    those last, so they are the ones the caps (:data:`MAX_ENTRIES`, ``max_bytes`` of values)
+    keep; atomically (a reader sees the old file or the new one), failures ignored. (The caps
+    bound a file that texts made afresh by every process would grow: a pattern built from a
+    set's order, say.)"""
     entries = {k: v for k, v in old.items() if k not in new}
     entries.update(new)
-    entries = dict(list(entries.items())[-MAX_ENTRIES:])
+    kept: list[tuple[Any, bytes]] = []
+    size = 0
+    for k, v in reversed(list(entries.items())[-MAX_ENTRIES:]):
+        size += len(v)
+        if size > max_bytes and kept:
+            break
+        kept.append((k, v))
+    entries = dict(reversed(kept))
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)

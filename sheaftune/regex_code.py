@@ -31,6 +31,9 @@ from typing import Any
 
 from sheaftune.dataclass_code import cache_path, read_entries, write_entries
 
+#: the most bytes of engine arguments the file keeps (an analyze run needs ~20 KB; a pattern
+#: made afresh by every process, like tokenize's from a set of prefixes, must not grow it)
+MAX_BYTES = 128 << 10
 #: the Pythons whose ``re._compiler.compile`` :func:`_arguments` repeats
 PYTHONS = ((3, 11), (3, 12), (3, 13))
 
@@ -131,4 +134,4 @@ def _save(path: str) -> None:
             new = {k: marshal.dumps(a) for k, a in _used.items()}
         except ValueError:  # (cannot happen: plain values only) - then not kept
             return
-        write_entries(path, _cache, new)
+        write_entries(path, _cache, new, MAX_BYTES)

@@ -109,3 +109,18 @@ def test_entries_stay_marshalled_and_a_damaged_one_is_compiled_afresh(tmp_path: 
     f.write_bytes(marshal.dumps({k: compile("x = 1", "<s>", "exec") for k in data}))
     assert _probe(tmp_path)["compiled"] == first["compiled"]
     assert _probe(tmp_path)["compiled"] == 0
+
+
+def test_the_cache_files_keep_this_runs_entries_within_their_caps(tmp_path: Path):
+    """Entries made afresh by every process (a text built in a set's order) cannot grow a
+    cache file without bound: the newest are kept, this run's last of all."""
+    from sheaftune.dataclass_code import read_entries, write_entries
+
+    path = str(tmp_path / "pycode" / "t.marshal")
+    old = {f"old{i}": b"x" * 100 for i in range(50)}
+    write_entries(path, old, {"new": b"y" * 100}, max_bytes=1000)
+    kept = read_entries(path)
+    assert list(kept) == [f"old{i}" for i in range(41, 50)] + ["new"]
+    # a single entry larger than the cap is kept all the same (this run needs it)
+    write_entries(path, kept, {"big": b"z" * 5000}, max_bytes=1000)
+    assert list(read_entries(path)) == ["big"]
