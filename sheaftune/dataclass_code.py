@@ -165,14 +165,26 @@ def write_entries(
             break
         kept.append((k, v))
     entries = dict(reversed(kept))
+    write_atomically(path, [marshal.dumps(entries)])
+
+
+def write_atomically(path: str, parts: list[bytes]) -> bool:
+    """Write ``parts`` to ``path`` through a temporary file renamed over it (a reader sees the
+    old file or the new one; an interrupted write leaves neither half a file nor the temporary
+    one); False when it could not be written."""
     tmp = f"{path}.{os.getpid()}.tmp"
     try:
         os.makedirs(os.path.dirname(path), exist_ok=True)
         with open(tmp, "wb") as f:
-            marshal.dump(entries, f)
+            for part in parts:
+                f.write(part)
         os.replace(tmp, path)
-    except (OSError, ValueError):
+        return True
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, (OSError, ValueError)):
+            return False
+        raise

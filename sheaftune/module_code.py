@@ -211,8 +211,8 @@ def _save() -> None:
         return
     try:
         _write(b)
-    except Exception:  # noqa: BLE001 - an optimisation only: the next run tries again
-        pass
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - an optimisation only (the program
+        pass  # ends anyway; the next run tries again)
 
 
 def _entry(name: str, module: Any) -> tuple[tuple[Any, ...], bytes] | None:
@@ -302,22 +302,10 @@ def _write(b: _Bundle) -> None:
             "modules": index,
         }
     )
-    path = b.path
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(_FORMAT + len(head).to_bytes(8, "little"))
-            f.write(head)
-            f.write(b"".join(parts))
-        os.replace(tmp, path)
-    except OSError:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        return
-    _prune(os.path.dirname(path))
+    from sheaftune.dataclass_code import write_atomically
+
+    if write_atomically(b.path, [_FORMAT + len(head).to_bytes(8, "little"), head, *parts]):
+        _prune(os.path.dirname(b.path))
 
 
 def _prune(folder: str) -> None:
