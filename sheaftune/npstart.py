@@ -188,7 +188,30 @@ def _ndarray_alias() -> Any:
     return np.ndarray[tuple[Any, ...], np.dtype[scalar]]
 
 
-class _TypingStandIn(type(sys)):  # type: ignore[misc]
+class _Deferred(type(sys)):  # type: ignore[misc]
+    """A standard-library module that numpy or click binds at import and uses only later, if
+    ever (:data:`DEFERRED`): the first name asked of it loads the real module (leaving
+    ``sys.modules`` to it) and every answer comes from that module. Until :func:`settle`,
+    names of :data:`_EARLY` are answered without loading anything."""
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):  # (the import system's questions: ``__path__`` and the like)
+            raise AttributeError(name)
+        early = _EARLY.get(self.__name__, {})
+        if name in early and self in _stand_ins:
+            return early[name]
+        return getattr(self._real(), name)
+
+    def _real(self) -> Any:
+        """The real module, imported (the stand-in first leaves ``sys.modules`` if still there)."""
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        import importlib
+
+        return importlib.import_module(self.__name__)
+
+
+class _TypingStandIn(_Deferred):
     """``numpy._typing`` while numpy is imported: numpy.linalg's ``from numpy._typing import
     NDArray`` (numpy's only runtime import of it) takes :func:`_ndarray_alias` and the stand-in
     leaves ``sys.modules`` at once, so any later import (``numpy.typing``, a user's code) loads
@@ -205,28 +228,7 @@ class _TypingStandIn(type(sys)):  # type: ignore[misc]
                 return _ndarray_alias()
             except (KeyError, AttributeError, TypeError):
                 pass
-        import importlib
-
-        return getattr(importlib.import_module(self.__name__), name)
-
-
-class _Deferred(type(sys)):  # type: ignore[misc]
-    """A standard-library module that numpy or click binds at import and uses only later, if
-    ever (:data:`DEFERRED`): the first name asked of it loads the real module (leaving
-    ``sys.modules`` to it) and every answer comes from that module. Until :func:`settle`,
-    names of :data:`_EARLY` are answered without loading anything."""
-
-    def __getattr__(self, name: str) -> Any:
-        if name.startswith("__"):  # (the import system's questions: ``__path__`` and the like)
-            raise AttributeError(name)
-        early = _EARLY.get(self.__name__, {})
-        if name in early and self in _stand_ins:
-            return early[name]
-        if sys.modules.get(self.__name__) is self:
-            del sys.modules[self.__name__]
-        import importlib
-
-        return getattr(importlib.import_module(self.__name__), name)
+        return getattr(self._real(), name)
 
 
 def defer() -> int:
