@@ -85,11 +85,20 @@ class _BundledLoader(SourceFileLoader):
         self._bundled = code
 
     def get_code(self, fullname: str) -> Any:
-        code = self._bundled
-        if code is not None and fullname == self.name:
+        data = self._bundled
+        if data is not None and fullname == self.name:
             self._bundled = None
-            return marshal.loads(code)
+            try:
+                code = marshal.loads(data)
+            except (ValueError, EOFError, TypeError):
+                code = None  # (a damaged bundle: the .pyc as usual)
+            # (its own code: compiled from this very file, as the .pyc's import would say)
+            if type(code) is _CODE and code.co_filename == self.path:
+                return code
         return super().get_code(fullname)
+
+
+_CODE = type(_Bundle.__init__.__code__)
 
 
 class _Finder:

@@ -82,12 +82,17 @@ def _compile(p: Any, flags: int = 0) -> Any:
     args = _used.get(key)
     if args is None:
         args = _decode(_cache.get(key))
-        if args is None:
-            args = _arguments(p, flags)
-            compiled += 1
-        _used[key] = args
-    final_flags, code, groups, groupindex, indexgroup = args
-    return _sre.compile(p, final_flags, code, groups, groupindex, indexgroup)
+        if args is not None:
+            try:  # (the engine checks the code it is given: a damaged entry is refused here)
+                pattern = _sre.compile(p, *args)
+            except (RuntimeError, TypeError, ValueError, OverflowError, IndexError):
+                args = None
+            else:
+                _used[key] = args
+                return pattern
+        args = _used[key] = _arguments(p, flags)
+        compiled += 1
+    return _sre.compile(p, *args)
 
 
 def _arguments(p: str | bytes, flags: int) -> tuple[Any, ...]:

@@ -124,6 +124,14 @@ def test_a_damaged_bundle_or_the_switch_leaves_imports_as_usual(tmp_path: Path):
     got = _probe(cache, lib)
     assert got["served"] == [] and got["values"][:3] == [1, 10, "module 1"]
     assert _probe(cache, lib)["served"]  # (written again at that run's exit)
+    # a bundle whose index holds but whose code is damaged: each module from its .pyc
+    (bundle,) = _bundles(cache)
+    data = bytearray(bundle.read_bytes())
+    n = int.from_bytes(data[8:16], "little")
+    data[16 + n :] = b"\xff" * (len(data) - 16 - n)
+    bundle.write_bytes(bytes(data))
+    got = _probe(cache, lib)
+    assert got["values"][:3] == [1, 10, "module 1"]
     off = _probe(cache, lib, env={"SHEAFTUNE_MODULE_CODE": "0"})
     assert off["installed"] is False and off["served"] == []
 

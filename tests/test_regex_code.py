@@ -87,6 +87,22 @@ def test_a_damaged_cache_is_compiled_afresh(tmp_path: Path):
     assert regex_code._decode(marshal.dumps((0, "code", 0, {}, ()))) is None
 
 
+def test_an_entry_the_engine_refuses_is_compiled_afresh(tmp_path: Path):
+    """Well-formed but wrong code (a damaged file can hold anything): ``_sre`` checks the
+    code it is given, and the pattern is then compiled as ``re`` would."""
+    first = _probe(tmp_path)
+    (path,) = (tmp_path / "pycode").glob("regex-*.marshal")
+    import marshal
+
+    entries = marshal.loads(path.read_bytes())
+    for key, data in entries.items():
+        final_flags, code, groups, groupindex, indexgroup = marshal.loads(data)
+        entries[key] = marshal.dumps((final_flags, [99999] * 7, groups, groupindex, indexgroup))
+    path.write_bytes(marshal.dumps(entries))
+    again = _probe(tmp_path)
+    assert again["compiled"] == first["compiled"] and again["out"] == first["out"]
+
+
 def test_debug_patterns_and_compiled_pattern_lists_go_to_re_itself(tmp_path: Path):
     code = r"""
 import re, sys
