@@ -25,18 +25,14 @@ from __future__ import annotations
 
 import builtins
 import marshal
-import os
 import sys
+from typing import Any
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:  # (typing is not imported: the modules it brings come from the bundle)
-    from typing import Any
+from sheaftune.startup_cache import cache_path, read_entries, write_entries
 
-#: The most bytes of compiled code the cache file keeps (a run needs ~150 KB)
+#: The most bytes of compiled code the cache file keeps (a run needs ~150 KB; the dataclasses
+#: of every command are a few hundred entries)
 MAX_BYTES = 1 << 20
-#: The most entries the cache file keeps (the dataclasses of every command are a few hundred);
-#: those this run used are kept first.
-MAX_ENTRIES = 4096
 
 #: text -> its code, marshalled (as read from the file) or compiled by this run
 _cache: dict[str, bytes] = {}
@@ -55,23 +51,6 @@ def cache_file() -> str | None:
     )
 
 
-def cache_path(name: str) -> str | None:
-    """``pycode/NAME.marshal`` in sheaftune's cache directory (None: no home directory to put
-    it in): the start-up caches' files (this module's, :mod:`sheaftune.regex_code`'s)."""
-
-    root = os.environ.get("SHEAFTUNE_CACHE_DIR")
-    if not root:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        home = os.path.expanduser("~")
-        if xdg:
-            root = os.path.join(xdg, "sheaftune")
-        elif home != "~":
-            root = os.path.join(home, ".cache", "sheaftune")
-        else:
-            return None
-    return os.path.join(root, "pycode", f"{name}.marshal")
-
-
 def install() -> bool:
     """Serve ``dataclasses``' compilations from the cache (read now, written at exit);
     False when it does not apply."""
@@ -83,7 +62,7 @@ def install() -> bool:
         path = cache_file()
         if path is None:
             return False
-        _load(path)
+        _cache.update(read_entries(path))
         dataclasses.exec = _exec  # type: ignore[attr-defined]
         import atexit
 
@@ -124,67 +103,9 @@ def _decode(data: bytes | None) -> Any:
     return code if type(code) is _CODE else None
 
 
-def _load(path: str) -> None:
-    _cache.update(read_entries(path))
-
-
-def read_entries(path: str) -> dict[Any, bytes]:
-    """A cache file's entries, each value still marshalled (none when there is no file or a
-    damaged one: everything is compiled afresh)."""
-    try:
-        with open(path, "rb") as f:
-            data = marshal.loads(f.read())
-    except (OSError, ValueError, EOFError, TypeError):
-        return {}
-    if not isinstance(data, dict):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(k, str) and type(v) is bytes}
-
-
 def _save(path: str) -> None:
     """Rewrite the cache when this run compiled something."""
     if compiled:
-        write_entries(path, _cache, {k: marshal.dumps(code) for k, code in _used.items()})
-
-
-def write_entries(
-    path: str, old: dict[Any, bytes], new: dict[Any, bytes], max_bytes: int = MAX_BYTES
-) -> None:
-    """Rewrite a cache file with the ``old`` entries (as read) and this run's ``new`` ones,
-    those last, so they are the ones the caps (:data:`MAX_ENTRIES`, ``max_bytes`` of values)
-    keep; atomically (a reader sees the old file or the new one), failures ignored. (The caps
-    bound a file that texts made afresh by every process would grow: a pattern built from a
-    set's order, say.)"""
-    entries = {k: v for k, v in old.items() if k not in new}
-    entries.update(new)
-    kept: list[tuple[Any, bytes]] = []
-    size = 0
-    for k, v in reversed(list(entries.items())[-MAX_ENTRIES:]):
-        size += len(v)
-        if size > max_bytes and kept:
-            break
-        kept.append((k, v))
-    entries = dict(reversed(kept))
-    write_atomically(path, [marshal.dumps(entries)])
-
-
-def write_atomically(path: str, parts: list[bytes]) -> bool:
-    """Write ``parts`` to ``path`` through a temporary file renamed over it (a reader sees the
-    old file or the new one; an interrupted write leaves neither half a file nor the temporary
-    one); False when it could not be written."""
-    tmp = f"{path}.{os.getpid()}.tmp"
-    try:
-        os.makedirs(os.path.dirname(path), exist_ok=True)
-        with open(tmp, "wb") as f:
-            for part in parts:
-                f.write(part)
-        os.replace(tmp, path)
-        return True
-    except BaseException as e:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(e, (OSError, ValueError)):
-            return False
-        raise
+        write_entries(
+            path, _cache, {k: marshal.dumps(code) for k, code in _used.items()}, MAX_BYTES
+        )

@@ -137,7 +137,7 @@ class _Finder:
 
 def bundle_file() -> str | None:
     """This Python's and this ``sys.path``'s bundle (None: no cache directory)."""
-    from sheaftune.dataclass_code import cache_path
+    from sheaftune.startup_cache import cache_path
 
     tag = sys.implementation.cache_tag or "python"
     magic = _bootstrap_external.MAGIC_NUMBER.hex()
@@ -311,7 +311,7 @@ def _write(b: _Bundle) -> None:
             "modules": index,
         }
     )
-    from sheaftune.dataclass_code import write_atomically
+    from sheaftune.startup_cache import write_atomically
 
     if write_atomically(b.path, [_FORMAT + len(head).to_bytes(8, "little"), head, *parts]):
         _prune(os.path.dirname(b.path))

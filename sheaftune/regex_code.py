@@ -29,7 +29,7 @@ import sys
 from re import _compiler, _parser  # type: ignore[attr-defined]
 from typing import Any
 
-from sheaftune.dataclass_code import cache_path, read_entries, write_entries
+from sheaftune.startup_cache import cache_path, read_entries, write_entries
 
 #: the most bytes of engine arguments the file keeps (an analyze run needs ~20 KB; a pattern
 #: made afresh by every process, like tokenize's from a set of prefixes, must not grow it)

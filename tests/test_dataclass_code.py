@@ -114,7 +114,7 @@ def test_entries_stay_marshalled_and_a_damaged_one_is_compiled_afresh(tmp_path: 
 def test_the_cache_files_keep_this_runs_entries_within_their_caps(tmp_path: Path):
     """Entries made afresh by every process (a text built in a set's order) cannot grow a
     cache file without bound: the newest are kept, this run's last of all."""
-    from sheaftune.dataclass_code import read_entries, write_entries
+    from sheaftune.startup_cache import read_entries, write_entries
 
     path = str(tmp_path / "pycode" / "t.marshal")
     old = {f"old{i}": b"x" * 100 for i in range(50)}
