@@ -218,6 +218,9 @@ SMALL_COST = 8192
 MAX_THREADS = 4
 #: The priority of the jobs that come first (above any replay's cost).
 _FIRST = float(1 << 62)
+#: Added to the priority of the jobs that come last (below any other job's: a replay's cost
+#: stays far below it, and exact).
+_LAST = -float(1 << 50)
 
 
 class _Replays:
@@ -231,7 +234,10 @@ class _Replays:
     candidate replay at the replay's own parameters serving both (the recommendation's
     replay, whose warm-up checkpoint is read on the way, is that replay); the small caches
     replayed at one capacity are a few jobs, each replaying several. Jobs run largest first,
-    so both cores stay busy to the end; a cache's last job writes its answers. The answers go
+    so both cores stay busy to the end; a cache's last job writes its answers. A candidate
+    the choice can do without once two smaller ones are calm (``Pending.optional``: the
+    scaling objective's winner and runner-up are then known) runs after every other job, and
+    only if that has not happened by then (the answers are the same either way). The answers go
     back in the analysis's own order, so the output never depends on the thread
     count or timing; a failure reported is the one the sequential order meets first.
     """
@@ -348,6 +354,7 @@ class _Replays:
         # candidates the choice drops whatever they measure are not replayed: their results
         # stay None, which the recommendation takes for "not needed"
         skip: set[int] = set()
+        optional: set[int] = set()
         if shared:
             try:
                 from sheaftune.analysis.recommend import prepare_for_cache
@@ -357,6 +364,7 @@ class _Replays:
                     norm, name, options, model.policy, rows=rows, plan=plan, slot=slot
                 )
                 skip = pend.unneeded()
+                optional = pend.optional() - skip
             except Exception as e:  # noqa: BLE001
                 job.errors["recommendation"] = e
                 job.pending = None
@@ -374,11 +382,17 @@ class _Replays:
                 units.append(("replay", i, p))
             else:
                 job.shared[i] = j
+        # (a candidate the replay shares is needed whatever the choice)
+        job.optional = optional - set(job.shared.values())
         job.left = len(units)
         if not units:
             self._finish(job)
         for kind, i, p in units:
-            self.pool.add(_replay_cost(len(plan), p.sheaf_capacity), self._unit, job, kind, i)
+            cost = _replay_cost(len(plan), p.sheaf_capacity)
+            # the optional candidates after every other job, so that the smaller candidates
+            # that may make them needless are replayed by the time they come up
+            self.pool.add(cost + _LAST if kind == "candidate" and i in job.optional else cost,
+                          self._unit, job, kind, i)  # fmt: skip
 
     def _prepare_all(self, jobs: list[tuple[_CacheJobs, int]]) -> None:
         for job, n in jobs:
@@ -388,8 +402,15 @@ class _Replays:
         out: Any
         try:
             if kind == "candidate":
-                assert job.pending is not None
-                out = job.pending.sweep.run(i)
+                pend = job.pending
+                assert pend is not None
+                capacity = pend.sweep.params[i].sheaf_capacity
+                if i in job.optional and job.calm_below(capacity) >= 2:
+                    out = None  # (the choice needs it no more: Pending.optional)
+                else:
+                    out = pend.sweep.run(i)
+                    if job.optional:
+                        job.note_calm(pend, i, capacity, out)
             else:
                 assert job.rep is not None
                 stats = job.pending.sweep.stats if job.pending is not None else None
@@ -443,6 +464,10 @@ class _CacheJobs:
         self.candidates: list[Any] = []
         #: replay capacity -> the candidate with the same parameters
         self.shared: dict[int, int] = {}
+        #: candidates not replayed once two smaller ones are calm (Pending.optional), and the
+        #: capacities of the candidates replayed and found calm so far
+        self.optional: set[int] = set()
+        self.calm: list[int] = []
         self.left = 0
         self._lock = threading.Lock()
         self.errors: dict[str, BaseException] = {}
@@ -460,6 +485,21 @@ class _CacheJobs:
             self.replay_out = out
         else:
             self.rec_out = out
+
+    def note_calm(self, pend: Pending, i: int, capacity: int, result: Any) -> None:
+        """Candidate ``i``'s replay done: note its capacity if it is calm."""
+        try:
+            calm = pend.calm(i, result)
+        except Exception:  # noqa: BLE001 - not calm then: the recommendation reports it in order
+            return
+        if calm:
+            with self._lock:
+                self.calm.append(capacity)
+
+    def calm_below(self, capacity: int) -> int:
+        """How many candidates smaller than ``capacity`` are known to be calm."""
+        with self._lock:
+            return sum(1 for c in self.calm if c < capacity)
 
     def unit_done(self) -> bool:
         """One replay job done: True for the last."""

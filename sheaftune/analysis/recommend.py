@@ -420,96 +420,110 @@ def describe(
 ) -> list[dict[str, Any]]:
     """Each candidate of ``sweep`` priced and measured from its replay ``results`` (in
     ``sweep.params`` order): one dict each. A result of None is a candidate left unreplayed
-    because ``choose`` excludes it whatever its replay says (:meth:`Pending.unneeded`): its
-    dict holds only what the exclusion and the rationale read, and ``replayed: False``."""
+    because ``choose`` excludes it whatever its replay says (:meth:`Pending.unneeded`), or
+    because two smaller candidates are calm (:meth:`Pending.optional`): its dict holds only
+    what the exclusion and the rationale read, and ``replayed: False``."""
     params = sweep.params
-    ops, prefills, active, span_full, span_pre = sweep.window()
-    if ops == 0:
+    window = sweep.window()
+    if window[0] == 0:
         raise NothingToAnalyse("the replay has no allocator operation to measure")
-    size = sweep.base.object_size
     floors = sweep.oversize_floors() if any(r is None for r in results) else []
     out: list[dict[str, Any]] = []
     for i, (p, res) in enumerate(zip(params, results, strict=True)):
         if res is None:
-            out.append(_unreplayed(p.sheaf_capacity, floors[i], prefills, upper_bound))
-            continue
-        rf, rp = res
-        c = dict(rf.counters)
-        ex = dict(rf.extras)
-        if rp is not None:
-            c = {name: v - rp.counters.get(name, 0) for name, v in c.items()}
-            for name in _CUMULATIVE_EXTRAS:
-                ex[name] = ex.get(name, 0) - rp.extras.get(name, 0)
-        unc_ns, barn_per_op, list_per_op = uncontended(c, ex, ops, p.kernel, costs)
-        # the same closed-loop equation as estimate(), solved exactly (solve_closed_loop)
-        hand = costs.handoff if cpus_per_node > 1 else 0.0
-        locks = [(barn_per_op, costs.barn_lock + hand), (list_per_op, costs.list_lock + hand)]
-        base_ns = unc_ns - barn_per_op * costs.barn_lock - list_per_op * costs.list_lock
-        ns_per_op, (barn_rho, list_rho) = solve_closed_loop(base_ns, locks, cpus_per_node)
-        v618 = p.kernel == "6.18"
-        a_hit = c.get("alloc_cpu_sheaf" if v618 else "alloc_fastpath", 0)
-        f_hit = c.get("free_cpu_sheaf" if v618 else "free_fastpath", 0)
-        fast_ops = a_hit + f_hit + c.get("free_rcu_sheaf", 0) + ex.get("alloc_from_sheaf", 0)
-        barn_ops = sum(c.get(n, 0) for n in ("barn_get", "barn_get_fail", "barn_put"))
-        barn_ops += c.get("barn_put_fail", 0)
-        slab_objs = sum(
-            c.get(n, 0) for n in ("sheaf_refill", "sheaf_flush", "alloc_slowpath", "free_slowpath")
-        )
-        oversize = c.get("sheaf_prefill_oversize", 0)
-        # typical memory: time-weighted mean of the objects held over the window
-        cpus_f = rf.occupancy["cpus"]
-        cpus_p = rp.occupancy["cpus"] if rp is not None else [None] * len(cpus_f)
-        means = []
-        for cf, cp in zip(cpus_f, cpus_p, strict=True):
-            if cf["cpu"] not in active:
-                continue
-            m = _window_mean(cf["mean"], cp["mean"] if cp else None, span_full, span_pre)
-            if m is not None:
-                means.append(m)
-        barn_means = []
-        for nf_i, nf in enumerate(rf.occupancy["nodes"]):
-            np_ = rp.occupancy["nodes"][nf_i] if rp is not None else None
-            m = _window_mean(
-                nf["barn_mean"], np_["barn_mean"] if np_ else None, span_full, span_pre
+            out.append(_unreplayed(p.sheaf_capacity, floors[i], window[1], upper_bound))
+        else:
+            out.append(
+                _describe_one(
+                    p, res, sweep.base.object_size, window, costs, cpus_per_node, upper_bound
+                )
             )
-            if m is not None:
-                barn_means.append(m)
-        cpu_objs = sum(means) / len(means) if means else 0.0
-        barn_objs = sum(barn_means) / len(barn_means) if barn_means else 0.0
-        struct = sheaf_struct_bytes(p.sheaf_capacity)
-        # main always exists, spare normally does (D3, D9): two structs per CPU
-        typical_cpu = cpu_objs * size + 2 * struct
-        typical_node = cpus_per_node * typical_cpu + barn_objs * size
-        worst = worst_case_memory(p.sheaf_capacity, size, cpus_per_node, upper_bound)
-        covers = upper_bound is None or p.sheaf_capacity >= upper_bound
-        out.append(
-            {
-                "capacity": p.sheaf_capacity,
-                "sheaf_bytes": struct,
-                "bucket_capacity": bucket_capacity(p.sheaf_capacity),
-                "wastes_bucket": bucket_capacity(p.sheaf_capacity) > p.sheaf_capacity,
-                "cost_ns_per_op": round(ns_per_op, 3),
-                "uncontended_ns_per_op": round(unc_ns, 3),
-                "contention_ns_per_op": round(ns_per_op - unc_ns, 3),
-                "barn_utilisation": round(barn_rho, 4),
-                "list_utilisation": round(list_rho, 4),
-                "fastpath_share": round(fast_ops / ops, 6),
-                "barn_ops_per_k": round(1000 * barn_ops / ops, 3),
-                "barn_lock_per_op": round(barn_per_op, 6),
-                "slab_objects_per_op": round(slab_objs / ops, 6),
-                "list_lock_per_op": round(list_per_op, 6),
-                "prefills": prefills,
-                "oversize_prefills": oversize,
-                "oversize_share": round(oversize / prefills, 6) if prefills else 0.0,
-                "covers_upper_bound": covers,
-                "bytes_per_cpu": worst["bytes_per_cpu"],
-                "bytes_per_node": worst["bytes_per_node"],
-                "typical_bytes_per_cpu": round(typical_cpu),
-                "typical_bytes_per_node": round(typical_node),
-                "operations": ops,
-            }
-        )
     return out
+
+
+def _describe_one(
+    p: ModelParams,
+    res: tuple[ReplayResult, ReplayResult | None],
+    size: int,
+    window: tuple[int, int, set[int], int, int],
+    costs: CostModel,
+    cpus_per_node: int,
+    upper_bound: int | None,
+) -> dict[str, Any]:
+    """One replayed candidate of ``describe`` (``window``: its sweep's ``window()``)."""
+    ops, prefills, active, span_full, span_pre = window
+    rf, rp = res
+    c = dict(rf.counters)
+    ex = dict(rf.extras)
+    if rp is not None:
+        c = {name: v - rp.counters.get(name, 0) for name, v in c.items()}
+        for name in _CUMULATIVE_EXTRAS:
+            ex[name] = ex.get(name, 0) - rp.extras.get(name, 0)
+    unc_ns, barn_per_op, list_per_op = uncontended(c, ex, ops, p.kernel, costs)
+    # the same closed-loop equation as estimate(), solved exactly (solve_closed_loop)
+    hand = costs.handoff if cpus_per_node > 1 else 0.0
+    locks = [(barn_per_op, costs.barn_lock + hand), (list_per_op, costs.list_lock + hand)]
+    base_ns = unc_ns - barn_per_op * costs.barn_lock - list_per_op * costs.list_lock
+    ns_per_op, (barn_rho, list_rho) = solve_closed_loop(base_ns, locks, cpus_per_node)
+    v618 = p.kernel == "6.18"
+    a_hit = c.get("alloc_cpu_sheaf" if v618 else "alloc_fastpath", 0)
+    f_hit = c.get("free_cpu_sheaf" if v618 else "free_fastpath", 0)
+    fast_ops = a_hit + f_hit + c.get("free_rcu_sheaf", 0) + ex.get("alloc_from_sheaf", 0)
+    barn_ops = sum(c.get(n, 0) for n in ("barn_get", "barn_get_fail", "barn_put"))
+    barn_ops += c.get("barn_put_fail", 0)
+    slab_objs = sum(
+        c.get(n, 0) for n in ("sheaf_refill", "sheaf_flush", "alloc_slowpath", "free_slowpath")
+    )
+    oversize = c.get("sheaf_prefill_oversize", 0)
+    # typical memory: time-weighted mean of the objects held over the window
+    cpus_f = rf.occupancy["cpus"]
+    cpus_p = rp.occupancy["cpus"] if rp is not None else [None] * len(cpus_f)
+    means = []
+    for cf, cp in zip(cpus_f, cpus_p, strict=True):
+        if cf["cpu"] not in active:
+            continue
+        m = _window_mean(cf["mean"], cp["mean"] if cp else None, span_full, span_pre)
+        if m is not None:
+            means.append(m)
+    barn_means = []
+    for nf_i, nf in enumerate(rf.occupancy["nodes"]):
+        np_ = rp.occupancy["nodes"][nf_i] if rp is not None else None
+        m = _window_mean(nf["barn_mean"], np_["barn_mean"] if np_ else None, span_full, span_pre)
+        if m is not None:
+            barn_means.append(m)
+    cpu_objs = sum(means) / len(means) if means else 0.0
+    barn_objs = sum(barn_means) / len(barn_means) if barn_means else 0.0
+    struct = sheaf_struct_bytes(p.sheaf_capacity)
+    # main always exists, spare normally does (D3, D9): two structs per CPU
+    typical_cpu = cpu_objs * size + 2 * struct
+    typical_node = cpus_per_node * typical_cpu + barn_objs * size
+    worst = worst_case_memory(p.sheaf_capacity, size, cpus_per_node, upper_bound)
+    covers = upper_bound is None or p.sheaf_capacity >= upper_bound
+    return {
+        "capacity": p.sheaf_capacity,
+        "sheaf_bytes": struct,
+        "bucket_capacity": bucket_capacity(p.sheaf_capacity),
+        "wastes_bucket": bucket_capacity(p.sheaf_capacity) > p.sheaf_capacity,
+        "cost_ns_per_op": round(ns_per_op, 3),
+        "uncontended_ns_per_op": round(unc_ns, 3),
+        "contention_ns_per_op": round(ns_per_op - unc_ns, 3),
+        "barn_utilisation": round(barn_rho, 4),
+        "list_utilisation": round(list_rho, 4),
+        "fastpath_share": round(fast_ops / ops, 6),
+        "barn_ops_per_k": round(1000 * barn_ops / ops, 3),
+        "barn_lock_per_op": round(barn_per_op, 6),
+        "slab_objects_per_op": round(slab_objs / ops, 6),
+        "list_lock_per_op": round(list_per_op, 6),
+        "prefills": prefills,
+        "oversize_prefills": oversize,
+        "oversize_share": round(oversize / prefills, 6) if prefills else 0.0,
+        "covers_upper_bound": covers,
+        "bytes_per_cpu": worst["bytes_per_cpu"],
+        "bytes_per_node": worst["bytes_per_node"],
+        "typical_bytes_per_cpu": round(typical_cpu),
+        "typical_bytes_per_node": round(typical_node),
+        "operations": ops,
+    }
 
 
 def _unreplayed(
@@ -581,6 +595,10 @@ def choose(
                 f"no candidate fits the budget of {_kib(memory_budget)} per node; "
                 f"{pool[0]['capacity']} needs the least ({_kib(pool[0]['bytes_per_node'])})"
             )
+    # (a candidate left unreplayed here is one of Pending.optional, skipped because two smaller
+    # candidates are calm: under the scaling objective, the only one that skips, it can be
+    # neither the winner nor the runner-up, and it is in the pool whatever its replay says)
+    pool = [c for c in pool if c.get("replayed", True)]
     best = min(pool, key=lambda c: (c["cost_ns_per_op"], c["capacity"]))
     if objective == "time":
         ranked = sorted(pool, key=lambda c: (c["cost_ns_per_op"], c["capacity"]))
@@ -591,10 +609,7 @@ def choose(
             f"({win['cost_ns_per_op']:.2f} ns)",
         )
     elif objective == "scaling":
-
-        def share(c: dict[str, Any]) -> float:
-            return c["contention_ns_per_op"] / c["cost_ns_per_op"] if c["cost_ns_per_op"] else 0.0
-
+        share = contention_share
         calm = sorted(
             (c for c in pool if share(c) <= CONTENTION_SHARE), key=lambda c: c["capacity"]
         )
@@ -658,6 +673,12 @@ def choose(
             f"{_signed_kib(runner['typical_bytes_per_node'] - win['typical_bytes_per_node'])}"
         )
     return win, runner, why
+
+
+def contention_share(c: dict[str, Any]) -> float:
+    """The share of a described candidate's time that lock contention costs (the scaling
+    objective's measure)."""
+    return c["contention_ns_per_op"] / c["cost_ns_per_op"] if c["cost_ns_per_op"] else 0.0
 
 
 def _signed_kib(n: float) -> str:
@@ -761,6 +782,49 @@ class Pending:
             for i, (c, floor) in enumerate(zip(caps, floors, strict=True))
             if c < ub and c not in keep and round(floor / prefills, 6) >= self.options.oversize_rare
         }
+
+    def optional(self) -> set[int]:
+        """Candidates (indices into ``sweep.params``) whose replays ``finish`` needs only
+        while fewer than two smaller candidates are known to be calm (:meth:`calm`): the
+        scaling objective wins with the smallest calm candidate and runs up with the next, so
+        a larger one can be neither, and ``finish`` reads no other figure of it (the
+        rationale names the winner, the runner-up, the current and the autotuned value, and
+        notes a wasted bucket from the capacity alone). ``analyze``, which reports the choice
+        and not the candidates, leaves such a candidate unreplayed once two smaller ones are
+        calm (None for its result: :func:`describe`).
+
+        Only under the scaling objective, without a memory budget, for an in-memory plan;
+        never the current or the autotuned value; never one below the upper bound (whether
+        ``choose`` keeps it in the pool depends on its replay).
+        """
+        o, ub = self.options, self.upper_bound
+        if o.objective != "scaling" or o.memory_budget is not None:
+            return set()
+        if not isinstance(self.sweep.plan, Plan):
+            return set()
+        keep = {self.current, self.kernel_auto}
+        return {
+            i
+            for i, p in enumerate(self.sweep.params)
+            if p.sheaf_capacity not in keep and (ub is None or p.sheaf_capacity >= ub)
+        }
+
+    def calm(self, i: int, result: tuple[ReplayResult, ReplayResult | None]) -> bool:
+        """Whether candidate ``i``, replayed with ``result``, is one the scaling objective
+        ranks as calm: in ``choose``'s pool (it covers the upper bound, or is rarely
+        oversize) and with lock contention at most ``CONTENTION_SHARE`` of its time."""
+        sweep = self.sweep
+        c = _describe_one(
+            sweep.params[i],
+            result,
+            sweep.base.object_size,
+            sweep.window(),
+            self.options.costs,
+            math.ceil(self.cpus / self.nodes),
+            self.upper_bound,
+        )
+        kept = c["covers_upper_bound"] or c["oversize_share"] < self.options.oversize_rare
+        return bool(kept) and contention_share(c) <= CONTENTION_SHARE
 
     def finish(
         self, results: Sequence[tuple[ReplayResult, ReplayResult | None] | None]

@@ -103,6 +103,43 @@ def test_candidates_the_choice_drops_are_not_replayed(
         assert any(skipped.values()), "maple_node's capacity 4 should go unreplayed"
 
 
+def test_optional_candidates_are_left_out_once_two_smaller_are_calm(
+    table: EventTable, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from sheaftune.analysis.recommend import Pending, Sweep
+
+    model = pipeline.ModelOptions()
+    ran: dict[int, list[int]] = {}
+    optional: dict[int, tuple[Pending, set[int]]] = {}
+    run, opt = Sweep.run, Pending.optional
+
+    def counted(self: Sweep, i: int):  # type: ignore[no-untyped-def]
+        ran.setdefault(id(self), []).append(i)
+        return run(self, i)
+
+    def noted(self: Pending) -> set[int]:
+        out = opt(self)
+        optional[id(self.sweep)] = (self, out)
+        return out
+
+    monkeypatch.setattr(Sweep, "run", counted)
+    monkeypatch.setattr(Pending, "optional", noted)
+    lean = _analysis(table, model)
+    left_out = 0
+    for key, (pend, opts) in optional.items():
+        done = list(ran.get(key, []))
+        caps = [p.sheaf_capacity for p in pend.sweep.params]
+        for i in set(range(len(caps))) - set(done) - pend.unneeded():
+            # left out: optional, and two smaller candidates replayed and calm
+            assert i in opts
+            calm = [j for j in done if caps[j] < caps[i] and pend.calm(j, run(pend.sweep, j))]
+            assert len(calm) >= 2
+            left_out += 1
+    assert left_out, "no candidate was left out: the test tests nothing"
+    monkeypatch.setattr(Pending, "optional", lambda self: set())
+    assert _analysis(table, model) == lean  # replaying them all says the same
+
+
 def test_counts_by_cache_are_the_analysis_allocations(table: EventTable) -> None:
     norm = normalize(table)
     rows, allocs = cache_rows_counted(norm)

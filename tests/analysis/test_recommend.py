@@ -472,3 +472,69 @@ def test_nothing_is_left_out_when_no_candidate_covers_the_bound() -> None:
     # with none covering the bound, the choice considers them all
     assert all(f > 0 for f in pend.sweep.oversize_floors())
     assert pend.unneeded() == set()
+
+
+def _optional_cases() -> list:
+    """The pending recommendation of the bundled trace's vm_area_struct (no upper bound: every
+    candidate but the current and autotuned values is optional), and those of
+    :func:`_pending_cases` (optional only at or above their bounds)."""
+    from sheaftune.analysis.pipeline import example_path, load
+    from sheaftune.analysis.recommend import prepare_for_cache
+    from sheaftune.normalize import normalize
+
+    norm = normalize(load(example_path()))
+    return [prepare_for_cache(norm, "vm_area_struct", RecommendOptions()), *_pending_cases()]
+
+
+def test_optional_candidates_change_nothing_analyze_reports() -> None:
+    """Left unreplayed once two smaller candidates are calm (what analyze's pool does), an
+    optional candidate changes no word of the choice: winner, runner-up, rationale, snippet."""
+    from sheaftune.analysis.recommend import contention_share
+
+    skipped_any = False
+    for pend in _optional_cases():
+        full = pend.sweep.run_all()
+        whole = pend.finish(full)
+        caps = [p.sheaf_capacity for p in pend.sweep.params]
+        by_cap = {c["capacity"]: c for c in whole.candidates}
+        optional = pend.optional()
+        assert not optional & {caps.index(whole.current), caps.index(whole.kernel_autotune)}
+        if pend.upper_bound is not None:
+            assert all(caps[i] >= pend.upper_bound for i in optional)
+        # calm as choose's scaling objective ranks it
+        calm = []
+        for i, r in enumerate(full):
+            c = by_cap[caps[i]]
+            kept = c["covers_upper_bound"] or c["oversize_share"] < whole.oversize_rare
+            assert pend.calm(i, r) == (kept and contention_share(c) <= CONTENTION_SHARE)
+            if pend.calm(i, r):
+                calm.append(caps[i])
+        skip = {i for i in optional if sum(1 for c in calm if c < caps[i]) >= 2}
+        skipped_any |= bool(skip)
+        part = pend.finish([None if i in skip else r for i, r in enumerate(full)])
+        assert (part.recommended, part.runner_up, part.snippet, part.rationale) == (
+            whole.recommended,
+            whole.runner_up,
+            whole.snippet,
+            whole.rationale,
+        )
+        assert {c["capacity"] for c in part.candidates if c.get("replayed") is False} == {
+            caps[i] for i in skip
+        }
+    assert skipped_any, "no case had a candidate to leave out: the test tests nothing"
+
+
+def test_no_candidate_is_optional_under_other_objectives_or_a_budget() -> None:
+    from sheaftune.analysis.pipeline import example_path, load
+    from sheaftune.analysis.recommend import prepare_for_cache
+    from sheaftune.normalize import normalize
+
+    norm = normalize(load(example_path()))
+    assert prepare_for_cache(norm, "vm_area_struct", RecommendOptions()).optional()
+    for options in (
+        RecommendOptions(objective="balanced"),
+        RecommendOptions(objective="time"),
+        RecommendOptions(objective="memory"),
+        RecommendOptions(memory_budget=1 << 20),
+    ):
+        assert prepare_for_cache(norm, "vm_area_struct", options).optional() == set()
