@@ -17,8 +17,11 @@ answers only when the path finder could not find anything else:
 
 - the bundle was made with this ``sys.path`` (its file is named by a checksum of it, so
   ``python -m`` from another directory has its own) and the same other finders on
-  ``sys.meta_path``, and no directory of ``sys.path`` has changed since (modification times:
-  a module added that would shadow another changes its directory);
+  ``sys.meta_path``, and no directory of ``sys.path`` that changed since (modification
+  times: a module added that would shadow another changes its directory) holds an entry
+  under which a top-level module of the bundle's could be found (``json``, ``json.py``,
+  ``json.cpython-311-x86_64-linux-gnu.so``...): the current directory, first on
+  ``sys.path`` for ``python -m``, changes whenever a file is written there;
   for a package's module, the package's ``__path__`` is the one recorded;
 - the module's directory and source file are as they were (modification time; the source's
   size too: the test Python applies to a ``.pyc``).
@@ -201,16 +204,44 @@ def _read(path: str) -> tuple[dict[str, tuple[Any, ...]], Any]:
         raise ValueError("not a bundle")
     n = int.from_bytes(mm[8:16], "little")
     head = marshal.loads(mm[16 : 16 + n])
-    if (
-        head["sys.path"] != sys.path
-        or head["mtimes"] != _path_mtimes()
-        or head["finders"] != _finders()
-    ):
-        raise ValueError("made for another sys.path, or one of its directories changed")
+    if head["sys.path"] != sys.path or head["finders"] != _finders():
+        raise ValueError("made for another sys.path")
     index = head["modules"]
     if not isinstance(index, dict):
         raise TypeError("index")
+    then, now = head["mtimes"], _path_mtimes()
+    if then != now:
+        # A directory of sys.path changed (the current directory of ``python -m`` changes
+        # whenever a file is written there): the bundle still holds unless the directory
+        # now has an entry that could shadow one of its modules.
+        names = _importable_as({name.partition(".")[0] for name in index})
+        for folder, a, b in zip(sys.path, then, now, strict=True):
+            if a != b and _shadows(folder, names):
+                raise ValueError("a directory of sys.path holds a module of the bundle's names")
     return index, memoryview(mm)[16 + n :]
+
+
+def _importable_as(tops: set[str]) -> set[str]:
+    """The directory entries under which the path finder would find a top-level module of
+    one of these names: a package or namespace directory, a source, a ``.pyc``, an extension
+    module."""
+    from importlib.machinery import all_suffixes
+
+    suffixes = ["", *all_suffixes()]
+    return {top + suffix for top in tops for suffix in suffixes}
+
+
+def _shadows(folder: str, names: set[str]) -> bool:
+    """Whether directory ``folder`` of ``sys.path`` holds an entry of ``names`` (True when it
+    cannot be listed: then nothing is known)."""
+    if not folder:
+        folder = "."
+    try:
+        return not names.isdisjoint(os.listdir(folder))
+    except FileNotFoundError:
+        return False  # (gone, or never there: it can hold nothing)
+    except OSError:
+        return True
 
 
 def _save() -> None:

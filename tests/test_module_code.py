@@ -105,6 +105,41 @@ def test_a_module_that_would_shadow_the_bundled_one_wins(tmp_path: Path):
     assert got["values"][1] == "package now" and "mcpkg.sub" not in got["served"]
 
 
+def test_a_directory_that_changed_without_a_module_of_the_bundle_keeps_it(tmp_path: Path):
+    # (python -m: the current directory is first on sys.path, and changes as files are written)
+    lib = _tree(tmp_path)
+    cache = tmp_path / "cache"
+    first = tmp_path / "first"
+    first.mkdir()
+    _probe(cache, lib, first)
+    bundle = _bundles(cache)[0]
+    made = bundle.stat().st_mtime_ns
+    for other in ("out.json", "mcmodule.py", "notes", "colorsys.txt"):
+        time.sleep(0.01)
+        (first / other).write_text("x\n")
+        got = _probe(cache, lib, first)
+        assert got["served"] == ["colorsys", "mcmod", "mcpkg", "mcpkg.sub"], other
+        assert got["values"][2] == "module 1"
+        assert bundle.stat().st_mtime_ns == made  # (nothing to write again)
+    # one of the bundle's names there (a package now): not
+    (first / "mcmod").mkdir()
+    (first / "mcmod" / "__init__.py").write_text("VALUE = 'shadow'\n")
+    got = _probe(cache, lib, first)
+    assert got["served"] == [] and got["values"][2] == "shadow"
+
+
+def test_the_entries_that_could_shadow_a_module() -> None:
+    from importlib.machinery import EXTENSION_SUFFIXES
+
+    from sheaftune.module_code import _importable_as, _shadows
+
+    names = _importable_as({"json", "mcmod"})
+    assert {"json", "json.py", "json.pyc", "mcmod", "mcmod" + EXTENSION_SUFFIXES[0]} <= names
+    assert not {"json.txt", "jsonx.py", "out.json", "mcmod.py.orig"} & names
+    assert _shadows("/nonexistent-directory", names) is False
+    assert _shadows(__file__, names) is True  # (not a directory: nothing is known)
+
+
 def test_another_sys_path_has_a_bundle_of_its_own_and_old_ones_go(tmp_path: Path):
     lib = _tree(tmp_path)
     cache = tmp_path / "cache"
