@@ -205,9 +205,11 @@ class TraceDatReader:
             from sheaftune import premap
 
             premap.discard()
-            if table is not None and table.pending is not None:
+            if table is not None and isinstance(table.pending, _OnThread):
                 # the call sites still resolve from the kallsyms in the mapping: it closes
-                # once they are done
+                # once they are done, on their thread (beside the caller's normalisation)
+                table.pending.then(mapping.close)
+            elif table is not None and table.pending is not None:
                 table.pending = _then(table.pending, mapping.close)
             else:
                 mapping.close()
@@ -1343,31 +1345,66 @@ def _finish_on_thread(
     table: EventTable,
     builder: EventTableBuilder,
     cols: dict[str, np.ndarray],
-) -> Callable[[], None]:
+) -> _OnThread:
     """Run ``finish()`` (which interns ``builder``'s call sites and comms, and fills the
-    ``site_id`` and ``comm_id`` columns of ``cols``) on a thread. The function returned waits
-    for it, and raises its error or gives ``table`` the results."""
-    failed: list[BaseException] = []
+    ``site_id`` and ``comm_id`` columns of ``cols``) on a thread. The object returned, called,
+    waits for it, and raises its error or gives ``table`` the results."""
+    return _OnThread(finish, table, builder, cols)
 
-    def run() -> None:
+
+class _OnThread:
+    """The call sites' thread of :func:`_finish_on_thread`, and its ``settle``."""
+
+    def __init__(
+        self,
+        finish: Callable[[], None],
+        table: EventTable,
+        builder: EventTableBuilder,
+        cols: dict[str, np.ndarray],
+    ) -> None:
+        self._finish = finish
+        self._table, self._builder, self._cols = table, builder, cols
+        self._failed: list[BaseException] = []
+        self._lock = threading.Lock()
+        self._after: list[Callable[[], None]] | None = []  # (None: the thread is done)
+        self._thread = threading.Thread(target=self._run, name="sheaftune-sites", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
         try:
-            finish()
+            self._finish()
         except BaseException as e:  # noqa: BLE001 - raised by the caller's settle()
-            failed.append(e)
+            self._failed.append(e)
+        with self._lock:
+            after, self._after = self._after or [], None
+        self._call(after)
 
-    thread = threading.Thread(target=run, name="sheaftune-sites", daemon=True)
-    thread.start()
+    def _call(self, jobs: list[Callable[[], None]]) -> None:
+        for job in jobs:
+            try:
+                job()
+            except BaseException as e:  # noqa: BLE001 - raised by settle() (after finish's)
+                self._failed.append(e)
 
-    def settle() -> None:
-        thread.join()
-        if failed:
-            raise failed[0]
+    def then(self, job: Callable[[], None]) -> None:
+        """``job()`` on the thread once ``finish`` is done (whatever happened), or here when
+        the thread is done already: work that would otherwise wait for ``settle`` on the
+        caller's thread (unmapping the file: a few ms for a large one)."""
+        with self._lock:
+            if self._after is not None:
+                self._after.append(job)
+                return
+        self._call([job])
+
+    def __call__(self) -> None:
+        self._thread.join()
+        if self._failed:
+            raise self._failed[0]
+        table, builder, cols = self._table, self._builder, self._cols
         table.sites = list(builder.sites.values)
         table.comms = list(builder.comms.values)
         table.columns["site_id"] = cols["site_id"]
         table.columns["comm_id"] = cols["comm_id"]
-
-    return settle
 
 
 def _then(first: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:

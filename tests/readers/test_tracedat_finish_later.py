@@ -95,6 +95,64 @@ def test_the_mapping_closes_once_settled():
     assert not _mapped(path)
 
 
+def test_the_mapping_closes_once_on_the_sites_thread_or_at_settle(monkeypatch):
+    # (on the sites' thread when it still runs: unmapping a large file takes a few ms)
+    import threading
+
+    from sheaftune.readers import tracedat
+
+    _fast_reader()
+    path = str(fixture_path(FILES[1]))
+    closed_on: list[str] = []
+    close = tracedat._mapped.close
+
+    def noted(self):  # type: ignore[no-untyped-def]
+        if self.mm is not None:
+            closed_on.append(threading.current_thread().name)
+        close(self)
+
+    monkeypatch.setattr(tracedat._mapped, "close", noted)
+    table = read_trace(path, options=ReadOptions(finish_later=True))
+    table.settle()
+    assert len(closed_on) == 1
+    assert not _mapped(path)
+
+
+def test_work_after_the_sites_thread_runs_there_or_here_and_fails_settle():
+    import threading
+
+    from sheaftune.events import EventTable
+    from sheaftune.readers.tracedat import _OnThread
+
+    def builder():  # type: ignore[no-untyped-def]
+        class B:
+            class sites:
+                values: list[str] = []
+
+            comms = sites
+
+        return B
+
+    cols = {"site_id": np.zeros(0, np.int32), "comm_id": np.zeros(0, np.int32)}
+    gate = threading.Event()
+    on = _OnThread(gate.wait, EventTable.empty(), builder(), cols)
+    ran: list[str] = []
+    on.then(lambda: ran.append(threading.current_thread().name))  # (before finish is done)
+    gate.set()
+    on()
+    assert ran == ["sheaftune-sites"]
+    on.then(lambda: ran.append(threading.current_thread().name))  # (after: here)
+    assert ran[1] == threading.current_thread().name
+
+    def fail() -> None:
+        raise OSError("unmap")
+
+    on = _OnThread(lambda: None, EventTable.empty(), builder(), cols)
+    on.then(fail)
+    with pytest.raises(OSError, match="unmap"):
+        on()
+
+
 def _mapped(path: str) -> bool:
     """Whether this process still maps ``path``."""
     if not os.path.exists("/proc/self/maps"):
