@@ -510,7 +510,11 @@ class _CacheJobs:
 
 class _Pool:
     """Threads taking jobs from one queue, the largest (highest priority) first; a job may add
-    jobs. With one worker, ``join`` runs them all in the calling thread."""
+    jobs. ``join`` makes the calling thread a worker too, the last one: the caller
+    characterises the trace while the others start the jobs, then joins them, so that the
+    threads running never outnumber the ``workers`` (cores): a third thread on two cores
+    would take turns with the others, and the one preempted may hold the GIL the others
+    wait for. With one worker, ``join`` runs them all in the calling thread."""
 
     def __init__(self, workers: int) -> None:
         self._heap: list[tuple[float, int, Callable[..., None], tuple[Any, ...]]] = []
@@ -521,7 +525,7 @@ class _Pool:
         self._failed: BaseException | None = None
         self._threads = [
             threading.Thread(target=self._work, name=f"replay_{i}", daemon=True)
-            for i in range(workers if workers > 1 else 0)
+            for i in range(max(0, workers - 1))
         ]
 
     def add(self, priority: float, job: Callable[..., None], *args: Any) -> None:
@@ -536,16 +540,25 @@ class _Pool:
             t.start()
 
     def join(self) -> None:
-        if not self._threads:
-            while self._heap:
+        """Take jobs until every job is done (the threads' too), then end the threads."""
+        while True:
+            with self._cv:
+                while not self._heap and self._open:
+                    self._cv.wait()
+                if not self._heap:
+                    self._closing = True
+                    self._cv.notify_all()
+                    break
                 _, _, job, args = heapq.heappop(self._heap)
-                job(*args)
-            return
-        with self._cv:
-            while self._open:
-                self._cv.wait()
-            self._closing = True
-            self._cv.notify_all()
+            try:
+                self._run(job, args, caller=True)
+            except BaseException:
+                # (Ctrl-C here: no job is taken any more; the threads end theirs, then stop)
+                with self._cv:
+                    self._heap.clear()
+                    self._closing = True
+                    self._cv.notify_all()
+                raise
         for t in self._threads:
             t.join()
         if self._failed is not None:
@@ -559,14 +572,19 @@ class _Pool:
                 if not self._heap:
                     return
                 _, _, job, args = heapq.heappop(self._heap)
-            try:
-                job(*args)
-            except BaseException as e:  # (a bug: jobs keep their own failures) - join raises it
-                self._failed = self._failed or e
-            with self._cv:
-                self._open -= 1
-                if not self._open:
-                    self._cv.notify_all()
+            self._run(job, args)
+
+    def _run(self, job: Callable[..., None], args: tuple[Any, ...], caller: bool = False) -> None:
+        try:
+            job(*args)
+        except BaseException as e:  # (a bug: jobs keep their own failures) - join raises it
+            if caller and not isinstance(e, Exception):
+                raise  # (KeyboardInterrupt on the calling thread: at once)
+            self._failed = self._failed or e
+        with self._cv:
+            self._open -= 1
+            if not self._open:
+                self._cv.notify_all()
 
 
 def _replay_cost(commands: int, capacity: int) -> float:

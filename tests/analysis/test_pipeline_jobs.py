@@ -228,3 +228,48 @@ def test_the_sheaf_pop_sweep_runs_as_a_job_and_a_failed_one_leaves_no_memo(
     monkeypatch.setattr(nmod, "_sweep_pop_runs", broken)
     with pytest.raises(RuntimeError, match="sweep failed"):
         _analysis(table, model)
+
+
+def test_the_pool_runs_every_job_on_its_threads_and_the_caller() -> None:
+    import threading
+
+    pool = pipeline._Pool(3)  # two threads, and the caller at join
+    assert len(pool._threads) == 2
+    ran: list[tuple[int, str]] = []
+    lock = threading.Lock()
+
+    def job(i: int) -> None:
+        with lock:
+            ran.append((i, threading.current_thread().name))
+        if i < 20:  # (a job may add jobs)
+            pool.add(float(i), job, i + 20)
+
+    for i in range(20):
+        pool.add(float(i), job, i)
+    pool.start()
+    pool.join()
+    assert sorted(i for i, _ in ran) == list(range(40))
+    assert not any(t.is_alive() for t in pool._threads)
+
+
+def test_a_pool_bug_is_raised_by_join_and_ctrl_c_at_once() -> None:
+    pool = pipeline._Pool(1)  # no thread: the caller runs every job
+
+    def bug() -> None:
+        raise RuntimeError("a bug")
+
+    pool.add(1.0, bug)
+    pool.add(0.0, lambda: None)
+    with pytest.raises(RuntimeError, match="a bug"):
+        pool.join()
+    pool = pipeline._Pool(1)
+    later: list[int] = []
+
+    def interrupt() -> None:
+        raise KeyboardInterrupt
+
+    pool.add(1.0, interrupt)
+    pool.add(0.0, lambda: later.append(1))
+    with pytest.raises(KeyboardInterrupt):
+        pool.join()
+    assert later == []  # (no job is taken after it)
