@@ -161,10 +161,13 @@ class FastResult:
 
 
 def _parallel(items: list[Any], work: Any, workers: int, done_cb: Any = None) -> None:
-    """``work(item)`` for every item on ``workers`` threads, taken in order; ``done_cb(item)``
-    on the calling thread as items complete, in order. The first error (or Ctrl-C here) stops
-    the taking of items and is raised. (Plain threads: concurrent.futures would cost the
-    start-up its import, logging included.)"""
+    """``work(item)`` for every item on ``workers`` threads, the calling thread one of them,
+    taken in order; ``done_cb(item)`` on the calling thread, in order, as items complete
+    (between its own items, then for the rest). The first error (or Ctrl-C here) stops the
+    taking of items and is raised. (The caller works rather than waits: a thread more than
+    the cores would take turns with the walkers, each of the caller's wake-ups to collect
+    preempting one. Plain threads: concurrent.futures would cost the start-up its import,
+    logging included.)"""
     n = len(items)
     done = [threading.Event() for _ in items]
     errors: list[BaseException | None] = [None] * n
@@ -172,32 +175,48 @@ def _parallel(items: list[Any], work: Any, workers: int, done_cb: Any = None) ->
     lock = threading.Lock()
     stop = threading.Event()
 
-    def loop() -> None:
-        while not stop.is_set():
-            with lock:
-                i = nxt[0]
-                if i >= n:
-                    return
-                nxt[0] = i + 1
-            try:
-                work(items[i])
-            except BaseException as e:  # noqa: BLE001 - raised on the calling thread
-                errors[i] = e
-                stop.set()
-            finally:
-                done[i].set()
+    def run() -> bool:
+        """Work the next item; False when none is left (or the taking stopped)."""
+        if stop.is_set():
+            return False
+        with lock:
+            i = nxt[0]
+            if i >= n:
+                return False
+            nxt[0] = i + 1
+        try:
+            work(items[i])
+        except BaseException as e:  # noqa: BLE001 - raised on the calling thread, in order
+            errors[i] = e
+            stop.set()
+        finally:
+            done[i].set()
+        return True
 
-    threads = [threading.Thread(target=loop, daemon=True) for _ in range(min(workers, n))]
+    def loop() -> None:
+        while run():
+            pass
+
+    threads = [threading.Thread(target=loop, daemon=True) for _ in range(min(workers, n) - 1)]
     for t in threads:
         t.start()
-    try:
-        for i in range(n):
-            done[i].wait()
-            e = errors[i]
+    collected = 0
+
+    def collect(wait: bool) -> None:
+        nonlocal collected
+        while collected < n and (wait or done[collected].is_set()):
+            done[collected].wait()
+            e = errors[collected]
             if e is not None:
                 raise e
             if done_cb is not None:
-                done_cb(items[i])
+                done_cb(items[collected])
+            collected += 1
+
+    try:
+        while run():
+            collect(False)
+        collect(True)
     except BaseException:
         stop.set()  # the workers finish the job in hand and take no other
         raise

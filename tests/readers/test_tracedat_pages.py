@@ -489,3 +489,45 @@ def test_walk_interns_names_exactly(seed: int, table: int) -> None:
     names = [buf[p : p + m].tobytes() for p, m in zip(t_pos, t_len, strict=True)]
     assert [names[c - 1] if c else None for c in code[:n].tolist()] == hashed
     assert len(set(names[: st[K.S_NAMES]])) == st[K.S_NAMES]
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_parallel_jobs_are_collected_in_order_by_the_working_caller(workers: int) -> None:
+    import threading
+    import time
+
+    from sheaftune.readers.tracedat_fast import _parallel
+
+    items = list(range(30))
+    worked: dict[int, str] = {}
+    collected: list[int] = []
+
+    def work(i: int) -> None:
+        time.sleep(0.001 * (i % 3))  # (out of order)
+        worked[i] = threading.current_thread().name
+
+    def done(i: int) -> None:
+        assert threading.current_thread() is threading.main_thread()
+        collected.append(i)
+
+    _parallel(items, work, workers, done)
+    assert collected == items and sorted(worked) == items
+    # the caller is one of the workers
+    assert threading.current_thread().name in set(worked.values())
+
+
+def test_parallel_raises_the_first_error_in_order_and_stops_taking() -> None:
+    from sheaftune.readers.tracedat_fast import _parallel
+
+    taken: list[int] = []
+    collected: list[int] = []
+
+    def work(i: int) -> None:
+        taken.append(i)
+        if i in (5, 7):
+            raise ValueError(f"item {i}")
+
+    with pytest.raises(ValueError, match="item 5"):
+        _parallel(list(range(100)), work, 2, collected.append)
+    assert collected == [0, 1, 2, 3, 4]
+    assert max(taken) < 99  # (no item taken long after the error)
