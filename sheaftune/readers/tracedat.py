@@ -209,8 +209,6 @@ class TraceDatReader:
                 # the call sites still resolve from the kallsyms in the mapping: it closes
                 # once they are done, on their thread (beside the caller's normalisation)
                 table.pending.then(mapping.close)
-            elif table is not None and table.pending is not None:
-                table.pending = _then(table.pending, mapping.close)
             else:
                 mapping.close()
 
@@ -1208,7 +1206,7 @@ class _TraceDat:
             finish()
             return self._table(builder, cols, not f.backwards)
         table = self._table(builder, cols, True)
-        table.pending = _finish_on_thread(finish, table, builder, cols)
+        table.pending = _OnThread(finish, table, builder, cols)
         return table
 
     def _account(self, per_cpu: list[tuple[int, Any]], backwards: dict[int, int]) -> None:
@@ -1340,20 +1338,10 @@ class _TraceDat:
         return out
 
 
-def _finish_on_thread(
-    finish: Callable[[], None],
-    table: EventTable,
-    builder: EventTableBuilder,
-    cols: dict[str, np.ndarray],
-) -> _OnThread:
-    """Run ``finish()`` (which interns ``builder``'s call sites and comms, and fills the
-    ``site_id`` and ``comm_id`` columns of ``cols``) on a thread. The object returned, called,
-    waits for it, and raises its error or gives ``table`` the results."""
-    return _OnThread(finish, table, builder, cols)
-
-
 class _OnThread:
-    """The call sites' thread of :func:`_finish_on_thread`, and its ``settle``."""
+    """Runs ``finish()`` (which interns ``builder``'s call sites and comms, and fills the
+    ``site_id`` and ``comm_id`` columns of ``cols``) on a thread; called (``settle``), waits
+    for it, and raises its error or gives ``table`` the results."""
 
     def __init__(
         self,
@@ -1405,18 +1393,6 @@ class _OnThread:
         table.comms = list(builder.comms.values)
         table.columns["site_id"] = cols["site_id"]
         table.columns["comm_id"] = cols["comm_id"]
-
-
-def _then(first: Callable[[], None], then: Callable[[], None]) -> Callable[[], None]:
-    """``first()``, and ``then()`` whatever happens."""
-
-    def both() -> None:
-        try:
-            first()
-        finally:
-            then()
-
-    return both
 
 
 _AOT_OK: dict[str | None, bool] = {}
