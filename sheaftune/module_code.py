@@ -98,6 +98,11 @@ class _BundledLoader(SourceFileLoader):
             # (its own code: compiled from this very file, as the .pyc's import would say)
             if type(code) is _CODE and code.co_filename == self.path:
                 return code
+            # Not served after all (a damaged entry, or code compiled for another path: a
+            # copied environment's .pyc files): written afresh at exit, not kept as it is.
+            b = _bundle
+            if b is not None:
+                b.served.discard(fullname)
         return super().get_code(fullname)
 
 
@@ -257,7 +262,7 @@ def _save() -> None:
 
 def _entry(name: str, module: Any) -> tuple[tuple[Any, ...], bytes] | None:
     """A module imported this run as its index entry (without the code's place) and its code,
-    when its ``.pyc`` is a timestamp one written for its source as it is now."""
+    when its ``.pyc`` is a timestamp one written for its source as it is now, at its path."""
     spec = getattr(module, "__spec__", None)
     if spec is None or type(spec.loader) not in (SourceFileLoader, _BundledLoader):
         return None
@@ -273,7 +278,9 @@ def _entry(name: str, module: Any) -> tuple[tuple[Any, ...], bytes] | None:
         and int.from_bytes(data[8:12], "little") == int(st.st_mtime) & 0xFFFFFFFF
         and int.from_bytes(data[12:16], "little") == st.st_size & 0xFFFFFFFF
     )
-    if not header_ok:
+    # (and compiled for this very file: a copied environment's .pyc names the file it was
+    # compiled from, and the bundle's loader would refuse its code at every run)
+    if not header_ok or origin.encode("utf-8", "surrogateescape") not in data:
         return None
     where = os.path.dirname(origin)
     if "." in name:

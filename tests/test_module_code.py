@@ -175,3 +175,23 @@ def test_the_program_says_the_same_with_and_without(tmp_path: Path):
     first, served, off = example_json_runs(tmp_path, {}, {}, {"SHEAFTUNE_MODULE_CODE": "0"})
     assert _bundles(tmp_path)
     assert first == served == off
+
+
+def test_a_copied_tree_whose_pyc_name_another_path_is_not_bundled(tmp_path: Path):
+    # (a virtual environment copied elsewhere with its .pyc files: their code names the file
+    # they were compiled from; the bundle would hold code its loader refuses at every run)
+    import shutil
+
+    lib = _tree(tmp_path / "a")
+    copy = tmp_path / "b" / "lib"
+    shutil.copytree(lib, copy, copy_function=shutil.copy2)
+    cache = tmp_path / "cache"
+    for served in ([], ["colorsys"], ["colorsys"]):
+        got = _probe(cache, copy)
+        assert got["values"][:3] == [1, 10, "module 1"]
+        assert got["served"] == served
+        assert got["files"][2] == str(copy / "mcmod.py")
+    # compiled again where they are: bundled from the next run on
+    subprocess.run([sys.executable, "-m", "compileall", "-q", "-f", str(copy)], check=True)
+    _probe(cache, copy)
+    assert _probe(cache, copy)["served"] == ["colorsys", "mcmod", "mcpkg", "mcpkg.sub"]
