@@ -31,9 +31,10 @@ left to the import system, as without it. At exit (``atexit``), when the run imp
 module the bundle did not serve, the bundle is written again (atomically): the modules it
 served and still valid, and the others imported this run whose ``.pyc`` Python wrote for their
 source as it is (timestamp ``.pyc`` files only; modules imported before :func:`install` are
-left out). Different commands import different modules: the bundle keeps the union. At most
-:data:`MAX_BUNDLES` bundle files are kept (the oldest removed). ``SHEAFTUNE_MODULE_CODE=0``
-turns it off. Only the ``sheaftune`` program installs it; a program that imports sheaftune
+left out, and so is a ``.pyc`` compiled for another path, as in a copied environment, whose code
+the loader would refuse at every run). Different commands import different modules: the
+bundle keeps the union. At most :data:`MAX_BUNDLES` bundle files are kept (the oldest
+removed). ``SHEAFTUNE_MODULE_CODE=0`` turns it off. Only the ``sheaftune`` program installs it; a program that imports sheaftune
 is left alone.
 """
 
