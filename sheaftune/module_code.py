@@ -34,8 +34,8 @@ source as it is (timestamp ``.pyc`` files only; modules imported before :func:`i
 left out, and so is a ``.pyc`` compiled for another path, as in a copied environment, whose code
 the loader would refuse at every run). Different commands import different modules: the
 bundle keeps the union. At most :data:`MAX_BUNDLES` bundle files are kept (the oldest
-removed). ``SHEAFTUNE_MODULE_CODE=0`` turns it off. Only the ``sheaftune`` program installs it; a program that imports sheaftune
-is left alone.
+removed). ``SHEAFTUNE_MODULE_CODE=0`` turns it off. Only the ``sheaftune`` program
+installs it; a program that imports sheaftune is left alone.
 """
 
 from __future__ import annotations
